@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The README's test command. On a fresh machine it installs what the tests need (Debian packages,
+# the Pants bootstrap), then checks BUILD files and lint and runs every test with Pants (slow tests
+# included). Tests start and stop their own servers (PostgreSQL, MLflow, ...) on 127.0.0.1.
+# It ends with one line "tests: N passed, N failed" read from the JUnit reports, and fails when
+# a test failed or none ran.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Debian packages the tests use, as "command:package".
+apt_needs=(
+  "chromium:chromium"
+  "buildah:buildah"
+  "debootstrap:debootstrap"
+  "initdb:postgresql"
+)
+missing=()
+for need in "${apt_needs[@]}"; do
+  cmd="${need%%:*}"
+  pkg="${need#*:}"
+  if ! command -v "$cmd" >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/"$cmd" >/dev/null 2>&1; then
+    missing+=("$pkg")
+  fi
+done
+if ((${#missing[@]})); then
+  echo "test-all: installing ${missing[*]}" >&2
+  sudo_cmd=()
+  [[ "$(id -u)" == 0 ]] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+pants_opts=(--no-pantsd)
+[[ -n "${CI:-}" ]] && export PANTS_CONFIG_FILES=pants.ci.toml
+
+./pants "${pants_opts[@]}" --version >/dev/null
+./pants "${pants_opts[@]}" tailor --check lint ::
+
+rm -rf dist/test/reports
+status=0
+./pants "${pants_opts[@]}" test --report "$@" :: || status=$?
+
+python3 build-support/junit_summary.py dist/test/reports || status=1
+exit "$status"

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Builds a Dockerfile of this repo without a Docker engine, using buildah (vfs storage, chroot
+# isolation), against a local Debian bookworm base image made once with debootstrap.
+#
+# Usage: docker/build-image.sh <Dockerfile> <context> <tag> [--smoke CMD...]
+#   --smoke CMD...  after the build, run CMD inside the image (as the image's USER) and remove
+#                   the container again; the exit status is CMD's.
+#
+# Settings (environment):
+#   ROADMAP_LAB_IMAGE_CACHE  folder for the base image's root filesystem and buildah's image store
+#                            (default: ~/.cache/roadmap-lab/images)
+#   DEBIAN_MIRROR            Debian mirror for debootstrap (default: debootstrap's own default)
+#
+# Needs root (debootstrap, chroot isolation): run as root, or with passwordless sudo, which the
+# script then uses. As root it installs buildah and debootstrap with apt-get when they are missing.
+# The base image stands in for python:3.11-slim: it has python3 (3.11), venv and pip, a `python`
+# command, and no EXTERNALLY-MANAGED marker, so Dockerfiles written for python:3.11-slim work.
+set -euo pipefail
+
+readonly BASE_IMAGE_REF="localhost/roadmap-lab/python-base:bookworm"
+readonly DEBIAN_SUITE="bookworm"
+export PATH="${PATH:-/usr/bin:/bin}:/usr/local/sbin:/usr/sbin:/sbin"
+
+log() { echo "build-image: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+[[ $# -ge 1 && ( "$1" == "-h" || "$1" == "--help" ) ]] && usage
+[[ $# -ge 3 ]] || usage
+dockerfile="$1"; context="$2"; tag="$3"; shift 3
+smoke=()
+if [[ $# -gt 0 ]]; then
+  [[ "$1" == "--smoke" && $# -ge 2 ]] || usage
+  shift
+  smoke=("$@")
+fi
+[[ -f "$dockerfile" ]] || die "no Dockerfile at $dockerfile"
+[[ -d "$context" ]] || die "no build context folder at $context"
+
+if [[ $EUID -ne 0 ]]; then
+  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    exec sudo -n env "PATH=$PATH" \
+      "ROADMAP_LAB_IMAGE_CACHE=${ROADMAP_LAB_IMAGE_CACHE:-}" "DEBIAN_MIRROR=${DEBIAN_MIRROR:-}" \
+      bash "$0" "$dockerfile" "$context" "$tag" ${smoke[@]+--smoke "${smoke[@]}"}
+  fi
+  die "needs root (debootstrap and buildah's chroot isolation): run it as root or with passwordless sudo"
+fi
+
+cache="${ROADMAP_LAB_IMAGE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/roadmap-lab/images}"
+mkdir -p "$cache"
+# A store of our own: no clash with a machine-wide store that uses another storage driver.
+bh() { buildah --storage-driver vfs --root "$cache/storage" --runroot "$cache/run" "$@"; }
+
+apt_updated=false
+ensure_tool() {  # ensure_tool COMMAND PACKAGE...
+  command -v "$1" >/dev/null 2>&1 && return
+  command -v apt-get >/dev/null 2>&1 || die "$1 is missing and there is no apt-get to install it"
+  log "installing ${*:2} with apt-get"
+  if [[ $apt_updated == false ]]; then apt-get update -qq; apt_updated=true; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${@:2}" >/dev/null
+  command -v "$1" >/dev/null 2>&1 || die "$1 is still missing after installing ${*:2}"
+}
+
+make_base_rootfs() {  # make_base_rootfs TARBALL
+  local work rootfs
+  ensure_tool debootstrap debootstrap debian-archive-keyring
+  work="$(mktemp -d "$cache/.rootfs.XXXXXX")"
+  rootfs="$work/rootfs"
+  log "debootstrapping $DEBIAN_SUITE into $rootfs (once; a few minutes)"
+  # Without DEBIAN_MIRROR the mirror argument is left out, so debootstrap uses its default.
+  debootstrap --variant=minbase --include=python3,python3-venv,python3-pip \
+    "$DEBIAN_SUITE" "$rootfs" ${DEBIAN_MIRROR:+"$DEBIAN_MIRROR"} >"$work/debootstrap.log" 2>&1 \
+    || { tail -n 30 "$work/debootstrap.log" >&2; die "debootstrap failed (log: $work/debootstrap.log)"; }
+  # Behave like python:3.11-slim: a `python` command, pip installs allowed outside a venv.
+  ln -sf python3 "$rootfs/usr/bin/python"
+  [[ -e "$rootfs/usr/bin/pip" ]] || ln -sf pip3 "$rootfs/usr/bin/pip"
+  rm -f "$rootfs"/usr/lib/python3.*/EXTERNALLY-MANAGED
+  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb
+  tar -C "$rootfs" --numeric-owner -czf "$work/rootfs.tar.gz" .
+  mv "$work/rootfs.tar.gz" "$1"
+  rm -rf "$work"
+}
+
+ensure_base_image() {
+  local tarball="$cache/python-base-$DEBIAN_SUITE.tar.gz" ctr
+  bh inspect --type image "$BASE_IMAGE_REF" >/dev/null 2>&1 && return
+  [[ -f "$tarball" ]] || make_base_rootfs "$tarball"
+  log "importing $tarball as $BASE_IMAGE_REF"
+  ctr="$(bh from scratch)"
+  bh add "$ctr" "$tarball" / >/dev/null
+  bh config --env LANG=C.UTF-8 \
+    --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    --cmd python3 "$ctr"
+  bh commit --rm --quiet "$ctr" "$BASE_IMAGE_REF" >/dev/null
+}
+
+ensure_tool buildah buildah
+ensure_base_image
+
+log "building $tag from $dockerfile (context $context)"
+bh bud --isolation chroot --layers --build-arg "BASE_IMAGE=$BASE_IMAGE_REF" \
+  -f "$dockerfile" -t "$tag" "$context"
+
+if [[ ${#smoke[@]} -gt 0 ]]; then
+  ctr="$(bh from --pull=never "$tag")"
+  trap 'bh rm "$ctr" >/dev/null' EXIT
+  log "running in $tag: ${smoke[*]}"
+  bh run --isolation chroot "$ctr" -- "${smoke[@]}"
+fi

@@ -1,0 +1,1 @@
+"""Roadmap Lab showcase: runs every project's demo and renders a static report."""

