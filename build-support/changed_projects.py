@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 PROJECTS_DIR = "projects"
 # Paths under which a change affects no project. The CI workflow itself is not among them: a
@@ -83,7 +83,9 @@ def existing_projects(root: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=Path.cwd(), help="the repo root (default: cwd)")
+    parser.add_argument(
+        "--root", type=Path, default=Path.cwd(), help="the repo root (default: cwd)"
+    )
     parser.add_argument("--all", action="store_true", help="every project, stdin is not read")
     args = parser.parse_args(argv)
     projects = existing_projects(args.root)

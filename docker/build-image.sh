@@ -23,7 +23,7 @@ export PATH="${PATH:-/usr/bin:/bin}:/usr/local/sbin:/usr/sbin:/sbin"
 
 log() { echo "build-image: $*" >&2; }
 die() { log "error: $*"; exit 1; }
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 [[ $# -ge 1 && ( "$1" == "-h" || "$1" == "--help" ) ]] && usage
 [[ $# -ge 3 ]] || usage
@@ -97,9 +97,10 @@ ensure_base_image() {
 ensure_tool buildah buildah
 ensure_base_image
 
+# Build output goes to stderr: stdout carries only the smoke command's output.
 log "building $tag from $dockerfile (context $context)"
 bh bud --isolation chroot --layers --build-arg "BASE_IMAGE=$BASE_IMAGE_REF" \
-  -f "$dockerfile" -t "$tag" "$context"
+  -f "$dockerfile" -t "$tag" "$context" >&2
 
 if [[ ${#smoke[@]} -gt 0 ]]; then
   ctr="$(bh from --pull=never "$tag")"

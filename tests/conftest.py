@@ -8,7 +8,8 @@ from repo_checks import repo_root
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "slow: takes minutes (builds a container image); CI runs it, deselect with -m 'not slow'"
+        "markers",
+        "slow: takes minutes (builds a container image); CI runs it; deselect: -m 'not slow'",
     )
 
 

@@ -11,13 +11,18 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 BUILD_ROOT_MARKER = "pants.toml"
-# Folders that hold no sources of ours (Pants' outputs, caches, VCS data).
+# Folders that hold no sources of ours (Pants' outputs, caches); hidden ones are skipped too,
+# except these.
 SKIPPED_DIRS = frozenset({"dist", "runs", "node_modules", "__pycache__"})
+KEPT_HIDDEN_DIRS = frozenset({".github", ".ci"})
+SHELL_SHEBANG = re.compile(rb"#!\s*/\S*/(?:env\s+)?(?:ba)?sh\b")
+# Files Pants adds to a test sandbox; they are not ours.
+SANDBOX_FILES = re.compile(r"^__run\.sh$|^pytest_runner\.pex_.*\.sh$")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -75,7 +80,9 @@ class ToolResult:
     output: str
 
 
-def run_tool(args: Sequence[str | Path], cwd: Path, env: dict[str, str] | None = None) -> ToolResult:
+def run_tool(
+    args: Sequence[str | Path], cwd: Path, env: dict[str, str] | None = None
+) -> ToolResult:
     completed = subprocess.run(
         [str(a) for a in args],
         cwd=cwd,
@@ -90,13 +97,26 @@ def run_tool(args: Sequence[str | Path], cwd: Path, env: dict[str, str] | None =
 
 
 def walk_repo_files(root: Path) -> Iterator[Path]:
-    """Every file under root, minus hidden folders (except .github) and build outputs."""
+    """Every file under root, minus build outputs and hidden folders (except .github and .ci)."""
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(
-            d for d in dirs if d not in SKIPPED_DIRS and (not d.startswith(".") or d == ".github")
+            d
+            for d in dirs
+            if d not in SKIPPED_DIRS and (not d.startswith(".") or d in KEPT_HIDDEN_DIRS)
         )
         for file in sorted(files):
-            yield Path(folder) / file
+            if not SANDBOX_FILES.search(file):
+                yield Path(folder) / file
+
+
+def is_shell_script(path: Path) -> bool:
+    """A *.sh file, or a file without a suffix whose shebang names sh or bash."""
+    if path.suffix == ".sh":
+        return True
+    if path.suffix or not path.is_file():
+        return False
+    with path.open("rb") as file:
+        return SHELL_SHEBANG.match(file.readline()) is not None
 
 
 # --- project layout -------------------------------------------------------------------------------
@@ -152,7 +172,7 @@ def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
         if pending and line.startswith("#"):
             continue  # comment lines inside a continued instruction
         if line.endswith("\\"):
-            pending += line[:-1] + " "
+            pending += line[:-1].rstrip() + " "
             continue
         pending += line
         keyword, _, args = pending.strip().partition(" ")

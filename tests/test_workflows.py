@@ -59,7 +59,7 @@ def test_actionlint_accepts_a_good_workflow(tmp_path: Path) -> None:
     ("workflow", "expected"),
     [
         pytest.param(
-            GOOD_WORKFLOW.replace("runs-on: ubuntu-latest\n", ""),
+            GOOD_WORKFLOW.replace("    runs-on: ubuntu-latest\n", ""),
             '"runs-on" section is missing in job "build"',
             id="missing-runs-on",
         ),

@@ -299,3 +299,12 @@ def test_a_child_left_running_does_not_hang_the_showcase(tmp_path):
     assert exit_code == 0
     assert time.monotonic() - started < 20
     assert "done" in (showcase / "logs" / "daemon.log").read_text()
+
+
+def test_progress_bar_redraws_show_their_final_state_in_the_log_tail(tmp_path):
+    code = "import sys\nfor i in range(5): sys.stdout.write(f'\\rstep {i}/4')\nprint()\nsys.exit(2)"
+    entries = [{"name": "bar", "title": "Bar", "command": python_command(code)}]
+    exit_code, showcase = run_showcase(tmp_path, entries)
+    assert exit_code == 1
+    html = (showcase / "index.html").read_text()
+    assert "step 4/4" in card(html, "bar") and "step 3/4" not in card(html, "bar")

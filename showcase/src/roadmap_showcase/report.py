@@ -7,8 +7,9 @@ from datetime import datetime
 from html import escape
 from pathlib import Path, PurePosixPath
 
-from roadmap_showcase.files import write_atomic, write_json_atomic
-from roadmap_showcase.machine import describe_machine
+from roadmap_lab.machine import describe_machine
+from roadmap_lab.results import atomic_write_json, atomic_write_text
+
 from roadmap_showcase.runner import ProjectOutcome, ShowcaseRun
 from roadmap_showcase.targets import as_number, parse_target, target_met
 
@@ -20,9 +21,9 @@ def write_outputs(
 ) -> Path:
     """Write summary.json and index.html (each atomically); return the page's path."""
     machine = pick_machine(run.outcomes)
-    write_json_atomic(showcase_dir / "summary.json", summary(run, machine))
+    atomic_write_json(showcase_dir / "summary.json", summary(run, machine))
     page = showcase_dir / "index.html"
-    write_atomic(page, render_report(run, machine, registry_name))
+    atomic_write_text(page, render_report(run, machine, registry_name))
     return page
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -346,20 +348,27 @@ class _OutputPump(threading.Thread):
         self.stream = stream
         self.log = log
         self.last_line = ""
+        self._partial = ""
         self._lock = threading.Lock()
         self._stopped = False
         self.start()
 
     def run(self) -> None:
-        for raw in iter(self.stream.readline, b""):
-            line = raw.decode("utf-8", errors="replace")
+        # Chunks, not lines: progress bars redraw with "\r" and would otherwise show nothing live.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        fd = self.stream.fileno()
+        while chunk := os.read(fd, 65536):
+            text = decoder.decode(chunk)
             with self._lock:
                 if self._stopped:
                     return
-                self.log.write(line)
+                self.log.write(text)
                 self.log.flush()
-            if line.strip():
-                self.last_line = line.rstrip()
+            parts = re.split(r"[\r\n]", self._partial + text)
+            self._partial = parts[-1][-1000:]  # a line still being written
+            visible = [part.strip() for part in parts if part.strip()]
+            if visible:
+                self.last_line = visible[-1]
 
     def stop(self) -> None:
         with self._lock:
@@ -440,8 +449,9 @@ def read_results(
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
     try:
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            return [line.rstrip("\n") for line in deque(handle, maxlen=lines)]
+        with path.open(encoding="utf-8", errors="replace", newline="\n") as handle:
+            # A line redrawn with "\r" (a progress bar) shows its final state, as on a terminal.
+            return [line.rstrip("\r\n").rsplit("\r", 1)[-1] for line in deque(handle, maxlen=lines)]
     except OSError:
         return []
 
