@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command. On a fresh machine it installs what the tests need (Debian packages,
-# the Pants bootstrap), then checks BUILD files and lint and runs every test with Pants (slow tests
-# included). Tests start and stop their own servers (PostgreSQL, MLflow, ...) on 127.0.0.1.
+# the Pants bootstrap), then checks BUILD files, lints, packages every binary and runs every test
+# with Pants (slow tests included). Tests start and stop their own servers (PostgreSQL, MLflow, ...) on 127.0.0.1.
 # It ends with one line "tests: N passed, N failed" read from the JUnit reports, and fails when
 # a test failed or none ran.
 set -euo pipefail
@@ -35,6 +35,7 @@ pants_opts=(--no-pantsd)
 
 ./pants "${pants_opts[@]}" --version >/dev/null
 ./pants "${pants_opts[@]}" tailor --check lint ::
+./pants "${pants_opts[@]}" package ::
 
 rm -rf dist/test/reports
 status=0
