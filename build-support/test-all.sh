@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command. On a fresh machine it installs what the tests need (Debian packages,
 # the Pants bootstrap), then checks BUILD files, lints, packages every binary and runs every test
-# with Pants (slow tests included). Tests start and stop their own servers (PostgreSQL, MLflow, ...) on 127.0.0.1.
+# with Pants (slow tests included). Tests start and stop their own servers (PostgreSQL, MLflow,
+# ...) on 127.0.0.1.
 # It ends with one line "tests: N passed, N failed" read from the JUnit reports, and fails when
 # a test failed or none ran.
 set -euo pipefail
