@@ -33,7 +33,7 @@ def _gpu_name() -> str | None:
     # torch is optional: projects without it still describe their machine.
     if importlib.util.find_spec("torch") is None:
         return None
-    import torch
+    import torch  # pants: no-infer-dep (optional: used only where installed)
 
     if not torch.cuda.is_available():
         return None

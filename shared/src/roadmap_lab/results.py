@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from roadmap_lab.machine import describe_machine
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # pants: no-infer-dep (type only)
 
 HEADLINE_KEYS = ("name", "value", "unit", "baseline", "target")
 
