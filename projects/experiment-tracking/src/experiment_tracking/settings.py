@@ -1,0 +1,95 @@
+"""Typed settings: where runs and the local MLflow store live, which trackers run, gate thresholds,
+and the training hyper-parameters. Environment variables override defaults, CLI flags override
+both."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+from roadmap_lab.settings import LabSettings
+
+TrackerName = Literal["mlflow", "wandb"]
+MixedPrecision = Literal["auto", "no", "fp16", "bf16"]
+
+
+class TrainConfig(BaseModel):
+    """Hyper-parameters of one fine-tune; all of them are logged as run parameters."""
+
+    max_length: int = Field(64, ge=8, le=512)
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, ge=0)
+    epochs: int = Field(3, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+    train_subset: int | None = Field(None, ge=2, description="train on the first N shuffled rows")
+    validation_fraction: float = Field(0.1, gt=0, lt=0.5)
+    eval_every_steps: int | None = Field(None, ge=1, description="None: evaluate once per epoch")
+    patience: int = Field(2, ge=1, description="evaluations without improvement before stopping")
+    min_delta: float = Field(0.001, ge=0)
+    log_every_steps: int = Field(10, ge=1)
+    checkpoint_every_steps: int | None = Field(None, ge=1, description="None: at each evaluation")
+    keep_checkpoints: int = Field(2, ge=1)
+    mixed_precision: MixedPrecision = "auto"
+    seed: int = 0
+
+
+class ProjectSettings(LabSettings):
+    """Where things live and how they are tracked. Prefix: ``EXPERIMENT_TRACKING_``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EXPERIMENT_TRACKING_", extra="ignore", populate_by_name=True
+    )
+
+    dist_dir: Path = Path("dist")
+    run_dir: Path = Path("runs/experiment-tracking")
+    # Read once, when the settings are made: mlflow.set_tracking_uri() later writes
+    # MLFLOW_TRACKING_URI into the environment itself. None: a sqlite store in run_dir.
+    tracking_uri: str | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "tracking_uri", "EXPERIMENT_TRACKING_TRACKING_URI", "MLFLOW_TRACKING_URI"
+        ),
+    )
+    experiment: str = "review-classifier"
+    registered_model: str = "review-classifier"
+    trackers: Annotated[list[TrackerName], NoDecode] = ["mlflow", "wandb"]
+    wandb_project: str = "experiment-tracking"
+    # None: WANDB_MODE when set, else offline.
+    wandb_mode: Literal["offline", "online", "disabled"] | None = None
+    # None: all-MiniLM-L6-v2 from the shared model cache.
+    model_dir: Path | None = None
+    gate_margin: float = Field(0.01, ge=0, description="macro-F1 points the challenger must gain")
+    gate_min_macro_f1: float = Field(0.5, ge=0, le=1, description="floor when there is no champion")
+    gate_min_functionality_pass_rate: float = Field(0.8, ge=0, le=1)
+    gate_max_invariance_failure_rate: float = Field(0.1, ge=0, le=1)
+    gate_max_directional_failure_rate: float = Field(0.1, ge=0, le=1)
+
+    @field_validator("trackers", mode="before")
+    @classmethod
+    def _split_trackers(cls, value: object) -> object:
+        # EXPERIMENT_TRACKING_TRACKERS=mlflow,wandb or "none"
+        if isinstance(value, str):
+            value = value.strip()
+            return [] if value.lower() in ("", "none") else [v.strip() for v in value.split(",")]
+        return value
+
+    def resolved_tracking_uri(self) -> str:
+        if self.tracking_uri:
+            return self.tracking_uri
+        return f"sqlite:///{(self.run_dir / 'mlflow.db').resolve()}"
+
+    def uses_local_store(self) -> bool:
+        return not self.tracking_uri
+
+    def local_artifact_root(self) -> Path:
+        return (self.run_dir / "mlartifacts").resolve()
+
+    def resolved_wandb_mode(self) -> str:
+        return self.wandb_mode or os.environ.get("WANDB_MODE") or "offline"

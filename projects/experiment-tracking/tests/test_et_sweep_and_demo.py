@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from et_testing import store_client
+from experiment_tracking.demo import DEMO_MODEL, run_demo
+from experiment_tracking.reporting import F1_HEADLINE
+from experiment_tracking.settings import ProjectSettings, TrainConfig
+from experiment_tracking.sweep import run_sweep
+
+
+@pytest.mark.slow
+def test_sweep_nests_trials_and_registers_the_best(
+    tmp_path: Path, tiny_model_dir: Path, tiny_data
+) -> None:
+    settings = ProjectSettings(
+        run_dir=tmp_path / "run", trackers=["mlflow"], registered_model="swept"
+    )
+    base = TrainConfig(epochs=2, batch_size=16, learning_rate=3e-3)
+    report = run_sweep(
+        settings, base, tiny_data, 3, "tiny-sweep", model_dir=tiny_model_dir, progress=False
+    )
+
+    client = store_client(tmp_path / "run")
+    parent_id = report.parent_run_ids["mlflow"]
+    children = client.search_runs(
+        [client.get_run(parent_id).info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'"
+    )
+    assert len(children) == 3
+    best_values = [t["value"] for t in report.trials if t["value"] is not None]
+    assert report.best_value == max(best_values)
+    assert client.get_run(parent_id).data.params["best_trial"] == str(report.best_trial)
+    assert report.best_run_ids["mlflow"] in {c.info.run_id for c in children}
+    assert (
+        str(client.get_model_version_by_alias("swept", "challenger").version)
+        == report.registered_version
+    )
+    source = client.get_model_version("swept", report.registered_version).tags["source_run_id"]
+    assert source == report.best_run_ids["mlflow"]
+
+
+@pytest.mark.slow
+def test_demo_writes_results_and_plots(tmp_path: Path, tiny_model_dir: Path) -> None:
+    settings = ProjectSettings(
+        run_dir=tmp_path / "run", dist_dir=tmp_path / "dist", trackers=["mlflow"]
+    )
+    results_file = run_demo(settings, train_subset=256, model_dir=tiny_model_dir, progress=False)
+    results = json.loads(results_file.read_text())
+    assert results_file == tmp_path / "dist" / "experiment-tracking" / "results.json"
+    assert results["status"] == "ok"
+    assert results["headline"][0]["name"] == F1_HEADLINE
+    assert {"name", "value", "unit", "baseline", "target"} <= set(results["headline"][0])
+    for plot in results["plots"]:
+        assert (results_file.parent / plot).stat().st_size > 0
+    assert len(results["gate"]) == 2
+    second = results["gate"][1]
+    assert not second["promoted"]  # the under-trained challenger never wins
+    client = store_client(tmp_path / "run")
+    assert (
+        client.get_model_version(DEMO_MODEL, second["challenger_version"]).tags["gate.decision"]
+        == "rejected"
+    )
+    # Every artifact stays in the run folder (none under the working directory).
+    for experiment in client.search_experiments():
+        if experiment.name != "Default":
+            assert experiment.artifact_location.startswith((tmp_path / "run").resolve().as_uri())

@@ -1,0 +1,231 @@
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from et_testing import TINY_CONFIG, child_env, store_client
+from experiment_tracking.data import ReviewData
+from experiment_tracking.settings import TrainConfig
+from experiment_tracking.tiny_model import synthetic_reviews
+from experiment_tracking.training import TrainingError, fit
+
+
+def test_overfits_one_batch(tiny_model_dir: Path, tmp_path: Path) -> None:
+    batch = synthetic_reviews(8, seed=5)
+    data = ReviewData(
+        train=batch, validation=batch, test=batch, source="one batch", sha256="one-batch"
+    )
+    config = TrainConfig(
+        batch_size=8,
+        epochs=80,
+        learning_rate=3e-3,
+        warmup_ratio=0.0,
+        eval_every_steps=20,
+        patience=100,
+        log_every_steps=5,
+    )
+    result = fit(config, data, tiny_model_dir, tmp_path, checkpoint=False, progress=False)
+    assert result.history[0]["loss"] > 0.5
+    assert result.history[-1]["loss"] < 0.05
+    assert result.best_validation["accuracy"] == 1.0
+
+
+def test_same_seed_same_run_other_seed_other_run(
+    tiny_model_dir: Path, tiny_data, tmp_path: Path
+) -> None:
+    config = TrainConfig(epochs=1, batch_size=16, learning_rate=3e-3, log_every_steps=2)
+    first = fit(config, tiny_data, tiny_model_dir, tmp_path / "a", checkpoint=False, progress=False)
+    again = fit(config, tiny_data, tiny_model_dir, tmp_path / "b", checkpoint=False, progress=False)
+    other = fit(
+        config.model_copy(update={"seed": 1}),
+        tiny_data,
+        tiny_model_dir,
+        tmp_path / "c",
+        checkpoint=False,
+        progress=False,
+    )
+    losses = [h["loss"] for h in first.history]
+    assert losses == [h["loss"] for h in again.history]
+    assert losses != [h["loss"] for h in other.history]
+
+
+def test_early_stopping_when_validation_stops_improving(
+    tiny_model_dir: Path, tiny_data, tmp_path: Path
+) -> None:
+    config = TrainConfig(epochs=10, batch_size=32, learning_rate=1e-9, patience=2)
+    result = fit(config, tiny_data, tiny_model_dir, tmp_path, checkpoint=False, progress=False)
+    assert result.stopped_early
+    assert len(result.evaluations) == 3  # the first sets the best, two more without improvement
+    assert result.global_step == 3 * len(range(0, len(tiny_data.train), 32))
+
+
+def test_learns_the_synthetic_task(
+    tiny_model_dir: Path, tiny_data, tmp_path: Path, tiny_config
+) -> None:
+    result = fit(tiny_config, tiny_data, tiny_model_dir, tmp_path, checkpoint=False, progress=False)
+    assert result.best_validation["macro_f1"] >= 0.95
+    assert (result.model_dir / "inference.json").is_file()
+
+
+def test_resume_refuses_changed_settings(tiny_model_dir: Path, tiny_data, tmp_path: Path) -> None:
+    config = TrainConfig(
+        epochs=1, batch_size=16, learning_rate=3e-3, max_steps=4, checkpoint_every_steps=2
+    )
+    fit(config, tiny_data, tiny_model_dir, tmp_path, progress=False)
+    with pytest.raises(TrainingError, match="batch_size changed"):
+        fit(
+            config.model_copy(update={"batch_size": 8}),
+            tiny_data,
+            tiny_model_dir,
+            tmp_path,
+            resume=True,
+            progress=False,
+        )
+
+
+def _train_command(tiny_model_dir: Path, data_files, run_dir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "experiment_tracking",
+        "train",
+        "--run-name",
+        "resumable",
+        "--model-dir",
+        str(tiny_model_dir),
+        "--train-file",
+        str(data_files[0]),
+        "--test-file",
+        str(data_files[1]),
+        "--run-dir",
+        str(run_dir),
+        "--tracker",
+        "none",
+        "--no-progress",
+        "--epochs",
+        "30",
+        "--max-steps",
+        "60",
+        "--batch-size",
+        "16",
+        "--learning-rate",
+        "3e-3",
+        "--patience",
+        "10",
+        "--log-every",
+        "5",
+        "--checkpoint-every",
+        "5",
+        *extra,
+    ]
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_where_it_stopped(
+    tiny_model_dir: Path, data_files, tiny_data, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    checkpoints = run_dir / "training" / "resumable" / "checkpoints"
+    process = subprocess.Popen(
+        _train_command(tiny_model_dir, data_files, run_dir),
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (checkpoints / "step-000005" / "trainer_state.json").is_file():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stdout + stderr
+    assert "interrupted at step" in stderr and "--resume" in stderr
+    stopped_at = max(int(p.name.split("-")[1]) for p in checkpoints.glob("step-*"))
+    assert 5 <= stopped_at < 60
+
+    resumed = subprocess.run(
+        _train_command(tiny_model_dir, data_files, run_dir, "--resume"),
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    summary = json.loads((run_dir / "training" / "resumable" / "summary.json").read_text())
+    assert summary["fit"]["resumed_from_step"] == stopped_at
+    assert summary["fit"]["global_step"] == 60
+
+    # The interrupted-and-resumed run ends exactly where an uninterrupted one does.
+    config = TrainConfig(
+        **{**TINY_CONFIG, "epochs": 30, "max_steps": 60, "checkpoint_every_steps": 5}
+    )
+    reference = fit(
+        config, tiny_data, tiny_model_dir, tmp_path / "reference", checkpoint=False, progress=False
+    )
+    assert [round(h["loss"], 5) for h in summary["fit"]["history"]] == [
+        round(h["loss"], 5) for h in reference.history
+    ]
+    assert summary["fit"]["best_validation"] == pytest.approx(reference.best_validation)
+
+
+@pytest.mark.slow
+def test_two_processes_with_torchrun(tiny_model_dir: Path, data_files, tmp_path: Path) -> None:
+    from et_testing import free_port
+
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "experiment_tracking",
+        "train",
+        "--run-name",
+        "ddp",
+        "--model-dir",
+        str(tiny_model_dir),
+        "--train-file",
+        str(data_files[0]),
+        "--test-file",
+        str(data_files[1]),
+        "--run-dir",
+        str(run_dir),
+        "--tracker",
+        "mlflow",
+        "--no-progress",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--learning-rate",
+        "3e-3",
+    ]
+    completed = subprocess.run(
+        command, env=child_env(OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    summary = json.loads((run_dir / "training" / "ddp" / "summary.json").read_text())
+    fit_summary = summary["fit"]
+    assert fit_summary["world_size"] == 2
+    assert fit_summary["distributed_type"] == "MULTI_CPU"
+    # Each process saw half of every global batch: 270 rows / (16 x 2) -> 9 steps per epoch.
+    assert fit_summary["global_step"] == 2 * 9
+    assert fit_summary["samples_seen"] >= 2 * 270
+
+    client = store_client(run_dir)
+    run = client.get_run(summary["run_ids"]["mlflow"])
+    assert run.data.params["world_size"] == "2"
+    assert run.info.status == "FINISHED"
