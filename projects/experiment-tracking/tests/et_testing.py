@@ -27,6 +27,22 @@ TINY_CONFIG = {
 }
 
 
+def model_data_args(model_dir: Path, data_files, run_dir: Path, tracker: str) -> list[str]:
+    """The `train` options that point the CLI at a test model, test data, a run folder."""
+    return [
+        "--model-dir",
+        str(model_dir),
+        "--train-file",
+        str(data_files[0]),
+        "--test-file",
+        str(data_files[1]),
+        "--run-dir",
+        str(run_dir),
+        "--tracker",
+        tracker,
+    ]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from et_testing import model_data_args
 from experiment_tracking.cli import app
 from typer.testing import CliRunner
 
@@ -21,16 +22,7 @@ def test_train_without_tracking_writes_a_summary(
         app,
         [
             "train",
-            "--model-dir",
-            str(tiny_model_dir),
-            "--train-file",
-            str(data_files[0]),
-            "--test-file",
-            str(data_files[1]),
-            "--run-dir",
-            str(tmp_path),
-            "--tracker",
-            "none",
+            *model_data_args(tiny_model_dir, data_files, tmp_path, tracker="none"),
             "--no-progress",
             "--epochs",
             "1",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from et_testing import free_port, store_client
+from et_testing import free_port, model_data_args, store_client
 from experiment_tracking.cli import app
 from experiment_tracking.pipeline import run_training
 from experiment_tracking.settings import ProjectSettings
@@ -65,16 +65,7 @@ def test_cli_reports_an_unreachable_server_in_one_line(
         app,
         [
             "train",
-            "--model-dir",
-            str(tiny_model_dir),
-            "--train-file",
-            str(data_files[0]),
-            "--test-file",
-            str(data_files[1]),
-            "--run-dir",
-            str(tmp_path),
-            "--tracker",
-            "mlflow",
+            *model_data_args(tiny_model_dir, data_files, tmp_path, tracker="mlflow"),
         ],
     )
     assert result.exit_code == 2

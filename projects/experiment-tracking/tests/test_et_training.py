@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from et_testing import TINY_CONFIG, child_env, store_client
+from et_testing import TINY_CONFIG, child_env, model_data_args, store_client
 from experiment_tracking.data import ReviewData
 from experiment_tracking.settings import TrainConfig
 from experiment_tracking.tiny_model import synthetic_reviews
@@ -96,16 +96,7 @@ def _train_command(tiny_model_dir: Path, data_files, run_dir: Path, *extra: str)
         "train",
         "--run-name",
         "resumable",
-        "--model-dir",
-        str(tiny_model_dir),
-        "--train-file",
-        str(data_files[0]),
-        "--test-file",
-        str(data_files[1]),
-        "--run-dir",
-        str(run_dir),
-        "--tracker",
-        "none",
+        *model_data_args(tiny_model_dir, data_files, run_dir, tracker="none"),
         "--no-progress",
         "--epochs",
         "30",
@@ -195,16 +186,7 @@ def test_two_processes_with_torchrun(tiny_model_dir: Path, data_files, tmp_path:
         "train",
         "--run-name",
         "ddp",
-        "--model-dir",
-        str(tiny_model_dir),
-        "--train-file",
-        str(data_files[0]),
-        "--test-file",
-        str(data_files[1]),
-        "--run-dir",
-        str(run_dir),
-        "--tracker",
-        "mlflow",
+        *model_data_args(tiny_model_dir, data_files, run_dir, tracker="mlflow"),
         "--no-progress",
         "--epochs",
         "2",
