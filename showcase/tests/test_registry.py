@@ -96,6 +96,14 @@ def test_shipped_registry_loads():
             '[[project]]\nname = "a"\ntitle = "T"\ndemo = "p:cli"\ntimeout = 5',
             "unknown key(s) timeout",
         ),
+        (
+            '[[project]]\nname = "a"\ntitle = "T"\ndemo = "p:cli"\nprepare = "p"',
+            "'prepare' must be a Pants address",
+        ),
+        (
+            '[[project]]\nname = "a"\ntitle = "T"\ndemo = "p:cli"\nprepare_args = ["-x"]',
+            "'prepare_args' given without 'prepare'",
+        ),
         ('[[projects]]\nname = "a"', "unknown top-level key(s) projects"),
         ('project = "a"', "'project' must be an array of tables"),
     ],

@@ -211,6 +211,9 @@ for address in addresses:
     pex.write_text(
         "#!{python}\\n"
         "import json, pathlib, sys\\n"
+        "runs = pathlib.Path('pex-runs.jsonl').open('a')\\n"
+        f"runs.write(json.dumps(['{{address}}', sys.argv[1:]]) + '\\\\n'); runs.close()\\n"
+        f"sys.exit(3) if '{{target}}' == 'failprep' else None\\n"
         f"out = pathlib.Path('dist/{{name}}'); out.mkdir(parents=True, exist_ok=True)\\n"
         "results = {{'project': out.name, 'headline': [], 'args': sys.argv[1:]}}\\n"
         "(out / 'results.json').write_text(json.dumps(results))\\n"
@@ -308,3 +311,48 @@ def test_progress_bar_redraws_show_their_final_state_in_the_log_tail(tmp_path):
     assert exit_code == 1
     html = (showcase / "index.html").read_text()
     assert "step 4/4" in card(html, "bar") and "step 3/4" not in card(html, "bar")
+
+
+def test_a_prepare_step_is_built_with_the_demos_and_runs_first(tmp_path):
+    pants = fake_pants(tmp_path)
+    entries = [
+        {
+            "name": "alpha",
+            "title": "Alpha",
+            "demo": "projects/alpha:cli",
+            "args": ["demo"],
+            "prepare": "projects/alpha:prep",
+            "prepare_args": ["--scheme", "x"],
+        }
+    ]
+    code, showcase = run_showcase(tmp_path, entries, "--pants", str(pants))
+    assert code == 0
+    calls = [json.loads(line) for line in (tmp_path / "pants-calls.jsonl").read_text().splitlines()]
+    assert calls == [
+        ["--no-pantsd", "--concurrent", "package", "projects/alpha:prep", "projects/alpha:cli"]
+    ]
+    runs = [json.loads(line) for line in (tmp_path / "pex-runs.jsonl").read_text().splitlines()]
+    assert runs == [["projects/alpha:prep", ["--scheme", "x"]], ["projects/alpha:cli", ["demo"]]]
+
+
+def test_a_failing_prepare_step_fails_its_project_without_running_the_demo(tmp_path):
+    pants = fake_pants(tmp_path)
+    entries = [
+        {
+            "name": "alpha",
+            "title": "Alpha",
+            "demo": "projects/alpha:cli",
+            "prepare": "projects/alpha:failprep",
+        },
+        {"name": "beta", "title": "Beta", "demo": "projects/beta:cli"},
+    ]
+    code, showcase = run_showcase(tmp_path, entries, "--pants", str(pants))
+    assert code == 1
+    projects = {
+        p["name"]: p for p in json.loads((showcase / "summary.json").read_text())["projects"]
+    }
+    assert projects["alpha"]["status"] == "failed"
+    assert projects["alpha"]["reason"] == "prepare step exited with code 3"
+    assert projects["beta"]["status"] == "ok"
+    runs = [json.loads(line)[0] for line in (tmp_path / "pex-runs.jsonl").read_text().splitlines()]
+    assert runs == ["projects/alpha:failprep", "projects/beta:cli"]

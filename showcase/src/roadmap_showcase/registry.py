@@ -11,7 +11,9 @@ DEFAULT_TIMEOUT_S = 600.0
 PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 # A Pants address with an explicit target name, e.g. "projects/foo:cli".
 PANTS_ADDRESS = re.compile(r"[A-Za-z0-9._/-]*:[A-Za-z0-9._-]+")
-KNOWN_KEYS = {"name", "title", "demo", "args", "timeout_s", "results", "command"}
+KNOWN_KEYS = {
+    "name", "title", "demo", "args", "timeout_s", "results", "command", "prepare", "prepare_args",
+}  # fmt: skip
 
 
 class RegistryError(ValueError):
@@ -27,6 +29,9 @@ class Project:
     timeout_s: float
     results: Path  # relative to the repo root unless absolute
     command: tuple[str, ...] | None
+    # A pex_binary run before the demo (e.g. a step in another resolve); same timeout.
+    prepare: str | None = None
+    prepare_args: tuple[str, ...] = ()
 
 
 def load_registry(path: Path) -> list[Project]:
@@ -105,6 +110,18 @@ def _parse_project(entry: dict, where: str) -> Project:
 
     args = _string_list(entry.get("args", []), "args", where)
 
+    prepare = entry.get("prepare")
+    if prepare is not None and (
+        not isinstance(prepare, str) or not PANTS_ADDRESS.fullmatch(prepare)
+    ):
+        raise RegistryError(
+            f"{where}: 'prepare' must be a Pants address like 'projects/{name}:prepare', "
+            f"got {prepare!r}"
+        )
+    prepare_args = _string_list(entry.get("prepare_args", []), "prepare_args", where)
+    if prepare_args and prepare is None:
+        raise RegistryError(f"{where}: 'prepare_args' given without 'prepare'")
+
     timeout_s = entry.get("timeout_s", DEFAULT_TIMEOUT_S)
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0:
         raise RegistryError(
@@ -123,6 +140,8 @@ def _parse_project(entry: dict, where: str) -> Project:
         timeout_s=float(timeout_s),
         results=Path(results),
         command=tuple(command) if command is not None else None,
+        prepare=prepare,
+        prepare_args=tuple(prepare_args),
     )
 
 

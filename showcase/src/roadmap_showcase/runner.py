@@ -136,8 +136,9 @@ class Showcase:
             outcomes = []
             for index, project in enumerate(projects, start=1):
                 label = f"[{index}/{len(projects)}] {project.name}"
-                if project.command is None and project.demo in build_failures:
-                    reason, log = build_failures[project.demo]
+                broken = [a for a in (project.demo, project.prepare) if a in build_failures]
+                if project.command is None and broken:
+                    reason, log = build_failures[broken[0]]
                     outcome = ProjectOutcome(
                         project,
                         "failed",
@@ -151,7 +152,12 @@ class Showcase:
                         if project.command
                         else [str(pex_paths[project.demo]), *project.args]
                     )
-                    outcome = self._run_project(project, argv, label)
+                    prepare_argv = (
+                        [str(pex_paths[project.prepare]), *project.prepare_args]
+                        if project.prepare
+                        else None
+                    )
+                    outcome = self._run_project(project, argv, label, prepare_argv)
                 outcomes.append(outcome)
                 self._print_outcome(label, outcome)
         return ShowcaseRun(started_at, datetime.now(UTC), outcomes, build)
@@ -159,7 +165,15 @@ class Showcase:
     # -- building ----------------------------------------------------------------------------
 
     def _build_demos(self, projects: list[Project]):
-        addresses = list(dict.fromkeys(p.demo for p in projects if p.command is None))
+        addresses = list(
+            dict.fromkeys(
+                address
+                for p in projects
+                if p.command is None
+                for address in (p.prepare, p.demo)
+                if address
+            )
+        )
         if not addresses:
             return None, {}, {}
         argv, pex_paths = pants_package_plan(self.pants, addresses, self.root)
@@ -215,7 +229,9 @@ class Showcase:
 
     # -- running one project -------------------------------------------------------------------
 
-    def _run_project(self, project: Project, argv: list[str], label: str) -> ProjectOutcome:
+    def _run_project(
+        self, project: Project, argv: list[str], label: str, prepare_argv: list[str] | None = None
+    ) -> ProjectOutcome:
         project_dir = self.showcase_dir / project.name
         shutil.rmtree(project_dir, ignore_errors=True)
         log = f"logs/{project.name}.log"
@@ -226,6 +242,21 @@ class Showcase:
             )
         wall_start = time.time()
         started = time.monotonic()
+        if prepare_argv is not None:
+            prepare_log = f"logs/{project.name}.prepare.log"
+            exit_ = self._run_logged(
+                prepare_argv, project.timeout_s, self.showcase_dir / prepare_log, f"{label} prepare"
+            )
+            if exit_.returncode != 0:
+                outcome = ProjectOutcome(
+                    project,
+                    "failed",
+                    reason=_describe_failure("prepare step", exit_, project.timeout_s),
+                    duration_s=time.monotonic() - started,
+                    log=prepare_log,
+                    log_tail=_tail(self.showcase_dir / prepare_log),
+                )
+                return outcome
         exit_ = self._run_logged(argv, project.timeout_s, log_path, label)
         duration = time.monotonic() - started
         outcome = ProjectOutcome(project, "failed", duration_s=duration, log=log)

