@@ -67,8 +67,10 @@ def _recipe(scheme: str) -> list:
     raise ValueError(f"unknown scheme {scheme!r}")
 
 
-def quantize(scheme: str, out_dir: Path, samples: int = 64, seed: int = 0) -> Path:
-    """Write the ``scheme`` checkpoint of SmolLM2 to ``out_dir`` and return it."""
+def quantize(
+    scheme: str, out_dir: Path, samples: int = 64, seed: int = 0, source: Path | None = None
+) -> Path:
+    """Write the ``scheme`` checkpoint of ``source`` (default SmolLM2) to ``out_dir``."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     import torch
     from datasets import Dataset
@@ -76,7 +78,7 @@ def quantize(scheme: str, out_dir: Path, samples: int = 64, seed: int = 0) -> Pa
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     started = time.monotonic()
-    source = smollm2_dir()
+    source = source or smollm2_dir()
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.bfloat16)
     tokenizer = AutoTokenizer.from_pretrained(source)

@@ -1,0 +1,53 @@
+"""The quantizer (llm-quantize resolve): llmcompressor writes a compressed-tensors folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from llm_quantize.quantize import main, quantize
+from llm_quantize.store import REPORT_FILE, quantized_model_dir
+
+
+def test_w8a8_checkpoint_of_the_tiny_model(tmp_path, tiny_lm_dir, monkeypatch):
+    monkeypatch.setattr(
+        "llm_quantize.quantize.calibration_texts", lambda n, seed: ["A cat sat on a mat."] * n
+    )
+    out = quantize("w8a8-int8", tmp_path / "w8a8", samples=4, source=tiny_lm_dir)
+    config = json.loads((out / "config.json").read_text())
+    quant = config["quantization_config"]
+    assert quant["quant_method"] == "compressed-tensors"
+    weights = quant["config_groups"]["group_0"]["weights"]
+    activations = quant["config_groups"]["group_0"]["input_activations"]
+    assert (weights["num_bits"], weights["type"]) == (8, "int")
+    assert (activations["num_bits"], activations["dynamic"]) == (8, True)
+    assert "lm_head" in quant["ignore"]
+    report = json.loads((out / REPORT_FILE).read_text())
+    assert report["scheme"] == "w8a8-int8" and report["calibration_samples"] == 4
+    assert (out / "tokenizer.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_an_existing_checkpoint_is_kept_unless_forced(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ROADMAP_LAB_CACHE", str(tmp_path))
+    folder = quantized_model_dir("fp8")
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    assert main(["--scheme", "fp8"]) == 0
+    assert capsys.readouterr().out.strip() == str(folder)
+    assert (folder / "config.json").read_text() == "{}"
+
+
+def test_bad_arguments_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--scheme", "int3"])
+    assert exit_.value.code == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["--samples", "0"])
+    assert exit_.value.code == 2
+    assert "--samples must be at least 1" in capsys.readouterr().err
+
+
+def test_unknown_scheme_names_the_choices():
+    with pytest.raises(ValueError, match="w8a8-int8"):
+        quantized_model_dir("int3")
