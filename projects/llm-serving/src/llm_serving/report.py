@@ -72,6 +72,21 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def demo_headline(results: dict[str, Any], reference: dict[str, Any] | None) -> list[dict]:
+    """The demo's own figures, without targets (too small a run to judge them), then those of the
+    committed full benchmark with theirs."""
+    items = [
+        {**item, "name": f"demo: {item['name']}", "target": None} for item in headline(results)
+    ]
+    if reference is not None:
+        cpu = reference.get("machine", {}).get("cpu_model") or "?"
+        items += [
+            {**item, "name": f"full benchmark ({cpu}): {item['name']}"}
+            for item in reference["headline"]
+        ]
+    return items
+
+
 def throughput_lines(results: dict[str, Any]) -> list[str]:
     """One ``Throughput: ...`` line per engine, as vLLM's benchmark prints them."""
     lines = []
@@ -88,7 +103,7 @@ def throughput_lines(results: dict[str, Any]) -> list[str]:
 
 
 def print_report(results: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or Console(width=max(Console().width, 140))
     for line in throughput_lines(results):
         console.print(line, highlight=False)
     table = Table(
