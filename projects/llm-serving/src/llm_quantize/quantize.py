@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scheme", choices=sorted(SCHEMES), default="w8a8-int8")
     parser.add_argument("--out", type=Path, help="output folder (default: the model cache)")
     # 256 reviews: perplexity +1.2 % over bf16 here; 64 gave +1.6 % (see the README).
-    parser.add_argument("--samples", type=int, default=256, help="calibration samples (default 256)")
+    parser.add_argument("--samples", type=int, default=256, help="calibration samples")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="rebuild even if the folder exists")
     args = parser.parse_args(argv)
