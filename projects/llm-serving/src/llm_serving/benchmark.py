@@ -128,7 +128,7 @@ def run_online(
 ) -> dict[str, Any]:
     server_settings = settings.model_copy(update={"port": 0})
     with VllmServer(server_settings, model_dir) as server:
-        startup = time.monotonic()
+        levels_started = time.monotonic()
         levels = online.run_levels(
             server.base_url,
             settings.served_model_name,
@@ -141,7 +141,7 @@ def run_online(
         missing = [name for name, value in metrics.items() if value is None]
         if missing:
             raise RuntimeError(f"vLLM /metrics lacks {', '.join(missing)}")
-        logger.info("Online benchmark took %.0f s", time.monotonic() - startup)
+        logger.info("Online benchmark took %.0f s", time.monotonic() - levels_started)
     return {"model": model_dir.name, "levels": levels, "server_metrics": metrics}
 
 
@@ -176,10 +176,10 @@ def run_benchmark(settings: ServingSettings, config: BenchmarkConfig) -> dict[st
     hf = run_hf_baselines(bf16_dir, workloads, config, settings, eos_ids)
     serving = run_online(settings, quant_dir, workloads["fixed"].prompts, config)
 
-    v_fixed = Throughput(**_fields(vllm_bf16["fixed"]["throughput"]))
-    v_chat = Throughput(**_fields(vllm_bf16["chat"]["throughput"]))
-    q_fixed = Throughput(**_fields(vllm_quant["fixed"]["throughput"]))
-    q_chat = Throughput(**_fields(vllm_quant["chat"]["throughput"]))
+    v_fixed = Throughput.from_dict(vllm_bf16["fixed"]["throughput"])
+    v_chat = Throughput.from_dict(vllm_bf16["chat"]["throughput"])
+    q_fixed = Throughput.from_dict(vllm_quant["fixed"]["throughput"])
+    q_chat = Throughput.from_dict(vllm_quant["chat"]["throughput"])
     hf_seq, best_fixed, best_chat = (
         hf["fixed_sequential"],
         _best(hf["fixed_static"]),
@@ -249,8 +249,3 @@ def run_benchmark(settings: ServingSettings, config: BenchmarkConfig) -> dict[st
         "online": serving,
         "wall_s": round(time.monotonic() - started, 1),
     }
-
-
-def _fields(throughput: dict[str, Any]) -> dict[str, Any]:
-    keys = ("engine", "requests", "input_tokens", "output_tokens", "elapsed_s", "batch_size")
-    return {key: throughput[key] for key in keys}

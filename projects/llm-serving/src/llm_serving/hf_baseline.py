@@ -17,8 +17,6 @@ from llm_serving.workload import Workload
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
-
 
 def load_hf_model(model_dir: Path, dtype: str = "bfloat16", device: str = "cpu"):
     """The model and tokenizer, in eval mode, on ``device`` ("cpu" or "cuda")."""
@@ -28,7 +26,7 @@ def load_hf_model(model_dir: Path, dtype: str = "bfloat16", device: str = "cpu")
 
     if device == "cpu":
         torch.set_num_threads(len(os.sched_getaffinity(0)))
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, DTYPES[dtype]))
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     return model.to(device).eval(), tokenizer
 

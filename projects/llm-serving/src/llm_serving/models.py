@@ -40,14 +40,3 @@ def resolve_model(name_or_path: str) -> Path:
             f"{name_or_path}: not a model folder (no config.json), nor one of {', '.join(MODELS)}"
         )
     return folder
-
-
-def quantization_of(model_dir: Path) -> str:
-    """'bf16'-style label of a folder: its compressed-tensors / quantization method, if any."""
-    import json
-
-    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    quant = config.get("quantization_config")
-    if not quant:
-        return str(config.get("dtype") or config.get("torch_dtype") or "unknown")
-    return str(quant.get("quant_method") or quant.get("format") or "quantized")

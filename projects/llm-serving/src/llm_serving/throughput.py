@@ -26,6 +26,12 @@ class Throughput:
     def output_tokens_per_s(self) -> float:
         return self.output_tokens / self.elapsed_s
 
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Throughput:
+        """The inverse of ``to_dict`` (which adds the derived rates)."""
+        keys = ("engine", "requests", "input_tokens", "output_tokens", "elapsed_s", "batch_size")
+        return cls(**{key: data[key] for key in keys})
+
     def line(self) -> str:
         """vLLM's own format (benchmarks/benchmark_throughput.py)."""
         return (
