@@ -8,28 +8,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Debian packages the tests use, as "command:package".
-apt_needs=(
-  "chromium:chromium"
-  "buildah:buildah"
-  "debootstrap:debootstrap"
-  "initdb:postgresql"
-)
-missing=()
-for need in "${apt_needs[@]}"; do
-  cmd="${need%%:*}"
-  pkg="${need#*:}"
-  if ! command -v "$cmd" >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/"$cmd" >/dev/null 2>&1; then
-    missing+=("$pkg")
-  fi
-done
-if ((${#missing[@]})); then
-  echo "test-all: installing ${missing[*]}" >&2
-  sudo_cmd=()
-  [[ "$(id -u)" == 0 ]] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# Debian packages the tests use (build-support/system-packages.txt): all of them.
+bash build-support/install-system-packages.sh
 
 pants_opts=(--no-pantsd)
 [[ -n "${CI:-}" ]] && export PANTS_CONFIG_FILES=pants.ci.toml
