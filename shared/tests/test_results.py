@@ -15,6 +15,11 @@ from roadmap_lab.results import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    committed_results,
+    find_repo_root,
+    invocation,
+    publish_benchmark,
+    reference_headline,
 )
 
 HEADLINE = {"name": "macro-F1", "value": 0.79, "unit": "", "baseline": 0.73, "target": ">= 0.75"}
@@ -92,7 +97,9 @@ def test_results_writer_output_schema(tmp_path: Path) -> None:
 
 
 def test_results_writer_keeps_caller_values(tmp_path: Path) -> None:
-    path = ResultsWriter("p", tmp_path).write({"status": "failed", "machine": {"gpu": "H100"}})
+    path = ResultsWriter("p", tmp_path, "cmd").write(
+        {"status": "failed", "machine": {"gpu": "H100"}}
+    )
     results = json.loads(path.read_text())
     assert results["status"] == "failed"
     assert results["machine"] == {"gpu": "H100"}
@@ -100,7 +107,7 @@ def test_results_writer_keeps_caller_values(tmp_path: Path) -> None:
 
 
 def test_headline_missing_keys_is_a_clear_error(tmp_path: Path) -> None:
-    writer = ResultsWriter("p", tmp_path)
+    writer = ResultsWriter("p", tmp_path, "cmd")
     incomplete = {"name": "tok/s", "value": 780}
     with pytest.raises(
         ValueError, match=r"headline\[1\] \(tok/s\) is missing unit, baseline, target"
@@ -116,3 +123,78 @@ def test_figure_name_must_be_a_file_name(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="plain file name"):
         ResultsWriter("p", tmp_path).save_figure(fig, "../escape")
     plt.close(fig)
+
+
+def test_results_need_the_command_that_produced_them(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="command that produced them"):
+        ResultsWriter("p", tmp_path).write({"headline": [HEADLINE]})
+    path = ResultsWriter("p", tmp_path, "python -m p demo").write({"headline": [HEADLINE]})
+    assert json.loads(path.read_text())["command"] == "python -m p demo"
+
+
+def test_invocation_records_the_module_and_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.argv", ["/some/where/cli.pex", "benchmark", "--repeats", "3"])
+    assert invocation("llm_serving") == "python -m llm_serving benchmark --repeats 3"
+    assert invocation("p", ["demo", "a b"]) == "python -m p demo 'a b'"
+
+
+def _fake_checkout(root: Path, project: str) -> Path:
+    (root / "projects" / project / "benchmarks").mkdir(parents=True)
+    (root / "pants.toml").write_text("")
+    return root
+
+
+def test_benchmark_results_go_to_dist_and_are_published_only_when_asked(tmp_path: Path) -> None:
+    repo = _fake_checkout(tmp_path / "repo", "proj")
+    writer = ResultsWriter("proj", tmp_path / "dist", "python -m proj benchmark", kind="benchmark")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    writer.save_figure(fig, "speed")
+    plt.close(fig)
+    path = writer.write({"headline": [HEADLINE]})
+    assert path == tmp_path / "dist" / "proj" / "benchmark" / "results.json"
+    committed = repo / "projects" / "proj" / "benchmarks"
+    assert list(committed.iterdir()) == []  # writing never touches the committed copy
+
+    published = publish_benchmark(path, repo_root=repo)
+    assert published == committed / "results.json"
+    assert published.read_bytes() == path.read_bytes()
+    assert (committed / "speed.png").read_bytes() == (path.parent / "speed.png").read_bytes()
+
+
+def test_publish_refuses_a_project_that_is_not_in_the_checkout(tmp_path: Path) -> None:
+    repo = _fake_checkout(tmp_path / "repo", "other")
+    path = ResultsWriter("proj", tmp_path / "dist", "c", kind="benchmark").write({})
+    with pytest.raises(ValueError, match="no project folder"):
+        publish_benchmark(path, repo_root=repo)
+
+
+def test_find_repo_root_walks_up_from_a_subfolder(tmp_path: Path) -> None:
+    repo = _fake_checkout(tmp_path / "repo", "proj")
+    assert find_repo_root(repo / "projects" / "proj" / "benchmarks") == repo.resolve()
+    with pytest.raises(ValueError, match="not inside a Roadmap Lab checkout"):
+        find_repo_root(tmp_path)
+
+
+def test_committed_results_are_found_on_sys_path_not_in_the_working_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = tmp_path / "pex-root"
+    folder = shipped / "projects" / "proj" / "benchmarks"
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({"project": "proj", "headline": []}))
+    decoy = tmp_path / "cwd" / "projects" / "proj" / "benchmarks"
+    decoy.mkdir(parents=True)
+    (decoy / "results.json").write_text(json.dumps({"project": "decoy"}))
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setattr("sys.path", [str(tmp_path / "elsewhere"), str(shipped)])
+    assert committed_results("proj") == {"project": "proj", "headline": []}
+    monkeypatch.setattr("sys.path", ["", str(tmp_path / "elsewhere")])
+    assert committed_results("proj") is None
+
+
+def test_reference_headline_marks_each_figure_with_its_date() -> None:
+    committed = {"measured_at": "2026-11-26T10:36:38+00:00", "headline": [HEADLINE]}
+    assert reference_headline(committed) == [
+        {**HEADLINE, "reference": True, "measured_at": "2026-11-26T10:36:38+00:00"}
+    ]

@@ -356,3 +356,34 @@ def test_a_failing_prepare_step_fails_its_project_without_running_the_demo(tmp_p
     assert projects["beta"]["status"] == "ok"
     runs = [json.loads(line)[0] for line in (tmp_path / "pex-runs.jsonl").read_text().splitlines()]
     assert runs == ["projects/alpha:failprep", "projects/beta:cli"]
+
+
+def _fake_installer(root: Path, exit_code: int) -> Path:
+    script = root / "build-support" / "install-system-packages.sh"
+    script.parent.mkdir(parents=True)
+    calls = root / "installer-calls.txt"
+    script.write_text(f'echo "$@" >> {calls}\nexit {exit_code}\n')
+    return calls
+
+
+def test_system_packages_of_the_registered_projects_are_installed_first(tmp_path):
+    calls = _fake_installer(tmp_path, 0)
+    entries = [
+        {"name": "alpha", "title": "A", "command": python_command(good_results_script("alpha"))},
+        {"name": "beta", "title": "B", "command": python_command(good_results_script("beta"))},
+    ]
+    assert run_showcase(tmp_path, entries)[0] == 0
+    assert calls.read_text() == "alpha beta\n"
+    assert run_showcase(tmp_path, entries, "--only", "beta")[0] == 0
+    assert calls.read_text().splitlines()[-1] == "beta"
+    assert run_showcase(tmp_path, entries, "--no-system-packages")[0] == 0
+    assert len(calls.read_text().splitlines()) == 2
+
+
+def test_a_failed_install_stops_before_any_demo_runs(tmp_path, capsys):
+    _fake_installer(tmp_path, 1)
+    entries = [{"name": "alpha", "title": "A", "command": python_command("raise SystemExit(0)")}]
+    code, showcase = run_showcase(tmp_path, entries)
+    assert code == 2
+    assert "could not install the Debian packages" in capsys.readouterr().err
+    assert not (showcase / "logs" / "alpha.log").exists()

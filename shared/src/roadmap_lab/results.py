@@ -1,14 +1,24 @@
-"""Atomic file writes, and the folder of ``results.json`` + plots each project writes in dist/."""
+"""Atomic file writes, and the results convention every project follows.
+
+* The demo writes ``dist/<project>/results.json`` (+ plots): what the showcase reads.
+* The benchmark writes ``dist/<project>/benchmark/results.json`` (+ plots), and copies both to the
+  committed ``projects/<project>/benchmarks/`` only when asked (``publish_benchmark``).
+* Figures carried from the committed benchmark into a demo's headline are marked as references
+  (``reference_headline``), never counted as measured by this run.
+* Every results file records the command that produced it.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import os
+import shlex
+import sys
 import tempfile
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
 from roadmap_lab.machine import describe_machine
 
@@ -16,16 +26,33 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure  # pants: no-infer-dep (type only)
 
 HEADLINE_KEYS = ("name", "value", "unit", "baseline", "target")
+# Where a project's committed benchmark results live, relative to the repo root. Projects ship the
+# file in their PEX as a Pants resource, so it is also found under an entry of sys.path.
+COMMITTED_RESULTS = "projects/{project}/benchmarks/results.json"
+BUILD_ROOT_MARKER = "pants.toml"
 
 
 class Headline(TypedDict):
-    """One figure a project's issue names as a target, e.g. target ``">= 30"``."""
+    """One figure a project's issue names as a target, e.g. target ``">= 30"``.
+
+    ``baseline_unit`` is the baseline's unit when it differs from the figure's (a ratio "x" against
+    HF's tok/s). ``reference`` marks a figure carried from the committed benchmark rather than
+    measured by the run that wrote the file (``measured_at`` says when it was).
+    """
 
     name: str
     value: Any
     unit: str
     baseline: Any
-    target: str
+    target: str | None
+    baseline_unit: NotRequired[str]
+    reference: NotRequired[bool]
+    measured_at: NotRequired[str | None]
+
+
+def invocation(module: str, argv: list[str] | None = None) -> str:
+    """How a CLI run is recorded in a results file: ``python -m <module> <arguments>``."""
+    return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
@@ -87,11 +114,22 @@ def _validate_headline(headline: Any) -> None:
 
 
 class ResultsWriter:
-    """Writes ``<dist_dir>/<project>/results.json`` and the PNG plots it lists."""
+    """Writes ``results.json`` and the PNG plots it lists: the demo's into
+    ``<dist_dir>/<project>/``, the benchmark's (``kind="benchmark"``) into
+    ``<dist_dir>/<project>/benchmark/``. ``command`` is what produced them (see ``invocation``)."""
 
-    def __init__(self, project: str, dist_dir: Path) -> None:
+    def __init__(
+        self,
+        project: str,
+        dist_dir: Path,
+        command: str | None = None,
+        kind: Literal["demo", "benchmark"] = "demo",
+    ) -> None:
         self.project = project
+        self.command = command
         self.folder = Path(dist_dir) / project
+        if kind == "benchmark":
+            self.folder = self.folder / "benchmark"
         self.plots: list[str] = []
 
     def save_figure(self, fig: Figure, name: str) -> str:
@@ -107,13 +145,15 @@ class ResultsWriter:
         return file_name
 
     def write(self, results: dict[str, Any]) -> Path:
-        """Write results.json: the caller's keys, plus project, status, measured_at, machine,
-        headline and plots where the caller did not set them.
+        """Write results.json: the caller's keys, plus project, command, status, measured_at,
+        machine, headline and plots where the caller did not set them.
 
-        Raises ValueError when a headline item lacks one of name, value, unit, baseline, target.
+        Raises ValueError when a headline item lacks one of name, value, unit, baseline, target,
+        or when no command says what produced the results.
         """
         payload: dict[str, Any] = {
             "project": self.project,
+            "command": self.command,
             "status": "ok",
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": results["machine"] if "machine" in results else describe_machine(),
@@ -121,5 +161,64 @@ class ResultsWriter:
             "plots": list(self.plots),
         }
         payload.update(results)
+        if not isinstance(payload["command"], str) or not payload["command"].strip():
+            raise ValueError("results need the command that produced them (see invocation())")
         _validate_headline(payload["headline"])
         return atomic_write_json(self.folder / "results.json", payload)
+
+
+def find_repo_root(start: Path | None = None) -> Path:
+    """The checkout holding ``start`` (default: the working directory): the nearest folder at or
+    above it with a pants.toml. ValueError when there is none."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / BUILD_ROOT_MARKER).is_file():
+            return folder
+    raise ValueError(f"{here} is not inside a Roadmap Lab checkout (no {BUILD_ROOT_MARKER} above)")
+
+
+def publish_benchmark(results_file: Path, repo_root: Path | None = None) -> Path:
+    """Copy a benchmark's results.json and the plots it lists to the project's committed
+    ``projects/<project>/benchmarks/`` folder of the checkout; returns the copied results file.
+
+    Plots are copied first and results.json last, each atomically, so the committed results never
+    name a plot that is not there.
+    """
+    results = json.loads(Path(results_file).read_text(encoding="utf-8"))
+    committed = (repo_root or find_repo_root()) / COMMITTED_RESULTS.format(
+        project=results["project"]
+    )
+    if not committed.parent.parent.is_dir():
+        raise ValueError(f"no project folder {committed.parent.parent} to publish into")
+    for plot in results.get("plots", []):
+        relative = PurePosixPath(plot)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise ValueError(f"plot path must be relative to the results folder, got {plot!r}")
+        source = Path(results_file).parent / relative
+        atomic_write_bytes(committed.parent / relative, source.read_bytes())
+    atomic_write_bytes(committed, Path(results_file).read_bytes())
+    return committed
+
+
+def committed_results(project: str) -> dict[str, Any] | None:
+    """The project's committed benchmark results, or None when they are not shipped.
+
+    Looked up under each entry of sys.path (the file is a Pants resource of the project, so it is
+    inside the PEX or the test sandbox), never relative to the working directory.
+    """
+    relative = COMMITTED_RESULTS.format(project=project)
+    for entry in sys.path:
+        candidate = Path(entry or ".") / relative
+        if entry and candidate.is_file():
+            return json.loads(candidate.read_text(encoding="utf-8"))
+    return None
+
+
+def reference_headline(committed: dict[str, Any]) -> list[Headline]:
+    """The committed benchmark's headline, each figure marked as a reference with its date, so a
+    report shows it beside the demo's own figures without counting it as measured now."""
+    return [
+        {**item, "reference": True, "measured_at": committed.get("measured_at")}
+        for item in committed.get("headline", [])
+    ]
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from rich.markup import escape
 from roadmap_showcase.registry import RegistryError, load_registry
 from roadmap_showcase.report import write_outputs
 from roadmap_showcase.runner import Showcase
+
+# Installs the Debian packages the named projects need (build-support/system-packages.txt).
+SYSTEM_PACKAGES_INSTALLER = Path("build-support") / "install-system-packages.sh"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,7 +55,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="limit for the Pants build of all demos (default: 3600)",
     )
+    parser.add_argument(
+        "--no-system-packages",
+        dest="system_packages",
+        action="store_false",
+        help="skip installing the Debian packages the demos need (system-packages.txt)",
+    )
     return parser.parse_args(argv)
+
+
+def install_system_packages(root: Path, names: list[str]) -> bool:
+    """Run the repo's installer for the projects' Debian packages; False when it failed.
+
+    A registry outside a checkout (no installer under its root) has nothing to install."""
+    installer = root / SYSTEM_PACKAGES_INSTALLER
+    if not names or not installer.is_file():
+        return True
+    return subprocess.run(["bash", str(installer), *names], cwd=root, check=False).returncode == 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,8 +97,20 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         projects = [project for project in projects if project.name in args.only]
 
+    root = args.registry.resolve().parent
+    if args.system_packages and not install_system_packages(
+        root, [project.name for project in projects]
+    ):
+        console.print(
+            f"[red]error:[/] could not install the Debian packages the demos need "
+            f"({escape(str(SYSTEM_PACKAGES_INSTALLER))} exited non-zero; see its message above)",
+            soft_wrap=True,
+            highlight=False,
+        )
+        return 2
+
     showcase = Showcase(
-        root=args.registry.resolve().parent,
+        root=root,
         dist=args.dist,
         pants=args.pants,
         console=console,

@@ -101,15 +101,37 @@ def format_machine(machine: dict) -> str:
     return " · ".join(parts)
 
 
-def _targets_met(outcome: ProjectOutcome) -> tuple[int, int]:
-    """(met, checkable) over the headline entries whose target is a simple comparison."""
-    met = checked = 0
+def is_reference(entry: dict) -> bool:
+    """A figure carried from a committed benchmark, not measured by this run: shown, not counted."""
+    return entry.get("reference") is True
+
+
+def baseline_unit(entry: dict) -> str | None:
+    """The unit a headline's baseline is shown in: its own ``baseline_unit`` when given; else the
+    figure's unit, except for ratios and percentages, whose baseline (the denominator) is never
+    in "x" or "%" itself."""
+    if "baseline_unit" in entry:
+        unit = entry["baseline_unit"]
+        return unit if isinstance(unit, str) else None
+    unit = entry.get("unit")
+    if not isinstance(unit, str) or unit in ("x", "×", "%"):
+        return None
+    return unit
+
+
+def _targets_met(outcome: ProjectOutcome) -> tuple[int, int, int]:
+    """(met, checkable, references): met and checkable count the headline entries measured by
+    this run whose target is a simple comparison; references are carried figures."""
+    met = checked = references = 0
     for entry in (outcome.results or {}).get("headline", []):
+        if is_reference(entry):
+            references += 1
+            continue
         verdict = target_met(entry.get("value"), entry.get("target"), entry.get("unit"))
         if verdict is not None:
             checked += 1
             met += verdict
-    return met, checked
+    return met, checked, references
 
 
 def _local_time(moment: datetime) -> str:
@@ -176,14 +198,16 @@ and it lists none yet. Add a <code>[[project]]</code> entry there
 def _overview(outcomes: list[ProjectOutcome]) -> str:
     rows = []
     for outcome in outcomes:
-        met, checked = _targets_met(outcome)
+        met, checked, references = _targets_met(outcome)
         if not outcome.ok:
             targets = '<span class="muted">—</span>'
         elif checked == 0:
-            targets = '<span class="muted">none checked</span>'
+            targets = '<span class="muted">none measured</span>'
         else:
             css = "met" if met == checked else "missed"
             targets = f'<span class="{css}">{met}/{checked} met</span>'
+        if outcome.ok and references:
+            targets += f' <span class="muted">(+{references} reference)</span>'
         rows.append(
             f'<tr><td><a href="#{escape(outcome.project.name)}">'
             f"{escape(outcome.project.title)}</a></td><td>{_badge(outcome)}</td>"
@@ -265,7 +289,13 @@ def _headline_table(headline: list[dict]) -> str:
         unit = entry.get("unit")
         target = entry.get("target")
         verdict = target_met(entry.get("value"), target, unit)
-        if verdict is True:
+        if is_reference(entry):
+            when = str(entry.get("measured_at") or "?")[:10]
+            status = (
+                f'<span class="muted" title="carried from the committed benchmark, not measured '
+                f'by this run">reference, measured {escape(when)}</span>'
+            )
+        elif verdict is True:
             status = '<span class="met">✓ met</span>'
         elif verdict is False:
             status = '<span class="missed">✗ missed</span>'
@@ -280,13 +310,11 @@ def _headline_table(headline: list[dict]) -> str:
             status = f'<span class="muted" title="{escape(why)}">not checked</span>'
         target_text = "—" if target is None else str(target)
         baseline = entry.get("baseline")
-        baseline_unit = (
-            unit if as_number(baseline) is not None and not isinstance(baseline, str) else None
-        )
+        shown_unit = baseline_unit(entry) if not isinstance(baseline, str) else None
         rows.append(
             f"<tr><td>{escape(str(entry.get('name')))}</td>"
             f'<td class="num value">{escape(format_quantity(entry.get("value"), unit))}</td>'
-            f'<td class="num">{escape(format_quantity(baseline, baseline_unit))}</td>'
+            f'<td class="num">{escape(format_quantity(baseline, shown_unit))}</td>'
             f'<td class="num">{escape(target_text)}</td><td>{status}</td></tr>'
         )
     return f"""<table class="headline">

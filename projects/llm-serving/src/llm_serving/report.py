@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from roadmap_lab.results import ResultsWriter
+from roadmap_lab.results import ResultsWriter, invocation
 
 PROJECT = "llm-serving"
 
@@ -190,7 +190,7 @@ def _plots(writer: ResultsWriter, results: dict[str, Any]) -> None:
 def write_results(results: dict[str, Any], dist_dir: Path, copy_to: Path | None = None) -> Path:
     """dist/llm-serving/results.json + plots; also written to ``copy_to`` (e.g. benchmarks/)."""
     results = {**results, "headline": headline(results), "targets": targets(results)}
-    writer = ResultsWriter(PROJECT, dist_dir)
+    writer = ResultsWriter(PROJECT, dist_dir, invocation("llm_serving"))
     _plots(writer, results)
     path = writer.write(results)
     if copy_to is not None:

@@ -1,0 +1,201 @@
+"""Intervals for figures measured on a finite set of examples.
+
+* ``wilson_interval``: a proportion (pass rate, win rate with ties as half) and its interval.
+* ``bootstrap_mean``: a mean of per-example scores with a percentile bootstrap interval.
+* Paired differences of two systems scored on the same examples, by paired bootstrap (rows are
+  resampled once and both systems are scored on the same resample, so example difficulty cancels):
+  ``mean_difference`` for per-example scores (pass/fail, graded scores, correctness) and
+  ``macro_f1_difference`` for macro-F1, which is not a mean of per-example scores.
+
+A gate that decides on the interval's lower bound instead of the point estimate does not promote
+a model whose gain is within sampling noise (on 1,000 test rows the standard error of a macro-F1
+difference is about 0.01).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+DEFAULT_RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate and its two-sided interval at ``confidence``."""
+
+    estimate: float
+    low: float
+    high: float
+    confidence: float
+    method: str
+    n: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.estimate:.4f} [{self.low:.4f}, {self.high:.4f}] "
+            f"({self.confidence:.0%} {self.method}, n={self.n})"
+        )
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
+
+
+def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> Interval:
+    """Wilson score interval of the proportion ``successes / n``; ``successes`` may be fractional
+    (ties counted as half a win)."""
+    _check_confidence(confidence)
+    if n <= 0:
+        raise ValueError("a proportion needs at least one trial")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be between 0 and n={n}, got {successes}")
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), confidence, "wilson", n)
+
+
+def bootstrap_weights(n: int, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """``resamples`` x ``n`` counts: how often each example is drawn in each bootstrap resample."""
+    if n <= 0:
+        raise ValueError("bootstrap needs at least one example")
+    if resamples < 1:
+        raise ValueError("bootstrap needs at least one resample")
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples)
+
+
+def bootstrap_interval(
+    statistic: Callable[[np.ndarray], np.ndarray],
+    n: int,
+    method: str,
+    resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Percentile bootstrap interval of ``statistic``, which maps an (R, n) matrix of example
+    weights to R values; the estimate is the statistic on the full sample (all weights 1)."""
+    _check_confidence(confidence)
+    estimate = float(statistic(np.ones((1, n)))[0])
+    values = statistic(bootstrap_weights(n, resamples, seed))
+    alpha = 1 - confidence
+    low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+    return Interval(estimate, float(low), float(high), confidence, method, n)
+
+
+def _as_vector(values: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{what} must be a non-empty list of numbers")
+    return array
+
+
+def bootstrap_mean(
+    scores: Sequence[float] | np.ndarray,
+    resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """The mean of per-example scores with a percentile bootstrap interval."""
+    values = _as_vector(scores, "scores")
+    return bootstrap_interval(
+        lambda w: (w @ values) / w.sum(axis=1),
+        values.size,
+        "bootstrap",
+        resamples,
+        confidence,
+        seed,
+    )
+
+
+def mean_difference(
+    baseline: Sequence[float] | np.ndarray,
+    candidate: Sequence[float] | np.ndarray,
+    resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """mean(candidate) - mean(baseline) of per-example scores on the same examples, with a paired
+    bootstrap interval."""
+    a, b = _as_vector(baseline, "baseline"), _as_vector(candidate, "candidate")
+    if a.shape != b.shape:
+        raise ValueError(f"paired scores need the same examples: {a.size} vs {b.size}")
+    difference = b - a
+    return bootstrap_interval(
+        lambda w: (w @ difference) / w.sum(axis=1),
+        difference.size,
+        "paired bootstrap",
+        resamples,
+        confidence,
+        seed,
+    )
+
+
+def _label_codes(
+    y_true: Sequence[Any], predictions: Sequence[Sequence[Any]], labels: Sequence[Any] | None
+) -> tuple[np.ndarray, list[np.ndarray], int]:
+    """Integer codes of the true labels and of each prediction, and the number of classes."""
+    columns = [list(y_true), *(list(p) for p in predictions)]
+    if len({len(column) for column in columns}) != 1 or not columns[0]:
+        raise ValueError("y_true and every prediction need the same, non-zero number of rows")
+    seen = {value for column in columns for value in column}
+    known = list(labels) if labels is not None else sorted(seen, key=str)
+    unknown = seen - set(known)
+    if unknown:
+        raise ValueError(f"labels {sorted(map(str, unknown))} are not among {known}")
+    index = {label: code for code, label in enumerate(known)}
+    codes = [np.array([index[value] for value in column], dtype=np.int64) for column in columns]
+    return codes[0], codes[1:], len(known)
+
+
+def weighted_macro_f1(
+    y_true: np.ndarray, y_pred: np.ndarray, classes: int, weights: np.ndarray
+) -> np.ndarray:
+    """Macro-F1 of integer-coded labels under each row of example ``weights`` (R x n): one value
+    per row. A class never true nor predicted scores 0, as in scikit-learn."""
+    cells = y_true * classes + y_pred
+    one_hot = np.zeros((y_true.size, classes * classes))
+    one_hot[np.arange(y_true.size), cells] = 1.0
+    confusion = (weights @ one_hot).reshape(-1, classes, classes)  # [resample, true, predicted]
+    true_positive = np.diagonal(confusion, axis1=1, axis2=2)
+    predicted = confusion.sum(axis=1)
+    actual = confusion.sum(axis=2)
+    denominator = predicted + actual
+    f1 = np.divide(
+        2 * true_positive, denominator, out=np.zeros_like(true_positive), where=denominator > 0
+    )
+    return f1.mean(axis=1)
+
+
+def macro_f1_difference(
+    y_true: Sequence[Any],
+    baseline_pred: Sequence[Any],
+    candidate_pred: Sequence[Any],
+    labels: Sequence[Any] | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """macro-F1(candidate) - macro-F1(baseline) on the same rows, with a paired bootstrap
+    interval. ``labels``: the classes to average over (default: every label seen)."""
+    truth, (a, b), classes = _label_codes(y_true, [baseline_pred, candidate_pred], labels)
+    return bootstrap_interval(
+        lambda w: weighted_macro_f1(truth, b, classes, w) - weighted_macro_f1(truth, a, classes, w),
+        truth.size,
+        "paired bootstrap",
+        resamples,
+        confidence,
+        seed,
+    )

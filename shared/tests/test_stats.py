@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from roadmap_lab.stats import (
+    Interval,
+    bootstrap_mean,
+    macro_f1_difference,
+    mean_difference,
+    weighted_macro_f1,
+    wilson_interval,
+)
+
+
+def test_wilson_matches_published_values() -> None:
+    # 8 of 10 at 95 %: (0.4902, 0.9433), as statsmodels' proportion_confint(method="wilson").
+    interval = wilson_interval(8, 10)
+    assert interval.estimate == 0.8
+    assert interval.low == pytest.approx(0.4902, abs=1e-4)
+    assert interval.high == pytest.approx(0.9433, abs=1e-4)
+    assert (interval.method, interval.n, interval.confidence) == ("wilson", 10, 0.95)
+
+
+def test_wilson_stays_inside_0_1_and_accepts_half_wins() -> None:
+    none, every = wilson_interval(0, 20), wilson_interval(20, 20)
+    assert none.low == pytest.approx(0.0, abs=1e-12) and 0 < none.high < 0.2
+    assert every.high == pytest.approx(1.0, abs=1e-12) and 0.8 < every.low < 1
+    ties = wilson_interval(10.5, 20)
+    assert ties.estimate == 0.525 and ties.low < 0.525 < ties.high
+
+
+@pytest.mark.parametrize(
+    ("successes", "n", "confidence", "message"),
+    [
+        (1, 0, 0.95, "at least one trial"),
+        (11, 10, 0.95, "between 0 and n"),
+        (1, 2, 1.0, "confidence"),
+    ],
+)
+def test_wilson_rejects_bad_input(
+    successes: float, n: int, confidence: float, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        wilson_interval(successes, n, confidence)
+
+
+def test_bootstrap_mean_is_seeded_and_covers_the_mean() -> None:
+    scores = np.random.default_rng(1).normal(0.6, 0.2, size=400)
+    first, second = bootstrap_mean(scores, seed=3), bootstrap_mean(scores, seed=3)
+    assert first == second
+    assert first.estimate == pytest.approx(scores.mean())
+    assert first.low < scores.mean() < first.high
+    # About 1.96 standard errors each side.
+    standard_error = scores.std(ddof=1) / np.sqrt(scores.size)
+    assert first.high - first.low == pytest.approx(2 * 1.96 * standard_error, rel=0.15)
+
+
+def test_mean_difference_is_paired() -> None:
+    rng = np.random.default_rng(0)
+    difficulty = rng.uniform(0, 1, size=300)  # varies a lot between examples...
+    baseline = difficulty
+    candidate = difficulty + 0.02  # ...but the candidate is better on every one
+    interval = mean_difference(baseline, candidate)
+    assert interval.estimate == pytest.approx(0.02)
+    assert interval.low == pytest.approx(0.02) and interval.high == pytest.approx(0.02)
+    with pytest.raises(ValueError, match="same examples"):
+        mean_difference([1, 0], [1, 0, 1])
+
+
+def test_weighted_macro_f1_matches_a_hand_count() -> None:
+    y_true = np.array([0, 0, 1, 1, 1])
+    y_pred = np.array([0, 1, 1, 1, 0])
+    # class 0: tp 1, fp 1, fn 1 -> F1 0.5; class 1: tp 2, fp 1, fn 1 -> F1 2/3.
+    ones = np.ones((1, 5))
+    assert weighted_macro_f1(y_true, y_pred, 2, ones)[0] == pytest.approx((0.5 + 2 / 3) / 2)
+    # Weight 2 on the last row counts it twice.
+    doubled = np.array([[1, 1, 1, 1, 2]])
+    # class 0: tp 1, fp 2, fn 1 -> 0.4; class 1: tp 2, fp 1, fn 2 -> 4/7.
+    assert weighted_macro_f1(y_true, y_pred, 2, doubled)[0] == pytest.approx((0.4 + 4 / 7) / 2)
+
+
+def _noisy_copy(truth: np.ndarray, error_rate: float, rng: np.random.Generator) -> np.ndarray:
+    flip = rng.uniform(size=truth.size) < error_rate
+    return np.where(flip, 1 - truth, truth)
+
+
+def test_macro_f1_difference_tells_noise_from_a_real_gain() -> None:
+    rng = np.random.default_rng(7)
+    truth = rng.integers(0, 2, size=1000)
+    champion = _noisy_copy(truth, 0.20, rng)
+    labels = ["other", "great"]
+    names = np.array(labels)
+
+    same = macro_f1_difference(names[truth], names[champion], names[_noisy_copy(truth, 0.20, rng)])
+    assert same.low < 0 < same.high  # two equally good models: the interval straddles 0
+    # On 1,000 rows the interval is a few points wide: a 0.01 margin is inside the noise.
+    assert 0.03 < same.high - same.low < 0.08
+
+    better = macro_f1_difference(
+        names[truth], names[champion], names[_noisy_copy(truth, 0.10, rng)], labels=labels
+    )
+    assert better.estimate > 0.05 and better.low > 0
+
+
+def test_macro_f1_difference_rejects_unknown_labels_and_ragged_input() -> None:
+    with pytest.raises(ValueError, match="not among"):
+        macro_f1_difference(["a", "b"], ["a", "b"], ["a", "c"], labels=["a", "b"])
+    with pytest.raises(ValueError, match="same, non-zero number of rows"):
+        macro_f1_difference(["a", "b"], ["a"], ["a", "b"])
+
+
+def test_interval_serialises_and_prints() -> None:
+    interval = Interval(0.01, -0.005, 0.025, 0.95, "paired bootstrap", 1000)
+    assert interval.as_dict()["low"] == -0.005
+    assert str(interval) == "0.0100 [-0.0050, 0.0250] (95% paired bootstrap, n=1000)"
