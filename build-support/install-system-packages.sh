@@ -9,9 +9,11 @@
 # Each entry's check command decides whether it is present. Missing packages are installed with
 # apt-get (through passwordless sudo when not root); a package still missing afterwards, or no
 # apt-get to install it with, is an error naming the package.
+#
+# SYSTEM_PACKAGES_LIST: the list to read instead (the tests use fixtures); relative to the repo root.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-readonly LIST=build-support/system-packages.txt
+readonly LIST="${SYSTEM_PACKAGES_LIST:-build-support/system-packages.txt}"
 export PATH="${PATH:-/usr/bin:/bin}:/usr/local/sbin:/usr/sbin:/sbin"
 
 log() { echo "system-packages: $*" >&2; }
@@ -21,7 +23,7 @@ wanted=()
 for arg in "$@"; do
   case "$arg" in
     --check) check_only=true ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
     -*) log "unknown option $arg"; exit 2 ;;
     *) wanted+=("$arg") ;;
   esac
@@ -36,6 +38,8 @@ is_wanted() {  # is_wanted "name, name, ..."
   done
   return 1
 }
+
+[[ -f "$LIST" ]] || { log "no package list at $LIST"; exit 2; }
 
 declare -A check_of=()
 packages=()

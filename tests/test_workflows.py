@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,8 @@ from repo_checks import ToolResult, find_tool, run_tool, walk_repo_files
 WORKFLOWS = Path(".github") / "workflows"
 ACTIONLINT_CONFIG = Path(".github") / "actionlint.yaml"
 URL = re.compile(r"\b[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+ACTIONS = Path(".github") / "actions"
+INSTALLER = "build-support/install-system-packages.sh"
 
 
 def actionlint(root: Path, files: list[Path]) -> ToolResult:
@@ -108,6 +112,39 @@ def test_ci_runs_a_matrix_of_changed_projects(repo: Path) -> None:
     changes_script = "\n".join(step.get("run", "") for step in jobs["changes"]["steps"])
     assert "--changed-dependents=transitive" in changes_script
     assert "build-support/changed_projects.py" in changes_script
+    # The Debian packages of what each job tests (build-support/system-packages.txt).
+    assert step_runs(project, f'{INSTALLER} "$PROJECT"')["env"] == {
+        "PROJECT": "${{ matrix.project }}"
+    }
+    assert "projects/$PROJECT::" in step_runs(project, "./pants lint check test package")["run"]
+    step_runs(jobs["repo"], f"{INSTALLER} shared showcase tests")
+
+
+def step_runs(job: dict, command: str) -> dict:
+    """The job's step whose `run:` holds `command`."""
+    steps = [step for step in job["steps"] if command in step.get("run", "")]
+    assert steps, f"no step of the job runs {command}"
+    return steps[0]
+
+
+PANTS_TEST = re.compile(r"\./pants\b.*\stest\s")
+
+
+def test_ci_jobs_that_run_tests_install_system_packages_first(repo: Path) -> None:
+    """Through the installer and its one list of packages, never an apt-get line of their own."""
+    jobs = yaml.safe_load((repo / WORKFLOWS / "ci.yml").read_text())["jobs"]
+    testing = []
+    for name, job in jobs.items():
+        runs = [step.get("run", "") for step in job.get("steps", [])]
+        first_test = next((i for i, run in enumerate(runs) if PANTS_TEST.search(run)), None)
+        if first_test is None:
+            continue
+        testing.append(name)
+        assert not any("apt-get" in run for run in runs), f"job {name} runs apt-get itself"
+        assert any(INSTALLER in run for run in runs[:first_test]), (
+            f"job {name} runs tests before it installs system packages ({INSTALLER})"
+        )
+    assert {"project", "repo"} <= set(testing)
 
 
 def test_workflows_and_actions_name_no_hosts(repo: Path) -> None:
@@ -120,3 +157,158 @@ def test_workflows_and_actions_name_no_hosts(repo: Path) -> None:
         if URL.search(line)
     ]
     assert offending == []
+
+
+# OpenSSF Scorecard's pinned-dependencies rule: a third-party action by its full commit SHA (a tag
+# or branch can be moved to other code), with the tag as a comment so that readers and updaters
+# know the version.
+USES_LINE = re.compile(
+    r"""^\s*(?:-\s+)?uses:\s*(["']?)(?P<ref>[^\s"'#]+)\1\s*(?:#\s*(?P<comment>.*?))?\s*$"""
+)
+PINNED_ACTION = re.compile(r"^[\w.-]+/[\w.-]+(?:/[^@\s]+)?@[0-9a-f]{40}$")
+TAG_COMMENT = re.compile(r"^v\d")
+PINNED_IMAGE = re.compile(r"^docker://[^@\s]+@sha256:[0-9a-f]{64}$")
+SHORT_SHA = re.compile(r"^[0-9a-f]{7,39}$")
+
+
+def yaml_uses(document: object) -> Iterator[str]:
+    """The `uses:` of jobs (reusable workflows) and steps, in a workflow or a composite action."""
+    if not isinstance(document, dict):
+        return
+    jobs = document.get("jobs") or {}
+    runs = document.get("runs") or {}
+    holders = [*jobs.values(), runs] if isinstance(jobs, dict) else [runs]
+    for holder in holders:
+        if not isinstance(holder, dict):
+            continue
+        if "uses" in holder:
+            yield str(holder["uses"])
+        yield from (str(s["uses"]) for s in holder.get("steps") or [] if "uses" in s)
+
+
+def uses_problem(ref: str, comment: str | None) -> str | None:
+    """Why one `uses:` is not pinned, or None when it is."""
+    if ref.startswith("./"):
+        return None  # a local action or workflow: it comes with the checkout
+    if ref.startswith("docker://"):
+        return None if PINNED_IMAGE.match(ref) else "docker image not pinned by @sha256: digest"
+    version = ref.partition("@")[2]
+    if not version:
+        return "no version: pin the full commit SHA"
+    if SHORT_SHA.match(version):
+        return "short SHA: pin the full 40-hex commit SHA"
+    if not PINNED_ACTION.match(ref):
+        return f"tag or branch {version!r}: pin its full commit SHA, with {version} as a comment"
+    if not (comment and TAG_COMMENT.match(comment)):
+        return "no tag comment: add the tag the SHA is, e.g. `# v1.2.3`"
+    return None
+
+
+def unpinned_uses(path: Path, root: Path) -> list[str]:
+    """`file:line: ref: why` for each `uses:` of a workflow or action file not pinned by SHA."""
+    text = path.read_text()
+    rel = path.relative_to(root)
+    problems: list[str] = []
+    seen: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = USES_LINE.match(line)
+        if not match:
+            continue
+        seen.append(match["ref"])
+        problem = uses_problem(match["ref"], match["comment"])
+        if problem:
+            problems.append(f"{rel}:{number}: {match['ref']}: {problem}")
+    # The line scan reads the comments YAML drops; it must see every `uses:` YAML does.
+    hidden = Counter(yaml_uses(yaml.safe_load(text))) - Counter(seen)
+    problems += [f"{rel}: uses: {ref} is not on a line of its own" for ref in sorted(hidden)]
+    return problems
+
+
+def action_files(root: Path) -> list[Path]:
+    folder = root / ACTIONS
+    return sorted([*folder.glob("**/action.yml"), *folder.glob("**/action.yaml")])
+
+
+CHECKOUT_SHA = "11bd71901bbe5b1630ceea73d27597364c9af683"  # actions/checkout v4.2.2
+PINNED_CHECKOUT = f"actions/checkout@{CHECKOUT_SHA} # v4.2.2"
+
+
+def workflow_using(root: Path, uses: str) -> Path:
+    """The good fixture workflow with a first step `uses: <uses>` (on line 7)."""
+    return write_workflow(root, GOOD_WORKFLOW.replace("- run:", f"- uses: {uses}\n      - run:"))
+
+
+@pytest.mark.parametrize(
+    "uses",
+    [
+        pytest.param(PINNED_CHECKOUT, id="sha-and-tag"),
+        pytest.param(f'"actions/checkout@{CHECKOUT_SHA}" # v4.2.2', id="quoted"),
+        pytest.param("./.github/actions/setup-pants", id="local-action"),
+        pytest.param("docker://alpine@sha256:" + "a" * 64, id="docker-digest"),
+    ],
+)
+def test_pin_check_accepts_a_pinned_action(tmp_path: Path, uses: str) -> None:
+    assert unpinned_uses(workflow_using(tmp_path, uses), tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("uses", "expected"),
+    [
+        pytest.param("actions/checkout@v4", "tag or branch 'v4'", id="tag"),
+        pytest.param("actions/checkout@v4.2.2 # v4.2.2", "tag or branch 'v4.2.2'", id="full-tag"),
+        pytest.param("actions/checkout@main", "tag or branch 'main'", id="branch"),
+        pytest.param("actions/checkout@11bd719 # v4.2.2", "short SHA", id="short-sha"),
+        pytest.param(f"actions/checkout@{CHECKOUT_SHA}", "no tag comment", id="no-comment"),
+        pytest.param(
+            f"actions/checkout@{CHECKOUT_SHA} # latest", "no tag comment", id="not-a-tag-comment"
+        ),
+        pytest.param("actions/checkout", "no version", id="no-version"),
+        pytest.param("docker://alpine:3.20", "not pinned by @sha256: digest", id="docker-tag"),
+    ],
+)
+def test_pin_check_rejects_an_unpinned_action(tmp_path: Path, uses: str, expected: str) -> None:
+    problems = unpinned_uses(workflow_using(tmp_path, uses), tmp_path)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{WORKFLOWS / 'fixture.yml'}:7: {uses.split(' #')[0]}: ")
+    assert expected in problems[0]
+
+
+def test_pin_check_covers_reusable_workflows_and_uses_it_cannot_read(tmp_path: Path) -> None:
+    path = write_workflow(
+        tmp_path,
+        "on: push\n"
+        "jobs:\n"
+        "  call:\n"
+        "    uses: octo/workflows/.github/workflows/build.yml@main\n"
+        "  build:\n"
+        "    runs-on: ubuntu-latest\n"
+        "    steps: [{uses: actions/checkout@v4}]\n",
+    )
+    fixture = WORKFLOWS / "fixture.yml"
+    assert unpinned_uses(path, tmp_path) == [
+        f"{fixture}:4: octo/workflows/.github/workflows/build.yml@main: "
+        "tag or branch 'main': pin its full commit SHA, with main as a comment",
+        f"{fixture}: uses: actions/checkout@v4 is not on a line of its own",
+    ]
+
+
+def test_pin_check_reads_composite_actions(tmp_path: Path) -> None:
+    path = tmp_path / ACTIONS / "setup" / "action.yml"
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        "name: setup\ndescription: fixture\nruns:\n  using: composite\n  steps:\n"
+        "    - uses: actions/setup-python@v5\n"
+    )
+    assert action_files(tmp_path) == [path]
+    assert unpinned_uses(path, tmp_path) == [
+        f"{ACTIONS / 'setup' / 'action.yml'}:6: actions/setup-python@v5: "
+        "tag or branch 'v5': pin its full commit SHA, with v5 as a comment"
+    ]
+
+
+def test_repo_workflows_and_actions_pin_actions_by_commit_sha(repo: Path) -> None:
+    files = [*workflow_files(repo), *action_files(repo)]
+    assert repo / ACTIONS / "setup-pants" / "action.yml" in files
+    uses = [ref for f in files for ref in yaml_uses(yaml.safe_load(f.read_text()))]
+    assert any(not ref.startswith("./") for ref in uses), "found no third-party action to check"
+    assert [problem for f in files for problem in unpinned_uses(f, repo)] == []
