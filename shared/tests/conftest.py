@@ -1,4 +1,5 @@
-"""Shared fixtures; registers the ``slow`` marker for tests that fetch or convert real assets."""
+"""Shared fixtures (and roadmap_lab's pytest plugin); registers the ``slow`` marker for tests that
+fetch or convert real assets or start real servers."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+import roadmap_lab.pytest_plugin  # noqa: F401  (Pants infers dependencies from imports only)
+
+pytest_plugins = ["roadmap_lab.pytest_plugin"]
 
 # Nothing in these tests may reach the Hugging Face hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -14,7 +18,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "slow: fetches wheels from the package index or converts real models (tens of seconds)",
+        "slow: fetches wheels, converts real models or starts real servers (seconds to a minute)",
     )
 
 
