@@ -18,7 +18,7 @@ import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, cast
 
 from roadmap_lab.machine import describe_machine
 
@@ -218,7 +218,7 @@ def reference_headline(committed: dict[str, Any]) -> list[Headline]:
     """The committed benchmark's headline, each figure marked as a reference with its date, so a
     report shows it beside the demo's own figures without counting it as measured now."""
     return [
-        {**item, "reference": True, "measured_at": committed.get("measured_at")}
+        cast(Headline, {**item, "reference": True, "measured_at": committed.get("measured_at")})
         for item in committed.get("headline", [])
     ]
 

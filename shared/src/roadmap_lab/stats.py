@@ -2,6 +2,8 @@
 
 * ``wilson_interval``: a proportion (pass rate, win rate with ties as half) and its interval.
 * ``bootstrap_mean``: a mean of per-example scores with a percentile bootstrap interval.
+* ``t_interval``: a mean of a few repeated measurements (benchmark repeats, seeds) with Student's
+  t interval; with so few values a bootstrap interval is too narrow.
 * Paired differences of two systems scored on the same examples, by paired bootstrap (rows are
   resampled once and both systems are scored on the same resample, so example difficulty cancels):
   ``mean_difference`` for per-example scores (pass/fail, graded scores, correctness) and
@@ -65,6 +67,74 @@ def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> Inter
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
     return Interval(p, max(0.0, centre - half), min(1.0, centre + half), confidence, "wilson", n)
+
+
+def _regularized_incomplete_beta(a: float, b: float, x: float) -> float:
+    """I_x(a, b), from its continued fraction (modified Lentz, as Numerical Recipes' betacf)."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):  # the fraction converges quickly only below this point
+        return 1.0 - _regularized_incomplete_beta(b, a, 1.0 - x)
+    tiny = 1e-300
+
+    def guarded(value: float) -> float:
+        return value if abs(value) > tiny else tiny
+
+    c, d = 1.0, 1.0 / guarded(1.0 - (a + b) * x / (a + 1))
+    fraction = d
+    for m in range(1, 500):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 / guarded(1.0 + numerator * d)
+            c = guarded(1.0 + numerator / c)
+            fraction *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    return math.exp(log_front) * fraction / a
+
+
+def student_t_quantile(probability: float, df: float) -> float:
+    """The ``probability`` quantile of Student's t distribution with ``df`` degrees of freedom."""
+    if not 0 < probability < 1:
+        raise ValueError(f"probability must be between 0 and 1, got {probability}")
+    if df <= 0:
+        raise ValueError(f"degrees of freedom must be positive, got {df}")
+    if probability < 0.5:
+        return -student_t_quantile(1 - probability, df)
+
+    def upper_tail(t: float) -> float:  # P(T > t) for t >= 0
+        return 0.5 * _regularized_incomplete_beta(df / 2, 0.5, df / (df + t * t))
+
+    tail = 1 - probability
+    low, high = 0.0, 1.0
+    while upper_tail(high) > tail:
+        low, high = high, high * 2
+    for _ in range(200):  # bisection: the tail is monotone in t
+        middle = (low + high) / 2
+        low, high = (middle, high) if upper_tail(middle) > tail else (low, middle)
+        if high - low <= 1e-12 * high:
+            break
+    return (low + high) / 2
+
+
+def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> Interval:
+    """The mean of repeated measurements with Student's t interval (needs at least two)."""
+    _check_confidence(confidence)
+    array = _as_vector(values, "values")
+    if array.size < 2:
+        raise ValueError("a t interval needs at least two values")
+    mean = float(array.mean())
+    half = student_t_quantile(1 - (1 - confidence) / 2, array.size - 1) * float(
+        array.std(ddof=1) / math.sqrt(array.size)
+    )
+    return Interval(mean, mean - half, mean + half, confidence, "t", int(array.size))
 
 
 def bootstrap_weights(n: int, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> np.ndarray:
@@ -143,8 +213,11 @@ def mean_difference(
     )
 
 
+Labels = Sequence[Any] | np.ndarray
+
+
 def _label_codes(
-    y_true: Sequence[Any], predictions: Sequence[Sequence[Any]], labels: Sequence[Any] | None
+    y_true: Labels, predictions: Sequence[Labels], labels: Sequence[Any] | None
 ) -> tuple[np.ndarray, list[np.ndarray], int]:
     """Integer codes of the true labels and of each prediction, and the number of classes."""
     columns = [list(y_true), *(list(p) for p in predictions)]
@@ -180,9 +253,9 @@ def weighted_macro_f1(
 
 
 def macro_f1_difference(
-    y_true: Sequence[Any],
-    baseline_pred: Sequence[Any],
-    candidate_pred: Sequence[Any],
+    y_true: Labels,
+    baseline_pred: Labels,
+    candidate_pred: Labels,
     labels: Sequence[Any] | None = None,
     resamples: int = DEFAULT_RESAMPLES,
     confidence: float = 0.95,

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from repo_checks import repo_root, subprocess_env
+
+SCRIPT = Path("build-support") / "junit_summary.py"
+
+
+def _report(folder: Path, name: str, classname: str, time: float, **counts: int) -> None:
+    cases = "".join(
+        f'<testcase classname="{classname}" name="test_{i}" time="0.1"/>'
+        for i in range(counts.get("tests", 1))
+    )
+    attributes = " ".join(f'{key}="{value}"' for key, value in counts.items())
+    (folder / f"{name}.xml").write_text(
+        f'<testsuites><testsuite name="pytest" time="{time}" {attributes}>{cases}'
+        "</testsuite></testsuites>"
+    )
+
+
+def _summarise(folder: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(repo_root() / SCRIPT), str(folder)],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        check=False,
+    )
+
+
+def test_time_and_counts_per_project_and_the_totals(tmp_path: Path) -> None:
+    _report(tmp_path, "a", "projects.llm-serving.tests.test_ls_vllm", 120.5, tests=3)
+    _report(tmp_path, "b", "projects.llm-serving.tests.test_ls_units", 9.5, tests=2, skipped=1)
+    _report(tmp_path, "c", "shared.tests.test_results", 4.0, tests=2)
+    result = _summarise(tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    serving = next(line for line in lines if "projects/llm-serving" in line)
+    assert serving.split() == ["projects/llm-serving", "2", "5", "0", "1", "130.0s"]
+    assert next(line for line in lines if line.strip().startswith("shared")).split()[-1] == "4.0s"
+    assert next(line for line in lines if line.strip().startswith("all")).split() == [
+        "all", "3", "7", "0", "1", "134.0s"
+    ]  # fmt: skip
+    assert lines[-1] == "tests: 6 passed, 0 failed, 1 skipped"
+
+
+def test_recorded_figures_are_listed(tmp_path: Path) -> None:
+    (tmp_path / "img.xml").write_text(
+        '<testsuites><testsuite name="pytest" time="300" tests="1">'
+        '<testcase classname="tests.test_project_images" name="test_image[llm-serving]">'
+        '<properties><property name="figure.image_size_mb" value="3120.5"/>'
+        '<property name="other" value="x"/></properties></testcase>'
+        "</testsuite></testsuites>"
+    )
+    result = _summarise(tmp_path)
+    assert "  test_image[llm-serving]: image_size_mb = 3120.5" in result.stdout
+    assert "other" not in result.stdout
+
+
+def test_a_failure_or_no_test_at_all_fails(tmp_path: Path) -> None:
+    _report(tmp_path, "a", "tests.test_layout", 1.0, tests=2, failures=1)
+    failed = _summarise(tmp_path)
+    assert failed.returncode == 1 and "tests: 1 passed, 1 failed, 0 skipped" in failed.stdout
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = _summarise(empty)
+    assert nothing.returncode == 1 and "no test ran" in nothing.stderr
