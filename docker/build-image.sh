@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
 # Builds a Dockerfile of this repo without a Docker engine, using buildah (vfs storage, chroot
-# isolation), against a local Debian bookworm base image made once with debootstrap.
+# isolation), against a local Debian bookworm base image made once with debootstrap; and runs,
+# sizes and removes the images it built.
 #
 # Usage: docker/build-image.sh <Dockerfile> <context> <tag> [--smoke CMD...]
+#        docker/build-image.sh --run <tag> CMD...
+#        docker/build-image.sh --size <tag>
+#        docker/build-image.sh --remove <tag>
 #   --smoke CMD...  after the build, run CMD inside the image (as the image's USER) and remove
 #                   the container again; the exit status is CMD's.
+#   --run           run CMD in a new container of an image built before (as its USER, on the
+#                   host's network, so a server inside answers on 127.0.0.1); the container is
+#                   removed when CMD ends; the exit status is CMD's.
+#   --size          print the image's size in bytes.
+#   --remove        remove the image and the layers no other image uses.
 #
 # Settings (environment):
 #   ROADMAP_LAB_IMAGE_CACHE  folder for the base image's root filesystem and buildah's image store
 #                            (default: ~/.cache/roadmap-lab/images)
 #   DEBIAN_MIRROR            Debian mirror for debootstrap (default: debootstrap's own default)
+#   BUILD_CA_BUNDLE          a CA bundle mounted into every RUN step as the image's system bundle,
+#                            for networks whose TLS goes through a proxy with its own CA (default:
+#                            SSL_CERT_FILE when it names a file; nothing is copied into the image)
 #
 # Needs root (debootstrap, chroot isolation): run as root, or with passwordless sudo, which the
 # script then uses. As root it installs buildah and debootstrap with apt-get when they are missing.
@@ -23,25 +35,37 @@ export PATH="${PATH:-/usr/bin:/bin}:/usr/local/sbin:/usr/sbin:/sbin"
 
 log() { echo "build-image: $*" >&2; }
 die() { log "error: $*"; exit 1; }
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '6,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 [[ $# -ge 1 && ( "$1" == "-h" || "$1" == "--help" ) ]] && usage
-[[ $# -ge 3 ]] || usage
-dockerfile="$1"; context="$2"; tag="$3"; shift 3
-smoke=()
-if [[ $# -gt 0 ]]; then
-  [[ "$1" == "--smoke" && $# -ge 2 ]] || usage
-  shift
+mode=build
+case "${1:-}" in
+  --run) mode=run; [[ $# -ge 3 ]] || usage ;;
+  --size|--remove) mode="${1#--}"; [[ $# -eq 2 ]] || usage ;;
+  *) [[ $# -ge 3 ]] || usage ;;
+esac
+original_args=("$@")
+dockerfile=""; context=""; smoke=()
+if [[ $mode == build ]]; then
+  dockerfile="$1"; context="$2"; tag="$3"; shift 3
+  if [[ $# -gt 0 ]]; then
+    [[ "$1" == "--smoke" && $# -ge 2 ]] || usage
+    shift
+    smoke=("$@")
+  fi
+  [[ -f "$dockerfile" ]] || die "no Dockerfile at $dockerfile"
+  [[ -d "$context" ]] || die "no build context folder at $context"
+else
+  tag="$2"; shift 2
   smoke=("$@")
 fi
-[[ -f "$dockerfile" ]] || die "no Dockerfile at $dockerfile"
-[[ -d "$context" ]] || die "no build context folder at $context"
 
 if [[ $EUID -ne 0 ]]; then
   if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
     exec sudo -n env "PATH=$PATH" \
-      "ROADMAP_LAB_IMAGE_CACHE=${ROADMAP_LAB_IMAGE_CACHE:-}" "DEBIAN_MIRROR=${DEBIAN_MIRROR:-}" \
-      bash "$0" "$dockerfile" "$context" "$tag" ${smoke[@]+--smoke "${smoke[@]}"}
+      "ROADMAP_LAB_IMAGE_CACHE=${ROADMAP_LAB_IMAGE_CACHE:-}" \
+      "DEBIAN_MIRROR=${DEBIAN_MIRROR:-}" "BUILD_CA_BUNDLE=${BUILD_CA_BUNDLE:-${SSL_CERT_FILE:-}}" \
+      bash "$0" "${original_args[@]}"
   fi
   die "needs root (debootstrap and buildah's chroot isolation): run it as root or with passwordless sudo"
 fi
@@ -95,12 +119,35 @@ ensure_base_image() {
 }
 
 ensure_tool buildah buildah
+
+case $mode in
+  size)
+    bh inspect --type image --format '{{.Size}}' "$tag" 2>/dev/null \
+      || bh images --noheading --format '{{.Size}}' "$tag"
+    exit 0 ;;
+  remove)
+    bh rmi --force "$tag" >/dev/null
+    bh rmi --prune >/dev/null 2>&1 || true  # layers of intermediate stages that nothing uses now
+    exit 0 ;;
+  run)
+    ctr="$(bh from --pull=never "$tag")"
+    trap 'bh rm "$ctr" >/dev/null' EXIT
+    # chroot isolation keeps the host's network namespace: a server inside listens on the host.
+    bh run --isolation chroot "$ctr" -- "${smoke[@]}"
+    exit ;;
+esac
+
 ensure_base_image
+
+build_args=(--isolation chroot --layers --build-arg "BASE_IMAGE=$BASE_IMAGE_REF")
+ca_bundle="${BUILD_CA_BUNDLE:-${SSL_CERT_FILE:-}}"
+if [[ -n "$ca_bundle" && -f "$ca_bundle" ]]; then
+  build_args+=(--volume "$ca_bundle:/etc/ssl/certs/ca-certificates.crt:ro")
+fi
 
 # Build output goes to stderr: stdout carries only the smoke command's output.
 log "building $tag from $dockerfile (context $context)"
-bh bud --isolation chroot --layers --build-arg "BASE_IMAGE=$BASE_IMAGE_REF" \
-  -f "$dockerfile" -t "$tag" "$context" >&2
+bh bud "${build_args[@]}" -f "$dockerfile" -t "$tag" "$context" >&2
 
 if [[ ${#smoke[@]} -gt 0 ]]; then
   ctr="$(bh from --pull=never "$tag")"

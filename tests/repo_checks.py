@@ -7,6 +7,7 @@ repo is found from the current working directory, never from this module's locat
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -94,6 +95,31 @@ def run_tool(
         check=False,
     )
     return ToolResult(completed.returncode, completed.stdout)
+
+
+BUILD_SCRIPT = Path("docker") / "build-image.sh"
+
+
+def run_build_script(
+    repo: Path, *args: str, timeout: int = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run docker/build-image.sh with ``args``; its build log is on stderr, a command's output on
+    stdout."""
+    script = repo / BUILD_SCRIPT
+    assert script.is_file(), f"{BUILD_SCRIPT} is missing (under Pants: declare it as a dependency)"
+    env = subprocess_env()
+    if "HOME" not in env and "ROADMAP_LAB_IMAGE_CACHE" not in env:
+        # Pants may pass no HOME; keep the cached base image where the script keeps it by default.
+        env["HOME"] = pwd.getpwuid(os.getuid()).pw_dir
+    return subprocess.run(
+        ["bash", str(script), *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def walk_repo_files(root: Path) -> Iterator[Path]:

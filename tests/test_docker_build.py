@@ -1,38 +1,19 @@
 from __future__ import annotations
 
-import os
-import pwd
-import subprocess
 from pathlib import Path
 
 import pytest
-from repo_checks import find_tool, is_shell_script, run_tool, subprocess_env, walk_repo_files
+from repo_checks import (
+    BUILD_SCRIPT,
+    find_tool,
+    is_shell_script,
+    run_build_script,
+    run_tool,
+    walk_repo_files,
+)
 
-BUILD_SCRIPT = Path("docker") / "build-image.sh"
 BASE_DOCKERFILE = Path("docker") / "base.Dockerfile"
 TEST_TAG = "localhost/roadmap-lab/base-test:latest"
-
-
-def build_script(repo: Path) -> Path:
-    script = repo / BUILD_SCRIPT
-    assert script.is_file(), f"{BUILD_SCRIPT} is missing (under Pants: declare it as a dependency)"
-    return script
-
-
-def run_build(repo: Path, *args: str, timeout: int = 60) -> subprocess.CompletedProcess[str]:
-    env = subprocess_env()
-    if "HOME" not in env and "ROADMAP_LAB_IMAGE_CACHE" not in env:
-        # Pants may pass no HOME; keep the cached base image where the script keeps it by default.
-        env["HOME"] = pwd.getpwuid(os.getuid()).pw_dir
-    return subprocess.run(
-        ["bash", str(build_script(repo)), *args],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def test_shell_scripts_pass_shellcheck(repo: Path) -> None:
@@ -63,19 +44,19 @@ def test_shell_scripts_are_recognised(
 
 
 def test_build_script_without_arguments_prints_usage(repo: Path) -> None:
-    result = run_build(repo)
+    result = run_build_script(repo)
     assert result.returncode == 2
     assert "Usage: docker/build-image.sh <Dockerfile> <context> <tag>" in result.stderr
 
 
 def test_build_script_rejects_a_missing_dockerfile(repo: Path, tmp_path: Path) -> None:
-    result = run_build(repo, str(tmp_path / "nothing.Dockerfile"), str(tmp_path), "x")
+    result = run_build_script(repo, str(tmp_path / "nothing.Dockerfile"), str(tmp_path), "x")
     assert result.returncode == 1
     assert "no Dockerfile at" in result.stderr
 
 
 def test_build_script_rejects_smoke_without_a_command(repo: Path) -> None:
-    result = run_build(repo, str(BASE_DOCKERFILE), "docker", TEST_TAG, "--smoke")
+    result = run_build_script(repo, str(BASE_DOCKERFILE), "docker", TEST_TAG, "--smoke")
     assert result.returncode == 2
 
 
@@ -87,7 +68,7 @@ def test_build_script_rejects_smoke_without_a_command(repo: Path) -> None:
 )
 def test_base_image_builds_and_runs(repo: Path, command: list[str], expected: str) -> None:
     # The first run debootstraps the local base image (minutes); later ones reuse it and the layers.
-    result = run_build(
+    result = run_build_script(
         repo, str(BASE_DOCKERFILE), "docker", TEST_TAG, "--smoke", *command, timeout=840
     )
     assert result.returncode == 0, result.stderr[-4000:]

@@ -1,0 +1,213 @@
+"""Each project's CPU image, built here the way CI builds it.
+
+The PEX comes from `./pants package` (tests/BUILD lists it in `runtime_package_dependencies`, so
+Pants builds it and puts it in the test sandbox); `docker/build-image.sh` builds the project's
+Dockerfile with buildah (no Docker engine); the project's smoke checks run inside the image as its
+non-root user, and a project with a service starts it inside the image and is called over HTTP
+from outside. Each image's size, build time and the disk the image store used are recorded as
+`figure.*` JUnit properties, which the test command prints; the image is removed afterwards.
+
+A new project plugs in with an entry in IMAGES (and its PEX in tests/BUILD).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from repo_checks import run_build_script
+from roadmap_lab.services import ManagedProcess, free_port, tcp_probe
+
+
+@dataclass(frozen=True)
+class Smoke:
+    """A command run inside the image; it must exit 0 and print ``expect``."""
+
+    command: tuple[str, ...]
+    expect: str
+
+
+@dataclass(frozen=True)
+class Service:
+    """A server started inside the image (``{port}`` in the command is a free port) and called
+    from outside once ``ready_path`` answers 200."""
+
+    command: tuple[str, ...]
+    ready_path: str
+    call: Callable[[str], None]
+    startup_timeout_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    pex: str  # where runtime_package_dependencies put the PEX, relative to the sandbox root
+    smoke: tuple[Smoke, ...]
+    service: Service | None = None
+    # Smoke checks every image gets: the non-root user of the repo's image style.
+    common: tuple[Smoke, ...] = field(default=(Smoke(("id", "-u"), "10001"),))
+
+
+def _post_json(url: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        assert response.status == 200
+        return json.loads(response.read())
+
+
+def _complete_a_prompt(base_url: str) -> None:
+    body = {"model": "smollm2", "prompt": "The capital of France is", "max_tokens": 8}
+    completion = _post_json(f"{base_url}/v1/completions", {**body, "temperature": 0})
+    assert "Paris" in completion["choices"][0]["text"], completion
+
+
+IMAGES: dict[str, ImageCheck] = {
+    "experiment-tracking": ImageCheck(
+        pex="projects.experiment-tracking/cli.pex",
+        smoke=(
+            Smoke(("python", "-m", "experiment_tracking", "--help"), "Tracked fine-tuning"),
+            # The model is baked in: the encoder folder exists without any download.
+            Smoke(
+                (
+                    "python",
+                    "-c",
+                    "import torch, mlflow, transformers; from roadmap_lab.models import "
+                    "minilm_dir; print(minilm_dir(), (minilm_dir() / 'config.json').is_file())",
+                ),
+                "all-minilm-l6-v2 True",
+            ),
+        ),
+    ),
+    "llm-serving": ImageCheck(
+        pex="projects.llm-serving/cli.pex",
+        smoke=(
+            Smoke(("python", "-m", "llm_serving", "--help"), "serve"),
+            Smoke(("python", "-c", "import vllm; print('vllm', vllm.__version__)"), "vllm 0.32"),
+        ),
+        service=Service(
+            command=(
+                "python", "-m", "llm_serving", "serve",
+                "--host", "127.0.0.1", "--port", "{port}", "--enforce-eager",
+            ),  # fmt: skip
+            ready_path="/health",
+            call=_complete_a_prompt,
+        ),
+    ),
+}
+
+
+def image_store() -> Path:
+    """Where build-image.sh keeps buildah's store: its default, in root's home (it runs as root,
+    through sudo when we are not)."""
+    configured = os.environ.get("ROADMAP_LAB_IMAGE_CACHE")
+    if configured:
+        return Path(configured)
+    return Path(pwd.getpwuid(0).pw_dir) / ".cache" / "roadmap-lab" / "images"
+
+
+def disk_usage_mb(folder: Path) -> float | None:
+    """Bytes under ``folder`` (hard links once), in MB; None when it cannot be read."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    try:
+        for root, _, files in os.walk(folder):
+            for name in files:
+                stat = os.lstat(os.path.join(root, name))
+                if (stat.st_dev, stat.st_ino) not in seen:
+                    seen.add((stat.st_dev, stat.st_ino))
+                    total += stat.st_blocks * 512
+    except OSError:
+        return None
+    return round(total / 1e6, 1)
+
+
+def test_every_project_with_a_dockerfile_has_image_checks(repo: Path) -> None:
+    projects = {path.parent.name for path in (repo / "projects").glob("*/Dockerfile")}
+    assert projects == set(IMAGES), "add the project's smoke checks to IMAGES (and tests/BUILD)"
+
+
+def _staged_context(check: ImageCheck, repo: Path, folder: Path) -> Path:
+    """A build context holding only the PEX, where the Dockerfile expects it (dist/...)."""
+    pex = repo / check.pex
+    assert pex.is_file(), f"{check.pex} is missing: tests/BUILD must list it as a package"
+    target = folder / "dist" / check.pex
+    target.parent.mkdir(parents=True)
+    try:
+        os.link(pex, target)  # the PEX is large; a hard link costs nothing
+    except OSError:
+        shutil.copy2(pex, target)
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("project", sorted(IMAGES))
+def test_project_image_builds_and_runs_as_non_root(
+    project: str, repo: Path, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    check = IMAGES[project]
+    context = _staged_context(check, repo, tmp_path / "context")
+    dockerfile = repo / "projects" / project / "Dockerfile"
+    tag = f"localhost/roadmap-lab/{project}-test:latest"
+    store_before = disk_usage_mb(image_store())
+    started = time.monotonic()
+    built = run_build_script(repo, str(dockerfile), str(context), tag, timeout=2400)
+    build_s = round(time.monotonic() - started, 1)
+    try:
+        assert built.returncode == 0, built.stderr[-4000:]
+        store_after = disk_usage_mb(image_store())
+        size = run_build_script(repo, "--size", tag)
+        assert size.returncode == 0, size.stderr
+        record_property("figure.image_size_mb", round(int(size.stdout.strip()) / 1e6, 1))
+        record_property("figure.image_build_s", build_s)
+        if store_before is not None and store_after is not None:
+            record_property("figure.image_store_growth_mb", round(store_after - store_before, 1))
+
+        for smoke in (*check.common, *check.smoke):
+            ran = run_build_script(repo, "--run", tag, *smoke.command, timeout=600)
+            assert ran.returncode == 0, f"{smoke.command}: {ran.stderr[-3000:]}"
+            assert smoke.expect in ran.stdout, f"{smoke.command} printed {ran.stdout[-2000:]!r}"
+
+        if check.service is not None:
+            _call_service_from_outside(check.service, repo, tag, tmp_path, record_property)
+    finally:
+        removed = run_build_script(repo, "--remove", tag, timeout=600)
+        assert removed.returncode == 0, removed.stderr
+        store_end = disk_usage_mb(image_store())
+        if store_before is not None and store_end is not None:
+            record_property("figure.image_store_left_mb", round(store_end - store_before, 1))
+
+
+def _call_service_from_outside(
+    service: Service,
+    repo: Path,
+    tag: str,
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
+) -> None:
+    port = free_port()
+    command = [part.format(port=port) for part in service.command]
+    base_url = f"http://127.0.0.1:{port}"
+    argv = ["bash", str(repo / "docker" / "build-image.sh"), "--run", tag, *command]
+    # A long grace: the server stops its own children (vLLM's engine) on SIGTERM.
+    server = ManagedProcess(
+        argv,
+        name=f"{tag} service",
+        log_path=tmp_path / "service.log",
+        ready=f"{base_url}{service.ready_path}",
+        startup_timeout_s=service.startup_timeout_s,
+        stop_grace_s=90,
+    )
+    started = time.monotonic()
+    with server:
+        record_property("figure.service_ready_s", round(time.monotonic() - started, 1))
+        service.call(base_url)
+    assert not tcp_probe("127.0.0.1", port)(), "the service still listens after it was stopped"
