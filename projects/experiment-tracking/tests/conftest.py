@@ -1,5 +1,6 @@
 """Fixtures: a tiny BERT and synthetic data (fast), and real MLflow servers (sqlite and PostgreSQL
-backend stores) started on free ports of 127.0.0.1 and stopped afterwards."""
+backend stores) started on free ports of 127.0.0.1 and stopped afterwards (roadmap_lab.services;
+its pytest plugin adds ``free_tcp_port``, ``postgres`` and ``start_service``)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from et_testing import TINY_CONFIG, mlflow_server, postgres_database
+import roadmap_lab.pytest_plugin  # noqa: F401  (Pants infers dependencies from imports only)
+from et_testing import TINY_CONFIG
+from roadmap_lab.services import mlflow_server, postgres_cluster
+
+pytest_plugins = ["roadmap_lab.pytest_plugin"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# Offline, MLflow's telemetry thread fails and unsets its session variable in os.environ while
+# other threads iterate os.environ (seen: KeyError '_MLFLOW_TELEMETRY_SESSION_ID' in requests).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -25,6 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def _no_tracking_server_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Child processes too: python_child_env() copies this environment.
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     for name in [n for n in os.environ if n.startswith("EXPERIMENT_TRACKING_")]:
         monkeypatch.delenv(name, raising=False)
@@ -71,5 +80,8 @@ def tracking_server(
         with mlflow_server(f"sqlite:///{folder / 'mlflow.db'}", folder) as url:
             yield url
     else:
-        with postgres_database() as database, mlflow_server(database, folder) as url:
-            yield url
+        with postgres_cluster() as cluster:
+            # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; we ship psycopg2.
+            store = cluster.create_database("mlflow", driver="postgresql+psycopg2")
+            with mlflow_server(store, folder) as url:
+                yield url

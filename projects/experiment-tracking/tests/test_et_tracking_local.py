@@ -6,7 +6,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from et_testing import free_port, model_data_args, store_client
+from et_testing import model_data_args, store_client
 from experiment_tracking.cli import app
 from experiment_tracking.pipeline import run_training
 from experiment_tracking.settings import ProjectSettings
@@ -47,9 +47,9 @@ def test_settings_read_trackers_from_the_environment(monkeypatch: pytest.MonkeyP
     assert ProjectSettings().resolved_tracking_uri() == "http://tracking.example:5000"
 
 
-def test_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:
+def test_unreachable_tracking_server_fails_fast(tmp_path: Path, free_tcp_port: int) -> None:
     settings = ProjectSettings(
-        run_dir=tmp_path, tracking_uri=f"http://127.0.0.1:{free_port()}", trackers=["mlflow"]
+        run_dir=tmp_path, tracking_uri=f"http://127.0.0.1:{free_tcp_port}", trackers=["mlflow"]
     )
     started = time.monotonic()
     with pytest.raises(TrackingError, match="unreachable"):
@@ -58,9 +58,13 @@ def test_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:
 
 
 def test_cli_reports_an_unreachable_server_in_one_line(
-    tmp_path: Path, data_files, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    data_files,
+    tiny_model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    free_tcp_port: int,
 ) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_tcp_port}")
     result = CliRunner().invoke(
         app,
         [

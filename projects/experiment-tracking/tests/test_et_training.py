@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from et_testing import TINY_CONFIG, child_env, model_data_args, store_client
+from et_testing import TINY_CONFIG, model_data_args, store_client
 from experiment_tracking.data import ReviewData
 from experiment_tracking.settings import TrainConfig
 from experiment_tracking.tiny_model import synthetic_reviews
 from experiment_tracking.training import TrainingError, fit
+from roadmap_lab.services import python_child_env
 
 
 def test_overfits_one_batch(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -124,7 +125,7 @@ def test_interrupted_run_resumes_where_it_stopped(
     checkpoints = run_dir / "training" / "resumable" / "checkpoints"
     process = subprocess.Popen(
         _train_command(tiny_model_dir, data_files, run_dir),
-        env=child_env(),
+        env=python_child_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -143,7 +144,7 @@ def test_interrupted_run_resumes_where_it_stopped(
 
     resumed = subprocess.run(
         _train_command(tiny_model_dir, data_files, run_dir, "--resume"),
-        env=child_env(),
+        env=python_child_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -167,9 +168,9 @@ def test_interrupted_run_resumes_where_it_stopped(
 
 
 @pytest.mark.slow
-def test_two_processes_with_torchrun(tiny_model_dir: Path, data_files, tmp_path: Path) -> None:
-    from et_testing import free_port
-
+def test_two_processes_with_torchrun(
+    tiny_model_dir: Path, data_files, tmp_path: Path, free_tcp_port: int
+) -> None:
     run_dir = tmp_path / "run"
     command = [
         sys.executable,
@@ -180,7 +181,7 @@ def test_two_processes_with_torchrun(tiny_model_dir: Path, data_files, tmp_path:
         "--master_addr",
         "127.0.0.1",
         "--master_port",
-        str(free_port()),
+        str(free_tcp_port),
         "-m",
         "experiment_tracking",
         "train",
@@ -196,7 +197,11 @@ def test_two_processes_with_torchrun(tiny_model_dir: Path, data_files, tmp_path:
         "3e-3",
     ]
     completed = subprocess.run(
-        command, env=child_env(OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300
+        command,
+        env=python_child_env(OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     summary = json.loads((run_dir / "training" / "ddp" / "summary.json").read_text())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import codecs
-import contextlib
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from typing import TextIO
 
 from rich.console import Console
 from rich.markup import escape
+from roadmap_lab.services import stop_process_group
 
 from roadmap_showcase.registry import Project
 
@@ -407,16 +407,9 @@ class _OutputPump(threading.Thread):
 
 
 def _kill_group(process: subprocess.Popen) -> None:
-    """Stop the demo and everything it started (it runs in its own process group)."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=TERMINATE_GRACE_S)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # whatever ignored SIGTERM, children included
-    process.wait()
+    """Stop the demo and everything it started (it runs in its own process group): SIGTERM, then
+    SIGKILL to the group after the grace, children included."""
+    stop_process_group(process, TERMINATE_GRACE_S)
 
 
 def _describe_failure(what: str, exit_: _Exit, timeout_s: float) -> str:

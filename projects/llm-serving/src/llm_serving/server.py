@@ -7,18 +7,14 @@ with VllmServer(settings, model_dir) as server:   # starts, waits until /health 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections import deque
 from pathlib import Path
+
+from roadmap_lab.services import ManagedProcess, ServiceError, free_port
 
 from llm_serving.config import ServingSettings
 
@@ -29,22 +25,8 @@ logger = logging.getLogger(__name__)
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 
 
-class ServerError(RuntimeError):
+class ServerError(ServiceError):
     """The server did not start or stopped unexpectedly; the message carries its log tail."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def _log_tail(path: Path, lines: int = 25) -> str:
-    try:
-        with path.open(encoding="utf-8", errors="replace") as log:
-            return "".join(deque(log, maxlen=lines))
-    except OSError:
-        return "(no log)"
 
 
 class VllmServer:
@@ -55,7 +37,7 @@ class VllmServer:
         self.model_dir = model_dir
         self.port = settings.port or free_port(settings.host)
         self.log_path = log_path or settings.run_dir / f"vllm-server-{self.port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: ManagedProcess | None = None
 
     @property
     def base_url(self) -> str:
@@ -87,20 +69,24 @@ class VllmServer:
     def start(self) -> None:
         if self.process is not None:
             raise ServerError("server already started")
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.settings.engine_env()}
         logger.info(
             "Starting vLLM on %s (model %s, log %s)", self.base_url, self.model_dir, self.log_path
         )
-        with self.log_path.open("ab") as log:
-            # Own process group: stop() signals vLLM's engine processes too.
-            self.process = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
+        # Its own process group (ManagedProcess): stop() reaches vLLM's engine processes too.
+        self.process = ManagedProcess(
+            self.command(),
+            name="vLLM",
+            log_path=self.log_path,
+            ready=self.healthy,
+            env={**os.environ, **self.settings.engine_env()},
+            startup_timeout_s=self.settings.startup_timeout_s,
+            stop_grace_s=30.0,  # SIGTERM: vLLM drains in-flight requests, then exits
+        )
+        try:
+            self.process.start()
+        except ServiceError as error:
+            self.process = None
+            raise ServerError(str(error)) from None
 
     def healthy(self, timeout_s: float = 2.0) -> bool:
         try:
@@ -111,33 +97,12 @@ class VllmServer:
 
     def wait_ready(self, timeout_s: float | None = None) -> float:
         """Block until /health answers 200; return the seconds it took. Fail fast if vLLM exits."""
-        timeout_s = timeout_s or self.settings.startup_timeout_s
-        started = time.monotonic()
-        next_note = started + 15
-        while True:
-            if self.process is None:
-                raise ServerError("server not started")
-            code = self.process.poll()
-            if code is not None:
-                raise ServerError(
-                    f"vLLM exited with code {code} before it was ready; last log lines "
-                    f"({self.log_path}):\n{_log_tail(self.log_path)}"
-                )
-            if self.healthy():
-                waited = time.monotonic() - started
-                logger.info("vLLM ready after %.0f s", waited)
-                return waited
-            now = time.monotonic()
-            if now - started > timeout_s:
-                self.stop()
-                raise ServerError(
-                    f"vLLM not ready after {timeout_s:.0f} s; last log lines ({self.log_path}):\n"
-                    f"{_log_tail(self.log_path)}"
-                )
-            if now >= next_note:
-                logger.info("Waiting for vLLM to load and compile (%.0f s so far)", now - started)
-                next_note = now + 15
-            time.sleep(0.5)
+        if self.process is None:
+            raise ServerError("server not started")
+        try:
+            return self.process.wait_ready(timeout_s)
+        except ServiceError as error:
+            raise ServerError(str(error)) from None
 
     def metrics(self) -> str:
         """The server's Prometheus exposition text (``/metrics``)."""
@@ -149,18 +114,7 @@ class VllmServer:
         process, self.process = self.process, None
         if process is None:
             return None
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                logger.warning("vLLM did not stop within %.0f s; killing it", grace_s)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # engine children that outlived the server
-        process.wait()
-        logger.info("vLLM stopped (exit code %s)", process.returncode)
-        return process.returncode
+        return process.stop(grace_s)
 
     def __enter__(self) -> VllmServer:
         self.start()
