@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -224,7 +225,7 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._log_offset = log.tell()
-            log.write(f"$ {' '.join(self.argv)}\n".encode())
+            log.write(f"$ {shlex.join(self.argv)}\n".encode())
             log.flush()
             logger.info("Starting %s (log %s)", self.name, self.log_path)
             try:
@@ -278,9 +279,10 @@ class ManagedProcess:
         if self._process is None:
             return None
         if not self._stopped:
-            self._stopped = True
             grace = self.stop_grace_s if grace_s is None else grace_s
             self._returncode = stop_process_group(self._process, grace, self.stop_signal)
+            # Only now: once the leader is reaped its group id may be reused, so never again.
+            self._stopped = True
             logger.info("%s stopped (exit code %s)", self.name, self._returncode)
         return self._returncode
 
@@ -412,7 +414,9 @@ def postgres_cluster(
             cwd=folder,
             startup_timeout_s=startup_timeout_s,
             stop_grace_s=30.0,
-            stop_signal=signal.SIGINT,  # PostgreSQL's fast shutdown; runuser ignores SIGINT
+            # PostgreSQL's fast shutdown. runuser blocks SIGINT (SIGTERM would make it SIGKILL
+            # postgres 2 s later), so the group signal reaches postgres alone.
+            stop_signal=signal.SIGINT,
         )  # fmt: skip
         with server:
             yield PostgresCluster(LOCALHOST, port, version, bin_dir, data_dir, server)
