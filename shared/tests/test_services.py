@@ -45,21 +45,6 @@ def get_json(url: str) -> Any:
         return json.load(response)
 
 
-def gone(pid: int, timeout_s: float = 5.0) -> bool:
-    """Whether ``pid`` is dead within ``timeout_s``: no such process, or a zombie (it has exited;
-    only init, whose reaping here lags, can remove it)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        if Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0] == b"Z":
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def wait_for_file(path: Path, timeout_s: float = 10.0) -> str:
     deadline = time.monotonic() + timeout_s
     while not (path.is_file() and path.read_text()):
@@ -249,19 +234,23 @@ def test_a_child_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path) -> N
     assert 0.5 <= time.monotonic() - started < 5
 
 
-def test_stop_leaves_no_grandchild_behind(tmp_path: Path) -> None:
-    grandchild_pid = tmp_path / "grandchild.pid"
-    # The grandchild ignores SIGTERM and outlives the leader: only the group SIGKILL ends it.
+def leader_with_a_stubborn_grandchild(grandchild_pid: Path) -> list[str]:
+    """A leader that starts a grandchild ignoring SIGTERM (it outlives the leader: only the
+    group SIGKILL ends it), which writes its pid to ``grandchild_pid``."""
     grandchild = (
         "import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
         f"open({str(grandchild_pid)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
     )
-    leader = (
+    return python(
         "import subprocess, sys, time; "
         f"subprocess.Popen([sys.executable, '-c', {grandchild!r}]); time.sleep(60)"
     )
+
+
+def test_stop_leaves_no_grandchild_behind(tmp_path: Path) -> None:
+    grandchild_pid = tmp_path / "grandchild.pid"
     with ManagedProcess(
-        python(leader),
+        leader_with_a_stubborn_grandchild(grandchild_pid),
         name="leader",
         log_path=tmp_path / "leader.log",
         ready=grandchild_pid.is_file,
@@ -270,12 +259,25 @@ def test_stop_leaves_no_grandchild_behind(tmp_path: Path) -> None:
         pid = int(wait_for_file(grandchild_pid))
         os.kill(pid, 0)  # alive while the leader runs
     assert child.poll() == -signal.SIGTERM
-    assert gone(pid)
+    with pytest.raises(ProcessLookupError):  # killed, and reaped by init before stop returned
+        os.kill(pid, 0)
+    assert not signal_process_group(child.pid, 0)
 
 
-def test_stop_process_group_of_a_bare_pid_signals_without_reaping(tmp_path: Path) -> None:
-    process = subprocess.Popen(python("import time; time.sleep(60)"), start_new_session=True)
+def test_stop_process_group_of_a_bare_pid_kills_the_group_but_leaves_the_leader_to_its_parent(
+    tmp_path: Path,
+) -> None:
+    grandchild_pid = tmp_path / "grandchild.pid"
+    process = subprocess.Popen(
+        leader_with_a_stubborn_grandchild(grandchild_pid), start_new_session=True
+    )
+    pid = int(wait_for_file(grandchild_pid))
+    started = time.monotonic()
     assert stop_process_group(process.pid, grace_s=5) is None
+    # No wait for the unreaped leader's own reaping (it is ours, not init's).
+    assert time.monotonic() - started < services.REAP_WAIT_S
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
     assert process.wait(timeout=5) == -signal.SIGTERM  # still ours to reap
     assert not signal_process_group(process.pid, signal.SIGTERM)
 
@@ -370,7 +372,8 @@ def test_postgres_cluster_shuts_down_fast_and_cleanly_and_removes_its_folder() -
         started = time.monotonic()
     assert time.monotonic() - started < 10
     assert cluster.process.poll() == 0  # a clean fast shutdown, not the SIGKILL fallback
-    assert gone(postmaster)
+    with pytest.raises(ProcessLookupError):
+        os.kill(postmaster, 0)
     assert not signal_process_group(cluster.process.pid, 0)
     assert not cluster.data_dir.parent.exists()
 

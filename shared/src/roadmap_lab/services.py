@@ -45,6 +45,9 @@ DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 LOCALHOST = "127.0.0.1"
 POLL_INTERVAL_S = 0.1
 PROGRESS_EVERY_S = 15.0
+# Killed grandchildren stay zombies, still in their group, until init reaps them: ~1.5 s on our
+# machines. stop_process_group waits this long at most for their group to vanish.
+REAP_WAIT_S = 5.0
 POSTGRES_PACKAGE_HINT = "Debian/Ubuntu: apt-get install postgresql"
 # Debian and Ubuntu install each major version side by side: <root>/<major>/bin.
 POSTGRES_INSTALL_ROOT = Path("/usr/lib/postgresql")
@@ -102,10 +105,12 @@ def stop_process_group(
     stop_signal: int = signal.SIGTERM,
 ) -> int | None:
     """Stop the group led by a child: ``stop_signal``, up to ``grace_s`` for the leader to exit,
-    then SIGKILL to the group in any case (grandchildren that outlived the leader die too).
+    then SIGKILL to the group in any case (grandchildren that outlived the leader die too); returns
+    once the group is gone (waiting at most ``REAP_WAIT_S`` for init to reap killed orphans).
 
     Returns the exit code of a ``Popen`` (reaped here), None for a bare pid (not reaped here: its
     parent, e.g. a ``multiprocessing.Process``, still owns it)."""
+    bare_pid = isinstance(process_or_pid, int)
     pid = process_or_pid if isinstance(process_or_pid, int) else process_or_pid.pid
     if not _exited(process_or_pid) and signal_process_group(pid, stop_signal):
         deadline = time.monotonic() + grace_s
@@ -114,9 +119,39 @@ def stop_process_group(
         if not _exited(process_or_pid):
             logger.warning("pid %d did not exit within %g s; killing its group", pid, grace_s)
     signal_process_group(pid, signal.SIGKILL)
-    if isinstance(process_or_pid, int):
-        return None
-    return process_or_pid.wait()
+    returncode = None if isinstance(process_or_pid, int) else process_or_pid.wait()
+    deadline = time.monotonic() + REAP_WAIT_S
+    while not _group_gone(pid, leader_unreaped=bare_pid):
+        if time.monotonic() > deadline:
+            logger.warning("process group %d not reaped %g s after SIGKILL", pid, REAP_WAIT_S)
+            break
+        time.sleep(POLL_INTERVAL_S)
+    return returncode
+
+
+def _group_gone(pgid: int, *, leader_unreaped: bool) -> bool:
+    """No process left in the group, zombies included, except an unreaped leader whose parent
+    still owns it."""
+    if not leader_unreaped:
+        return not signal_process_group(pgid, 0)
+    return _group_members(pgid) <= {pgid}
+
+
+def _group_members(pgid: int) -> set[int]:
+    members = set()
+    with contextlib.suppress(FileNotFoundError):  # no /proc: nothing to wait for
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    # After "(comm) ": state, ppid, process group, ...
+                    fields = stat.read().rpartition(b")")[2].split()
+            except OSError:  # exited meanwhile
+                continue
+            if int(fields[2]) == pgid:
+                members.add(int(entry.name))
+    return members
 
 
 def _exited(process_or_pid: subprocess.Popen[Any] | int) -> bool:
