@@ -48,10 +48,15 @@ def test_fingerprint_is_stable_and_sensitive() -> None:
 
 
 def test_validation_split_is_stratified_and_seeded(tiny_data) -> None:
-    train = pd.concat([tiny_data.train, tiny_data.validation])
+    train = pd.concat([tiny_data.train, tiny_data.validation], ignore_index=True)
     fit_a, val_a = split_validation(train, 0.2, seed=3)
     fit_b, val_b = split_validation(train, 0.2, seed=3)
-    assert val_a.equals(val_b)
+    _, val_other = split_validation(train, 0.2, seed=4)
+    assert fit_a.equals(fit_b) and val_a.equals(val_b)
+    assert not val_a.equals(val_other)  # the seed moves rows between the two parts
+    # A partition of the rows: nothing lost, nothing in both.
+    assert len(fit_a) + len(val_a) == len(train) and len(val_a) == round(0.2 * len(train))
+    assert sorted(pd.concat([fit_a, val_a])["text"]) == sorted(train["text"])
     share = (val_a["label"] == "great").mean()
     assert abs(share - (train["label"] == "great").mean()) < 0.03
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from experiment_tracking.behaviour import (
     MINIMUM_FUNCTIONALITY,
@@ -9,7 +10,10 @@ from experiment_tracking.behaviour import (
     minimum_functionality,
     run_behaviour_suites,
 )
-from experiment_tracking.registry import GateThresholds, decide
+from experiment_tracking.data import LABELS, ReviewData
+from experiment_tracking.registry import GateThresholds, decide, macro_f1_gain
+from experiment_tracking.settings import ProjectSettings
+from roadmap_lab.stats import Interval, macro_f1_difference
 
 POSITIVE = {
     "best",
@@ -88,21 +92,70 @@ def good_behaviour():
     return run_behaviour_suites(keyword_scorer, REVIEWS)
 
 
-def test_promotes_a_challenger_that_beats_the_champion_by_the_margin() -> None:
-    promoted, reason, checks = decide(0.83, 0.80, good_behaviour(), GateThresholds(margin=0.02))
+def rows_with(
+    fixed: int, broken: int, rows: int = 1000, seed: int = 0
+) -> tuple[list[str], list[str], list[str]]:
+    """(truth, champion, challenger) labels on the same test rows: the champion is wrong on 200
+    rows; the challenger fixes ``fixed`` of those and breaks ``broken`` of the others."""
+    rng = np.random.default_rng(seed)
+    truth = np.where(rng.random(rows) < 0.66, "great", "other")
+    flipped = np.where(truth == "great", "other", "great")
+    order = rng.permutation(rows)
+    wrong, right = order[:200], order[200:]
+    champion = truth.copy()
+    champion[wrong] = flipped[wrong]
+    challenger = champion.copy()
+    challenger[wrong[:fixed]] = truth[wrong[:fixed]]
+    challenger[right[:broken]] = flipped[right[:broken]]
+    return truth.tolist(), champion.tolist(), challenger.tolist()
+
+
+def gain_of(fixed: int, broken: int) -> Interval:
+    """Challenger minus champion macro-F1 with its 95% paired bootstrap interval."""
+    return macro_f1_difference(*rows_with(fixed, broken), labels=LABELS)
+
+
+def test_promotes_a_gain_whose_lower_bound_reaches_the_margin() -> None:
+    gain = gain_of(fixed=80, broken=10)
+    promoted, reason, checks = decide(0.85, gain, good_behaviour(), GateThresholds(margin=0.0))
+    assert gain.low > 0
     assert promoted and all(checks.values())
-    assert reason.startswith("promoted") and "0.8300 vs champion 0.8000" in reason
+    assert reason.startswith("promoted") and f"gain {gain.estimate:+.4f}" in reason
+    assert f"its lower bound {gain.low:+.4f} >= margin +0.0000" in reason
 
 
-def test_rejects_a_challenger_within_the_margin() -> None:
-    promoted, reason, checks = decide(0.81, 0.80, good_behaviour(), GateThresholds(margin=0.02))
+def test_rejects_a_gain_within_sampling_noise() -> None:
+    # About +0.01 macro-F1 on 1,000 rows: the old rule (estimate >= margin 0.01) promoted this.
+    gain = gain_of(fixed=30, broken=20)
+    assert gain.estimate > 0.005 and gain.low < 0 < gain.high
+    promoted, reason, checks = decide(0.81, gain, good_behaviour(), GateThresholds(margin=0.0))
     assert not promoted and not checks["quality"]
-    assert reason.startswith("rejected (quality failed)") and "misses the required 0.8200" in reason
+    assert reason.startswith("rejected (quality failed)")
+    assert f"95% interval [{gain.low:+.4f}, {gain.high:+.4f}]" in reason
+
+
+def test_the_thresholds_choose_the_bound_and_the_confidence() -> None:
+    truth, champion, challenger = rows_with(fixed=30, broken=20)
+    test = pd.DataFrame({"text": ["a review"] * len(truth), "label": truth})
+    data = ReviewData(train=test, validation=test, test=test, source="rows", sha256="rows")
+    at_95 = macro_f1_gain(data, champion, challenger, GateThresholds())
+    at_99 = macro_f1_gain(data, champion, challenger, GateThresholds(confidence=0.99))
+    assert at_99.confidence == 0.99 and at_99.low < at_95.low and at_99.high > at_95.high
+    assert not decide(0.81, at_95, good_behaviour(), GateThresholds())[0]
+    assert decide(0.81, at_95, good_behaviour(), GateThresholds(bound="estimate"))[0]
+
+
+def test_identical_predictions_give_a_zero_interval_that_margin_zero_promotes() -> None:
+    truth, champion, _ = rows_with(fixed=0, broken=0)
+    gain = macro_f1_difference(truth, champion, champion, labels=LABELS)
+    assert (gain.estimate, gain.low, gain.high) == (0.0, 0.0, 0.0)
+    assert decide(0.8, gain, good_behaviour(), GateThresholds(margin=0.0))[0]
+    assert not decide(0.8, gain, good_behaviour(), GateThresholds(margin=0.01))[0]
 
 
 def test_rejects_a_better_challenger_that_fails_behaviour() -> None:
     bad = run_behaviour_suites(whitespace_sensitive_scorer, REVIEWS)
-    promoted, reason, checks = decide(0.95, 0.80, bad, GateThresholds())
+    promoted, reason, checks = decide(0.95, gain_of(fixed=120, broken=0), bad, GateThresholds())
     assert checks["quality"] and not promoted
     assert "invariance" in reason.split(":")[0]
 
@@ -111,3 +164,11 @@ def test_first_model_is_judged_against_the_floor() -> None:
     assert decide(0.60, None, good_behaviour(), GateThresholds(min_macro_f1=0.5))[0]
     promoted, reason, _ = decide(0.40, None, good_behaviour(), GateThresholds(min_macro_f1=0.5))
     assert not promoted and "no champion yet" in reason
+
+
+def test_gate_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXPERIMENT_TRACKING_GATE_BOUND", "estimate")
+    monkeypatch.setenv("EXPERIMENT_TRACKING_GATE_CONFIDENCE", "0.9")
+    monkeypatch.setenv("EXPERIMENT_TRACKING_GATE_MARGIN", "0.005")
+    thresholds = GateThresholds.from_settings(ProjectSettings())
+    assert (thresholds.bound, thresholds.confidence, thresholds.margin) == ("estimate", 0.9, 0.005)

@@ -46,6 +46,7 @@ def test_runs_registry_and_gate(
     assert run.data.tags["dataset_sha256"] == tiny_data.sha256
     assert run.data.tags["mlflow.source.git.commit"]
     losses = client.get_metric_history(run.info.run_id, "train/loss")
+    assert good.fit.history and good.fit.evaluations  # else the comparisons below prove nothing
     assert [m.step for m in losses] == [h["step"] for h in good.fit.history]
     assert len(client.get_metric_history(run.info.run_id, "validation/macro_f1")) == len(
         good.fit.evaluations
@@ -90,6 +91,19 @@ def test_runs_registry_and_gate(
     assert tags["gate.reason"].startswith("rejected (quality")
     assert tags["gate.champion_version"] == "1"
     assert float(tags["gate.challenger_macro_f1"]) < float(tags["gate.champion_macro_f1"])
+    # The paired interval of the gain is recorded, and the decision was taken on its lower bound.
+    assert tags["gate.bound"] == "low" and tags["gate.interval"] == "95% paired bootstrap"
+    assert float(tags["gate.macro_f1_gain_low"]) < 0
+    assert float(tags["gate.macro_f1_gain_low"]) <= float(tags["gate.macro_f1_gain"])
+    assert float(tags["gate.macro_f1_gain"]) <= float(tags["gate.macro_f1_gain_high"])
+    gate_run = client.get_run(tags["gate.run_id"])
+    assert gate_run.data.metrics["gain/macro_f1_low"] == pytest.approx(second.gain["low"])
+    # The champion's predictions were recorded by its own gate and reused for this pairing.
+    assert (
+        client.get_model_version(MODEL, "1")
+        .tags["eval.predictions"]
+        .startswith(f"runs:/{first.gate_run_id}/")
+    )
 
     # An equally good retrain passes with margin 0: the aliases move.
     again = run_training(
@@ -103,6 +117,9 @@ def test_runs_registry_and_gate(
     )
     third = promote(settings.model_copy(update={"gate_margin": 0.0}), tiny_data)
     assert third.promoted, third.reason
+    # Same seed and settings: the same predictions, so the paired interval is exactly zero.
+    assert third.gain is not None
+    assert (third.gain["estimate"], third.gain["low"], third.gain["high"]) == (0.0, 0.0, 0.0)
     champion = client.get_model_version_by_alias(MODEL, CHAMPION)
     assert str(champion.version) == again.registered_version
     assert str(client.get_model_version_by_alias(MODEL, PREVIOUS_CHAMPION).version) == "1"

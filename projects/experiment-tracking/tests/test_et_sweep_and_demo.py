@@ -9,6 +9,7 @@ from experiment_tracking.demo import DEMO_MODEL, run_demo
 from experiment_tracking.reporting import F1_HEADLINE
 from experiment_tracking.settings import ProjectSettings, TrainConfig
 from experiment_tracking.sweep import run_sweep
+from roadmap_lab.results import committed_results
 
 
 @pytest.mark.slow
@@ -46,23 +47,48 @@ def test_demo_writes_results_and_plots(tmp_path: Path, tiny_model_dir: Path) -> 
     settings = ProjectSettings(
         run_dir=tmp_path / "run", dist_dir=tmp_path / "dist", trackers=["mlflow"]
     )
-    results_file = run_demo(settings, train_subset=256, model_dir=tiny_model_dir, progress=False)
+    results_file = run_demo(
+        settings,
+        "python -m experiment_tracking demo",
+        train_subset=256,
+        model_dir=tiny_model_dir,
+        progress=False,
+    )
     results = json.loads(results_file.read_text())
     assert results_file == tmp_path / "dist" / "experiment-tracking" / "results.json"
     assert results["status"] == "ok"
+    assert results["command"] == "python -m experiment_tracking demo"
     assert results["headline"][0]["name"] == F1_HEADLINE
     assert {"name", "value", "unit", "baseline", "target"} <= set(results["headline"][0])
+    assert set(results["plots"]) == {
+        "baseline_vs_minilm.png",
+        "confusion_matrix.png",
+        "learning_curve.png",
+    }
     for plot in results["plots"]:
         assert (results_file.parent / plot).stat().st_size > 0
+
+    # Figures carried from the committed benchmark (a resource on sys.path) are references with
+    # their date; every other figure was measured by this run.
+    committed = committed_results("experiment-tracking")
+    assert committed is not None, "the committed benchmark results are not shipped"
+    references = [item for item in results["headline"] if item.get("reference")]
+    measured = [item for item in results["headline"] if not item.get("reference")]
+    assert [item["name"] for item in references] == [h["name"] for h in committed["headline"]]
+    assert {item["measured_at"] for item in references} == {committed["measured_at"]}
+    assert {item["name"] for item in measured} >= {F1_HEADLINE, "Demo wall time"}
+
     assert len(results["gate"]) == 2
     second = results["gate"][1]
     assert not second["promoted"]  # the under-trained challenger never wins
+    assert second["reason"].startswith("rejected")
     client = store_client(tmp_path / "run")
     assert (
         client.get_model_version(DEMO_MODEL, second["challenger_version"]).tags["gate.decision"]
         == "rejected"
     )
     # Every artifact stays in the run folder (none under the working directory).
-    for experiment in client.search_experiments():
-        if experiment.name != "Default":
-            assert experiment.artifact_location.startswith((tmp_path / "run").resolve().as_uri())
+    experiments = [e for e in client.search_experiments() if e.name != "Default"]
+    assert experiments
+    for experiment in experiments:
+        assert experiment.artifact_location.startswith((tmp_path / "run").resolve().as_uri())

@@ -115,5 +115,6 @@ def test_local_store_and_wandb_offline_hold_the_run(
             if "train/loss" in items:
                 history.append((items["_step"], items["train/loss"]))
     expected = [(h["step"], h["loss"]) for h in report.fit.history]
+    assert expected  # else the comparisons below prove nothing
     assert [step for step, _ in history] == [step for step, _ in expected]
     assert [loss for _, loss in history] == pytest.approx([loss for _, loss in expected], rel=1e-6)

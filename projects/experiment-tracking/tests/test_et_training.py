@@ -161,6 +161,7 @@ def test_interrupted_run_resumes_where_it_stopped(
     reference = fit(
         config, tiny_data, tiny_model_dir, tmp_path / "reference", checkpoint=False, progress=False
     )
+    assert len(reference.history) == 60 // TINY_CONFIG["log_every_steps"]
     assert [round(h["loss"], 5) for h in summary["fit"]["history"]] == [
         round(h["loss"], 5) for h in reference.history
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from experiment_tracking.data import ReviewData
 from experiment_tracking.metrics import classification_metrics
@@ -26,8 +26,8 @@ BASELINE_PARAMS = {
 @dataclass
 class BaselineResult:
     pipeline: Pipeline
-    test_metrics: dict[str, object]
-    validation_metrics: dict[str, object]
+    test_metrics: dict[str, Any]
+    validation_metrics: dict[str, Any]
     fit_seconds: float
 
 

@@ -1,11 +1,19 @@
-"""The benchmark: fine-tuned MiniLM vs the TF-IDF baseline, training throughput of our loop vs the
-Hugging Face Trainer (same model, data, epochs, optimizer and schedule), and the overhead of
-tracking.
+"""The benchmark (the CLI's ``benchmark``, its one entry point): fine-tuned MiniLM vs the TF-IDF
+baseline over several seeds, training throughput of our loop vs the Hugging Face Trainer (same
+model, data, epochs, optimizer and schedule), and the overhead of tracking.
 
-Throughput runs are interleaved (rotating order) and repeated; medians are compared, so drift of a
-shared machine hits all configurations alike. Times cover the training loop only (model loading,
-evaluation and checkpoints excluded) in both loops: Trainer's is taken from on_train_begin to
-on_train_end.
+Quality: each seed draws its own train/validation split and initialisation; TF-IDF is fit on the
+same rows (it is deterministic given them). The headline is the mean over seeds, with the spread;
+each seed also gets a paired bootstrap interval of MiniLM minus TF-IDF macro-F1 on the test rows.
+
+Throughput: our loop untracked, HF Trainer and our loop tracked run back to back in rotating
+order, repeated; each repeat gives one paired figure, and the headline is their mean with a t
+interval. Untracked loops are timed over the training loop only (Trainer's from on_train_begin to
+on_train_end). A tracked run costs everything tracking adds: opening the runs, the loop with
+per-step logging, and ``finish()``, which drains MLflow's asynchronous queue.
+
+Results go to ``<dist>/experiment-tracking/benchmark/`` with plots; ``--publish`` copies them to
+the committed ``projects/experiment-tracking/benchmarks/``.
 """
 
 from __future__ import annotations
@@ -15,26 +23,31 @@ import math
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from roadmap_lab.machine import describe_machine
-from roadmap_lab.results import atomic_write_json
+from roadmap_lab.machine import package_versions
+from roadmap_lab.results import ResultsWriter, publish_benchmark
+from roadmap_lab.stats import Interval, macro_f1_difference, t_interval
 
 from experiment_tracking import PROJECT
 from experiment_tracking.baseline import train_baseline
-from experiment_tracking.data import ReviewData, load_data
+from experiment_tracking.data import LABELS, ReviewData, fingerprint, load_data
+from experiment_tracking.errors import ExperimentTrackingError
 from experiment_tracking.pipeline import resolve_model_dir, run_training
+from experiment_tracking.plots import comparison_figure, repeats_figure
 from experiment_tracking.reporting import (
+    BASELINE_NAME,
     OVERHEAD_HEADLINE,
     THROUGHPUT_HEADLINE,
     headline,
-    quality_headlines,
 )
-from experiment_tracking.settings import ProjectSettings, TrainConfig
-from experiment_tracking.tracking import open_tracker, standard_tags
+from experiment_tracking.settings import BenchmarkSizes, ProjectSettings, TrainConfig
+from experiment_tracking.tracking import Tracker, open_tracker, standard_tags
 from experiment_tracking.training import (
     EncodedReviews,
     fit,
@@ -46,8 +59,73 @@ from experiment_tracking.training import (
 logger = logging.getLogger(__name__)
 console = Console()
 
+MEASURED_PACKAGES = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "accelerate",
+    "mlflow",
+    "wandb",
+    "scikit-learn",
+    "numpy",
+)
+UNTRACKED, TRAINER, TRACKED = "ours_tracking_off", "hf_trainer", "ours_tracking_on"
+CONFIGURATIONS = (UNTRACKED, TRAINER, TRACKED)
+CONFIDENCE = 0.95
+THROUGHPUT_TARGET = 1.0  # our loop / Trainer ">= 1.0"
+OVERHEAD_TARGET = 5.0  # percent, "< 5"
 
-def trainer_samples_per_second(config: TrainConfig, data: ReviewData, model_dir: Path) -> float:
+
+class BenchmarkError(ExperimentTrackingError):
+    """The benchmark cannot write or publish its results; the message says why."""
+
+
+@dataclass
+class ThroughputRun:
+    """One timed training run; ``open_seconds`` and ``finish_seconds`` only when tracked."""
+
+    repeat: int
+    configuration: str
+    samples: int
+    loop_seconds: float
+    open_seconds: float = 0.0
+    finish_seconds: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.open_seconds + self.loop_seconds + self.finish_seconds
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples / self.seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "seconds": self.seconds,
+            "samples_per_second": self.samples_per_second,
+        }
+
+
+@dataclass
+class SeedResult:
+    """The quality comparison on one seed's split."""
+
+    seed: int
+    split_sha256: str  # of this seed's train/validation split
+    minilm: dict[str, Any]
+    baseline: dict[str, Any]
+    gain: Interval  # MiniLM minus TF-IDF macro-F1 on the test rows
+    fine_tune: dict[str, Any]
+    run_ids: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "gain": self.gain.as_dict()}
+
+
+def trainer_run(
+    config: TrainConfig, data: ReviewData, model_dir: Path, repeat: int
+) -> ThroughputRun:
     """HF Trainer on the same data, model, optimizer (fused AdamW), schedule and clipping."""
     import torch
     from accelerate.utils import set_seed
@@ -62,10 +140,10 @@ def trainer_samples_per_second(config: TrainConfig, data: ReviewData, model_dir:
     times: dict[str, float] = {}
 
     class Timer(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             times["begin"] = time.perf_counter()
 
-        def on_train_end(self, args, state, control, **kwargs):
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             times["end"] = time.perf_counter()
 
     with tempfile.TemporaryDirectory(prefix="hf-trainer-") as output_dir:
@@ -98,184 +176,343 @@ def trainer_samples_per_second(config: TrainConfig, data: ReviewData, model_dir:
         )
         trainer.remove_callback(PrinterCallback)  # it prints each log line (disable_tqdm=True)
         trainer.train()
-    return len(dataset) * config.epochs / (times["end"] - times["begin"])
+    return ThroughputRun(
+        repeat, TRAINER, len(dataset) * config.epochs, times["end"] - times["begin"]
+    )
 
 
-def our_samples_per_second(
-    config: TrainConfig, data: ReviewData, model_dir: Path, settings: ProjectSettings | None
-) -> tuple[float, float]:
-    """(samples/s of the loop, seconds spent opening and closing the trackers)."""
-    tracker = None
-    fixed = 0.0
+def our_run(
+    config: TrainConfig,
+    data: ReviewData,
+    model_dir: Path,
+    repeat: int,
+    tracked_by: ProjectSettings | None,
+) -> ThroughputRun:
+    """Our loop, untracked, or tracked with ``tracked_by``'s trackers (opening and finishing the
+    runs timed apart from the loop)."""
+    tracker = Tracker()
+    open_seconds = finish_seconds = 0.0
     with tempfile.TemporaryDirectory(prefix="our-loop-") as output_dir:
-        if settings is not None:
+        if tracked_by is not None:
             started = time.perf_counter()
             tracker = open_tracker(
-                settings, "benchmark-tracking-on", standard_tags(data.sha256, "benchmark")
+                tracked_by, "benchmark-tracking-on", standard_tags(data.sha256, "benchmark")
             )
             tracker.log_params(config.model_dump())
-            fixed += time.perf_counter() - started
-        result = fit(
-            config,
-            data,
-            model_dir,
-            Path(output_dir),
-            accelerator=make_accelerator(config),
-            tracker=tracker,
-            evaluate=False,
-            checkpoint=False,
-            progress=False,
-        )
-        if tracker is not None:
+            open_seconds = time.perf_counter() - started
+        try:
+            result = fit(
+                config,
+                data,
+                model_dir,
+                Path(output_dir),
+                accelerator=make_accelerator(config),
+                tracker=tracker,
+                evaluate=False,
+                checkpoint=False,
+                progress=False,
+            )
+        except BaseException:
+            tracker.finish("FAILED")
+            raise
+        if tracked_by is not None:
             started = time.perf_counter()
-            tracker.finish()
-            fixed += time.perf_counter() - started
-    return result.samples_per_second, fixed
+            tracker.finish()  # drains MLflow's asynchronous queue: part of tracking's cost
+            finish_seconds = time.perf_counter() - started
+    return ThroughputRun(
+        repeat,
+        TRACKED if tracked_by is not None else UNTRACKED,
+        result.samples_seen,
+        result.train_seconds,
+        open_seconds,
+        finish_seconds,
+    )
+
+
+def measure_quality(
+    settings: ProjectSettings, sizes: BenchmarkSizes, model_dir: Path, progress: bool
+) -> list[SeedResult]:
+    """MiniLM and TF-IDF on the split of each seed, from ``settings.seed`` on."""
+    results = []
+    for seed in range(settings.seed, settings.seed + sizes.seeds):
+        config = TrainConfig(epochs=sizes.quality_epochs, seed=seed)
+        data = load_data(
+            validation_fraction=config.validation_fraction,
+            seed=seed,
+            train_subset=sizes.quality_rows,
+        )
+        console.print(f"  seed {seed}: TF-IDF and MiniLM on {len(data.train)} rows")
+        baseline = train_baseline(data, seed)
+        report = run_training(
+            settings,
+            config,
+            f"benchmark-quality-seed-{seed}",
+            model_dir=model_dir,
+            data=data,
+            progress=progress,
+        )
+        gain = macro_f1_difference(
+            data.test["label"].tolist(),
+            baseline.pipeline.predict(data.test["text"]).tolist(),
+            report.test_predictions,
+            labels=LABELS,
+            confidence=CONFIDENCE,
+            seed=seed,
+        )
+        console.print(
+            f"  seed {seed}: MiniLM macro-F1 {report.test_metrics['macro_f1']:.4f}, "
+            f"TF-IDF {baseline.test_metrics['macro_f1']:.4f}, difference {gain}"
+        )
+        results.append(
+            SeedResult(
+                seed=seed,
+                split_sha256=fingerprint(data.train, data.validation),
+                minilm=report.test_metrics,
+                baseline=baseline.test_metrics,
+                gain=gain,
+                fine_tune={k: v for k, v in report.fit.as_dict().items() if k not in ("history",)},
+                run_ids=report.run_ids,
+            )
+        )
+    return results
+
+
+def measure_throughput(
+    settings: ProjectSettings, sizes: BenchmarkSizes, model_dir: Path
+) -> tuple[TrainConfig, int, list[ThroughputRun]]:
+    """(config, rows, every run in run order): the three configurations in rotating order."""
+    data = load_data(seed=settings.seed, train_subset=sizes.throughput_rows)
+    # Tracking "on" logs every step: the worst case of per-step metrics.
+    config = TrainConfig(epochs=sizes.throughput_epochs, seed=settings.seed, log_every_steps=1)
+    runs: list[ThroughputRun] = []
+    measure: dict[str, Callable[[int], ThroughputRun]] = {
+        UNTRACKED: lambda repeat: our_run(config, data, model_dir, repeat, None),
+        TRAINER: lambda repeat: trainer_run(config, data, model_dir, repeat),
+        TRACKED: lambda repeat: our_run(config, data, model_dir, repeat, settings),
+    }
+    for repeat in range(1, sizes.repeats + 1):
+        shift = (repeat - 1) % len(CONFIGURATIONS)
+        for name in CONFIGURATIONS[shift:] + CONFIGURATIONS[:shift]:
+            run = measure[name](repeat)
+            runs.append(run)
+            console.print(
+                f"  repeat {repeat}: {name:<18} {run.samples_per_second:7.2f} samples/s "
+                f"({run.seconds:.1f} s)"
+            )
+    return config, len(data.train), runs
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def verdict(interval: Interval, target: float, below: bool) -> str:
+    """'met' when the whole interval is on the target's side, 'missed' when it is wholly on the
+    other side, else 'within noise' (the data cannot tell)."""
+    if below:
+        wins, loses = interval.high < target, interval.low >= target
+    else:
+        wins, loses = interval.low >= target, interval.high < target
+    return "met" if wins else "missed" if loses else "within noise"
+
+
+def _interval(interval: Interval, digits: int) -> dict[str, Any]:
+    return {
+        "low": round(interval.low, digits),
+        "high": round(interval.high, digits),
+        "confidence": interval.confidence,
+        "method": interval.method,
+        "n": interval.n,
+    }
+
+
+def quality_headlines(seeds: list[SeedResult]) -> list[dict[str, Any]]:
+    """The means over seeds (the issue's headline), with their spread."""
+    items = []
+    for metric, title in (("macro_f1", "macro-F1"), ("accuracy", "accuracy")):
+        minilm = spread([s.minilm[metric] for s in seeds])
+        base = spread([s.baseline[metric] for s in seeds])
+        items.append(
+            headline(
+                f"Fine-tuned MiniLM {title}, mean of {len(seeds)} seeds "
+                f"(baseline: {BASELINE_NAME} on the same splits)",
+                round(minilm["mean"], 4),
+                "",
+                round(base["mean"], 4),
+                f"> {base['mean']:.4f}" if metric == "macro_f1" else None,
+                spread={k: round(v, 4) for k, v in minilm.items()},
+                baseline_spread={k: round(v, 4) for k, v in base.items()},
+                seeds=[s.seed for s in seeds],
+                **(
+                    {"verdict": "met" if minilm["mean"] > base["mean"] else "missed"}
+                    if metric == "macro_f1"
+                    else {}
+                ),
+            )
+        )
+    return items
+
+
+def _table(headlines: list[dict[str, Any]]) -> Table:
+    table = Table(title="experiment-tracking benchmark")
+    for column in ("figure", "value", "baseline", "target", "verdict"):
+        table.add_column(column)
+    for item in headlines:
+        value = f"{item['value']}{item['unit']}"
+        if "interval" in item:
+            value += f" [{item['interval']['low']}, {item['interval']['high']}]"
+        if "spread" in item:
+            value += f" (sd {item['spread']['std']})"
+        baseline = f"{item['baseline']} {item.get('baseline_unit', '')}".strip()
+        table.add_row(item["name"], value, baseline, item["target"] or "", item.get("verdict", ""))
+    return table
 
 
 def run_benchmark(
     settings: ProjectSettings,
-    output: Path,
-    quality_epochs: int = 2,
-    throughput_samples: int = 1024,
-    repeats: int = 3,
+    sizes: BenchmarkSizes,
+    command: str,
     model_dir: Path | None = None,
-    command: str = "python -m experiment_tracking benchmark",
-) -> dict[str, Any]:
+    publish: bool = False,
+    progress: bool = True,
+) -> tuple[Path, Path | None]:
+    """Measure, write ``<dist>/experiment-tracking/benchmark/results.json`` and its plots; with
+    ``publish`` also copy them to the committed folder. Returns (results file, published file)."""
     started = time.monotonic()
     model_dir = resolve_model_dir(settings, model_dir)
-    quality_config = TrainConfig(epochs=quality_epochs, seed=settings.seed)
-    data = load_data(validation_fraction=quality_config.validation_fraction, seed=settings.seed)
 
+    console.print(f"[bold]1/2 quality[/]: TF-IDF and MiniLM on {sizes.seeds} seeds")
+    seeds = measure_quality(settings, sizes, model_dir, progress)
     console.print(
-        "[bold]1/2 quality[/]: TF-IDF baseline and the MiniLM fine-tune on the same split"
+        f"[bold]2/2 throughput[/]: {sizes.repeats} interleaved repeats on "
+        f"{sizes.throughput_rows} rows, {sizes.throughput_epochs} epoch(s)"
     )
-    baseline = train_baseline(data, settings.seed)
-    quality = run_training(
-        settings, quality_config, "benchmark-quality", model_dir=model_dir, data=data
-    )
+    speed_config, rows, runs = measure_throughput(settings, sizes, model_dir)
 
-    console.print(
-        f"[bold]2/2 throughput[/]: {repeats} interleaved repeats on {throughput_samples} rows, "
-        "1 epoch"
-    )
-    subset = load_data(
-        validation_fraction=quality_config.validation_fraction,
-        seed=settings.seed,
-        train_subset=throughput_samples,
-    )
-    # Tracking "on" logs every step: the worst case of per-step metrics.
-    speed_config = TrainConfig(epochs=1, seed=settings.seed, log_every_steps=1)
-    runs: dict[str, list[float]] = {
-        "ours_tracking_off": [],
-        "hf_trainer": [],
-        "ours_tracking_on": [],
+    by_configuration = {
+        name: [run for run in runs if run.configuration == name] for name in CONFIGURATIONS
     }
-    tracker_fixed_seconds: list[float] = []
-    order = list(runs)
-    for repeat in range(repeats):
-        for name in order[repeat % 3 :] + order[: repeat % 3]:
-            if name == "hf_trainer":
-                value = trainer_samples_per_second(speed_config, subset, model_dir)
-            else:
-                value, fixed = our_samples_per_second(
-                    speed_config,
-                    subset,
-                    model_dir,
-                    settings if name == "ours_tracking_on" else None,
-                )
-                if name == "ours_tracking_on":
-                    tracker_fixed_seconds.append(fixed)
-            runs[name].append(value)
-            console.print(f"  repeat {repeat + 1}: {name:<18} {value:7.2f} samples/s")
-
-    median = {name: statistics.median(values) for name, values in runs.items()}
-    # Paired per repeat (the three runs of a repeat are back to back), then the median: robust to
-    # load that drifts between repeats on a shared machine.
-    ratios = [o / t for o, t in zip(runs["ours_tracking_off"], runs["hf_trainer"], strict=True)]
-    overheads = [
-        (off / on - 1) * 100
-        for off, on in zip(runs["ours_tracking_off"], runs["ours_tracking_on"], strict=True)
+    pairs = list(
+        zip(
+            by_configuration[UNTRACKED],
+            by_configuration[TRAINER],
+            by_configuration[TRACKED],
+            strict=True,
+        )
+    )
+    ratios = [off.samples_per_second / hf.samples_per_second for off, hf, _ in pairs]
+    overheads = [(on.seconds / off.seconds - 1) * 100 for off, _, on in pairs]
+    loop_overheads = [(on.loop_seconds / off.loop_seconds - 1) * 100 for off, _, on in pairs]
+    ratio = t_interval(ratios, CONFIDENCE)
+    overhead = t_interval(overheads, CONFIDENCE)
+    mean_speed = {
+        name: statistics.fmean(run.samples_per_second for run in group)
+        for name, group in by_configuration.items()
+    }
+    headlines = [
+        *quality_headlines(seeds),
+        headline(
+            THROUGHPUT_HEADLINE,
+            round(ratio.estimate, 3),
+            "x",
+            round(mean_speed[TRAINER], 2),
+            f">= {THROUGHPUT_TARGET}",
+            baseline_unit="samples/s",
+            interval=_interval(ratio, 3),
+            verdict=verdict(ratio, THROUGHPUT_TARGET, below=False),
+        ),
+        headline(
+            OVERHEAD_HEADLINE,
+            round(overhead.estimate, 2),
+            "%",
+            round(mean_speed[UNTRACKED], 2),
+            f"< {OVERHEAD_TARGET:g}",
+            baseline_unit="samples/s",
+            interval=_interval(overhead, 2),
+            verdict=verdict(overhead, OVERHEAD_TARGET, below=True),
+        ),
     ]
-    ratio = statistics.median(ratios)
-    overhead = statistics.median(overheads)
-    minilm, base = quality.test_metrics, baseline.test_metrics
+    console.print(_table(headlines))
 
-    table = Table(title="experiment-tracking benchmark")
-    for column in ("figure", "value", "baseline", "target"):
-        table.add_column(column)
-    table.add_row(
-        "MiniLM macro-F1 vs TF-IDF",
-        f"{minilm['macro_f1']:.4f}",
-        f"{base['macro_f1']:.4f}",
-        "MiniLM > baseline",
+    writer = ResultsWriter(PROJECT, settings.dist_dir, command, kind="benchmark")
+    writer.save_figure(
+        comparison_figure(
+            {
+                "TF-IDF + LR": {f"seed {s.seed}": s.baseline["macro_f1"] for s in seeds},
+                "MiniLM (fine-tuned)": {f"seed {s.seed}": s.minilm["macro_f1"] for s in seeds},
+            },
+            "test macro-F1 by seed (1,000 reviews)",
+        ),
+        "quality_by_seed",
     )
-    table.add_row(
-        "MiniLM accuracy vs TF-IDF", f"{minilm['accuracy']:.4f}", f"{base['accuracy']:.4f}", ""
+    writer.save_figure(
+        repeats_figure(
+            {
+                name: [run.samples_per_second for run in group]
+                for name, group in by_configuration.items()
+            },
+            "samples/s (tracked: start-up and flush included)",
+            "training throughput per repeat",
+        ),
+        "throughput_repeats",
     )
-    table.add_row(
-        "our loop samples/s (median)",
-        f"{median['ours_tracking_off']:.2f}",
-        f"{median['hf_trainer']:.2f} (Trainer)",
-        "",
+    writer.save_figure(
+        repeats_figure(
+            {"tracking overhead": overheads, "in the loop only": loop_overheads},
+            "overhead (%)",
+            f"tracking overhead per repeat (target < {OVERHEAD_TARGET:g} %)",
+            reference=OVERHEAD_TARGET,
+        ),
+        "tracking_overhead",
     )
-    table.add_row("our loop / Trainer (median of paired)", f"{ratio:.3f}x", "1.0", ">= 1.0")
-    table.add_row(
-        "tracking overhead",
-        f"{overhead:.2f} %",
-        f"{median['ours_tracking_on']:.2f} samples/s on",
-        "< 5",
-    )
-    console.print(table)
-
     results = {
-        "project": PROJECT,
-        "command": command,
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": describe_machine(),
-        "headline": [
-            *quality_headlines(minilm, base),
-            # The baselines are speeds, not ratios: say so in words.
-            headline(
-                THROUGHPUT_HEADLINE,
-                round(ratio, 3),
-                "x",
-                f"HF Trainer {median['hf_trainer']:.2f} samples/s",
-                ">= 1.0",
-            ),
-            headline(
-                OVERHEAD_HEADLINE,
-                round(overhead, 2),
-                "%",
-                f"tracking off {median['ours_tracking_off']:.2f} samples/s",
-                "< 5",
-            ),
-        ],
+        "headline": headlines,
+        "sizes": sizes.model_dump(),
+        "versions": package_versions(*MEASURED_PACKAGES),
         "quality": {
-            "train_config": quality_config.model_dump(),
-            "data": data.summary(),
-            "minilm_test": minilm,
-            "baseline_test": base,
-            "fine_tune": {k: v for k, v in quality.fit.as_dict().items() if k not in ("history",)},
+            "epochs": sizes.quality_epochs,
+            "train_config": TrainConfig(epochs=sizes.quality_epochs).model_dump(exclude={"seed"}),
+            "per_seed": [s.as_dict() for s in seeds],
+            "minilm_macro_f1": spread([s.minilm["macro_f1"] for s in seeds]),
+            "baseline_macro_f1": spread([s.baseline["macro_f1"] for s in seeds]),
+            "minilm_minus_baseline_over_seeds": t_interval(
+                [s.minilm["macro_f1"] - s.baseline["macro_f1"] for s in seeds], CONFIDENCE
+            ).as_dict(),
         },
         "throughput": {
             "train_config": speed_config.model_dump(),
-            "rows": len(subset.train),
-            "repeats": repeats,
-            "samples_per_second": runs,
-            "median_samples_per_second": median,
-            "our_loop_vs_trainer_per_repeat": ratios,
-            "tracking_overhead_percent_per_repeat": overheads,
-            "our_loop_vs_trainer": ratio,
-            "tracking_overhead_percent": overhead,
+            "rows": rows,
+            "repeats": sizes.repeats,
             "trackers": settings.trackers,
-            "tracker_open_close_seconds": tracker_fixed_seconds,
-            "note": "times cover the training loop only; tracking 'on' logs train metrics "
-            "every step "
-            "(MLflow asynchronously to the local sqlite store, W&B offline)",
+            "runs": [run.as_dict() for run in runs],  # in run order
+            "samples_per_second": {
+                name: [run.samples_per_second for run in group]
+                for name, group in by_configuration.items()
+            },
+            "mean_samples_per_second": mean_speed,
+            "our_loop_vs_trainer_per_repeat": ratios,
+            "our_loop_vs_trainer": ratio.as_dict(),
+            "tracking_overhead_percent_per_repeat": overheads,
+            "tracking_overhead_percent": overhead.as_dict(),
+            "loop_only_overhead_percent_per_repeat": loop_overheads,
+            "tracker_open_seconds": [run.open_seconds for run in by_configuration[TRACKED]],
+            "tracker_finish_seconds": [run.finish_seconds for run in by_configuration[TRACKED]],
+            "note": "untracked loops are timed over the training loop; a tracked run over "
+            "opening the runs, the loop (metrics logged every step: MLflow asynchronously "
+            "into the local store, W&B offline) and finish(), which drains MLflow's queue",
         },
         "wall_seconds": round(time.monotonic() - started, 1),
     }
-    atomic_write_json(output, results)
-    console.print(f"wrote {output}")
-    return results
+    results_file = writer.write(results)
+    published = None
+    if publish:
+        try:
+            published = publish_benchmark(results_file)
+        except (ValueError, OSError) as error:
+            raise BenchmarkError(f"cannot publish {results_file}: {error}") from error
+    return results_file, published

@@ -5,8 +5,9 @@ python -m experiment_tracking train --epochs 3 --register
 torchrun --nproc_per_node 2 -m experiment_tracking train --run-name ddp     # several processes
 accelerate launch -m experiment_tracking train --mixed-precision bf16        # GPU(s)
 python -m experiment_tracking sweep --trials 8 --train-subset 1000
-python -m experiment_tracking promote --margin 0.01
+python -m experiment_tracking promote --margin 0.0 --confidence 0.95
 python -m experiment_tracking evaluate --model-uri models:/review-classifier@champion
+python -m experiment_tracking benchmark --publish      # ~28 min on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +24,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from experiment_tracking.settings import BenchmarkSizes, ProjectSettings, TrainConfig
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -80,11 +82,16 @@ MixedPrecisionOpt = Annotated[
 ]
 Seed = Annotated[int | None, typer.Option(help="Random seed.")]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+DistDir = Annotated[
+    Path | None, typer.Option(help="Results folder (results go under experiment-tracking/).")
+]
+BENCHMARK_DEFAULTS = BenchmarkSizes()
 
 
-def _settings(run_dir: Path | None = None, trackers: list[str] | None = None, **extra: Any):
-    from experiment_tracking.settings import ProjectSettings
-
+def _settings(
+    run_dir: Path | None = None, trackers: list[str] | None = None, **extra: Any
+) -> ProjectSettings:
+    """Settings from the environment; only the flags that were given override them."""
     overrides: dict[str, Any] = {k: v for k, v in extra.items() if v is not None}
     if run_dir is not None:
         overrides["run_dir"] = run_dir
@@ -93,18 +100,23 @@ def _settings(run_dir: Path | None = None, trackers: list[str] | None = None, **
     return ProjectSettings(**overrides)
 
 
-def _train_config(config_file: Path | None, **flags: Any):
-    from experiment_tracking.settings import TrainConfig
+def _train_config(settings: ProjectSettings, config_file: Path | None, **flags: Any) -> TrainConfig:
+    """Training settings: the flags given, over the config file, over the settings' seed."""
+    from experiment_tracking.errors import ConfigError
 
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {"seed": settings.seed}
     if config_file is not None:
         import yaml
 
         if not config_file.is_file():
-            raise FileNotFoundError(f"config file {config_file} does not exist")
-        loaded = yaml.safe_load(config_file.read_text()) or {}
+            raise ConfigError(f"config file {config_file} does not exist")
+        try:
+            loaded = yaml.safe_load(config_file.read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ConfigError(f"cannot read config file {config_file}: {reason}") from error
         if not isinstance(loaded, dict):
-            raise ValueError(f"{config_file} must hold a mapping of training settings")
+            raise ConfigError(f"{config_file} must hold a mapping of training settings")
         values.update(loaded)
     values.update({k: v for k, v in flags.items() if v is not None})
     return TrainConfig(**values)
@@ -112,14 +124,13 @@ def _train_config(config_file: Path | None, **flags: Any):
 
 @contextlib.contextmanager
 def cli_errors() -> Iterator[None]:
-    """Known failures become one line on stderr and exit status 2 (130 when interrupted)."""
+    """The project's own errors become one line on stderr and exit status 2 (130 when
+    interrupted); anything else is a bug and keeps its traceback."""
     from pydantic import ValidationError
     from roadmap_lab.assets import AssetError
 
-    from experiment_tracking.data import DataError
-    from experiment_tracking.registry import RegistryError
-    from experiment_tracking.tracking import TrackingError
-    from experiment_tracking.training import TrainingError, TrainingInterrupted
+    from experiment_tracking.errors import ExperimentTrackingError
+    from experiment_tracking.training import TrainingInterrupted
 
     try:
         yield
@@ -136,15 +147,7 @@ def cli_errors() -> Iterator[None]:
             f"[red]error:[/] invalid settings: {problems}", highlight=False
         )
         raise typer.Exit(2) from None
-    except (
-        DataError,
-        TrackingError,
-        RegistryError,
-        TrainingError,
-        AssetError,
-        FileNotFoundError,
-        ValueError,
-    ) as error:
+    except (ExperimentTrackingError, AssetError) as error:
         Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {error}", highlight=False)
         raise typer.Exit(2) from None
 
@@ -161,6 +164,7 @@ def _setup(level: str = "INFO") -> None:
 
 
 def _metrics_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
+    """macro-F1 and accuracy of each model."""
     table = Table(title=title)
     table.add_column("model")
     table.add_column("macro-F1", justify="right")
@@ -215,6 +219,7 @@ def train(
 
         settings = _settings(run_dir, tracker)
         config = _train_config(
+            settings,
             config_file,
             epochs=epochs,
             max_steps=max_steps,
@@ -286,9 +291,9 @@ def baseline_command(
         from experiment_tracking.data import load_data
         from experiment_tracking.pipeline import run_baseline
 
-        settings = _settings(run_dir, tracker)
-        data = load_data(train_file, test_file, seed=seed or 0)
-        report = run_baseline(settings, data, seed or 0)
+        settings = _settings(run_dir, tracker, seed=seed)
+        data = load_data(train_file, test_file, seed=settings.seed)
+        report = run_baseline(settings, data, settings.seed)
         console.print(_metrics_table("test set", {"tfidf-baseline": report.result.test_metrics}))
         console.print(f"runs: {json.dumps(report.run_ids)}")
 
@@ -322,6 +327,7 @@ def sweep(
 
         settings = _settings(run_dir, tracker)
         config = _train_config(
+            settings,
             config_file,
             epochs=epochs,
             max_steps=max_steps,
@@ -401,20 +407,18 @@ def evaluate(
         configure_mlflow(settings)
         uri = model_uri or f"models:/{settings.registered_model}@{CHAMPION}"
         data = load_data(train_file, test_file)
-        try:
-            metrics, behaviour = evaluate_model(uri, data, seed=settings.seed)
-        except Exception as error:  # MLflow raises several types for a missing model
-            if type(error).__name__ in ("MlflowException", "RestException", "OSError"):
-                raise ValueError(f"cannot load {uri}: {str(error).splitlines()[0]}") from error
-            raise
-        console.print(_metrics_table(f"test set ({len(data.test)} rows)", {uri: metrics}))
-        assert behaviour is not None
+        evaluation = evaluate_model(uri, data, seed=settings.seed)
+        behaviour = evaluation.behaviour
+        assert behaviour is not None  # evaluated with the suites
+        console.print(
+            _metrics_table(f"test set ({len(data.test)} rows)", {uri: evaluation.metrics})
+        )
         for name, suite in behaviour.suites().items():
             console.print(f"{name}: {suite.failures}/{suite.cases} failed (rate {suite.rate:.3f})")
         if output_json is not None:
             atomic_write_json(
                 output_json,
-                {"model_uri": uri, "metrics": metrics, "behaviour": behaviour.as_dict()},
+                {"model_uri": uri, "metrics": evaluation.metrics, "behaviour": behaviour.as_dict()},
             )
 
 
@@ -424,7 +428,15 @@ def promote(
         str | None, typer.Option(help="Version to judge (default: @challenger).")
     ] = None,
     margin: Annotated[
-        float | None, typer.Option(help="macro-F1 the challenger must gain over the champion.")
+        float | None,
+        typer.Option(help="What the bound of the challenger's macro-F1 gain must reach."),
+    ] = None,
+    bound: Annotated[
+        str | None,
+        typer.Option(help="Decide on the gain's interval 'low' (lower bound) or 'estimate'."),
+    ] = None,
+    confidence: Annotated[
+        float | None, typer.Option(help="Confidence of the gain's paired bootstrap interval.")
     ] = None,
     min_macro_f1: Annotated[
         float | None, typer.Option(help="Floor when there is no champion yet.")
@@ -442,7 +454,13 @@ def promote(
         from experiment_tracking.data import load_data
         from experiment_tracking.registry import promote as run_gate
 
-        settings = _settings(run_dir, gate_margin=margin, gate_min_macro_f1=min_macro_f1)
+        settings = _settings(
+            run_dir,
+            gate_margin=margin,
+            gate_bound=bound,
+            gate_confidence=confidence,
+            gate_min_macro_f1=min_macro_f1,
+        )
         data = load_data(train_file, test_file)
         decision = run_gate(settings, data, challenger_version)
         colour = "green" if decision.promoted else "yellow"
@@ -461,10 +479,7 @@ def demo(
         Path | None,
         typer.Option(help="Demo run folder (emptied first; default <run_dir>/demo)."),
     ] = None,
-    dist_dir: Annotated[
-        Path | None,
-        typer.Option(help="Where results.json and plots go (under experiment-tracking/)."),
-    ] = None,
+    dist_dir: DistDir = None,
     train_subset: Annotated[int, typer.Option(help="Rows of the short fine-tune.")] = 2048,
     max_length: MaxLength = None,
     model_dir: ModelDir = None,
@@ -474,6 +489,8 @@ def demo(
     """Baseline, a short fine-tune, registration and the gate on the embedded defaults (< 5 min)."""
     _setup()
     with cli_errors():
+        from roadmap_lab.results import invocation
+
         from experiment_tracking.demo import run_demo
 
         settings = _settings(run_dir, tracker, dist_dir=dist_dir)
@@ -481,6 +498,7 @@ def demo(
             settings = settings.model_copy(update={"run_dir": settings.run_dir / "demo"})
         results_file = run_demo(
             settings,
+            invocation("experiment_tracking"),
             train_subset=train_subset,
             max_length=max_length,
             model_dir=model_dir,
@@ -491,34 +509,72 @@ def demo(
 
 @app.command()
 def benchmark(
-    output: Annotated[Path, typer.Option(help="Where to write the results JSON.")] = Path(
-        "projects/experiment-tracking/benchmarks/results.json"
-    ),
-    quality_epochs: Annotated[int, typer.Option(help="Epochs of the quality fine-tune.")] = 2,
-    throughput_samples: Annotated[
-        int, typer.Option(help="Training rows per throughput run.")
-    ] = 512,
+    quality_epochs: Annotated[
+        int, typer.Option(help="Epochs of each quality fine-tune.")
+    ] = BENCHMARK_DEFAULTS.quality_epochs,
+    quality_rows: Annotated[
+        int | None, typer.Option(help="Training rows of each quality fine-tune (default: all).")
+    ] = BENCHMARK_DEFAULTS.quality_rows,
+    seeds: Annotated[
+        int,
+        typer.Option(help="Seeds of the quality comparison (split and initialisation)."),
+    ] = BENCHMARK_DEFAULTS.seeds,
+    throughput_rows: Annotated[
+        int, typer.Option(help="Training rows of each throughput run.")
+    ] = BENCHMARK_DEFAULTS.throughput_rows,
+    throughput_epochs: Annotated[
+        int, typer.Option(help="Epochs of each throughput run.")
+    ] = BENCHMARK_DEFAULTS.throughput_epochs,
     repeats: Annotated[
         int, typer.Option(help="Interleaved repeats of each throughput configuration.")
-    ] = 5,
+    ] = BENCHMARK_DEFAULTS.repeats,
+    seed: Annotated[
+        int | None, typer.Option(help="First seed (default: the settings' seed, 0).")
+    ] = None,
+    publish: Annotated[
+        bool,
+        typer.Option(
+            "--publish/--no-publish",
+            help="Also copy the results to the committed projects/experiment-tracking/benchmarks/.",
+        ),
+    ] = False,
     model_dir: ModelDir = None,
-    run_dir: RunDir = None,
+    dist_dir: DistDir = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Benchmark run folder (default <run_dir>/benchmark).")
+    ] = None,
+    tracker: TrackerOpt = None,
+    progress: Progress = True,
 ) -> None:
-    """MiniLM vs TF-IDF, our loop vs HF Trainer throughput, tracking overhead; writes JSON."""
+    """MiniLM vs TF-IDF over seeds, our loop vs HF Trainer throughput, tracking overhead."""
     _setup()
     with cli_errors():
+        from roadmap_lab.results import invocation
+
         from experiment_tracking.benchmark import run_benchmark
 
-        settings = _settings(run_dir or Path("runs/experiment-tracking/benchmark"))
-        run_benchmark(
-            settings,
-            output,
+        sizes = BenchmarkSizes(
             quality_epochs=quality_epochs,
-            throughput_samples=throughput_samples,
+            quality_rows=quality_rows,
+            seeds=seeds,
+            throughput_rows=throughput_rows,
+            throughput_epochs=throughput_epochs,
             repeats=repeats,
-            model_dir=model_dir,
-            command=" ".join(["python -m experiment_tracking", *sys.argv[1:]]),
         )
+        settings = _settings(run_dir, tracker, dist_dir=dist_dir, seed=seed)
+        if run_dir is None:
+            settings = settings.model_copy(update={"run_dir": settings.run_dir / "benchmark"})
+        results_file, published = run_benchmark(
+            settings,
+            sizes,
+            invocation("experiment_tracking"),
+            model_dir=model_dir,
+            publish=publish,
+            progress=progress,
+        )
+        console.print(f"results: {results_file}")
+        if published is not None:
+            console.print(f"published: {published}")
 
 
 def main() -> None:

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiment_tracking.errors import ExperimentTrackingError
+
 LABELS = ("other", "great")  # index = class id
 LABEL_TO_ID = {label: index for index, label in enumerate(LABELS)}
 REQUIRED_COLUMNS = ("text", "label")
 
 
-class DataError(ValueError):
+class DataError(ExperimentTrackingError):
     """The data cannot be used; the message says what is wrong and where."""
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from experiment_tracking.data import LABELS
 
 
-def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, object]:
+def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, Any]:
     """macro-F1, accuracy, per-class F1 and the confusion matrix (rows true, columns predicted)."""
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
@@ -24,7 +25,7 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict
     }
 
 
-def scalar_metrics(metrics: dict[str, object], prefix: str) -> dict[str, float]:
+def scalar_metrics(metrics: Mapping[str, Any], prefix: str) -> dict[str, float]:
     """The numeric entries of ``metrics`` as ``{prefix}/{name}`` (for trackers)."""
     return {
         f"{prefix}/{name}": float(value)

@@ -39,6 +39,7 @@ class TrainingReport:
     fit: FitResult
     is_main_process: bool
     test_metrics: dict[str, Any] = field(default_factory=dict)
+    test_predictions: list[str] = field(default_factory=list)  # one label per test row
     run_ids: dict[str, str] = field(default_factory=dict)
     model_uri: str | None = None
     registered_version: str | None = None
@@ -77,15 +78,16 @@ def run_params(config: TrainConfig, model_dir: Path, data: ReviewData) -> dict[s
     }
 
 
-def test_evaluation(model_dir: Path, data: ReviewData) -> tuple[dict[str, Any], Any]:
-    """Evaluate the saved HF folder on the test rows with the same code the logged model runs."""
+def test_evaluation(model_dir: Path, data: ReviewData) -> tuple[dict[str, Any], list[str]]:
+    """Evaluate the saved HF folder on the test rows with the same code the logged model runs:
+    (metrics, the predicted label of each test row)."""
     import numpy as np
 
     from experiment_tracking.serving_model import HFTextClassifier
 
     p_great = HFTextClassifier(model_dir).p_great(data.test["text"].tolist())
-    predictions = np.where(p_great >= 0.5, "great", "other")
-    return classification_metrics(data.test["label"], predictions), p_great
+    predictions = np.where(p_great >= 0.5, "great", "other").tolist()
+    return classification_metrics(data.test["label"], predictions), predictions
 
 
 def log_evaluation_artifacts(
@@ -180,7 +182,7 @@ def run_training(
     if not accelerator.is_main_process:
         return report
     try:
-        report.test_metrics, _ = test_evaluation(fit_result.model_dir, data)
+        report.test_metrics, report.test_predictions = test_evaluation(fit_result.model_dir, data)
         log_evaluation_artifacts(tracker, fit_result, report.test_metrics, run_name)
         tracker.set_tags(
             {"world_size": fit_result.world_size, "stopped_early": fit_result.stopped_early}

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 
-def _figure(width: float = 5.0, height: float = 4.0) -> tuple[Figure, object]:
+def _figure(width: float = 5.0, height: float = 4.0) -> tuple[Figure, Axes]:
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(width, height), dpi=100)
@@ -94,6 +95,23 @@ def comparison_figure(values: dict[str, dict[str, float]], title: str) -> Figure
     axes.set_xticks([m + width * (len(models) - 1) / 2 for m in range(len(metrics))], metrics)
     axes.set_ylim(0, 1.05)
     axes.legend(loc="lower right")
+    axes.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def repeats_figure(
+    series: dict[str, list[float]], ylabel: str, title: str, reference: float | None = None
+) -> Figure:
+    """One line per series over the repeats (in run order); ``reference``: a target line."""
+    figure, axes = _figure(6.0, 4.0)
+    for name, values in series.items():
+        axes.plot(range(1, len(values) + 1), values, "o-", label=name)
+    if reference is not None:
+        axes.axhline(reference, color="tab:red", linestyle="--", label=f"target {reference:g}")
+    axes.set_xlabel("repeat")
+    axes.set_ylabel(ylabel)
+    axes.legend(loc="best")
     axes.set_title(title)
     figure.tight_layout()
     return figure

@@ -1,11 +1,13 @@
 """The MLflow model registry with aliases, and the champion/challenger promotion gate.
 
-Registration points the ``challenger`` alias at the new version. The gate evaluates challenger and
-champion on the same held-out test set, runs the behavioural suites on the challenger, and promotes
-only when the challenger beats the champion by the margin (or, with no champion yet, reaches the
-floor) AND passes every suite. Each decision is written on the challenger's version as ``gate.*``
-tags with the reason; a promotion moves ``champion`` (the old one keeps ``previous-champion``).
-Anything can then load ``models:/<name>@champion``.
+Registration points the ``challenger`` alias at the new version. The gate scores challenger and
+champion on the same held-out test rows and computes a paired bootstrap interval of the
+challenger-minus-champion macro-F1 (``roadmap_lab.stats.macro_f1_difference``). It promotes only
+when the interval's lower bound (by default; ``gate_bound``) reaches the margin, so a gain within
+sampling noise is not enough (or, with no champion yet, when macro-F1 reaches the floor), AND the
+challenger passes every behavioural suite. Each decision is written on the challenger's version
+as ``gate.*`` tags with the reason; a promotion moves ``champion`` (the old one keeps
+``previous-champion``). Anything can then load ``models:/<name>@champion``.
 """
 
 from __future__ import annotations
@@ -14,29 +16,40 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from experiment_tracking.behaviour import BehaviourReport, run_behaviour_suites
-from experiment_tracking.data import ReviewData
+from experiment_tracking.behaviour import BehaviourReport, ScoreFunction, run_behaviour_suites
+from experiment_tracking.data import LABELS, ReviewData
+from experiment_tracking.errors import ExperimentTrackingError
 from experiment_tracking.metrics import classification_metrics, scalar_metrics
-from experiment_tracking.settings import ProjectSettings
+from experiment_tracking.settings import GateBound, ProjectSettings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.pyfunc import PyFuncModel
+    from roadmap_lab.stats import Interval
 
 logger = logging.getLogger(__name__)
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
+BOUND_WORDS = {"low": "its lower bound", "estimate": "the estimate"}
+GAIN_PARTS = ("estimate", "low", "high")
 
 
-class RegistryError(RuntimeError):
+class RegistryError(ExperimentTrackingError):
     """The registry cannot do what was asked; the message says why."""
 
 
 @dataclass(frozen=True)
 class GateThresholds:
-    margin: float = 0.01
+    margin: float = 0.0
+    bound: GateBound = "low"
+    confidence: float = 0.95
+    resamples: int = 2000
     min_macro_f1: float = 0.5
     min_functionality_pass_rate: float = 0.8
     max_invariance_failure_rate: float = 0.1
@@ -46,11 +59,23 @@ class GateThresholds:
     def from_settings(cls, settings: ProjectSettings) -> GateThresholds:
         return cls(
             margin=settings.gate_margin,
+            bound=settings.gate_bound,
+            confidence=settings.gate_confidence,
+            resamples=settings.gate_resamples,
             min_macro_f1=settings.gate_min_macro_f1,
             min_functionality_pass_rate=settings.gate_min_functionality_pass_rate,
             max_invariance_failure_rate=settings.gate_max_invariance_failure_rate,
             max_directional_failure_rate=settings.gate_max_directional_failure_rate,
         )
+
+
+@dataclass
+class ModelEvaluation:
+    """A model's test-set metrics and its predicted label for every test row, in row order."""
+
+    metrics: dict[str, Any]
+    predictions: list[str]
+    behaviour: BehaviourReport | None = None
 
 
 @dataclass
@@ -63,8 +88,10 @@ class GateDecision:
     checks: dict[str, bool]
     challenger_metrics: dict[str, Any]
     champion_metrics: dict[str, Any] | None
+    # challenger minus champion macro-F1 with its interval (None without a champion)
+    gain: dict[str, Any] | None
     behaviour: dict[str, Any]
-    thresholds: dict[str, float]
+    thresholds: dict[str, Any]
     decided_at: str
     gate_run_id: str | None = None
     aliases: dict[str, str] = field(default_factory=dict)
@@ -73,7 +100,7 @@ class GateDecision:
         return asdict(self)
 
 
-def _client():
+def _client() -> MlflowClient:
     from mlflow import MlflowClient
 
     return MlflowClient()
@@ -101,13 +128,13 @@ def version_for_alias(name: str, alias: str) -> str | None:
         return None
 
 
-def load_scorer(model_uri: str):
+def load_scorer(model_uri: str) -> tuple[PyFuncModel, ScoreFunction]:
     """The registered pyfunc model and a function texts -> p(great)."""
     import mlflow.pyfunc
 
     model = mlflow.pyfunc.load_model(model_uri)
 
-    def score(texts: list[str]):
+    def score(texts: list[str]) -> Any:
         return model.predict(pd.DataFrame({"text": texts}))["p_great"].to_numpy(dtype=float)
 
     return model, score
@@ -115,39 +142,74 @@ def load_scorer(model_uri: str):
 
 def evaluate_model(
     model_uri: str, data: ReviewData, behaviour: bool = True, seed: int = 0
-) -> tuple[dict[str, Any], BehaviourReport | None]:
-    """Test-set metrics (and behavioural suites) of a logged or registered model."""
-    model, score = load_scorer(model_uri)
-    predictions = model.predict(pd.DataFrame({"text": data.test["text"]}))
-    metrics = classification_metrics(data.test["label"], predictions["label"].astype(str).tolist())
-    report = (
-        run_behaviour_suites(score, data.test["text"].tolist(), seed=seed) if behaviour else None
+) -> ModelEvaluation:
+    """Test-set metrics and predictions (and behavioural suites) of a logged or registered model."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model, score = load_scorer(model_uri)
+    except (MlflowException, OSError) as error:  # no such model, alias or artifact
+        raise RegistryError(f"cannot load {model_uri}: {str(error).splitlines()[0]}") from error
+    output = model.predict(pd.DataFrame({"text": data.test["text"]}))
+    predictions = output["label"].astype(str).tolist()
+    return ModelEvaluation(
+        metrics=classification_metrics(data.test["label"], predictions),
+        predictions=predictions,
+        behaviour=(
+            run_behaviour_suites(score, data.test["text"].tolist(), seed=seed)
+            if behaviour
+            else None
+        ),
     )
-    return metrics, report
+
+
+def macro_f1_gain(
+    data: ReviewData,
+    champion_predictions: list[str],
+    challenger_predictions: list[str],
+    thresholds: GateThresholds,
+    seed: int = 0,
+) -> Interval:
+    """Challenger minus champion macro-F1 on the same test rows, with its paired bootstrap
+    interval: identical predictions give exactly 0 (resampled rows change both alike)."""
+    from roadmap_lab.stats import macro_f1_difference
+
+    return macro_f1_difference(
+        data.test["label"].tolist(),
+        champion_predictions,
+        challenger_predictions,
+        labels=LABELS,
+        resamples=thresholds.resamples,
+        confidence=thresholds.confidence,
+        seed=seed,
+    )
 
 
 def decide(
     challenger_macro_f1: float,
-    champion_macro_f1: float | None,
+    gain: Interval | None,
     behaviour: BehaviourReport,
     thresholds: GateThresholds,
 ) -> tuple[bool, str, dict[str, bool]]:
-    """The gate's rule, as a pure function: (promoted, reason, checks)."""
+    """The gate's rule, as a pure function: (promoted, reason, checks). ``gain``: the
+    challenger-minus-champion macro-F1 interval, None when there is no champion yet."""
     checks: dict[str, bool] = {}
-    reasons: list[str] = []
-    if champion_macro_f1 is None:
+    if gain is None:
         checks["quality"] = challenger_macro_f1 >= thresholds.min_macro_f1
         quality_text = (
             f"no champion yet; macro-F1 {challenger_macro_f1:.4f} "
             f"{'>=' if checks['quality'] else '<'} floor {thresholds.min_macro_f1:.4f}"
         )
     else:
-        required = champion_macro_f1 + thresholds.margin
-        checks["quality"] = challenger_macro_f1 >= required
+        decided_on = gain.low if thresholds.bound == "low" else gain.estimate
+        checks["quality"] = decided_on >= thresholds.margin
         quality_text = (
-            f"macro-F1 {challenger_macro_f1:.4f} vs champion {champion_macro_f1:.4f} "
-            f"({'meets' if checks['quality'] else 'misses'} the required {required:.4f}, margin "
-            f"{thresholds.margin:.4f})"
+            f"macro-F1 {challenger_macro_f1:.4f} vs champion "
+            f"{challenger_macro_f1 - gain.estimate:.4f}: gain {gain.estimate:+.4f}, "
+            f"{gain.confidence:.0%} interval [{gain.low:+.4f}, {gain.high:+.4f}] "
+            f"({gain.method}, {gain.n} rows); {BOUND_WORDS[thresholds.bound]} "
+            f"{decided_on:+.4f} {'>=' if checks['quality'] else '<'} margin "
+            f"{thresholds.margin:+.4f}"
         )
     suites = behaviour.suites()
     checks["minimum_functionality"] = (
@@ -165,16 +227,22 @@ def decide(
     )
     promoted = all(checks.values())
     failed = [name for name, ok in checks.items() if not ok]
-    reasons.append(quality_text)
-    reasons.append(behaviour_text)
     verdict = "promoted" if promoted else f"rejected ({', '.join(failed)} failed)"
-    return promoted, f"{verdict}: " + "; ".join(reasons), checks
+    return promoted, f"{verdict}: {quality_text}; {behaviour_text}", checks
+
+
+def _predictions_artifact(version: str) -> str:
+    return f"gate/predictions-v{version}.json"
 
 
 def _record_gate_run(
-    settings: ProjectSettings, decision: GateDecision, data: ReviewData
-) -> str | None:
-    """A run in the experiment holding the decision, metrics and behaviour report."""
+    settings: ProjectSettings,
+    decision: GateDecision,
+    data: ReviewData,
+    fresh_predictions: dict[str, list[str]],
+) -> str:
+    """A run in the experiment holding the decision, metrics, the gain's interval, the behaviour
+    report and the predictions evaluated for this decision ({version: labels})."""
     import mlflow
 
     from experiment_tracking.tracking import configure_mlflow, standard_tags
@@ -195,27 +263,52 @@ def _record_gate_run(
         metrics = scalar_metrics(decision.challenger_metrics, "challenger")
         if decision.champion_metrics:
             metrics |= scalar_metrics(decision.champion_metrics, "champion")
+        if decision.gain:
+            metrics |= {f"gain/macro_f1_{key}": decision.gain[key] for key in GAIN_PARTS}
         metrics |= {
             f"behaviour/{name}": suite["rate"] for name, suite in decision.behaviour.items()
         }
         mlflow.log_metrics(metrics)
         mlflow.log_dict(decision.as_dict(), "gate/decision.json")
+        for version, labels in fresh_predictions.items():
+            mlflow.log_dict(
+                {"dataset_sha256": data.sha256, "labels": labels}, _predictions_artifact(version)
+            )
         return run.info.run_id
 
 
-def _record_metrics(name: str, version: str, metrics: dict[str, Any], dataset_sha256: str) -> None:
-    """Test-set results on the version, keyed by the data set's hash, for later gates to reuse."""
+def _record_evaluation(
+    name: str, version: str, evaluation: ModelEvaluation, dataset_sha256: str, gate_run_id: str
+) -> None:
+    """Test-set results on the version, keyed by the data set's hash, for later gates to reuse;
+    the predictions stay in the gate run (a tag is too small for them)."""
     client = _client()
     client.set_model_version_tag(name, version, "eval.dataset_sha256", dataset_sha256)
-    client.set_model_version_tag(name, version, "eval.metrics", json.dumps(metrics))
+    client.set_model_version_tag(name, version, "eval.metrics", json.dumps(evaluation.metrics))
+    client.set_model_version_tag(
+        name, version, "eval.predictions", f"runs:/{gate_run_id}/{_predictions_artifact(version)}"
+    )
 
 
-def _recorded_metrics(name: str, version: str, dataset_sha256: str) -> dict[str, Any] | None:
-    """The version's recorded test metrics if they were measured on exactly this data set."""
+def _recorded_evaluation(name: str, version: str, data: ReviewData) -> ModelEvaluation | None:
+    """The version's recorded test metrics and predictions, if measured on exactly this data."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
     tags = _client().get_model_version(name, version).tags
-    if tags.get("eval.dataset_sha256") != dataset_sha256 or "eval.metrics" not in tags:
+    if tags.get("eval.dataset_sha256") != data.sha256 or not {
+        "eval.metrics",
+        "eval.predictions",
+    } <= set(tags):
         return None
-    return json.loads(tags["eval.metrics"])
+    try:
+        recorded = mlflow.artifacts.load_dict(tags["eval.predictions"])
+    except (MlflowException, OSError):  # the gate run is gone: evaluate again
+        return None
+    labels = recorded.get("labels")
+    if recorded.get("dataset_sha256") != data.sha256 or len(labels or []) != len(data.test):
+        return None
+    return ModelEvaluation(json.loads(tags["eval.metrics"]), list(labels))
 
 
 def promote(
@@ -226,14 +319,14 @@ def promote(
     name: str | None = None,
 ) -> GateDecision:
     """Run the gate on the challenger (default: alias ``challenger``) and act on the decision."""
+    from mlflow.exceptions import MlflowException
+
     from experiment_tracking.tracking import configure_mlflow
 
     configure_mlflow(settings)
     name = name or settings.registered_model
     thresholds = thresholds or GateThresholds.from_settings(settings)
     client = _client()
-    from mlflow.exceptions import MlflowException
-
     try:
         client.get_registered_model(name)
     except MlflowException as error:
@@ -254,22 +347,21 @@ def promote(
     logger.info(
         "gate: evaluating %s v%s (champion: %s)", name, challenger_version, champion_version
     )
-    challenger_metrics, behaviour = evaluate_model(
-        f"models:/{name}/{challenger_version}", data, seed=settings.seed
-    )
-    champion_metrics = None
+    challenger = evaluate_model(f"models:/{name}/{challenger_version}", data, seed=settings.seed)
+    assert challenger.behaviour is not None  # evaluated with the suites
+    fresh = {challenger_version: challenger}  # evaluated now: recorded for later gates
+    champion: ModelEvaluation | None = None
+    gain: Interval | None = None
     if champion_version is not None:
-        champion_metrics = _recorded_metrics(name, champion_version, data.sha256)
-        if champion_metrics is None:
-            champion_metrics, _ = evaluate_model(
-                f"models:/{name}/{champion_version}", data, behaviour=False
-            )
-            _record_metrics(name, champion_version, champion_metrics, data.sha256)
+        champion = _recorded_evaluation(name, champion_version, data)
+        if champion is None:
+            champion = evaluate_model(f"models:/{name}/{champion_version}", data, behaviour=False)
+            fresh[champion_version] = champion
+        gain = macro_f1_gain(
+            data, champion.predictions, challenger.predictions, thresholds, settings.seed
+        )
     promoted, reason, checks = decide(
-        challenger_metrics["macro_f1"],
-        champion_metrics["macro_f1"] if champion_metrics else None,
-        behaviour,
-        thresholds,
+        challenger.metrics["macro_f1"], gain, challenger.behaviour, thresholds
     )
     decision = GateDecision(
         model_name=name,
@@ -278,28 +370,35 @@ def promote(
         promoted=promoted,
         reason=reason,
         checks=checks,
-        challenger_metrics=challenger_metrics,
-        champion_metrics=champion_metrics,
-        behaviour=behaviour.as_dict(),
+        challenger_metrics=challenger.metrics,
+        champion_metrics=champion.metrics if champion else None,
+        gain=gain.as_dict() if gain else None,
+        behaviour=challenger.behaviour.as_dict(),
         thresholds=asdict(thresholds),
         decided_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    decision.gate_run_id = _record_gate_run(settings, decision, data)
-    _record_metrics(name, challenger_version, challenger_metrics, data.sha256)
+    decision.gate_run_id = _record_gate_run(
+        settings, decision, data, {version: e.predictions for version, e in fresh.items()}
+    )
+    for version, evaluation in fresh.items():
+        _record_evaluation(name, version, evaluation, data.sha256, decision.gate_run_id)
 
     tags = {
         "gate.decision": "promoted" if promoted else "rejected",
         "gate.reason": reason,
         "gate.decided_at": decision.decided_at,
-        "gate.challenger_macro_f1": f"{challenger_metrics['macro_f1']:.4f}",
-        "gate.challenger_accuracy": f"{challenger_metrics['accuracy']:.4f}",
+        "gate.challenger_macro_f1": f"{challenger.metrics['macro_f1']:.4f}",
+        "gate.challenger_accuracy": f"{challenger.metrics['accuracy']:.4f}",
         "gate.champion_version": champion_version or "none",
-        "gate.champion_macro_f1": f"{champion_metrics['macro_f1']:.4f}"
-        if champion_metrics
-        else "none",
+        "gate.champion_macro_f1": f"{champion.metrics['macro_f1']:.4f}" if champion else "none",
+        "gate.macro_f1_gain": f"{gain.estimate:+.4f}" if gain else "none",
+        "gate.macro_f1_gain_low": f"{gain.low:+.4f}" if gain else "none",
+        "gate.macro_f1_gain_high": f"{gain.high:+.4f}" if gain else "none",
+        "gate.interval": f"{thresholds.confidence:.0%} {gain.method}" if gain else "none",
+        "gate.bound": thresholds.bound,
         "gate.margin": str(thresholds.margin),
         "gate.dataset_sha256": data.sha256,
-        "gate.run_id": decision.gate_run_id or "",
+        "gate.run_id": decision.gate_run_id,
         **{
             f"gate.behaviour.{suite}": f"{values['rate']:.4f}"
             for suite, values in decision.behaviour.items()

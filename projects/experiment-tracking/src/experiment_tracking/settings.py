@@ -6,38 +6,66 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast, get_args
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 from roadmap_lab.settings import LabSettings
 
+from experiment_tracking.errors import ConfigError
+
 TrackerName = Literal["mlflow", "wandb"]
 MixedPrecision = Literal["auto", "no", "fp16", "bf16"]
+WandbMode = Literal["offline", "online", "disabled", "shared"]
+# What of the challenger-minus-champion macro-F1 interval the gate compares with the margin.
+GateBound = Literal["low", "estimate"]
 
 
 class TrainConfig(BaseModel):
     """Hyper-parameters of one fine-tune; all of them are logged as run parameters."""
 
-    max_length: int = Field(64, ge=8, le=512)
-    batch_size: int = Field(32, ge=1)
-    eval_batch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    max_grad_norm: float = Field(1.0, ge=0)
-    epochs: int = Field(3, ge=1)
-    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
-    train_subset: int | None = Field(None, ge=2, description="train on the first N shuffled rows")
-    validation_fraction: float = Field(0.1, gt=0, lt=0.5)
-    eval_every_steps: int | None = Field(None, ge=1, description="None: evaluate once per epoch")
-    patience: int = Field(2, ge=1, description="evaluations without improvement before stopping")
-    min_delta: float = Field(0.001, ge=0)
-    log_every_steps: int = Field(10, ge=1)
-    checkpoint_every_steps: int | None = Field(None, ge=1, description="None: at each evaluation")
-    keep_checkpoints: int = Field(2, ge=1)
+    model_config = ConfigDict(extra="forbid")  # a misspelt key in a config file is an error
+
+    max_length: int = Field(default=64, ge=8, le=512)
+    batch_size: int = Field(default=32, ge=1)
+    eval_batch_size: int = Field(default=64, ge=1)
+    learning_rate: float = Field(default=1e-4, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    max_grad_norm: float = Field(default=1.0, ge=0)
+    epochs: int = Field(default=3, ge=1)
+    max_steps: int | None = Field(
+        default=None, ge=1, description="stop after this many optimizer steps"
+    )
+    train_subset: int | None = Field(
+        default=None, ge=2, description="train on the first N shuffled rows"
+    )
+    validation_fraction: float = Field(default=0.1, gt=0, lt=0.5)
+    eval_every_steps: int | None = Field(
+        default=None, ge=1, description="None: evaluate once per epoch"
+    )
+    patience: int = Field(
+        default=2, ge=1, description="evaluations without improvement before stopping"
+    )
+    min_delta: float = Field(default=0.001, ge=0)
+    log_every_steps: int = Field(default=10, ge=1)
+    checkpoint_every_steps: int | None = Field(
+        default=None, ge=1, description="None: at each evaluation"
+    )
+    keep_checkpoints: int = Field(default=2, ge=1)
     mixed_precision: MixedPrecision = "auto"
     seed: int = 0
+
+
+class BenchmarkSizes(BaseModel):
+    """How much the benchmark measures; every size is a flag of ``benchmark``."""
+
+    quality_epochs: int = Field(default=2, ge=1)
+    quality_rows: int | None = Field(default=None, ge=2, description="None: every training row")
+    seeds: int = Field(default=3, ge=2, description="quality fine-tunes (split and initialisation)")
+    throughput_rows: int = Field(default=1536, ge=2)
+    throughput_epochs: int = Field(default=1, ge=1)
+    repeats: int = Field(default=5, ge=2, description="interleaved repeats of each throughput run")
 
 
 class ProjectSettings(LabSettings):
@@ -52,7 +80,7 @@ class ProjectSettings(LabSettings):
     # Read once, when the settings are made: mlflow.set_tracking_uri() later writes
     # MLFLOW_TRACKING_URI into the environment itself. None: a sqlite store in run_dir.
     tracking_uri: str | None = Field(
-        None,
+        default=None,
         validation_alias=AliasChoices(
             "tracking_uri", "EXPERIMENT_TRACKING_TRACKING_URI", "MLFLOW_TRACKING_URI"
         ),
@@ -62,14 +90,26 @@ class ProjectSettings(LabSettings):
     trackers: Annotated[list[TrackerName], NoDecode] = ["mlflow", "wandb"]
     wandb_project: str = "experiment-tracking"
     # None: WANDB_MODE when set, else offline.
-    wandb_mode: Literal["offline", "online", "disabled"] | None = None
+    wandb_mode: WandbMode | None = None
     # None: all-MiniLM-L6-v2 from the shared model cache.
     model_dir: Path | None = None
-    gate_margin: float = Field(0.01, ge=0, description="macro-F1 points the challenger must gain")
-    gate_min_macro_f1: float = Field(0.5, ge=0, le=1, description="floor when there is no champion")
-    gate_min_functionality_pass_rate: float = Field(0.8, ge=0, le=1)
-    gate_max_invariance_failure_rate: float = Field(0.1, ge=0, le=1)
-    gate_max_directional_failure_rate: float = Field(0.1, ge=0, le=1)
+    gate_margin: float = Field(
+        default=0.0,
+        ge=-1,
+        le=1,
+        description="the gain's bound must reach this (negative: a non-inferiority margin)",
+    )
+    gate_bound: GateBound = Field(
+        default="low", description="low: the interval's lower bound (gains within noise fail)"
+    )
+    gate_confidence: float = Field(default=0.95, gt=0, lt=1, description="of the gain's interval")
+    gate_resamples: int = Field(default=2000, ge=100, description="paired bootstrap resamples")
+    gate_min_macro_f1: float = Field(
+        default=0.5, ge=0, le=1, description="floor when there is no champion"
+    )
+    gate_min_functionality_pass_rate: float = Field(default=0.8, ge=0, le=1)
+    gate_max_invariance_failure_rate: float = Field(default=0.1, ge=0, le=1)
+    gate_max_directional_failure_rate: float = Field(default=0.1, ge=0, le=1)
 
     @field_validator("trackers", mode="before")
     @classmethod
@@ -91,5 +131,8 @@ class ProjectSettings(LabSettings):
     def local_artifact_root(self) -> Path:
         return (self.run_dir / "mlartifacts").resolve()
 
-    def resolved_wandb_mode(self) -> str:
-        return self.wandb_mode or os.environ.get("WANDB_MODE") or "offline"
+    def resolved_wandb_mode(self) -> WandbMode:
+        mode = self.wandb_mode or os.environ.get("WANDB_MODE") or "offline"
+        if mode not in get_args(WandbMode):
+            raise ConfigError(f"W&B mode {mode!r}: use {', '.join(get_args(WandbMode))}")
+        return cast(WandbMode, mode)

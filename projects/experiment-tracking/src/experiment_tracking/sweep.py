@@ -21,7 +21,7 @@ from experiment_tracking.pipeline import (
 from experiment_tracking.plots import _figure
 from experiment_tracking.settings import ProjectSettings, TrainConfig
 from experiment_tracking.tracking import Tracker, open_tracker, standard_tags
-from experiment_tracking.training import FitResult, fit
+from experiment_tracking.training import FitResult, TrainingError, fit
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def run_sweep(
     try:
         study.optimize(objective, n_trials=n_trials)
         if not results:
-            raise RuntimeError("every trial was pruned or failed")
+            raise TrainingError(f"every trial of the sweep {run_name!r} was pruned or failed")
         best = study.best_trial
         best_result, best_ids = results[best.number]
         trials = [

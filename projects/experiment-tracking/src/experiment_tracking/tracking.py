@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from experiment_tracking import PROJECT
+from experiment_tracking.errors import ExperimentTrackingError
 from experiment_tracking.settings import ProjectSettings
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ MODEL_REQUIREMENTS = (
 HEALTH_TIMEOUT_S = 5.0
 
 
-class TrackingError(RuntimeError):
+class TrackingError(ExperimentTrackingError):
     """The tracking backend cannot be used; the message says why and what to do."""
 
 
@@ -119,6 +120,10 @@ def configure_mlflow(settings: ProjectSettings, experiment: str | None = None) -
     # An unreachable server must not stall in retries after the health check either.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+    # Asynchronous metrics are written in batches once a second: fewer store transactions during
+    # training, and finish() drains the queue at once instead of waiting out the logging
+    # thread's one-second poll (measured: ~0.05 s instead of ~1.8 s per run).
+    os.environ.setdefault("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "1")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     name = experiment or settings.experiment

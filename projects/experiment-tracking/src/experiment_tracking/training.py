@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from experiment_tracking.data import LABEL_TO_ID, LABELS, ReviewData
+from experiment_tracking.errors import ExperimentTrackingError
 from experiment_tracking.settings import TrainConfig
 from experiment_tracking.tracking import Tracker
 
@@ -51,7 +52,7 @@ RESUME_INVARIANTS = (
 EvaluateCallback = Callable[[int, dict[str, float]], None]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(ExperimentTrackingError):
     """Training cannot start or continue; the message says why."""
 
 
@@ -181,7 +182,8 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
     """AdamW (fused where supported, like Trainer's default); no decay on biases and norms."""
     import torch
 
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
             is_norm_or_bias = parameter.ndim < 2 or "LayerNorm" in name or name.endswith(".bias")
@@ -286,19 +288,39 @@ def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     atomic_write_json(path, payload)
 
 
+def restore_folder(dest: Path) -> None:
+    """Put back the folder ``replace_folder`` set aside when it was stopped between its renames."""
+    previous = dest.with_name(f".{dest.name}.previous")
+    if previous.is_dir() and not dest.exists():
+        os.replace(previous, dest)
+
+
+def replace_folder(complete: Path, dest: Path) -> None:
+    """Move the finished folder ``complete`` to ``dest``. The old ``dest`` is only set aside
+    (``.<name>.previous``) until the new one is in place, then deleted: at every moment one
+    complete copy exists, and ``restore_folder`` recovers the old one after a crash in between."""
+    restore_folder(dest)
+    previous = dest.with_name(f".{dest.name}.previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if dest.exists():
+        os.replace(dest, previous)
+    os.replace(complete, dest)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
 def _save_model_folder(
     accelerator: Accelerator, model: Any, tokenizer: Any, dest: Path, config: TrainConfig
 ) -> None:
-    """Save an HF folder (weights, config, tokenizer, max_length) atomically, main process only."""
+    """Save an HF folder (weights, config, tokenizer, max_length), main process only; the old
+    folder stays until the new one is complete."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        staging = dest.with_name(f".{dest.name}.tmp")
-        shutil.rmtree(staging, ignore_errors=True)
+        staging = dest.with_name(f".{dest.name}.staging")
+        shutil.rmtree(staging, ignore_errors=True)  # an interrupted save: never the live copy
         accelerator.unwrap_model(model).save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         (staging / "inference.json").write_text(json.dumps({"max_length": config.max_length}))
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(staging, dest)
+        replace_folder(staging, dest)
     accelerator.wait_for_everyone()
 
 
@@ -335,8 +357,10 @@ def fit(
     resume_from = latest_checkpoint(output_dir) if resume else None
     if resume and resume_from is None:
         logger.warning("no checkpoint in %s: starting from scratch", checkpoints_dir)
-    if resume_from is None and accelerator.is_main_process:
-        shutil.rmtree(checkpoints_dir, ignore_errors=True)
+    if accelerator.is_main_process:
+        restore_folder(best_dir)
+        if resume_from is None:
+            shutil.rmtree(checkpoints_dir, ignore_errors=True)
     accelerator.wait_for_everyone()
 
     set_seed(config.seed)
