@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,8 @@ def test_benchmark_end_to_end_on_a_tiny_configuration(tmp_path: Path, tiny_model
         cwd=checkout,
         # The run and results folders come from the environment: no flag overrides them.
         env=python_child_env(
+            # Absolute: the child runs in another folder than the (Pants sandbox) working one.
+            PYTHONPATH=os.pathsep.join(str(Path(entry).resolve()) for entry in sys.path if entry),
             EXPERIMENT_TRACKING_RUN_DIR=str(tmp_path / "runs"),
             EXPERIMENT_TRACKING_DIST_DIR=str(tmp_path / "dist"),
             EXPERIMENT_TRACKING_TRACKERS="mlflow",
