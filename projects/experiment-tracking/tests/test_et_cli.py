@@ -162,3 +162,10 @@ def test_flags_not_given_leave_the_environment_settings(
         "tfidf-baseline": "7",
         "fine-tune": "7",
     }
+
+
+def test_benchmark_without_a_tracker_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["benchmark", "--run-dir", str(tmp_path), "--tracker", "none"])
+    assert result.exit_code == 2
+    assert "the tracking overhead needs a tracker" in one_error_line(result)
+    assert not any(tmp_path.iterdir())  # refused before anything ran
