@@ -3,7 +3,7 @@
 Prints, per project (projects/<name>, shared, showcase, tests, ...), the number of test files,
 tests, failures and skips and the pytest time of its files summed (files run two at a time, so the
 sum is the CPU-slot time the project costs, not wall time); then every `figure.*` property a test
-recorded with pytest's `record_property` (image sizes, build times); and last the line
+recorded (pytest's `record_testsuite_property`: image sizes, build times); and last the line
 "tests: N passed, N failed, N skipped". Exits 1 when no test ran or any failed, so a run that
 tested nothing is never green.
 """
@@ -40,10 +40,10 @@ def component(classname: str) -> str:
     return parts[0] or "?"
 
 
-def read_reports(report_dir: Path) -> tuple[dict[str, Totals], list[tuple[str, str, str]]]:
-    """Totals per component, and (test, figure, value) for every recorded figure."""
+def read_reports(report_dir: Path) -> tuple[dict[str, Totals], list[tuple[str, str]]]:
+    """Totals per component, and (figure, value) for every recorded figure."""
     by_component: dict[str, Totals] = defaultdict(Totals)
-    figures: list[tuple[str, str, str]] = []
+    figures: list[tuple[str, str]] = []
     for report in sorted(report_dir.rglob("*.xml")):
         root = ET.parse(report).getroot()
         suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
@@ -56,20 +56,14 @@ def read_reports(report_dir: Path) -> tuple[dict[str, Totals], list[tuple[str, s
             totals.failed += int(suite.get("failures", 0)) + int(suite.get("errors", 0))
             totals.skipped += int(suite.get("skipped", 0))
             totals.seconds += float(suite.get("time", 0.0))
-            for case in cases:
-                for prop in case.iter("property"):
-                    if prop.get("name", "").startswith(FIGURE_PREFIX):
-                        figures.append(
-                            (
-                                case.get("name", "?"),
-                                prop.get("name", "")[len(FIGURE_PREFIX) :],
-                                prop.get("value", ""),
-                            )
-                        )
+            for prop in suite.iter("property"):
+                name = prop.get("name", "")
+                if name.startswith(FIGURE_PREFIX):
+                    figures.append((name[len(FIGURE_PREFIX) :], prop.get("value", "")))
     return dict(by_component), figures
 
 
-def render(by_component: dict[str, Totals], figures: list[tuple[str, str, str]]) -> list[str]:
+def render(by_component: dict[str, Totals], figures: list[tuple[str, str]]) -> list[str]:
     lines = [
         "test time by project (pytest time of each file, summed):",
         f"  {'project':<32} {'files':>5} {'tests':>6} {'failed':>6} {'skipped':>7} {'time':>9}",
@@ -88,7 +82,7 @@ def render(by_component: dict[str, Totals], figures: list[tuple[str, str, str]])
     )
     if figures:
         lines.append("figures recorded by tests:")
-        lines += [f"  {test}: {name} = {value}" for test, name, value in figures]
+        lines += [f"  {name} = {value}" for name, value in figures]
     lines.append(
         f"tests: {overall.passed} passed, {overall.failed} failed, {overall.skipped} skipped"
     )

@@ -12,16 +12,17 @@
 #   --run           run CMD in a new container of an image built before (as its USER, on the
 #                   host's network, so a server inside answers on 127.0.0.1); the container is
 #                   removed when CMD ends; the exit status is CMD's.
-#   --size          print the image's size in bytes.
+#   --size          print the image's size as buildah shows it (e.g. "2.33 GB").
 #   --remove        remove the image and the layers no other image uses.
 #
 # Settings (environment):
 #   ROADMAP_LAB_IMAGE_CACHE  folder for the base image's root filesystem and buildah's image store
 #                            (default: ~/.cache/roadmap-lab/images)
 #   DEBIAN_MIRROR            Debian mirror for debootstrap (default: debootstrap's own default)
-#   BUILD_CA_BUNDLE          a CA bundle mounted into every RUN step as the image's system bundle,
-#                            for networks whose TLS goes through a proxy with its own CA (default:
-#                            SSL_CERT_FILE when it names a file; nothing is copied into the image)
+#   BUILD_CA_BUNDLE          the CA bundle mounted into every RUN step as the image's system bundle,
+#                            so RUN steps trust what this machine trusts (a proxy with its own CA,
+#                            say); nothing is copied into the image (default: SSL_CERT_FILE, else
+#                            /etc/ssl/certs/ca-certificates.crt, when the file exists)
 #
 # Needs root (debootstrap, chroot isolation): run as root, or with passwordless sudo, which the
 # script then uses. As root it installs buildah and debootstrap with apt-get when they are missing.
@@ -122,11 +123,14 @@ ensure_tool buildah buildah
 
 case $mode in
   size)
-    bh inspect --type image --format '{{.Size}}' "$tag" 2>/dev/null \
-      || bh images --noheading --format '{{.Size}}' "$tag"
+    bh images --noheading --format '{{.Size}}' "$tag"
     exit 0 ;;
   remove)
-    bh rmi --force "$tag" >/dev/null
+    if bh inspect --type image "$tag" >/dev/null 2>&1; then
+      bh rmi --force "$tag" >/dev/null
+    else
+      log "no image $tag to remove"
+    fi
     bh rmi --prune >/dev/null 2>&1 || true  # layers of intermediate stages that nothing uses now
     exit 0 ;;
   run)
@@ -140,7 +144,7 @@ esac
 ensure_base_image
 
 build_args=(--isolation chroot --layers --build-arg "BASE_IMAGE=$BASE_IMAGE_REF")
-ca_bundle="${BUILD_CA_BUNDLE:-${SSL_CERT_FILE:-}}"
+ca_bundle="${BUILD_CA_BUNDLE:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}"
 if [[ -n "$ca_bundle" && -f "$ca_bundle" ]]; then
   build_args+=(--volume "$ca_bundle:/etc/ssl/certs/ca-certificates.crt:ro")
 fi

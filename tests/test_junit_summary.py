@@ -50,13 +50,13 @@ def test_time_and_counts_per_project_and_the_totals(tmp_path: Path) -> None:
 def test_recorded_figures_are_listed(tmp_path: Path) -> None:
     (tmp_path / "img.xml").write_text(
         '<testsuites><testsuite name="pytest" time="300" tests="1">'
-        '<testcase classname="tests.test_project_images" name="test_image[llm-serving]">'
-        '<properties><property name="figure.image_size_mb" value="3120.5"/>'
-        '<property name="other" value="x"/></properties></testcase>'
+        '<properties><property name="figure.llm-serving.image_size" value="4.61 GB"/>'
+        '<property name="other" value="x"/></properties>'
+        '<testcase classname="tests.test_project_images" name="test_image[llm-serving]"/>'
         "</testsuite></testsuites>"
     )
     result = _summarise(tmp_path)
-    assert "  test_image[llm-serving]: image_size_mb = 3120.5" in result.stdout
+    assert "  llm-serving.image_size = 4.61 GB" in result.stdout
     assert "other" not in result.stdout
 
 

@@ -5,7 +5,8 @@ Pants builds it and puts it in the test sandbox); `docker/build-image.sh` builds
 Dockerfile with buildah (no Docker engine); the project's smoke checks run inside the image as its
 non-root user, and a project with a service starts it inside the image and is called over HTTP
 from outside. Each image's size, build time and the disk the image store used are recorded as
-`figure.*` JUnit properties, which the test command prints; the image is removed afterwards.
+`figure.<project>.*` JUnit properties of the test suite, which the test command prints; the image
+is removed afterwards.
 
 A new project plugs in with an entry in IMAGES (and its PEX in tests/BUILD).
 """
@@ -15,7 +16,9 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shlex
 import shutil
+import signal
 import time
 import urllib.request
 from collections.abc import Callable
@@ -69,6 +72,9 @@ def _complete_a_prompt(base_url: str) -> None:
     completion = _post_json(f"{base_url}/v1/completions", {**body, "temperature": 0})
     assert "Paris" in completion["choices"][0]["text"], completion
 
+
+# Separates the checks' outputs in the one container that runs them all.
+MARKER = "@@smoke-check"
 
 IMAGES: dict[str, ImageCheck] = {
     "experiment-tracking": ImageCheck(
@@ -151,9 +157,16 @@ def _staged_context(check: ImageCheck, repo: Path, folder: Path) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("project", sorted(IMAGES))
 def test_project_image_builds_and_runs_as_non_root(
-    project: str, repo: Path, tmp_path: Path, record_property: Callable[[str, object], None]
+    project: str,
+    repo: Path,
+    tmp_path: Path,
+    record_testsuite_property: Callable[[str, object], None],
 ) -> None:
     check = IMAGES[project]
+
+    def record(name: str, value: object) -> None:
+        record_testsuite_property(f"figure.{project}.{name}", value)
+
     context = _staged_context(check, repo, tmp_path / "context")
     dockerfile = repo / "projects" / project / "Dockerfile"
     tag = f"localhost/roadmap-lab/{project}-test:latest"
@@ -166,24 +179,44 @@ def test_project_image_builds_and_runs_as_non_root(
         store_after = disk_usage_mb(image_store())
         size = run_build_script(repo, "--size", tag)
         assert size.returncode == 0, size.stderr
-        record_property("figure.image_size_mb", round(int(size.stdout.strip()) / 1e6, 1))
-        record_property("figure.image_build_s", build_s)
+        record("image_size", size.stdout.strip())
+        record("image_build_s", build_s)
         if store_before is not None and store_after is not None:
-            record_property("figure.image_store_growth_mb", round(store_after - store_before, 1))
+            record("image_store_growth_mb", round(store_after - store_before, 1))
 
-        for smoke in (*check.common, *check.smoke):
-            ran = run_build_script(repo, "--run", tag, *smoke.command, timeout=600)
-            assert ran.returncode == 0, f"{smoke.command}: {ran.stderr[-3000:]}"
-            assert smoke.expect in ran.stdout, f"{smoke.command} printed {ran.stdout[-2000:]!r}"
+        for smoke, (code, output) in run_smoke_checks(repo, tag, (*check.common, *check.smoke)):
+            assert code == 0, f"{smoke.command} exited with {code}: {output[-3000:]}"
+            assert smoke.expect in output, f"{smoke.command} printed {output[-2000:]!r}"
 
         if check.service is not None:
-            _call_service_from_outside(check.service, repo, tag, tmp_path, record_property)
+            _call_service_from_outside(check.service, repo, tag, tmp_path, record)
     finally:
         removed = run_build_script(repo, "--remove", tag, timeout=600)
         assert removed.returncode == 0, removed.stderr
         store_end = disk_usage_mb(image_store())
         if store_before is not None and store_end is not None:
-            record_property("figure.image_store_left_mb", round(store_end - store_before, 1))
+            record("image_store_left_mb", round(store_end - store_before, 1))
+
+
+def run_smoke_checks(
+    repo: Path, tag: str, checks: tuple[Smoke, ...]
+) -> list[tuple[Smoke, tuple[int, str]]]:
+    """Run every check in ONE container (each new container copies the whole image with the vfs
+    driver) and return each check's exit code and output."""
+    script = "\n".join(
+        f"echo '{MARKER} {index}'; {shlex.join(smoke.command)} 2>&1; echo \"{MARKER} exit $?\""
+        for index, smoke in enumerate(checks)
+    )
+    ran = run_build_script(repo, "--run", tag, "sh", "-c", script, timeout=900)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    sections = ran.stdout.split(f"{MARKER} ")[1:]
+    results = []
+    for index, smoke in enumerate(checks):
+        header, _, body = sections[2 * index].partition("\n")
+        code = sections[2 * index + 1].split()[1]
+        assert header.strip() == str(index), ran.stdout[-3000:]
+        results.append((smoke, (int(code), body)))
+    return results
 
 
 def _call_service_from_outside(
@@ -191,23 +224,65 @@ def _call_service_from_outside(
     repo: Path,
     tag: str,
     tmp_path: Path,
-    record_property: Callable[[str, object], None],
+    record: Callable[[str, object], None],
 ) -> None:
     port = free_port()
     command = [part.format(port=port) for part in service.command]
     base_url = f"http://127.0.0.1:{port}"
     argv = ["bash", str(repo / "docker" / "build-image.sh"), "--run", tag, *command]
-    # A long grace: the server stops its own children (vLLM's engine) on SIGTERM.
     server = ManagedProcess(
         argv,
         name=f"{tag} service",
         log_path=tmp_path / "service.log",
         ready=f"{base_url}{service.ready_path}",
         startup_timeout_s=service.startup_timeout_s,
-        stop_grace_s=90,
     )
     started = time.monotonic()
     with server:
-        record_property("figure.service_ready_s", round(time.monotonic() - started, 1))
+        record("service_ready_s", round(time.monotonic() - started, 1))
         service.call(base_url)
+        stopped_in = stop_like_docker(server, command)
+        record("service_stop_s", stopped_in)
     assert not tcp_probe("127.0.0.1", port)(), "the service still listens after it was stopped"
+
+
+def stop_like_docker(wrapper: ManagedProcess, command: list[str], grace_s: float = 90) -> float:
+    """`docker stop`: SIGTERM to the container's main process only, then wait for it (and so the
+    wrapper) to exit. Signalling the wrapper's whole group instead ends buildah first, and the
+    server's own children (vLLM's engine) would be orphaned mid-shutdown."""
+    main = [pid for pid in _descendants(wrapper.pid) if _cmdline(pid) == command]
+    assert len(main) == 1, f"no single process runs {command} in the container: {main}"
+    started = time.monotonic()
+    os.kill(main[0], signal.SIGTERM)
+    while wrapper.poll() is None:
+        assert time.monotonic() - started < grace_s, f"{command} ignored SIGTERM for {grace_s} s"
+        time.sleep(0.5)
+    assert wrapper.poll() == 143 or wrapper.poll() == 0, wrapper.log_tail()
+    return round(time.monotonic() - started, 1)
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below ``root`` in the process tree (from each /proc/<pid>/stat's ppid)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                # After "(comm) ": state, ppid, ...
+                ppid = int((entry / "stat").read_bytes().rpartition(b")")[2].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return raw.decode(errors="replace").rstrip("\0").split("\0")
