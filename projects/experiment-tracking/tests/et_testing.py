@@ -4,8 +4,9 @@ clients bound to one store. Real servers come from roadmap_lab.services."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-TINY_CONFIG = {
+TINY_CONFIG: dict[str, Any] = {
     "epochs": 5,
     "batch_size": 16,
     "learning_rate": 3e-3,

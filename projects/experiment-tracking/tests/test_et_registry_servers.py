@@ -97,6 +97,7 @@ def test_runs_registry_and_gate(
     assert float(tags["gate.macro_f1_gain_low"]) <= float(tags["gate.macro_f1_gain"])
     assert float(tags["gate.macro_f1_gain"]) <= float(tags["gate.macro_f1_gain_high"])
     gate_run = client.get_run(tags["gate.run_id"])
+    assert second.gain is not None
     assert gate_run.data.metrics["gain/macro_f1_low"] == pytest.approx(second.gain["low"])
     # The champion's predictions were recorded by its own gate and reused for this pairing.
     assert (

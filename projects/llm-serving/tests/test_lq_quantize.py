@@ -22,8 +22,15 @@ def test_w8a8_checkpoint_of_the_tiny_model(tmp_path, tiny_lm_dir, monkeypatch):
     assert (weights["num_bits"], weights["type"]) == (8, "int")
     assert (activations["num_bits"], activations["dynamic"]) == (8, True)
     assert "lm_head" in quant["ignore"]
-    report = json.loads((out / REPORT_FILE).read_text())
+    report = json.loads((out / REPORT_FILE).read_text())  # the provenance the benchmark carries
     assert report["scheme"] == "w8a8-int8" and report["calibration_samples"] == 4
+    assert "training split" in report["calibration_data"] and report["seed"] == 0
+    assert [step.split("(")[0] for step in report["recipe"]] == [
+        "SmoothQuantModifier",
+        "GPTQModifier",
+    ]
+    assert "smoothing_strength=0.8" in report["recipe"][0]
+    assert all(report["versions"][name] for name in ("llmcompressor", "torch", "transformers"))
     assert (out / "tokenizer.json").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 

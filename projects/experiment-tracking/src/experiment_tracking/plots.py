@@ -109,6 +109,9 @@ def repeats_figure(
         axes.plot(range(1, len(values) + 1), values, "o-", label=name)
     if reference is not None:
         axes.axhline(reference, color="tab:red", linestyle="--", label=f"target {reference:g}")
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("repeat")
     axes.set_ylabel(ylabel)
     axes.legend(loc="best")

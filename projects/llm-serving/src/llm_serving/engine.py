@@ -1,35 +1,33 @@
-"""vLLM's offline engine (``vllm.LLM``), run in a child process per model.
+"""vLLM's offline engine (``vllm.LLM``), run in a child process per model (see ``child.py``).
 
-A child process per engine keeps the benchmark honest and the machine sane: each engine gets the
-whole RAM budget (two engines at once fail vLLM's free-memory check), and all its memory and
-worker processes are gone when the child exits.
+Throughput runs are taken with the prefix cache off by default: the HF baseline has none, and
+repeats of the same prompts would otherwise skip prefill work the baseline has to do. Each workload
+is warmed up by one untimed pass of the whole workload (its full shape), then timed ``repeats``
+times; every run is kept in run order and the median one is reported.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import multiprocessing
-import os
-import signal
-import tempfile
+import math
 import time
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from llm_serving.child import loaded_openmp, run_in_child
 from llm_serving.config import ServingSettings
-from llm_serving.throughput import Throughput, count_output_tokens
+from llm_serving.progress import progress_bar
+from llm_serving.throughput import Throughput, count_output_tokens, median_run
 from llm_serving.workload import Workload
+
+if TYPE_CHECKING:
+    from vllm import LLM, RequestOutput
 
 logger = logging.getLogger(__name__)
 
 
-class EngineError(RuntimeError):
-    """The vLLM child process failed; see its log above."""
-
-
-def _generate(llm, workload: Workload):
+def _generate(llm: LLM, workload: Workload) -> tuple[list[RequestOutput], float]:
     from vllm import SamplingParams, TokensPrompt
 
     prompts = [TokensPrompt(prompt_token_ids=prompt) for prompt in workload.prompts]
@@ -43,7 +41,7 @@ def _generate(llm, workload: Workload):
 
 
 def _throughput(
-    llm, workload: Workload, eos_ids: set[int], label: str
+    llm: LLM, workload: Workload, eos_ids: set[int], label: str
 ) -> tuple[Throughput, list[list[int]]]:
     outputs, elapsed = _generate(llm, workload)
     tokens = [list(output.outputs[0].token_ids) for output in outputs]
@@ -55,10 +53,8 @@ def _throughput(
     return result, tokens
 
 
-def _perplexity(llm, texts: list[list[int]]) -> dict[str, float]:
+def _perplexity(llm: LLM, texts: list[list[int]]) -> dict[str, float]:
     """exp(mean negative log-likelihood) of the texts' tokens, from vLLM's prompt logprobs."""
-    import math
-
     from vllm import SamplingParams, TokensPrompt
 
     params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
@@ -75,66 +71,49 @@ def _perplexity(llm, texts: list[list[int]]) -> dict[str, float]:
     return {"perplexity": math.exp(nll / count), "tokens": count}
 
 
-def _session(settings_json: str, model_dir: str, tasks: dict[str, Any], result_path: str) -> None:
-    """Child process body: start one engine, run the tasks, write JSON results."""
-    os.setsid()  # own process group, so the parent can stop the engine's processes with it
+def _session(settings_json: str, model_dir: str, tasks: dict[str, Any]) -> dict[str, Any]:
+    """Child process body: start one engine, run the tasks, return the results."""
     settings = ServingSettings.model_validate_json(settings_json)
-    os.environ.update(settings.engine_env())
     from roadmap_lab.logs import setup_logging
 
     setup_logging(settings.log_level)
     from vllm import LLM
 
     started = time.perf_counter()
-    llm = LLM(**settings.engine_kwargs(Path(model_dir)))
-    results: dict[str, Any] = {"startup_s": round(time.perf_counter() - started, 1)}
+    llm = LLM(**settings.engine_kwargs(Path(model_dir), prefix_caching=tasks["prefix_caching"]))
+    results: dict[str, Any] = {
+        "startup_s": round(time.perf_counter() - started, 1),
+        # What the engine really ran with, not what was asked for.
+        "prefix_caching": bool(llm.llm_engine.vllm_config.cache_config.enable_prefix_caching),
+        "openmp": loaded_openmp(),
+    }
     eos_ids = set(tasks["eos_ids"])
-    label = tasks["label"]
-    for name, fields in tasks.get("throughput", {}).items():
-        workload = Workload(**fields)
-        _generate(llm, workload.head(4))  # warm-up, as for the HF baseline
-        # A run takes seconds here (minutes for HF): the median of a few evens out noise.
-        runs = [_throughput(llm, workload, eos_ids, label) for _ in range(tasks["repeats"])]
-        runs.sort(key=lambda run: run[0].output_tokens_per_s)
-        throughput, tokens = runs[len(runs) // 2]
-        results[name] = {
-            "throughput": throughput.to_dict(),
-            "tokens": tokens,
-            "output_tokens_per_s_runs": [round(run[0].output_tokens_per_s, 2) for run in runs],
-        }
-        logger.info("%s %s (median of %d): %s", label, name, len(runs), throughput.line())
-    if tasks.get("perplexity"):
-        results["perplexity"] = _perplexity(llm, tasks["perplexity"])
-    Path(result_path).write_text(json.dumps(results), encoding="utf-8")
+    label, repeats = tasks["label"], tasks["repeats"]
+    with progress_bar() as progress:
+        for name, fields in tasks["throughput"].items():
+            workload = Workload(**fields)
+            step = progress.add_task(f"{label} {name}: warm-up + {repeats} runs", total=repeats + 1)
+            _generate(llm, workload)  # warm-up: the whole workload, as the timed runs see it
+            progress.advance(step)
+            runs = []
+            for _ in range(repeats):
+                runs.append(_throughput(llm, workload, eos_ids, label))
+                progress.advance(step)
+            throughput, tokens = median_run(runs)
+            results[name] = {
+                "throughput": throughput.to_dict(),
+                "tokens": tokens,
+                # Every run in run order: a trend (warm-up, caching, load) shows here.
+                "runs": [run.to_dict() for run, _ in runs],
+            }
+            logger.info("%s %s (median of %d): %s", label, name, repeats, throughput.line())
+    results["perplexity"] = {
+        name: _perplexity(llm, texts) for name, texts in tasks["perplexity"].items()
+    }
     # Stop the engine now: left to interpreter exit, its shutdown can wait forever on its own
     # worker processes inside a multiprocessing child.
     llm.llm_engine.engine_core.shutdown()
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]):
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def _stop_child(child, result_path: Path, grace_s: float = 60.0) -> None:
-    """Wait for the child; once it has written its results, give it ``grace_s`` to exit."""
-    while child.is_alive() and not result_path.is_file():
-        child.join(timeout=2)
-    child.join(timeout=grace_s)
-    if child.is_alive():
-        logger.warning("vLLM child %s still running after its results; killing it", child.pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGKILL)
-        child.join()
+    return results
 
 
 def run_engine_session(
@@ -142,49 +121,29 @@ def run_engine_session(
     model_dir: Path,
     workloads: dict[str, Workload],
     eos_ids: set[int],
-    perplexity_texts: list[list[int]] | None = None,
+    perplexity_texts: dict[str, list[list[int]]] | None = None,
     label: str = "vllm",
     repeats: int = 1,
+    prefix_caching: bool = False,
 ) -> dict[str, Any]:
     """Start a vLLM engine for ``model_dir`` in a child process and measure ``workloads`` on it.
 
-    Returns ``{"startup_s", <workload name>: {"throughput": {...}, "tokens": [[...]]},
-    "perplexity": {...}}``.
+    Returns ``{"startup_s", "prefix_caching", "openmp", <workload name>: {"throughput": {...},
+    "tokens": [[...]], "runs": [{...}, ...]}, "perplexity": {<text set>: {"perplexity",
+    "tokens"}}}``.
     """
     tasks = {
         "label": label,
         "repeats": repeats,
+        "prefix_caching": prefix_caching,
         "eos_ids": sorted(eos_ids),
-        "throughput": {
-            name: {
-                "name": w.name,
-                "prompts": w.prompts,
-                "max_tokens": w.max_tokens,
-                "ignore_eos": w.ignore_eos,
-            }
-            for name, w in workloads.items()
-        },
-        "perplexity": perplexity_texts or [],
+        "throughput": {name: asdict(workload) for name, workload in workloads.items()},
+        "perplexity": perplexity_texts or {},
     }
-    with tempfile.TemporaryDirectory(prefix="llm-serving-engine-") as tmp:
-        result_path = Path(tmp) / "result.json"
-        # spawn: a clean interpreter (vLLM refuses to run in a forked child with threads).
-        context = multiprocessing.get_context("spawn")
-        child = context.Process(
-            target=_session,
-            args=(settings.model_dump_json(), str(model_dir), tasks, str(result_path)),
-            name=f"vllm-{model_dir.name}",
-        )
-        with _environment(settings.engine_env()):  # LD_PRELOAD must be there at exec
-            child.start()
-        try:
-            _stop_child(child, result_path)
-        except BaseException:  # Ctrl-C: do not leave an engine behind
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)
-            raise
-        if not result_path.is_file():
-            raise EngineError(
-                f"vLLM engine for {model_dir.name} failed (exit code {child.exitcode})"
-            )
-        return json.loads(result_path.read_text(encoding="utf-8"))
+    return run_in_child(
+        _session,
+        (settings.model_dump_json(exclude={"api_key"}), str(model_dir), tasks),
+        settings.engine_env(),
+        settings.engine_timeout_s,
+        f"vLLM engine for {model_dir.name}",
+    )

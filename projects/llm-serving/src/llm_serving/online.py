@@ -2,7 +2,8 @@
 
 Each request streams a completion through the official ``openai`` client; we record time to first
 token (TTFT), time per output token after the first (TPOT), end-to-end latency, and errors.
-Nothing is retried: a refused request counts as an error with its message.
+Nothing is retried: a refused request counts as an error with its message, and the benchmark
+fails when any request does.
 """
 
 from __future__ import annotations
@@ -10,11 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from llm_serving.progress import progress_bar
+
+if TYPE_CHECKING:
+    import openai
+
 logger = logging.getLogger(__name__)
+
+NO_API_KEY = "not-needed"  # the client requires one; a server without a key ignores it
 
 
 @dataclass
@@ -38,9 +49,9 @@ class LevelResult:
     results: list[RequestResult] = field(default_factory=list)
     elapsed_s: float = 0.0
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> dict[str, Any]:
         done = [r for r in self.results if r.ok]
-        errors = [r.error for r in self.results if not r.ok]
+        errors = [r.error or "unknown error" for r in self.results if not r.ok]
 
         def stats_ms(values: list[float]) -> dict[str, float | None]:
             if not values:
@@ -71,7 +82,7 @@ class LevelResult:
 
 
 async def _one_request(
-    client, model: str, prompt: list[int], max_tokens: int, ignore_eos: bool
+    client: openai.AsyncOpenAI, model: str, prompt: list[int], max_tokens: int, ignore_eos: bool
 ) -> RequestResult:
     import openai
 
@@ -107,10 +118,12 @@ async def run_level(
     max_tokens: int,
     concurrency: int,
     ignore_eos: bool = True,
-    api_key: str = "not-needed",
+    api_key: str = NO_API_KEY,
     timeout_s: float = 600.0,
+    on_done: Callable[[], None] | None = None,
 ) -> LevelResult:
-    """Send every prompt, at most ``concurrency`` in flight at a time."""
+    """Send every prompt, at most ``concurrency`` in flight at a time; ``on_done`` is called as
+    each request ends."""
     import openai
 
     client = openai.AsyncOpenAI(
@@ -120,7 +133,10 @@ async def run_level(
 
     async def limited(prompt: list[int]) -> RequestResult:
         async with gate:
-            return await _one_request(client, model, prompt, max_tokens, ignore_eos)
+            result = await _one_request(client, model, prompt, max_tokens, ignore_eos)
+        if on_done is not None:
+            on_done()
+        return result
 
     level = LevelResult(concurrency)
     started = time.perf_counter()
@@ -138,20 +154,35 @@ def run_levels(
     prompts: list[list[int]],
     max_tokens: int,
     levels: dict[int, int],
-    api_key: str = "not-needed",
-) -> list[dict[str, object]]:
-    """For each ``concurrency: requests`` pair, run that many requests at that concurrency."""
+    api_key: str = NO_API_KEY,
+) -> list[dict[str, Any]]:
+    """For each ``concurrency: requests`` pair, run that many requests at that concurrency.
+
+    Every request gets a prompt of its own (the server's prefix cache would otherwise answer
+    repeats faster than new prompts), so ``prompts`` must hold the sum of the requests.
+    """
+    needed = sum(levels.values())
+    if len(prompts) < needed:
+        raise ValueError(f"the online levels send {needed} requests; got {len(prompts)} prompts")
     summaries = []
-    for concurrency, requests in levels.items():
-        chosen = [prompts[i % len(prompts)] for i in range(requests)]
-        level = asyncio.run(
-            run_level(base_url, model, chosen, max_tokens, concurrency, api_key=api_key)
-        )
-        summary = level.summary()
-        logger.info(
-            "concurrency %d: %d/%d ok, %.2f req/s, %.1f out tok/s, TTFT p50 %s ms, TPOT p50 %s ms",
-            concurrency, summary["completed"], summary["requests"], summary["requests_per_s"],
-            summary["output_tokens_per_s"], summary["ttft_ms"]["p50"], summary["tpot_ms"]["p50"],
-        )  # fmt: skip
-        summaries.append(summary)
+    unused = iter(prompts)
+    with progress_bar() as progress:
+        for concurrency, requests in levels.items():
+            chosen = [next(unused) for _ in range(requests)]
+            step = progress.add_task(f"online, concurrency {concurrency}", total=requests)
+            level = asyncio.run(
+                run_level(
+                    base_url, model, chosen, max_tokens, concurrency, api_key=api_key,
+                    on_done=partial(progress.advance, step),
+                )
+            )  # fmt: skip
+            summary = level.summary()
+            logger.info(
+                "concurrency %d: %d/%d ok, %.2f req/s, %.1f out tok/s, TTFT p50 %s ms, "
+                "TPOT p50 %s ms",
+                concurrency, summary["completed"], summary["requests"], summary["requests_per_s"],
+                summary["output_tokens_per_s"], summary["ttft_ms"]["p50"],
+                summary["tpot_ms"]["p50"],
+            )  # fmt: skip
+            summaries.append(summary)
     return summaries

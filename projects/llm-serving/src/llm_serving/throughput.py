@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -13,6 +17,7 @@ class Throughput:
     output_tokens: int
     elapsed_s: float
     batch_size: int | None = None  # HF static batching only
+    dtype: str | None = None  # HF only (vLLM's dtype is the engine's)
 
     @property
     def requests_per_s(self) -> float:
@@ -27,9 +32,12 @@ class Throughput:
         return self.output_tokens / self.elapsed_s
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> Throughput:
+    def from_dict(cls, data: dict[str, Any]) -> Throughput:
         """The inverse of ``to_dict`` (which adds the derived rates)."""
-        keys = ("engine", "requests", "input_tokens", "output_tokens", "elapsed_s", "batch_size")
+        keys = (
+            "engine", "requests", "input_tokens", "output_tokens", "elapsed_s", "batch_size",
+            "dtype",
+        )  # fmt: skip
         return cls(**{key: data[key] for key in keys})
 
     def line(self) -> str:
@@ -40,7 +48,7 @@ class Throughput:
             f"{self.output_tokens_per_s:.2f} output tokens/s"
         )
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             **asdict(self),
             "elapsed_s": round(self.elapsed_s, 3),
@@ -56,3 +64,13 @@ def count_output_tokens(token_ids: list[int], eos_ids: set[int], budget: int) ->
         if token in eos_ids:
             return position + 1
     return min(len(token_ids), budget)
+
+
+def median_run(runs: Sequence[tuple[Throughput, T]]) -> tuple[Throughput, T]:
+    """The run with the median output tokens/s (the lower middle one of an even count)."""
+    ranked = sorted(runs, key=lambda run: run[0].output_tokens_per_s)
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def fastest(results: Sequence[Throughput]) -> Throughput:
+    return max(results, key=lambda result: result.output_tokens_per_s)

@@ -4,14 +4,22 @@
   exactly ``output_len`` tokens (EOS ignored): the shape of vLLM's throughput benchmark.
 * ``chat_workload``: FreshQA questions in the chat template, EOS respected, and a per-request
   ``max_tokens`` from a long-tailed (log-normal) distribution: what a chat service sees.
+
+Every prompt is drawn once: the online runs get reviews the offline runs did not use, and the
+FreshQA perplexity texts are questions the chat workload does not ask.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from roadmap_lab.data import load_freshqa, load_reviews
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -35,18 +43,29 @@ class Workload:
         return Workload(self.name, self.prompts[:n], self.max_tokens[:n], self.ignore_eos)
 
 
-def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
-    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+def _tokenize(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:
+    ids: list[list[int]] = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return ids
 
 
-def fixed_workload(tokenizer, n: int, input_len: int, output_len: int, seed: int = 0) -> Workload:
-    """``n`` test-split reviews cut to exactly ``input_len`` tokens; ``output_len`` tokens each."""
+def review_prompts(
+    tokenizer: PreTrainedTokenizerBase, n: int, input_len: int, seed: int = 0
+) -> list[list[int]]:
+    """``n`` distinct test-split reviews cut to exactly ``input_len`` tokens."""
     _, test = load_reviews()
     texts = test["text"].sample(frac=1.0, random_state=seed).tolist()
     prompts = [ids[:input_len] for ids in _tokenize(tokenizer, texts) if len(ids) >= input_len]
     if len(prompts) < n:
         raise ValueError(f"only {len(prompts)} test reviews have {input_len} tokens; asked for {n}")
-    return Workload("fixed", prompts[:n], [output_len] * n, ignore_eos=True)
+    return prompts[:n]
+
+
+def fixed_workload(
+    tokenizer: PreTrainedTokenizerBase, n: int, input_len: int, output_len: int, seed: int = 0
+) -> Workload:
+    """``n`` test-split reviews cut to exactly ``input_len`` tokens; ``output_len`` tokens each."""
+    prompts = review_prompts(tokenizer, n, input_len, seed)
+    return Workload("fixed", prompts, [output_len] * n, ignore_eos=True)
 
 
 def long_tail_lengths(
@@ -58,11 +77,20 @@ def long_tail_lengths(
     return np.clip(np.rint(lengths), low, high).astype(int).tolist()
 
 
+def _shuffled_freshqa(seed: int) -> pd.DataFrame:
+    return load_freshqa().sample(frac=1.0, random_state=seed)
+
+
 def chat_workload(
-    tokenizer, n: int, median: float = 40, sigma: float = 0.9, max_len: int = 320, seed: int = 0
+    tokenizer: PreTrainedTokenizerBase,
+    n: int,
+    median: float = 40,
+    sigma: float = 0.9,
+    max_len: int = 320,
+    seed: int = 0,
 ) -> Workload:
     """``n`` FreshQA questions as chat prompts; budgets long-tailed; generation stops at EOS."""
-    questions = load_freshqa()["question"].sample(frac=1.0, random_state=seed).tolist()[:n]
+    questions = _shuffled_freshqa(seed)["question"].tolist()[:n]
     if len(questions) < n:
         raise ValueError(f"FreshQA has {len(questions)} questions; asked for {n}")
     texts = [
@@ -75,8 +103,26 @@ def chat_workload(
     return Workload("chat", _tokenize(tokenizer, texts), budgets, ignore_eos=False)
 
 
-def heldout_texts(tokenizer, n: int, max_len: int = 256, seed: int = 1) -> list[list[int]]:
+def heldout_texts(
+    tokenizer: PreTrainedTokenizerBase, n: int, max_len: int = 256, seed: int = 1
+) -> list[list[int]]:
     """Test-split reviews (not the training split the quantizer calibrates on), for perplexity."""
     _, test = load_reviews()
     texts = test["text"].sample(n=n, random_state=seed).tolist()
     return [ids[:max_len] for ids in _tokenize(tokenizer, texts) if len(ids) >= 8]
+
+
+def freshqa_texts(
+    tokenizer: PreTrainedTokenizerBase, n: int, chat_requests: int, seed: int = 0
+) -> list[list[int]]:
+    """FreshQA questions with their answers ("question answer"), for perplexity on another domain
+    than the reviews the quantizer calibrates on; none of them is among the ``chat_requests``
+    questions the chat workload asks."""
+    rows = _shuffled_freshqa(seed).iloc[chat_requests:]
+    if len(rows) < n:
+        raise ValueError(
+            f"FreshQA has {len(rows)} questions beside the {chat_requests} chat ones; "
+            f"asked for {n} perplexity texts"
+        )
+    texts = [f"{row.question} {row.answer}" for row in rows.head(n).itertuples()]
+    return _tokenize(tokenizer, texts)
