@@ -29,6 +29,14 @@ for arg in "$@"; do
   esac
 done
 
+# A NAME must be a folder that can need packages: a typo would otherwise install nothing, silently.
+for name in ${wanted[@]+"${wanted[@]}"}; do
+  case "$name" in
+    shared|showcase|tests) ;;
+    *) [[ -d "projects/$name" ]] || { log "unknown NAME $name: shared, showcase, tests or a folder of projects/"; exit 2; } ;;
+  esac
+done
+
 is_wanted() {  # is_wanted "name, name, ..."
   local users=",${1// /},"
   ((${#wanted[@]} == 0)) && return 0

@@ -136,3 +136,10 @@ def test_a_missing_list_is_a_clear_error(installer: Installer) -> None:
     result = installer(None, "--check")
     assert result.returncode == 2
     assert "no package list at" in result.stderr
+
+
+def test_an_unknown_name_is_a_clear_error(installer: Installer) -> None:
+    result = installer(FIXTURE_LIST, "--check", "llm-servng")  # a typo would install nothing
+    assert result.returncode == 2
+    assert "unknown NAME llm-servng" in result.stderr
+    assert result.apt_calls == ""

@@ -13,7 +13,7 @@
 # vLLM does.
 #   python -m llm_quantize --scheme fp8      # writes <ROADMAP_LAB_CACHE>/models/smollm2-135m-instruct-fp8
 # then mount that cache folder and point ROADMAP_LAB_CACHE at it. .github/workflows/gpu-bench.yml
-# does all of this on a GPU runner.
+# does all of this on a GPU runner, and builds this image there (job cuda-image).
 ARG BASE_IMAGE=vllm/vllm-openai:v0.33.0
 
 FROM ${BASE_IMAGE} AS runtime

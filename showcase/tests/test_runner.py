@@ -293,14 +293,13 @@ def test_missing_pants_fails_its_projects_with_a_reason(tmp_path):
 def test_a_child_left_running_does_not_hang_the_showcase(tmp_path):
     code = good_results_script("daemon") + (
         "\nimport subprocess, sys"
-        "\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])"
+        # An hour: a showcase that waited for it would run into the test's timeout.
+        "\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(3600)'])"
     )
-    started = time.monotonic()
     exit_code, showcase = run_showcase(
         tmp_path, [{"name": "daemon", "title": "D", "command": python_command(code)}]
     )
     assert exit_code == 0
-    assert time.monotonic() - started < 20
     assert "done" in (showcase / "logs" / "daemon.log").read_text()
 
 

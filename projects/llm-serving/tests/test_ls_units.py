@@ -429,9 +429,21 @@ def _environment_variable(name: str) -> dict[str, Any]:
     return {"value": os.environ.get(name), "group": os.getpgid(0) == os.getpid()}
 
 
-def _sleep(seconds: float) -> dict[str, Any]:
-    time.sleep(seconds)
+def _sleep_forever(pid_file: str) -> dict[str, Any]:
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(3600)  # only a stop ends it (the test's own timeout otherwise)
     return {}
+
+
+def _left_running(pid_file: Path) -> bool:
+    """Whether the child that wrote ``pid_file`` still runs (no file: stopped before it began)."""
+    if not pid_file.is_file():
+        return False
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _crash() -> dict[str, Any]:
@@ -446,11 +458,11 @@ def test_a_child_runs_in_its_own_group_with_the_given_environment():
     assert "LLM_SERVING_TEST_X" not in os.environ  # only the child got it
 
 
-def test_a_stuck_child_is_stopped_with_a_clear_error():
-    started = time.monotonic()
+def test_a_stuck_child_is_stopped_with_a_clear_error(tmp_path):
+    pid_file = tmp_path / "pid"
     with pytest.raises(EngineError, match="stuck did not finish within 3 s and was stopped"):
-        run_in_child(_sleep, (30,), {}, 3, "stuck")
-    assert time.monotonic() - started < 20  # stopped, not waited for
+        run_in_child(_sleep_forever, (str(pid_file),), {}, 3, "stuck")
+    assert not _left_running(pid_file)  # stopped, not left running
 
 
 def test_a_child_that_dies_is_an_engine_error():
@@ -458,7 +470,7 @@ def test_a_child_that_dies_is_an_engine_error():
         run_in_child(_crash, (), {}, 60, "broken")
 
 
-def test_ctrl_c_while_waiting_stops_the_child(monkeypatch):
+def test_ctrl_c_while_waiting_stops_the_child(monkeypatch, tmp_path):
     interrupted: list[bool] = []
     real_join = multiprocessing.process.BaseProcess.join
 
@@ -469,7 +481,7 @@ def test_ctrl_c_while_waiting_stops_the_child(monkeypatch):
         real_join(self, timeout)
 
     monkeypatch.setattr(multiprocessing.process.BaseProcess, "join", join_interrupted_once)
-    started = time.monotonic()
+    pid_file = tmp_path / "pid"
     with pytest.raises(KeyboardInterrupt):
-        run_in_child(_sleep, (30,), {}, 60, "sleeper")
-    assert time.monotonic() - started < 20  # stopped, not waited for
+        run_in_child(_sleep_forever, (str(pid_file),), {}, 60, "sleeper")
+    assert not _left_running(pid_file)  # stopped, not left running
