@@ -45,6 +45,20 @@ def test_an_existing_checkpoint_is_kept_unless_forced(tmp_path, monkeypatch, cap
     assert (folder / "config.json").read_text() == "{}"
 
 
+def test_forced_rebuild_replaces_the_existing_checkpoint(tmp_path, tiny_lm_dir, monkeypatch):
+    monkeypatch.setattr(
+        "llm_quantize.quantize.calibration_texts", lambda n, seed: ["A cat sat on a mat."] * n
+    )
+    folder = tmp_path / "w8a8"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")  # an older checkpoint
+    quantize("w8a8-int8", folder, samples=2, source=tiny_lm_dir)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["quantization_config"]["quant_method"] == "compressed-tensors"
+    assert json.loads((folder / REPORT_FILE).read_text())["calibration_samples"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["w8a8"]  # nothing moved aside is left
+
+
 def test_bad_arguments_exit_2(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--scheme", "int3"])

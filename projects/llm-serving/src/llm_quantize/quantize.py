@@ -76,6 +76,19 @@ def _describe(modifier: Any) -> str:
     return f"{type(modifier).__name__}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
 
 
+def _replace_dir(staging: Path, dest: Path) -> None:
+    """Put the finished ``staging`` folder at ``dest``. A folder already there (``--force``) is
+    moved aside first and removed after: a rename does not replace a non-empty folder, and
+    ``publish_dir`` alone would keep the old checkpoint (a concurrent writer's, it assumes)."""
+    replaced = None
+    if dest.exists():
+        replaced = dest.with_name(f".{dest.name}-replaced-{os.getpid()}")
+        os.rename(dest, replaced)
+    publish_dir(staging, dest)
+    if replaced is not None:
+        shutil.rmtree(replaced, ignore_errors=True)
+
+
 def quantize(
     scheme: str, out_dir: Path, samples: int = 256, seed: int = 0, source: Path | None = None
 ) -> Path:
@@ -129,7 +142,7 @@ def quantize(
             ),
         }
         (staging / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        publish_dir(staging, out_dir)
+        _replace_dir(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("Wrote %s (%s) in %.0f s", out_dir, scheme, time.monotonic() - started)
