@@ -1,7 +1,7 @@
 """Command line: ``python -m llm_serving serve | benchmark | demo | models``.
 
     ./pants run projects/llm-serving:cli -- serve --model smollm2-w8a8 --port 8000
-    ./pants run projects/llm-serving:cli -- benchmark --publish   # full run, ~40 min on 2 cores
+    ./pants run projects/llm-serving:cli -- benchmark --publish   # full run, ~50 min on 2 cores
     ./pants run projects/llm-serving:cli -- demo                  # small run, a few minutes
 
 Settings come from options, then ``LLM_SERVING_*`` environment variables, then defaults; an option
