@@ -250,7 +250,7 @@ def stop_like_docker(wrapper: ManagedProcess, command: list[str], grace_s: float
     """`docker stop`: SIGTERM to the container's main process only, then wait for it (and so the
     wrapper) to exit. Signalling the wrapper's whole group instead ends buildah first, and the
     server's own children (vLLM's engine) would be orphaned mid-shutdown."""
-    main = [pid for pid in _descendants(wrapper.pid) if _cmdline(pid) == command]
+    main = [pid for pid in _descendants(wrapper.pid) if _runs(_cmdline(pid), command)]
     assert len(main) == 1, f"no single process runs {command} in the container: {main}"
     started = time.monotonic()
     os.kill(main[0], signal.SIGTERM)
@@ -278,6 +278,16 @@ def _descendants(root: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def _runs(cmdline: list[str], command: list[str]) -> bool:
+    """Whether a process's argv is ``command``: buildah's chroot runtime execs the program by its
+    resolved path (``/usr/bin/python`` for ``python``), so argv[0] is compared by its name."""
+    return (
+        len(cmdline) == len(command)
+        and Path(cmdline[0]).name == command[0]
+        and cmdline[1:] == command[1:]
+    )
 
 
 def _cmdline(pid: int) -> list[str]:
