@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from experiment_tracking.behaviour import (
+from roadmap_lab.behaviour import (
     MINIMUM_FUNCTIONALITY,
     directional,
     invariance,
@@ -11,7 +11,8 @@ from experiment_tracking.behaviour import (
     run_behaviour_suites,
 )
 from experiment_tracking.data import LABELS, ReviewData
-from experiment_tracking.registry import GateThresholds, decide, macro_f1_gain
+from experiment_tracking.registry import gate_thresholds, macro_f1_gain
+from roadmap_lab.gate import GateThresholds, decide
 from experiment_tracking.settings import ProjectSettings
 from roadmap_lab.stats import Interval, macro_f1_difference
 
@@ -170,5 +171,5 @@ def test_gate_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("EXPERIMENT_TRACKING_GATE_BOUND", "estimate")
     monkeypatch.setenv("EXPERIMENT_TRACKING_GATE_CONFIDENCE", "0.9")
     monkeypatch.setenv("EXPERIMENT_TRACKING_GATE_MARGIN", "0.005")
-    thresholds = GateThresholds.from_settings(ProjectSettings())
+    thresholds = gate_thresholds(ProjectSettings())
     assert (thresholds.bound, thresholds.confidence, thresholds.margin) == ("estimate", 0.9, 0.005)

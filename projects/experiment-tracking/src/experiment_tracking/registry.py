@@ -19,12 +19,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from roadmap_lab.behaviour import BehaviourReport, ScoreFunction, run_behaviour_suites
+from roadmap_lab.gate import GateThresholds, decide
 
-from experiment_tracking.behaviour import BehaviourReport, ScoreFunction, run_behaviour_suites
 from experiment_tracking.data import LABELS, ReviewData
 from experiment_tracking.errors import ExperimentTrackingError
 from experiment_tracking.metrics import classification_metrics, scalar_metrics
-from experiment_tracking.settings import GateBound, ProjectSettings
+from experiment_tracking.settings import ProjectSettings
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -36,7 +37,6 @@ logger = logging.getLogger(__name__)
 CHALLENGER = "challenger"
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
-BOUND_WORDS = {"low": "its lower bound", "estimate": "the estimate"}
 GAIN_PARTS = ("estimate", "low", "high")
 
 
@@ -44,29 +44,18 @@ class RegistryError(ExperimentTrackingError):
     """The registry cannot do what was asked; the message says why."""
 
 
-@dataclass(frozen=True)
-class GateThresholds:
-    margin: float = 0.0
-    bound: GateBound = "low"
-    confidence: float = 0.95
-    resamples: int = 2000
-    min_macro_f1: float = 0.5
-    min_functionality_pass_rate: float = 0.8
-    max_invariance_failure_rate: float = 0.1
-    max_directional_failure_rate: float = 0.1
-
-    @classmethod
-    def from_settings(cls, settings: ProjectSettings) -> GateThresholds:
-        return cls(
-            margin=settings.gate_margin,
-            bound=settings.gate_bound,
-            confidence=settings.gate_confidence,
-            resamples=settings.gate_resamples,
-            min_macro_f1=settings.gate_min_macro_f1,
-            min_functionality_pass_rate=settings.gate_min_functionality_pass_rate,
-            max_invariance_failure_rate=settings.gate_max_invariance_failure_rate,
-            max_directional_failure_rate=settings.gate_max_directional_failure_rate,
-        )
+def gate_thresholds(settings: ProjectSettings) -> GateThresholds:
+    """The gate's thresholds as the settings give them."""
+    return GateThresholds(
+        margin=settings.gate_margin,
+        bound=settings.gate_bound,
+        confidence=settings.gate_confidence,
+        resamples=settings.gate_resamples,
+        min_macro_f1=settings.gate_min_macro_f1,
+        min_functionality_pass_rate=settings.gate_min_functionality_pass_rate,
+        max_invariance_failure_rate=settings.gate_max_invariance_failure_rate,
+        max_directional_failure_rate=settings.gate_max_directional_failure_rate,
+    )
 
 
 @dataclass
@@ -185,52 +174,6 @@ def macro_f1_gain(
     )
 
 
-def decide(
-    challenger_macro_f1: float,
-    gain: Interval | None,
-    behaviour: BehaviourReport,
-    thresholds: GateThresholds,
-) -> tuple[bool, str, dict[str, bool]]:
-    """The gate's rule, as a pure function: (promoted, reason, checks). ``gain``: the
-    challenger-minus-champion macro-F1 interval, None when there is no champion yet."""
-    checks: dict[str, bool] = {}
-    if gain is None:
-        checks["quality"] = challenger_macro_f1 >= thresholds.min_macro_f1
-        quality_text = (
-            f"no champion yet; macro-F1 {challenger_macro_f1:.4f} "
-            f"{'>=' if checks['quality'] else '<'} floor {thresholds.min_macro_f1:.4f}"
-        )
-    else:
-        decided_on = gain.low if thresholds.bound == "low" else gain.estimate
-        checks["quality"] = decided_on >= thresholds.margin
-        quality_text = (
-            f"macro-F1 {challenger_macro_f1:.4f} vs champion "
-            f"{challenger_macro_f1 - gain.estimate:.4f}: gain {gain.estimate:+.4f}, "
-            f"{gain.confidence:.0%} interval [{gain.low:+.4f}, {gain.high:+.4f}] "
-            f"({gain.method}, {gain.n} rows); {BOUND_WORDS[thresholds.bound]} "
-            f"{decided_on:+.4f} {'>=' if checks['quality'] else '<'} margin "
-            f"{thresholds.margin:+.4f}"
-        )
-    suites = behaviour.suites()
-    checks["minimum_functionality"] = (
-        suites["minimum_functionality"].rate >= thresholds.min_functionality_pass_rate
-    )
-    checks["invariance"] = suites["invariance"].rate <= thresholds.max_invariance_failure_rate
-    checks["directional"] = suites["directional"].rate <= thresholds.max_directional_failure_rate
-    behaviour_text = (
-        f"minimum functionality {suites['minimum_functionality'].rate:.0%} passed "
-        f"(needs >= {thresholds.min_functionality_pass_rate:.0%}), invariance "
-        f"{suites['invariance'].rate:.1%} flipped "
-        f"(max {thresholds.max_invariance_failure_rate:.0%}), "
-        f"directional {suites['directional'].rate:.1%} failed (max "
-        f"{thresholds.max_directional_failure_rate:.0%})"
-    )
-    promoted = all(checks.values())
-    failed = [name for name, ok in checks.items() if not ok]
-    verdict = "promoted" if promoted else f"rejected ({', '.join(failed)} failed)"
-    return promoted, f"{verdict}: {quality_text}; {behaviour_text}", checks
-
-
 def _predictions_artifact(version: str) -> str:
     return f"gate/predictions-v{version}.json"
 
@@ -325,7 +268,7 @@ def promote(
 
     configure_mlflow(settings)
     name = name or settings.registered_model
-    thresholds = thresholds or GateThresholds.from_settings(settings)
+    thresholds = thresholds or gate_thresholds(settings)
     client = _client()
     try:
         client.get_registered_model(name)

@@ -10,6 +10,7 @@ from typing import Annotated, Literal, cast, get_args
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
+from roadmap_lab.gate import GateBound
 from roadmap_lab.settings import LabSettings
 
 from experiment_tracking.errors import ConfigError
@@ -17,8 +18,6 @@ from experiment_tracking.errors import ConfigError
 TrackerName = Literal["mlflow", "wandb"]
 MixedPrecision = Literal["auto", "no", "fp16", "bf16"]
 WandbMode = Literal["offline", "online", "disabled", "shared"]
-# What of the challenger-minus-champion macro-F1 interval the gate compares with the margin.
-GateBound = Literal["low", "estimate"]
 
 
 class TrainConfig(BaseModel):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiment_tracking.behaviour import suite_vocabulary
+from roadmap_lab.behaviour import suite_vocabulary
 
 POSITIVE_WORDS = [
     "great",

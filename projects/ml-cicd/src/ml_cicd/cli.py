@@ -1,0 +1,273 @@
+"""Command line: train, serve, validate, retrain, rollback, demo, benchmark.
+
+python -m ml_cicd train                                   # the embedded default model, ~5 s
+python -m ml_cicd serve --port 8000                       # that model (trained if missing)
+ML_CICD_MODEL_URI=models:/ml-cicd-review-classifier@champion MLFLOW_TRACKING_URI=http://... \\
+    python -m ml_cicd serve --workers 2                   # the registry's champion
+python -m ml_cicd validate --data-dir projects/ml-cicd/data
+python -m ml_cicd retrain --dry-run --report retrain-report.md   # a pull request: nothing registered
+python -m ml_cicd retrain                                 # after a merge: register, gate, promote
+python -m ml_cicd rollback                                # @champion back to the previous one
+python -m ml_cicd demo                                    # the showcase's run, ~1-2 min
+python -m ml_cicd benchmark --publish                     # wrk: this service vs mlflow models serve
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ml_cicd.settings import ProjectSettings, ServiceSettings, ValidationRules
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Review-classification service, its retrain pipeline (validate, train, gate, register) "
+    "and rollback.",
+)
+console = Console()
+logger = logging.getLogger("ml_cicd")
+
+DataDir = Annotated[
+    Path | None, typer.Option(help="Data folder with slices/*.csv (default: projects/ml-cicd/data).")
+]
+RunDir = Annotated[
+    Path | None, typer.Option(help="Run folder: local MLflow store, default model (runs/ml-cicd).")
+]
+TrackingUri = Annotated[
+    str | None,
+    typer.Option(help="MLflow tracking/registry URI (default: MLFLOW_TRACKING_URI, else local)."),
+]
+ModelName = Annotated[str | None, typer.Option(help="Registered model name.")]
+TestFile = Annotated[
+    Path | None, typer.Option(help="Fixed held-out set, CSV text,label (default: reviews test split).")
+]
+DistDir = Annotated[Path | None, typer.Option(help="Results folder (results go under ml-cicd/).")]
+
+
+def _project_settings(**flags: Any) -> ProjectSettings:
+    """Settings from the environment; only the flags that were given override them."""
+    return ProjectSettings(**{k: v for k, v in flags.items() if v is not None})
+
+
+@contextlib.contextmanager
+def cli_errors() -> Iterator[None]:
+    """The project's own errors become one line on stderr and exit status 2; anything else is a
+    bug and keeps its traceback."""
+    from pydantic import ValidationError
+    from roadmap_lab.assets import AssetError
+
+    from ml_cicd.errors import MlCicdError
+
+    err = Console(stderr=True, soft_wrap=True)
+    try:
+        yield
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()
+        )
+        err.print(f"[red]error:[/] invalid settings: {problems}", highlight=False)
+        raise typer.Exit(2) from None
+    except (MlCicdError, AssetError) as error:
+        err.print(f"[red]error:[/] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]", highlight=False)
+        raise typer.Exit(130) from None
+
+
+def _setup() -> None:
+    from roadmap_lab.logs import setup_logging
+
+    setup_logging(os.environ.get("ML_CICD_LOG_LEVEL", "INFO"))
+    for noisy in ("mlflow", "alembic", "urllib3", "httpx", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
+    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+
+
+@app.command()
+def train(
+    output: Annotated[
+        Path | None, typer.Option(help="Model folder to write (default: <run-dir>/model).")
+    ] = None,
+    run_dir: RunDir = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+) -> None:
+    """Train the embedded default model (TF-IDF + logistic regression on the bundled reviews)
+    and write it as an MLflow model folder."""
+    _setup()
+    with cli_errors():
+        from ml_cicd.training import train_default_model
+
+        settings = _project_settings(run_dir=run_dir, seed=seed)
+        target = output or settings.default_model_dir()
+        with console.status("training the default model"):
+            trained = train_default_model(target, settings.seed)
+        console.print(
+            f"model -> {target}: macro-F1 {trained.metrics['macro_f1']:.4f}, accuracy "
+            f"{trained.metrics['accuracy']:.4f} on {trained.metrics['rows']} held-out reviews "
+            f"(data version {trained.data.short})"
+        )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.", min=1)] = 1,
+    model_uri: Annotated[
+        str | None,
+        typer.Option(help="models:/<name>@<alias>, runs:/... or a model folder (default: the "
+        "embedded model, trained on first start)."),
+    ] = None,
+    run_dir: RunDir = None,
+) -> None:
+    """Serve the model over HTTP (predict, model info, health, metrics, admin reload)."""
+    _setup()
+    with cli_errors():
+        from ml_cicd.service import run_server
+
+        overrides = {k: v for k, v in {"model_uri": model_uri, "run_dir": run_dir}.items() if v}
+        settings = ServiceSettings(**overrides)
+        run_server(settings, host=host, port=port, workers=workers)
+
+
+@app.command()
+def validate(data_dir: DataDir = None, run_dir: RunDir = None, tracking_uri: TrackingUri = None,
+             model_name: ModelName = None) -> None:
+    """Validate the slices the champion was not trained on; exit 1 when any rule fails."""
+    _setup()
+    with cli_errors():
+        from ml_cicd.registry import CHAMPION, client, version_for_alias
+        from ml_cicd.slices import DataVersion, read_slices
+        from ml_cicd.validation import validate_new_data
+
+        settings = _project_settings(
+            data_dir=data_dir, run_dir=run_dir, tracking_uri=tracking_uri,
+            registered_model=model_name,
+        )
+        champion = version_for_alias(client(settings), settings.registered_model, CHAMPION)
+        previous = DataVersion.from_tags(champion.tags) if champion else None
+        report = validate_new_data(read_slices(settings.data_dir), previous, ValidationRules())
+        for result in report.results:
+            mark = "[green]pass[/]" if result.passed else "[red]FAIL[/]"
+            rows = f" rows {', '.join(map(str, result.rows))}" if result.rows else ""
+            console.print(f"{mark} {result.rule} {result.slice}: {result.detail}{rows}", highlight=False)
+        if not report.passed:
+            raise typer.Exit(1)
+
+
+@app.command()
+def retrain(
+    data_dir: DataDir = None,
+    run_dir: RunDir = None,
+    tracking_uri: TrackingUri = None,
+    model_name: ModelName = None,
+    test_file: TestFile = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate, train, evaluate, compare; register nothing.")
+    ] = False,
+    report: Annotated[
+        Path | None, typer.Option(help="Write the markdown report here (for a PR comment).")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the outcome as JSON here.")
+    ] = None,
+    margin: Annotated[float | None, typer.Option(help="Gate margin on the macro-F1 gain.")] = None,
+) -> None:
+    """Validate new data, train, evaluate, compare with @champion and promote only when the gate
+    passes. Exit 1 when the data is invalid; a data version already trained is a no-op."""
+    _setup()
+    with cli_errors():
+        from roadmap_lab.results import atomic_write_json
+
+        from ml_cicd.retrain import retrain as run_retrain
+
+        settings = _project_settings(
+            data_dir=data_dir, run_dir=run_dir, tracking_uri=tracking_uri,
+            registered_model=model_name, test_file=test_file, gate_margin=margin,
+        )
+        with console.status("retrain: validate, train, evaluate, compare"):
+            outcome = run_retrain(settings, ValidationRules(), dry_run=dry_run, report_path=report)
+        if json_out is not None:
+            atomic_write_json(json_out, outcome.as_dict())
+        style = {"promoted": "green", "rejected": "yellow", "invalid": "red"}.get(outcome.status, "cyan")
+        console.print(f"[{style}]{outcome.status}[/]: {outcome.reason}", highlight=False)
+        if outcome.registered_version:
+            console.print(f"registered {outcome.model_name} version {outcome.registered_version}; "
+                          f"aliases {json.dumps(outcome.aliases)}")
+        if report is not None:
+            console.print(f"report -> {report}")
+        if outcome.exit_code:
+            raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def rollback(run_dir: RunDir = None, tracking_uri: TrackingUri = None,
+             model_name: ModelName = None) -> None:
+    """Move @champion back to the version the current champion replaced."""
+    _setup()
+    with cli_errors():
+        from ml_cicd.registry import rollback as run_rollback
+
+        settings = _project_settings(
+            run_dir=run_dir, tracking_uri=tracking_uri, registered_model=model_name
+        )
+        moved = run_rollback(settings)
+        console.print(f"{moved['model']}: @champion v{moved['from']} -> v{moved['to']}")
+
+
+@app.command()
+def demo(
+    data_dir: DataDir = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Run folder of the demo (default: runs/ml-cicd-demo).")
+    ] = None,
+    dist_dir: DistDir = None,
+    load_seconds: Annotated[float, typer.Option(help="Seconds of each load phase.", min=1)] = 8.0,
+) -> None:
+    """The showcase's run: retrain on committed data, serve, commit a new slice in a temporary
+    clone, retrain and gate, reload the service under load, refuse a bad slice."""
+    _setup()
+    with cli_errors():
+        from roadmap_lab.results import invocation
+
+        from ml_cicd.demo import run_demo
+
+        settings = _project_settings(
+            data_dir=data_dir, run_dir=run_dir or Path("runs/ml-cicd-demo"), dist_dir=dist_dir
+        )
+        if settings.tracking_uri:
+            settings = settings.model_copy(update={"tracking_uri": None})  # always a fresh store
+        path = run_demo(settings, invocation("ml_cicd"), load_seconds=load_seconds)
+        results = json.loads(path.read_text())
+        for item in results["headline"]:
+            if not item.get("reference"):
+                console.print(f"{item['name']}: {item['value']} {item['unit']}".rstrip())
+        during = results["load_during_reload"]
+        console.print(
+            f"reload under load: {during['requests']} requests, {during['failed']} failed, "
+            f"p99 {during['p99_ms']} ms; results -> {path}"
+        )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

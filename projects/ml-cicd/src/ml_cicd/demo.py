@@ -1,0 +1,233 @@
+"""The demo (the showcase's run): the whole CI/CD loop on this machine, in a fresh local store.
+
+1. A temporary git clone of the committed data; ``retrain`` makes the first champion.
+2. The service serves ``models:/<name>@champion`` on 127.0.0.1; a short load.
+3. A new data slice is committed in the clone; ``retrain`` validates, trains, compares with the
+   champion and promotes it when the gate passes.
+4. The service reloads onto the new champion while the load runs: no request may fail.
+5. A slice with shuffled labels is committed: the gate must refuse it (the champion stays).
+
+Results and plots go to ``<dist>/ml-cicd/``; the committed benchmark's figures are shown beside
+the demo's own, marked as references.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from roadmap_lab.results import ResultsWriter, committed_results, reference_headline
+from roadmap_lab.services import ManagedProcess, free_port, python_child_env
+
+from ml_cicd import PROJECT
+from ml_cicd.errors import MlCicdError
+from ml_cicd.load import LoadResult, run_load
+from ml_cicd.retrain import RetrainOutcome, retrain
+from ml_cicd.settings import ProjectSettings, ValidationRules
+from ml_cicd.slices import SLICES_FOLDER, read_slices
+from ml_cicd.training import bundled_training_rows
+
+logger = logging.getLogger(__name__)
+
+DEMO_MODEL = "ml-cicd-demo-classifier"
+NOISE_ROWS = 900
+
+
+def _git(folder: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(folder), *args], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise MlCicdError(f"git {' '.join(args)} failed: {done.stderr.strip()[:300]}")
+    return done.stdout.strip()
+
+
+def commit_slice(repo: Path, name: str, frame: Any, message: str) -> str:
+    """Write a slice into the clone's data folder and commit it; returns the commit."""
+    path = repo / SLICES_FOLDER / name
+    frame.loc[:, ["text", "label"]].to_csv(path, index=False)
+    _git(repo, "add", str(path.relative_to(repo)))
+    _git(repo, "-c", "user.name=ml-cicd demo", "-c", "user.email=demo@localhost", "commit",
+         "-q", "-m", message)
+    return _git(repo, "rev-parse", "--short", "HEAD")
+
+
+def clone_data(data_dir: Path, folder: Path) -> Path:
+    """A temporary git repository holding a copy of the committed data."""
+    repo = folder / "data"
+    shutil.copytree(data_dir, repo)
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=ml-cicd demo", "-c", "user.email=demo@localhost", "commit",
+         "-q", "-m", "committed data")
+    return repo
+
+
+def new_rows(repo: Path) -> tuple[Any, Any]:
+    """Bundled reviews none of the clone's slices hold: (a clean slice, a shuffled-label slice)."""
+    known = {text for item in read_slices(repo) for text in item.frame["text"]}
+    rows = bundled_training_rows().sample(frac=1, random_state=1).reset_index(drop=True)
+    rows = rows[~rows["text"].isin(known)].reset_index(drop=True)
+    noise = rows.iloc[:NOISE_ROWS].copy()
+    noise["label"] = noise["label"].sample(frac=1, random_state=2).to_numpy()
+    return rows.iloc[NOISE_ROWS:], noise
+
+
+def _reload(base_url: str, api_key: str, model_uri: str) -> dict[str, Any]:
+    import httpx
+
+    reply = httpx.post(
+        f"{base_url}/admin/reload",
+        json={"model_uri": model_uri},
+        headers={"X-API-Key": api_key},
+        timeout=120,
+    )
+    return {"status": reply.status_code, **reply.json()}
+
+
+def _load_during_reload(
+    base_url: str, api_key: str, model_uri: str, seconds: float
+) -> tuple[LoadResult, dict[str, Any], float]:
+    """Traffic for ``seconds``; the reload starts a third of the way in. Returns the load, the
+    reload's reply and when (seconds into the load) the reload was sent."""
+    holder: dict[str, LoadResult] = {}
+    thread = threading.Thread(
+        target=lambda: holder.setdefault("load", run_load(base_url, seconds, concurrency=4))
+    )
+    began = time.monotonic()
+    thread.start()
+    time.sleep(seconds / 3)
+    sent_at = time.monotonic() - began
+    reply = _reload(base_url, api_key, model_uri)
+    thread.join()
+    return holder["load"], reply, sent_at
+
+
+def _figures(writer: ResultsWriter, load: LoadResult, sent_at: float, outcomes: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ok = [s for s in load.samples if s.status == 200]
+    bad = [s for s in load.samples if s.status != 200]
+    ax.scatter([s.started for s in ok], [s.latency_s * 1000 for s in ok], s=4, label="200")
+    if bad:
+        ax.scatter([s.started for s in bad], [s.latency_s * 1000 for s in bad], s=12, c="red",
+                   label="failed")
+    ax.axvline(sent_at, color="black", linestyle="--", label="reload sent")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(f"/predict during the reload: {len(load.samples)} requests, {len(bad)} failed")
+    ax.legend(loc="upper right")
+    writer.save_figure(fig, "reload_latency")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    names = list(outcomes)
+    values = [outcomes[n].challenger_metrics["macro_f1"] for n in names]
+    colors = ["tab:green" if outcomes[n].status == "promoted" else "tab:red" for n in names]
+    ax.bar(names, values, color=colors)
+    ax.set_ylim(min(values) - 0.05, max(values) + 0.03)
+    ax.set_ylabel("held-out macro-F1")
+    ax.set_title("retrain per data commit (green: promoted, red: refused)")
+    writer.save_figure(fig, "retrain_decisions")
+    plt.close(fig)
+
+
+def run_demo(settings: ProjectSettings, command: str, load_seconds: float = 8.0) -> Path:
+    """Run the demo; returns the results.json path."""
+    started = time.monotonic()
+    timings: dict[str, float] = {}
+    settings = settings.model_copy(update={"registered_model": DEMO_MODEL})
+    if settings.uses_local_store() and settings.run_dir.exists():
+        shutil.rmtree(settings.run_dir)
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def lap(name: str, since: float) -> float:
+        timings[name] = round(time.monotonic() - since, 1)
+        return time.monotonic()
+
+    with tempfile.TemporaryDirectory(prefix="ml-cicd-demo-") as scratch:
+        mark = time.monotonic()
+        repo = clone_data(settings.data_dir, Path(scratch))
+        run = settings.model_copy(update={"data_dir": repo})
+        rules = ValidationRules()
+        outcomes: dict[str, RetrainOutcome] = {}
+        reports = settings.dist_dir / PROJECT / "reports"
+        outcomes["committed data"] = retrain(run, rules, report_path=reports / "1-initial.md")
+        if outcomes["committed data"].status != "promoted":
+            raise MlCicdError(f"the first retrain was not promoted: {outcomes['committed data'].reason}")
+        mark = lap("first_retrain", mark)
+
+        api_key = secrets.token_urlsafe(24)
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        env = python_child_env(
+            ML_CICD_MODEL_URI=f"models:/{DEMO_MODEL}@champion",
+            MLFLOW_TRACKING_URI=settings.resolved_tracking_uri(),
+            ML_CICD_API_KEY=api_key,
+            ML_CICD_RUN_DIR=str(settings.run_dir),
+        )
+        command_line = [sys.executable, "-m", "ml_cicd", "serve", "--host", "127.0.0.1",
+                        "--port", str(port)]
+        with ManagedProcess(command_line, name="ml-cicd service", env=env,
+                            log_path=settings.run_dir / "service.log",
+                            ready=f"{base_url}/health/ready", startup_timeout_s=120) as _service:
+            mark = lap("service_start", mark)
+            before = run_load(base_url, load_seconds, concurrency=4)
+            mark = lap("load", mark)
+
+            clean, noise = new_rows(repo)
+            commit = commit_slice(repo, "0002-reviews.csv", clean, "data: 0002 reviews")
+            outcomes[f"+0002 ({commit})"] = retrain(run, rules, report_path=reports / "2-added-slice.md")
+            second = outcomes[f"+0002 ({commit})"]
+            mark = lap("second_retrain", mark)
+
+            during, reply, sent_at = _load_during_reload(
+                base_url, api_key, f"models:/{DEMO_MODEL}@champion", load_seconds
+            )
+            mark = lap("reload_under_load", mark)
+
+            commit = commit_slice(repo, "0003-shuffled-labels.csv", noise, "data: 0003 (bad labels)")
+            outcomes[f"+0003 ({commit})"] = retrain(run, rules, report_path=reports / "3-bad-labels.md")
+            third = outcomes[f"+0003 ({commit})"]
+            lap("third_retrain", mark)
+
+    writer = ResultsWriter(PROJECT, settings.dist_dir, command)
+    _figures(writer, during, sent_at, outcomes)
+    committed = committed_results(PROJECT)
+    served_version = (reply.get("model") or {}).get("version")
+    headline = [
+        {"name": "failed requests during the reload", "value": during.failed, "unit": "requests",
+         "baseline": len(during.samples), "baseline_unit": "requests sent", "target": "== 0"},
+        {"name": "gate: added slice", "value": second.status, "unit": "",
+         "baseline": None, "target": None},
+        {"name": "gate: shuffled-label slice", "value": third.status, "unit": "",
+         "baseline": None, "target": None},
+        {"name": "macro-F1 of the promoted model", "value": round(second.challenger_metrics["macro_f1"], 4),
+         "unit": "", "baseline": round(outcomes["committed data"].challenger_metrics["macro_f1"], 4),
+         "target": None},
+    ]
+    if committed:
+        headline += reference_headline(committed)
+    return writer.write(
+        {
+            "headline": headline,
+            "load_before_reload": before.summary(),
+            "load_during_reload": during.summary(),
+            "reload": {"sent_at_s": round(sent_at, 2), "reply": reply, "served_version": served_version},
+            "retrains": {name: o.as_dict() for name, o in outcomes.items()},
+            "reports": sorted(str(p) for p in reports.glob("*.md")),
+            "timings_s": {**timings, "total": round(time.monotonic() - started, 1)},
+        }
+    )

@@ -1,0 +1,22 @@
+"""The project's errors: each message says what is wrong and how to fix it. The CLI prints them
+as one line and exits with status 2 (``DataValidationError``: 1, the data is invalid)."""
+
+
+class MlCicdError(Exception):
+    """A problem the user can fix; the message says how."""
+
+
+class ConfigError(MlCicdError):
+    """Settings or arguments that cannot work together."""
+
+
+class DataError(MlCicdError):
+    """The data folder or a slice cannot be read."""
+
+
+class ModelLoadError(MlCicdError):
+    """A model URI or folder that does not load, or fails its smoke prediction."""
+
+
+class RegistryError(MlCicdError):
+    """The registry cannot do what was asked."""

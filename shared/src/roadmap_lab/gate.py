@@ -1,0 +1,79 @@
+"""The promotion gate's rule for a review classifier (champion vs challenger), shared by every
+project that promotes one (experiment-tracking, ml-cicd), so both decide alike.
+
+A challenger is promoted only when (1) the paired bootstrap interval of its macro-F1 gain over the
+champion on the same held-out rows clears the margin at its lower bound (``bound="low"``, so a
+gain within sampling noise is not enough), or, with no champion yet, its macro-F1 reaches the
+floor; and (2) it passes every behavioural suite (``roadmap_lab.behaviour``). ``decide`` is a pure
+function; registries and reports live in the projects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from roadmap_lab.behaviour import BehaviourReport
+from roadmap_lab.stats import Interval
+
+# What of the challenger-minus-champion macro-F1 interval the gate compares with the margin.
+GateBound = Literal["low", "estimate"]
+BOUND_WORDS = {"low": "its lower bound", "estimate": "the estimate"}
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    margin: float = 0.0
+    bound: GateBound = "low"
+    confidence: float = 0.95
+    resamples: int = 2000
+    min_macro_f1: float = 0.5
+    min_functionality_pass_rate: float = 0.8
+    max_invariance_failure_rate: float = 0.1
+    max_directional_failure_rate: float = 0.1
+
+
+def decide(
+    challenger_macro_f1: float,
+    gain: Interval | None,
+    behaviour: BehaviourReport,
+    thresholds: GateThresholds,
+) -> tuple[bool, str, dict[str, bool]]:
+    """The gate's rule, as a pure function: (promoted, reason, checks). ``gain``: the
+    challenger-minus-champion macro-F1 interval, None when there is no champion yet."""
+    checks: dict[str, bool] = {}
+    if gain is None:
+        checks["quality"] = challenger_macro_f1 >= thresholds.min_macro_f1
+        quality_text = (
+            f"no champion yet; macro-F1 {challenger_macro_f1:.4f} "
+            f"{'>=' if checks['quality'] else '<'} floor {thresholds.min_macro_f1:.4f}"
+        )
+    else:
+        decided_on = gain.low if thresholds.bound == "low" else gain.estimate
+        checks["quality"] = decided_on >= thresholds.margin
+        quality_text = (
+            f"macro-F1 {challenger_macro_f1:.4f} vs champion "
+            f"{challenger_macro_f1 - gain.estimate:.4f}: gain {gain.estimate:+.4f}, "
+            f"{gain.confidence:.0%} interval [{gain.low:+.4f}, {gain.high:+.4f}] "
+            f"({gain.method}, {gain.n} rows); {BOUND_WORDS[thresholds.bound]} "
+            f"{decided_on:+.4f} {'>=' if checks['quality'] else '<'} margin "
+            f"{thresholds.margin:+.4f}"
+        )
+    suites = behaviour.suites()
+    checks["minimum_functionality"] = (
+        suites["minimum_functionality"].rate >= thresholds.min_functionality_pass_rate
+    )
+    checks["invariance"] = suites["invariance"].rate <= thresholds.max_invariance_failure_rate
+    checks["directional"] = suites["directional"].rate <= thresholds.max_directional_failure_rate
+    behaviour_text = (
+        f"minimum functionality {suites['minimum_functionality'].rate:.0%} passed "
+        f"(needs >= {thresholds.min_functionality_pass_rate:.0%}), invariance "
+        f"{suites['invariance'].rate:.1%} flipped "
+        f"(max {thresholds.max_invariance_failure_rate:.0%}), "
+        f"directional {suites['directional'].rate:.1%} failed (max "
+        f"{thresholds.max_directional_failure_rate:.0%})"
+    )
+    promoted = all(checks.values())
+    failed = [name for name, ok in checks.items() if not ok]
+    verdict = "promoted" if promoted else f"rejected ({', '.join(failed)} failed)"
+    return promoted, f"{verdict}: {quality_text}; {behaviour_text}", checks
