@@ -3,6 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from experiment_tracking.data import LABELS, ReviewData
+from experiment_tracking.registry import gate_thresholds, macro_f1_gain
+from experiment_tracking.settings import ProjectSettings
 from roadmap_lab.behaviour import (
     MINIMUM_FUNCTIONALITY,
     directional,
@@ -10,10 +13,7 @@ from roadmap_lab.behaviour import (
     minimum_functionality,
     run_behaviour_suites,
 )
-from experiment_tracking.data import LABELS, ReviewData
-from experiment_tracking.registry import gate_thresholds, macro_f1_gain
 from roadmap_lab.gate import GateThresholds, decide
-from experiment_tracking.settings import ProjectSettings
 from roadmap_lab.stats import Interval, macro_f1_difference
 
 POSITIVE = {

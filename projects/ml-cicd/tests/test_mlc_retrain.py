@@ -53,7 +53,9 @@ def data_repo(tmp_path: Path, reviews: pd.DataFrame) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path, data_repo: Path) -> ProjectSettings:
-    return ProjectSettings(run_dir=tmp_path / "runs", data_dir=data_repo, registered_model="reviews")
+    return ProjectSettings(
+        run_dir=tmp_path / "runs", data_dir=data_repo, registered_model="reviews"
+    )
 
 
 def test_improving_degrading_and_broken_commits(
@@ -81,7 +83,10 @@ def test_improving_degrading_and_broken_commits(
     better = retrain(settings, report_path=tmp_path / "better.md")
     assert better.status == "promoted", better.reason
     assert better.gain is not None and better.gain["low"] > 0
-    assert str(version_for_alias(mlflow_client, "reviews", CHAMPION).version) == better.registered_version
+    assert (
+        str(version_for_alias(mlflow_client, "reviews", CHAMPION).version)
+        == better.registered_version
+    )
     assert version_for_alias(mlflow_client, "reviews", PREVIOUS_CHAMPION).version == v1.version
     report = (tmp_path / "better.md").read_text()
     assert "0002-reviews.csv" in report and "macro_f1" in report and "promoted" in report
@@ -90,8 +95,10 @@ def test_improving_degrading_and_broken_commits(
     # Every bundled review is in a slice by now: the texts get a suffix to be new ones.
     noise = reviews.sample(n=1500, random_state=5)
     noise = pd.DataFrame(
-        {"text": [f"{text} (resubmitted)" for text in noise["text"]],
-         "label": noise["label"].sample(frac=1, random_state=6).to_numpy()}
+        {
+            "text": [f"{text} (resubmitted)" for text in noise["text"]],
+            "label": noise["label"].sample(frac=1, random_state=6).to_numpy(),
+        }
     )
     commit_slice(data_repo, "0003-relabelled.csv", noise)
     worse = retrain(settings, report_path=tmp_path / "worse.md")
@@ -101,13 +108,18 @@ def test_improving_degrading_and_broken_commits(
     refused = mlflow_client.get_model_version("reviews", worse.registered_version)
     assert refused.tags["gate.decision"] == "rejected"
     assert "lower bound" in refused.tags["gate.reason"]
-    assert str(version_for_alias(mlflow_client, "reviews", CHAMPION).version) == better.registered_version
+    assert (
+        str(version_for_alias(mlflow_client, "reviews", CHAMPION).version)
+        == better.registered_version
+    )
 
     # A slice that breaks the schema: refused before training, the report names rows and rules.
     git(data_repo, "rm", "-q", "slices/0003-relabelled.csv")
     broken = pd.DataFrame(
-        {"text": ["fine tea", "", "fine tea", *[f"review number {i}" for i in range(60)]],
-         "label": ["great", "other", "great", "excellent", *["other"] * 59]}
+        {
+            "text": ["fine tea", "", "fine tea", *[f"review number {i}" for i in range(60)]],
+            "label": ["great", "other", "great", "excellent", *["other"] * 59],
+        }
     )
     commit_slice(data_repo, "0004-broken.csv", broken)
     versions_before = len(mlflow_client.search_model_versions("name='reviews'"))
@@ -131,12 +143,22 @@ def test_rollback_restores_the_previous_champion(
     second = retrain(settings)
     assert (first.status, second.status) == ("promoted", "promoted")
     moved = rollback(settings)
-    assert moved == {"model": "reviews", "from": second.registered_version,
-                     "to": first.registered_version, "previous": None}
+    assert moved == {
+        "model": "reviews",
+        "from": second.registered_version,
+        "to": first.registered_version,
+        "previous": None,
+    }
     mlflow_client = client(settings)
-    assert str(version_for_alias(mlflow_client, "reviews", CHAMPION).version) == first.registered_version
+    assert (
+        str(version_for_alias(mlflow_client, "reviews", CHAMPION).version)
+        == first.registered_version
+    )
     assert version_for_alias(mlflow_client, "reviews", PREVIOUS_CHAMPION) is None
-    assert mlflow_client.get_model_version("reviews", second.registered_version).tags["rolled_back"] == "true"
+    assert (
+        mlflow_client.get_model_version("reviews", second.registered_version).tags["rolled_back"]
+        == "true"
+    )
     with pytest.raises(Exception, match="first champion"):
         rollback(settings)
 
@@ -152,13 +174,22 @@ def test_edited_slice_is_refused(settings: ProjectSettings, data_repo: Path) -> 
     assert [r.rule for r in outcome.validation.failures()] == ["append_only"]
 
 
-def test_cli_exit_codes_and_report(settings: ProjectSettings, data_repo: Path, tmp_path: Path) -> None:
+def test_cli_exit_codes_and_report(
+    settings: ProjectSettings, data_repo: Path, tmp_path: Path
+) -> None:
     runner = CliRunner()
-    common = ["--data-dir", str(data_repo), "--run-dir", str(settings.run_dir),
-              "--model-name", "reviews"]
+    common = [
+        "--data-dir",
+        str(data_repo),
+        "--run-dir",
+        str(settings.run_dir),
+        "--model-name",
+        "reviews",
+    ]
     report, outcome = tmp_path / "r.md", tmp_path / "o.json"
-    done = runner.invoke(app, ["retrain", *common, "--dry-run", "--report", str(report),
-                               "--json", str(outcome)])
+    done = runner.invoke(
+        app, ["retrain", *common, "--dry-run", "--report", str(report), "--json", str(outcome)]
+    )
     assert done.exit_code == 0, done.output
     assert json.loads(outcome.read_text())["status"] == "promoted"
     assert report.read_text().startswith("## Retrain `reviews`")
@@ -172,8 +203,10 @@ def test_cli_exit_codes_and_report(settings: ProjectSettings, data_repo: Path, t
     done = runner.invoke(app, ["validate", *common])
     assert done.exit_code == 1 and "size_floor" in done.output
 
-    done = runner.invoke(app, ["retrain", "--data-dir", str(tmp_path / "nowhere"),
-                               "--run-dir", str(settings.run_dir)])
+    done = runner.invoke(
+        app,
+        ["retrain", "--data-dir", str(tmp_path / "nowhere"), "--run-dir", str(settings.run_dir)],
+    )
     assert done.exit_code == 2 and "no slices folder" in done.output
     done = runner.invoke(app, ["rollback", "--run-dir", str(settings.run_dir), "--model-name", "x"])
     assert done.exit_code == 2 and "nothing to roll back" in done.output

@@ -7,7 +7,6 @@ import random
 from pathlib import Path
 
 import pandas as pd
-
 from roadmap_lab.behaviour import suite_vocabulary
 
 POSITIVE_WORDS = [

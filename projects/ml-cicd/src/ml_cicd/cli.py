@@ -5,7 +5,7 @@ python -m ml_cicd serve --port 8000                       # that model (trained 
 ML_CICD_MODEL_URI=models:/ml-cicd-review-classifier@champion MLFLOW_TRACKING_URI=http://... \\
     python -m ml_cicd serve --workers 2                   # the registry's champion
 python -m ml_cicd validate --data-dir projects/ml-cicd/data
-python -m ml_cicd retrain --dry-run --report retrain-report.md   # a pull request: nothing registered
+python -m ml_cicd retrain --dry-run --report report.md   # a pull request: nothing registered
 python -m ml_cicd retrain                                 # after a merge: register, gate, promote
 python -m ml_cicd rollback                                # @champion back to the previous one
 python -m ml_cicd demo                                    # the showcase's run, ~1-2 min
@@ -41,7 +41,8 @@ console = Console()
 logger = logging.getLogger("ml_cicd")
 
 DataDir = Annotated[
-    Path | None, typer.Option(help="Data folder with slices/*.csv (default: projects/ml-cicd/data).")
+    Path | None,
+    typer.Option(help="Data folder with slices/*.csv (default: projects/ml-cicd/data)."),
 ]
 RunDir = Annotated[
     Path | None, typer.Option(help="Run folder: local MLflow store, default model (runs/ml-cicd).")
@@ -52,7 +53,8 @@ TrackingUri = Annotated[
 ]
 ModelName = Annotated[str | None, typer.Option(help="Registered model name.")]
 TestFile = Annotated[
-    Path | None, typer.Option(help="Fixed held-out set, CSV text,label (default: reviews test split).")
+    Path | None,
+    typer.Option(help="Fixed held-out set, CSV text,label (default: reviews test split)."),
 ]
 DistDir = Annotated[Path | None, typer.Option(help="Results folder (results go under ml-cicd/).")]
 
@@ -131,8 +133,10 @@ def serve(
     workers: Annotated[int, typer.Option(help="uvicorn worker processes.", min=1)] = 1,
     model_uri: Annotated[
         str | None,
-        typer.Option(help="models:/<name>@<alias>, runs:/... or a model folder (default: the "
-        "embedded model, trained on first start)."),
+        typer.Option(
+            help="models:/<name>@<alias>, runs:/... or a model folder (default: the "
+            "embedded model, trained on first start)."
+        ),
     ] = None,
     run_dir: RunDir = None,
 ) -> None:
@@ -147,8 +151,12 @@ def serve(
 
 
 @app.command()
-def validate(data_dir: DataDir = None, run_dir: RunDir = None, tracking_uri: TrackingUri = None,
-             model_name: ModelName = None) -> None:
+def validate(
+    data_dir: DataDir = None,
+    run_dir: RunDir = None,
+    tracking_uri: TrackingUri = None,
+    model_name: ModelName = None,
+) -> None:
     """Validate the slices the champion was not trained on; exit 1 when any rule fails."""
     _setup()
     with cli_errors():
@@ -157,7 +165,9 @@ def validate(data_dir: DataDir = None, run_dir: RunDir = None, tracking_uri: Tra
         from ml_cicd.validation import validate_new_data
 
         settings = _project_settings(
-            data_dir=data_dir, run_dir=run_dir, tracking_uri=tracking_uri,
+            data_dir=data_dir,
+            run_dir=run_dir,
+            tracking_uri=tracking_uri,
             registered_model=model_name,
         )
         champion = version_for_alias(client(settings), settings.registered_model, CHAMPION)
@@ -166,7 +176,9 @@ def validate(data_dir: DataDir = None, run_dir: RunDir = None, tracking_uri: Tra
         for result in report.results:
             mark = "[green]pass[/]" if result.passed else "[red]FAIL[/]"
             rows = f" rows {', '.join(map(str, result.rows))}" if result.rows else ""
-            console.print(f"{mark} {result.rule} {result.slice}: {result.detail}{rows}", highlight=False)
+            console.print(
+                f"{mark} {result.rule} {result.slice}: {result.detail}{rows}", highlight=False
+            )
         if not report.passed:
             raise typer.Exit(1)
 
@@ -179,7 +191,8 @@ def retrain(
     model_name: ModelName = None,
     test_file: TestFile = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Validate, train, evaluate, compare; register nothing.")
+        bool,
+        typer.Option("--dry-run", help="Validate, train, evaluate, compare; register nothing."),
     ] = False,
     report: Annotated[
         Path | None, typer.Option(help="Write the markdown report here (for a PR comment).")
@@ -198,18 +211,26 @@ def retrain(
         from ml_cicd.retrain import retrain as run_retrain
 
         settings = _project_settings(
-            data_dir=data_dir, run_dir=run_dir, tracking_uri=tracking_uri,
-            registered_model=model_name, test_file=test_file, gate_margin=margin,
+            data_dir=data_dir,
+            run_dir=run_dir,
+            tracking_uri=tracking_uri,
+            registered_model=model_name,
+            test_file=test_file,
+            gate_margin=margin,
         )
         with console.status("retrain: validate, train, evaluate, compare"):
             outcome = run_retrain(settings, ValidationRules(), dry_run=dry_run, report_path=report)
         if json_out is not None:
             atomic_write_json(json_out, outcome.as_dict())
-        style = {"promoted": "green", "rejected": "yellow", "invalid": "red"}.get(outcome.status, "cyan")
+        style = {"promoted": "green", "rejected": "yellow", "invalid": "red"}.get(
+            outcome.status, "cyan"
+        )
         console.print(f"[{style}]{outcome.status}[/]: {outcome.reason}", highlight=False)
         if outcome.registered_version:
-            console.print(f"registered {outcome.model_name} version {outcome.registered_version}; "
-                          f"aliases {json.dumps(outcome.aliases)}")
+            console.print(
+                f"registered {outcome.model_name} version {outcome.registered_version}; "
+                f"aliases {json.dumps(outcome.aliases)}"
+            )
         if report is not None:
             console.print(f"report -> {report}")
         if outcome.exit_code:
@@ -217,8 +238,9 @@ def retrain(
 
 
 @app.command()
-def rollback(run_dir: RunDir = None, tracking_uri: TrackingUri = None,
-             model_name: ModelName = None) -> None:
+def rollback(
+    run_dir: RunDir = None, tracking_uri: TrackingUri = None, model_name: ModelName = None
+) -> None:
     """Move @champion back to the version the current champion replaced."""
     _setup()
     with cli_errors():

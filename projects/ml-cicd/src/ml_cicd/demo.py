@@ -55,8 +55,17 @@ def commit_slice(repo: Path, name: str, frame: Any, message: str) -> str:
     path = repo / SLICES_FOLDER / name
     frame.loc[:, ["text", "label"]].to_csv(path, index=False)
     _git(repo, "add", str(path.relative_to(repo)))
-    _git(repo, "-c", "user.name=ml-cicd demo", "-c", "user.email=demo@localhost", "commit",
-         "-q", "-m", message)
+    _git(
+        repo,
+        "-c",
+        "user.name=ml-cicd demo",
+        "-c",
+        "user.email=demo@localhost",
+        "commit",
+        "-q",
+        "-m",
+        message,
+    )
     return _git(repo, "rev-parse", "--short", "HEAD")
 
 
@@ -66,8 +75,17 @@ def clone_data(data_dir: Path, folder: Path) -> Path:
     shutil.copytree(data_dir, repo)
     _git(repo, "init", "-q", "-b", "main")
     _git(repo, "add", ".")
-    _git(repo, "-c", "user.name=ml-cicd demo", "-c", "user.email=demo@localhost", "commit",
-         "-q", "-m", "committed data")
+    _git(
+        repo,
+        "-c",
+        "user.name=ml-cicd demo",
+        "-c",
+        "user.email=demo@localhost",
+        "commit",
+        "-q",
+        "-m",
+        "committed data",
+    )
     return repo
 
 
@@ -122,8 +140,13 @@ def _figures(writer: ResultsWriter, load: LoadResult, sent_at: float, outcomes: 
     bad = [s for s in load.samples if s.status != 200]
     ax.scatter([s.started for s in ok], [s.latency_s * 1000 for s in ok], s=4, label="200")
     if bad:
-        ax.scatter([s.started for s in bad], [s.latency_s * 1000 for s in bad], s=12, c="red",
-                   label="failed")
+        ax.scatter(
+            [s.started for s in bad],
+            [s.latency_s * 1000 for s in bad],
+            s=12,
+            c="red",
+            label="failed",
+        )
     ax.axvline(sent_at, color="black", linestyle="--", label="reload sent")
     ax.set_xlabel("seconds")
     ax.set_ylabel("latency (ms)")
@@ -166,7 +189,9 @@ def run_demo(settings: ProjectSettings, command: str, load_seconds: float = 8.0)
         reports = settings.dist_dir / PROJECT / "reports"
         outcomes["committed data"] = retrain(run, rules, report_path=reports / "1-initial.md")
         if outcomes["committed data"].status != "promoted":
-            raise MlCicdError(f"the first retrain was not promoted: {outcomes['committed data'].reason}")
+            raise MlCicdError(
+                f"the first retrain was not promoted: {outcomes['committed data'].reason}"
+            )
         mark = lap("first_retrain", mark)
 
         api_key = secrets.token_urlsafe(24)
@@ -178,18 +203,33 @@ def run_demo(settings: ProjectSettings, command: str, load_seconds: float = 8.0)
             ML_CICD_API_KEY=api_key,
             ML_CICD_RUN_DIR=str(settings.run_dir),
         )
-        command_line = [sys.executable, "-m", "ml_cicd", "serve", "--host", "127.0.0.1",
-                        "--port", str(port)]
-        with ManagedProcess(command_line, name="ml-cicd service", env=env,
-                            log_path=settings.run_dir / "service.log",
-                            ready=f"{base_url}/health/ready", startup_timeout_s=120) as _service:
+        command_line = [
+            sys.executable,
+            "-m",
+            "ml_cicd",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+        with ManagedProcess(
+            command_line,
+            name="ml-cicd service",
+            env=env,
+            log_path=settings.run_dir / "service.log",
+            ready=f"{base_url}/health/ready",
+            startup_timeout_s=120,
+        ) as _service:
             mark = lap("service_start", mark)
             before = run_load(base_url, load_seconds, concurrency=4)
             mark = lap("load", mark)
 
             clean, noise = new_rows(repo)
             commit = commit_slice(repo, "0002-reviews.csv", clean, "data: 0002 reviews")
-            outcomes[f"+0002 ({commit})"] = retrain(run, rules, report_path=reports / "2-added-slice.md")
+            outcomes[f"+0002 ({commit})"] = retrain(
+                run, rules, report_path=reports / "2-added-slice.md"
+            )
             second = outcomes[f"+0002 ({commit})"]
             mark = lap("second_retrain", mark)
 
@@ -198,8 +238,12 @@ def run_demo(settings: ProjectSettings, command: str, load_seconds: float = 8.0)
             )
             mark = lap("reload_under_load", mark)
 
-            commit = commit_slice(repo, "0003-shuffled-labels.csv", noise, "data: 0003 (bad labels)")
-            outcomes[f"+0003 ({commit})"] = retrain(run, rules, report_path=reports / "3-bad-labels.md")
+            commit = commit_slice(
+                repo, "0003-shuffled-labels.csv", noise, "data: 0003 (bad labels)"
+            )
+            outcomes[f"+0003 ({commit})"] = retrain(
+                run, rules, report_path=reports / "3-bad-labels.md"
+            )
             third = outcomes[f"+0003 ({commit})"]
             lap("third_retrain", mark)
 
@@ -208,15 +252,35 @@ def run_demo(settings: ProjectSettings, command: str, load_seconds: float = 8.0)
     committed = committed_results(PROJECT)
     served_version = (reply.get("model") or {}).get("version")
     headline = [
-        {"name": "failed requests during the reload", "value": during.failed, "unit": "requests",
-         "baseline": len(during.samples), "baseline_unit": "requests sent", "target": "== 0"},
-        {"name": "gate: added slice", "value": second.status, "unit": "",
-         "baseline": None, "target": None},
-        {"name": "gate: shuffled-label slice", "value": third.status, "unit": "",
-         "baseline": None, "target": None},
-        {"name": "macro-F1 of the promoted model", "value": round(second.challenger_metrics["macro_f1"], 4),
-         "unit": "", "baseline": round(outcomes["committed data"].challenger_metrics["macro_f1"], 4),
-         "target": None},
+        {
+            "name": "failed requests during the reload",
+            "value": during.failed,
+            "unit": "requests",
+            "baseline": len(during.samples),
+            "baseline_unit": "requests sent",
+            "target": "== 0",
+        },
+        {
+            "name": "gate: added slice",
+            "value": second.status,
+            "unit": "",
+            "baseline": None,
+            "target": None,
+        },
+        {
+            "name": "gate: shuffled-label slice",
+            "value": third.status,
+            "unit": "",
+            "baseline": None,
+            "target": None,
+        },
+        {
+            "name": "macro-F1 of the promoted model",
+            "value": round(second.challenger_metrics["macro_f1"], 4),
+            "unit": "",
+            "baseline": round(outcomes["committed data"].challenger_metrics["macro_f1"], 4),
+            "target": None,
+        },
     ]
     if committed:
         headline += reference_headline(committed)
@@ -225,7 +289,11 @@ def run_demo(settings: ProjectSettings, command: str, load_seconds: float = 8.0)
             "headline": headline,
             "load_before_reload": before.summary(),
             "load_during_reload": during.summary(),
-            "reload": {"sent_at_s": round(sent_at, 2), "reply": reply, "served_version": served_version},
+            "reload": {
+                "sent_at_s": round(sent_at, 2),
+                "reply": reply,
+                "served_version": served_version,
+            },
             "retrains": {name: o.as_dict() for name, o in outcomes.items()},
             "reports": sorted(str(p) for p in reports.glob("*.md")),
             "timings_s": {**timings, "total": round(time.monotonic() - started, 1)},

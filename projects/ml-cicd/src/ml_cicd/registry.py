@@ -93,7 +93,9 @@ def versions(mlflow_client: MlflowClient, name: str) -> list[Any]:
 
 def version_trained_on(mlflow_client: MlflowClient, name: str, data_version: str) -> Any | None:
     """The newest version trained on exactly this data version, if any."""
-    matches = [v for v in versions(mlflow_client, name) if v.tags.get("data_version") == data_version]
+    matches = [
+        v for v in versions(mlflow_client, name) if v.tags.get("data_version") == data_version
+    ]
     return matches[-1] if matches else None
 
 

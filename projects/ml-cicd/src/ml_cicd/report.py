@@ -57,15 +57,19 @@ def _data_section(outcome: RetrainOutcome) -> list[str]:
 def _validation_section(outcome: RetrainOutcome) -> list[str]:
     if outcome.validation is None:
         return []
-    lines = ["### Validation", "", "| rule | slice | result | detail | rows |", "|---|---|---|---|---|"]
+    lines = [
+        "### Validation",
+        "",
+        "| rule | slice | result | detail | rows |",
+        "|---|---|---|---|---|",
+    ]
     for result in outcome.validation.results:
         rows = ", ".join(map(str, result.rows))
         if result.failed_rows > len(result.rows):
             rows += f" (+{result.failed_rows - len(result.rows)} more)"
         mark = "pass" if result.passed else "**FAIL**"
-        lines.append(
-            f"| {result.rule} | `{result.slice}` | {mark} | {_cell(result.detail)} | {rows or '-'} |"
-        )
+        detail = _cell(result.detail)
+        lines.append(f"| {result.rule} | `{result.slice}` | {mark} | {detail} | {rows or '-'} |")
     return [*lines, ""]
 
 
@@ -105,7 +109,12 @@ def _behaviour_section(outcome: RetrainOutcome) -> list[str]:
         "invariance": f"<= {thresholds.get('max_invariance_failure_rate', 0):.0%} flip",
         "directional": f"<= {thresholds.get('max_directional_failure_rate', 0):.0%} fail",
     }
-    lines = ["### Behavioural checks", "", "| suite | cases | rate | limit | ok |", "|---|---|---|---|---|"]
+    lines = [
+        "### Behavioural checks",
+        "",
+        "| suite | cases | rate | limit | ok |",
+        "|---|---|---|---|---|",
+    ]
     for name, suite in outcome.behaviour.items():
         ok = outcome.checks.get(name)
         lines.append(
@@ -125,7 +134,10 @@ def render_report(outcome: RetrainOutcome) -> str:
     ]
     if outcome.registered_version:
         aliases = ", ".join(f"@{a} -> v{v}" for a, v in sorted(outcome.aliases.items()))
-        lines += [f"Registered as version {outcome.registered_version} ({aliases or 'no alias'}).", ""]
+        lines += [
+            f"Registered as version {outcome.registered_version} ({aliases or 'no alias'}).",
+            "",
+        ]
     lines += _data_section(outcome)
     lines += _validation_section(outcome)
     lines += _metrics_section(outcome)

@@ -26,10 +26,22 @@ from roadmap_lab.gate import GateThresholds, decide
 from roadmap_lab.results import atomic_write_text
 from roadmap_lab.stats import macro_f1_difference
 
-from ml_cicd.model import LABELS, classification_metrics, load_pyfunc, log_model, p_great_function
-from ml_cicd.model import predict_labels
-from ml_cicd.registry import CHAMPION, client, configure, promote, version_for_alias
-from ml_cicd.registry import version_trained_on
+from ml_cicd.model import (
+    LABELS,
+    classification_metrics,
+    load_pyfunc,
+    log_model,
+    p_great_function,
+    predict_labels,
+)
+from ml_cicd.registry import (
+    CHAMPION,
+    client,
+    configure,
+    promote,
+    version_for_alias,
+    version_trained_on,
+)
 from ml_cicd.report import render_report
 from ml_cicd.settings import ProjectSettings, ValidationRules
 from ml_cicd.slices import DataVersion, combined, data_version, read_slices
@@ -78,9 +90,15 @@ class RetrainOutcome:
 
     def as_dict(self) -> dict[str, Any]:
         result = asdict(self)
-        result["data"] = {"version": self.data.version, "slices": [asdict(s) for s in self.data.slices]}
+        result["data"] = {
+            "version": self.data.version,
+            "slices": [asdict(s) for s in self.data.slices],
+        }
         result["previous_data"] = (
-            {"version": self.previous_data.version, "slices": [asdict(s) for s in self.previous_data.slices]}
+            {
+                "version": self.previous_data.version,
+                "slices": [asdict(s) for s in self.previous_data.slices],
+            }
             if self.previous_data
             else None
         )
@@ -156,14 +174,18 @@ def _register(
         "gate.champion_version": outcome.champion_version or "none",
         **{f"gate.check.{name}": str(ok).lower() for name, ok in outcome.checks.items()},
     }
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"retrain-{outcome.data.short}") as run:
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"retrain-{outcome.data.short}"
+    ) as run:
         mlflow.set_tags({k: v for k, v in tags.items() if k != "data_slices"})
         mlflow.log_params(
             {"slices": len(outcome.data.slices), "rows": outcome.data.rows, "model": "tfidf-lr"}
         )
         mlflow.log_metrics({f"heldout_{k}": v for k, v in trained.metrics.items()})
         if outcome.gain:
-            mlflow.log_metrics({f"gain_macro_f1_{k}": outcome.gain[k] for k in ("estimate", "low", "high")})
+            mlflow.log_metrics(
+                {f"gain_macro_f1_{k}": outcome.gain[k] for k in ("estimate", "low", "high")}
+            )
         mlflow.log_text(report_text, "retrain-report.md")
         mlflow.log_dict(outcome.as_dict(), "retrain-outcome.json")
         info = log_model(trained.pipeline, outcome.data, trained.metrics)
@@ -226,7 +248,9 @@ def retrain(
         return _finish(outcome, report_path, started)
 
     test = held_out_set(settings.test_file)
-    logger.info("training on %d rows of %d slice(s), data version %s", len(frame), len(slices), data.short)
+    logger.info(
+        "training on %d rows of %d slice(s), data version %s", len(frame), len(slices), data.short
+    )
     trained = train_and_evaluate(frame, data, test, settings.seed)
     outcome.challenger_metrics = trained.metrics
     behaviour = _behaviour(trained.pipeline, test, settings.seed)

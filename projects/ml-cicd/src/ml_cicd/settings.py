@@ -39,7 +39,9 @@ class ProjectSettings(LabSettings):
     # None: a sqlite store (and artifact folder) in run_dir.
     tracking_uri: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("tracking_uri", "ML_CICD_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+        validation_alias=AliasChoices(
+            "tracking_uri", "ML_CICD_TRACKING_URI", "MLFLOW_TRACKING_URI"
+        ),
     )
     experiment: str = "ml-cicd-retrain"
     registered_model: str = "ml-cicd-review-classifier"
@@ -87,7 +89,9 @@ class ServiceSettings(LabSettings):
     model_uri: str | None = None
     tracking_uri: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("tracking_uri", "ML_CICD_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+        validation_alias=AliasChoices(
+            "tracking_uri", "ML_CICD_TRACKING_URI", "MLFLOW_TRACKING_URI"
+        ),
     )
     # The admin endpoints answer 503 while no key is configured.
     api_key: SecretStr | None = None

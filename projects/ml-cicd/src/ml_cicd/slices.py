@@ -109,4 +109,8 @@ def combined(slices: list[Slice]) -> pd.DataFrame:
         for item in slices
         if set(COLUMNS) <= set(item.frame.columns)
     ]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*COLUMNS, "slice"])
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=[*COLUMNS, "slice"])
+    )

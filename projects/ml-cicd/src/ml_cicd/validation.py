@@ -82,13 +82,13 @@ def slice_schema(rules: ValidationRules, previous_texts: set[str]):
                 unique=True,
                 checks=[
                     pa.Check(lambda s: s.str.strip().str.len() > 0, name="text_not_empty"),
-                    pa.Check(
-                        lambda s: s.str.len() <= rules.max_text_chars, name="text_max_length"
-                    ),
+                    pa.Check(lambda s: s.str.len() <= rules.max_text_chars, name="text_max_length"),
                     pa.Check(lambda s: ~s.isin(previous_texts), name="text_not_in_previous_data"),
                 ],
             ),
-            "label": pa.Column(str, nullable=False, checks=pa.Check(lambda s: s.isin(LABELS), name="label_set")),
+            "label": pa.Column(
+                str, nullable=False, checks=pa.Check(lambda s: s.isin(LABELS), name="label_set")
+            ),
         },
         strict=True,
         checks=pa.Check(lambda frame: len(frame) >= rules.min_rows, name="size_floor"),
@@ -153,9 +153,7 @@ def _label_share(frame: pd.DataFrame) -> float:
     return float((frame["label"] == "great").mean()) if len(frame) else 0.0
 
 
-def _drift_results(
-    item: Slice, previous: pd.DataFrame, rules: ValidationRules
-) -> list[RuleResult]:
+def _drift_results(item: Slice, previous: pd.DataFrame, rules: ValidationRules) -> list[RuleResult]:
     from scipy.stats import ks_2samp
 
     name = item.info.name
@@ -233,7 +231,9 @@ def validate_new_data(
         results.append(RuleResult("new_data", "-", True, "no new slice"))
     stats = {
         "previous_rows": len(previous_rows),
-        "previous_great_share": round(_label_share(previous_rows), 4) if len(previous_rows) else None,
+        "previous_great_share": round(_label_share(previous_rows), 4)
+        if len(previous_rows)
+        else None,
         "new_rows": int(sum(len(item.frame) for item in new)),
     }
     return ValidationReport([item.info.name for item in new], results, stats)
