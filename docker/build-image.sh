@@ -3,10 +3,12 @@
 # isolation), against a local Debian bookworm base image made once with debootstrap; and runs,
 # sizes and removes the images it built.
 #
-# Usage: docker/build-image.sh <Dockerfile> <context> <tag> [--smoke CMD...]
+# Usage: docker/build-image.sh <Dockerfile> <context> <tag> [--target STAGE] [--smoke CMD...]
 #        docker/build-image.sh --run <tag> CMD...
 #        docker/build-image.sh --size <tag>
 #        docker/build-image.sh --remove <tag>
+#   --target STAGE  build that stage of the Dockerfile (as `docker build --target`), not the last;
+#                   stages it does not need are skipped.
 #   --smoke CMD...  after the build, run CMD inside the image (as the image's USER) and remove
 #                   the container again; the exit status is CMD's.
 #   --run           run CMD in a new container of an image built before (as its USER, on the
@@ -36,7 +38,7 @@ export PATH="${PATH:-/usr/bin:/bin}:/usr/local/sbin:/usr/sbin:/sbin"
 
 log() { echo "build-image: $*" >&2; }
 die() { log "error: $*"; exit 1; }
-usage() { sed -n '6,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '6,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 [[ $# -ge 1 && ( "$1" == "-h" || "$1" == "--help" ) ]] && usage
 mode=build
@@ -46,9 +48,13 @@ case "${1:-}" in
   *) [[ $# -ge 3 ]] || usage ;;
 esac
 original_args=("$@")
-dockerfile=""; context=""; smoke=()
+dockerfile=""; context=""; target=""; smoke=()
 if [[ $mode == build ]]; then
   dockerfile="$1"; context="$2"; tag="$3"; shift 3
+  if [[ $# -gt 0 && "$1" == "--target" ]]; then
+    [[ $# -ge 2 && -n "$2" && "$2" != --* ]] || usage
+    target="$2"; shift 2
+  fi
   if [[ $# -gt 0 ]]; then
     [[ "$1" == "--smoke" && $# -ge 2 ]] || usage
     shift
@@ -144,13 +150,16 @@ esac
 ensure_base_image
 
 build_args=(--isolation chroot --layers --build-arg "BASE_IMAGE=$BASE_IMAGE_REF")
+if [[ -n "$target" ]]; then
+  build_args+=(--target "$target")
+fi
 ca_bundle="${BUILD_CA_BUNDLE:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}"
 if [[ -n "$ca_bundle" && -f "$ca_bundle" ]]; then
   build_args+=(--volume "$ca_bundle:/etc/ssl/certs/ca-certificates.crt:ro")
 fi
 
 # Build output goes to stderr: stdout carries only the smoke command's output.
-log "building $tag from $dockerfile (context $context)"
+log "building $tag from $dockerfile${target:+ (stage $target)} (context $context)"
 bh bud "${build_args[@]}" -f "$dockerfile" -t "$tag" "$context" >&2
 
 if [[ ${#smoke[@]} -gt 0 ]]; then

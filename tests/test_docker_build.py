@@ -60,6 +60,15 @@ def test_build_script_rejects_smoke_without_a_command(repo: Path) -> None:
     assert result.returncode == 2
 
 
+@pytest.mark.parametrize(
+    "args", [["--target"], ["--target", "--smoke", "id"]], ids=["no-stage", "option-as-stage"]
+)
+def test_build_script_rejects_target_without_a_stage(repo: Path, args: list[str]) -> None:
+    result = run_build_script(repo, str(BASE_DOCKERFILE), "docker", TEST_TAG, *args)
+    assert result.returncode == 2
+    assert "--target STAGE" in result.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("command", "expected"),

@@ -73,6 +73,20 @@ def _complete_a_prompt(base_url: str) -> None:
     assert "Paris" in completion["choices"][0]["text"], completion
 
 
+def _classify_two_reviews(base_url: str) -> None:
+    reviews = [
+        "Great coffee, rich and smooth. The best I have had, I reorder it every month.",
+        "Stale and bitter, and the bag arrived torn. A waste of money.",
+    ]
+    answer = _post_json(f"{base_url}/predict", {"texts": reviews})
+    predictions = answer["predictions"]
+    assert len(predictions) == 2, answer
+    assert {p["label"] for p in predictions} <= {"great", "other"}, answer
+    assert all(0.0 <= p["p_great"] <= 1.0 for p in predictions), answer
+    # The baked-in model is a real classifier, not a constant.
+    assert predictions[0]["p_great"] > predictions[1]["p_great"], answer
+
+
 # Separates the checks' outputs in the one container that runs them all.
 MARKER = "@@smoke-check"
 
@@ -106,6 +120,38 @@ IMAGES: dict[str, ImageCheck] = {
             ),  # fmt: skip
             ready_path="/health",
             call=_complete_a_prompt,
+        ),
+    ),
+    # The default image (the Dockerfile's last stage); the torch stage is built by CI (ci.yml).
+    "ml-cicd": ImageCheck(
+        pex="projects.ml-cicd/cli.pex",
+        smoke=(
+            Smoke(("python", "-m", "ml_cicd", "--help"), "retrain"),
+            # The default image carries no torch (that is the torch target's job).
+            Smoke(
+                (
+                    "python",
+                    "-c",
+                    "import importlib.util as u; print('torch', u.find_spec('torch') is not None)",
+                ),
+                "torch False",
+            ),
+            # The default model is baked in where ML_CICD_MODEL_URI points.
+            Smoke(
+                (
+                    "python",
+                    "-c",
+                    "import os, pathlib; uri = os.environ['ML_CICD_MODEL_URI']; "
+                    "print(uri, pathlib.Path(uri).is_dir() and any(pathlib.Path(uri).iterdir()))",
+                ),
+                "/opt/app/model True",
+            ),
+        ),
+        service=Service(
+            command=("python", "-m", "ml_cicd", "serve", "--host", "127.0.0.1", "--port", "{port}"),
+            ready_path="/health/ready",
+            call=_classify_two_reviews,
+            startup_timeout_s=180.0,
         ),
     ),
 }

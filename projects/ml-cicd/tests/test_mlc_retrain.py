@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 from ml_cicd.cli import app
 from ml_cicd.registry import CHAMPION, PREVIOUS_CHAMPION, client, rollback, version_for_alias
-from ml_cicd.retrain import retrain
+from ml_cicd.retrain import RetrainOutcome, retrain
 from ml_cicd.settings import ProjectSettings
 from ml_cicd.training import bundled_training_rows
+from ml_cicd.validation import RuleResult
 from typer.testing import CliRunner
 
 INITIAL_ROWS = 1100  # as the committed slice 0001-reviews.csv
@@ -29,6 +30,16 @@ def git(repo: Path, *args: str) -> str:
         check=True,
     )
     return done.stdout.strip()
+
+
+def alias_version(mlflow_client, alias: str) -> str | None:
+    version = version_for_alias(mlflow_client, "reviews", alias)
+    return None if version is None else str(version.version)
+
+
+def failed_rules(outcome: RetrainOutcome) -> list[RuleResult]:
+    assert outcome.validation is not None
+    return outcome.validation.failures()
 
 
 def commit_slice(repo: Path, name: str, frame: pd.DataFrame) -> None:
@@ -83,11 +94,8 @@ def test_improving_degrading_and_broken_commits(
     better = retrain(settings, report_path=tmp_path / "better.md")
     assert better.status == "promoted", better.reason
     assert better.gain is not None and better.gain["low"] > 0
-    assert (
-        str(version_for_alias(mlflow_client, "reviews", CHAMPION).version)
-        == better.registered_version
-    )
-    assert version_for_alias(mlflow_client, "reviews", PREVIOUS_CHAMPION).version == v1.version
+    assert alias_version(mlflow_client, CHAMPION) == better.registered_version
+    assert alias_version(mlflow_client, PREVIOUS_CHAMPION) == str(v1.version)
     report = (tmp_path / "better.md").read_text()
     assert "0002-reviews.csv" in report and "macro_f1" in report and "promoted" in report
 
@@ -108,10 +116,7 @@ def test_improving_degrading_and_broken_commits(
     refused = mlflow_client.get_model_version("reviews", worse.registered_version)
     assert refused.tags["gate.decision"] == "rejected"
     assert "lower bound" in refused.tags["gate.reason"]
-    assert (
-        str(version_for_alias(mlflow_client, "reviews", CHAMPION).version)
-        == better.registered_version
-    )
+    assert alias_version(mlflow_client, CHAMPION) == better.registered_version
 
     # A slice that breaks the schema: refused before training, the report names rows and rules.
     git(data_repo, "rm", "-q", "slices/0003-relabelled.csv")
@@ -127,7 +132,7 @@ def test_improving_degrading_and_broken_commits(
     assert invalid.status == "invalid" and invalid.exit_code == 1
     assert invalid.challenger_metrics is None  # nothing trained
     assert len(mlflow_client.search_model_versions("name='reviews'")) == versions_before
-    failed = {(r.rule, tuple(r.rows)) for r in invalid.validation.failures()}
+    failed = {(r.rule, tuple(r.rows)) for r in failed_rules(invalid)}
     assert ("text_not_empty", (2,)) in failed
     assert ("label_set", (4,)) in failed
     assert ("field_uniqueness", (1, 3)) in failed
@@ -150,10 +155,7 @@ def test_rollback_restores_the_previous_champion(
         "previous": None,
     }
     mlflow_client = client(settings)
-    assert (
-        str(version_for_alias(mlflow_client, "reviews", CHAMPION).version)
-        == first.registered_version
-    )
+    assert alias_version(mlflow_client, CHAMPION) == first.registered_version
     assert version_for_alias(mlflow_client, "reviews", PREVIOUS_CHAMPION) is None
     assert (
         mlflow_client.get_model_version("reviews", second.registered_version).tags["rolled_back"]
@@ -171,7 +173,7 @@ def test_edited_slice_is_refused(settings: ProjectSettings, data_repo: Path) -> 
     frame.to_csv(path, index=False)
     outcome = retrain(settings)
     assert outcome.status == "invalid"
-    assert [r.rule for r in outcome.validation.failures()] == ["append_only"]
+    assert [r.rule for r in failed_rules(outcome)] == ["append_only"]
 
 
 def test_cli_exit_codes_and_report(

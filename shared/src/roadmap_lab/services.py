@@ -67,10 +67,11 @@ def free_port(host: str = LOCALHOST) -> int:
 
 def python_child_env(**extra: str) -> dict[str, str]:
     """Environment for child Python processes: this process's ``sys.path`` as PYTHONPATH (Pants
-    sandboxes and PEXes set up sys.path without PYTHONPATH), a default PATH when there is none,
-    then ``extra``."""
+    sandboxes and PEXes set up sys.path without PYTHONPATH), made absolute (a Pants sandbox's
+    entries are relative, and the child may run in another folder), a default PATH when there is
+    none, then ``extra``."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(entry for entry in sys.path if entry)
+    env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(entry) for entry in sys.path if entry)
     env.setdefault("PATH", DEFAULT_PATH)
     env.update(extra)
     return env

@@ -145,8 +145,11 @@ def serve(
     with cli_errors():
         from ml_cicd.service import run_server
 
-        overrides = {k: v for k, v in {"model_uri": model_uri, "run_dir": run_dir}.items() if v}
-        settings = ServiceSettings(**overrides)
+        settings = ServiceSettings()
+        if model_uri:
+            settings = settings.model_copy(update={"model_uri": model_uri})
+        if run_dir:
+            settings = settings.model_copy(update={"run_dir": run_dir})
         run_server(settings, host=host, port=port, workers=workers)
 
 
@@ -285,6 +288,58 @@ def demo(
             f"reload under load: {during['requests']} requests, {during['failed']} failed, "
             f"p99 {during['p99_ms']} ms; results -> {path}"
         )
+
+
+@app.command()
+def benchmark(
+    concurrency: Annotated[
+        list[int] | None, typer.Option(help="wrk connections (repeat the flag).")
+    ] = None,
+    duration: Annotated[int, typer.Option(help="Seconds per measurement.", min=1)] = 10,
+    batch: Annotated[int, typer.Option(help="Reviews per request.", min=1)] = 8,
+    workers: Annotated[
+        list[int] | None, typer.Option(help="uvicorn workers to try per server (repeat).")
+    ] = None,
+    repeats: Annotated[int, typer.Option(help="Interleaved repeats.", min=1)] = 2,
+    warmup: Annotated[int, typer.Option(help="Warm-up seconds per start (0: none).", min=0)] = 2,
+    data_dir: DataDir = None,
+    image_size: Annotated[
+        str | None,
+        typer.Option(
+            help='The image\'s size ("1.11 GB", as build-image.sh --size prints) or a '
+            "file holding it."
+        ),
+    ] = None,
+    dist_dir: DistDir = None,
+    publish: Annotated[
+        bool, typer.Option("--publish", help="Copy results to projects/ml-cicd/benchmarks/.")
+    ] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress.")] = True,
+) -> None:
+    """wrk on loopback: this service vs `mlflow models serve` of the same model (requests/s,
+    p50/p99 per concurrency, each at its best worker count); the retrain wall time."""
+    _setup()
+    with cli_errors():
+        from roadmap_lab.results import invocation
+
+        from ml_cicd.benchmark import run_benchmark
+
+        settings = _project_settings(data_dir=data_dir, dist_dir=dist_dir)
+        path = run_benchmark(
+            settings.dist_dir,
+            invocation("ml_cicd"),
+            concurrency=tuple(concurrency or (1, 8, 32)),
+            duration_s=duration,
+            batch=batch,
+            workers=tuple(workers or (1, 2)),
+            repeats=repeats,
+            warmup_s=warmup,
+            publish=publish,
+            progress=progress,
+            data_dir=settings.data_dir,
+            image_size_of=image_size,
+        )
+        console.print(f"results -> {path}")
 
 
 def main() -> None:

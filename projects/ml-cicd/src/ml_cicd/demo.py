@@ -157,7 +157,7 @@ def _figures(writer: ResultsWriter, load: LoadResult, sent_at: float, outcomes: 
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     names = list(outcomes)
-    values = [outcomes[n].challenger_metrics["macro_f1"] for n in names]
+    values = [_macro_f1(outcomes[n]) for n in names]
     colors = ["tab:green" if outcomes[n].status == "promoted" else "tab:red" for n in names]
     ax.bar(names, values, color=colors)
     ax.set_ylim(min(values) - 0.05, max(values) + 0.03)
@@ -165,6 +165,12 @@ def _figures(writer: ResultsWriter, load: LoadResult, sent_at: float, outcomes: 
     ax.set_title("retrain per data commit (green: promoted, red: refused)")
     writer.save_figure(fig, "retrain_decisions")
     plt.close(fig)
+
+
+def _macro_f1(outcome: RetrainOutcome) -> float:
+    if outcome.challenger_metrics is None:
+        raise MlCicdError(f"the retrain trained nothing: {outcome.reason}")
+    return float(outcome.challenger_metrics["macro_f1"])
 
 
 def run_demo(settings: ProjectSettings, command: str, load_seconds: float = 8.0) -> Path:
@@ -276,9 +282,9 @@ def run_demo(settings: ProjectSettings, command: str, load_seconds: float = 8.0)
         },
         {
             "name": "macro-F1 of the promoted model",
-            "value": round(second.challenger_metrics["macro_f1"], 4),
+            "value": round(_macro_f1(second), 4),
             "unit": "",
-            "baseline": round(outcomes["committed data"].challenger_metrics["macro_f1"], 4),
+            "baseline": round(_macro_f1(outcomes["committed data"]), 4),
             "target": None,
         },
     ]

@@ -100,3 +100,5 @@ class ServiceSettings(LabSettings):
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
     predict_timeout_s: float = Field(default=10.0, gt=0)
     reload_timeout_s: float = Field(default=120.0, gt=0)
+    # One log line per request costs more than a prediction: off unless asked for.
+    access_log: bool = False
