@@ -136,9 +136,16 @@ def _figures(writer: ResultsWriter, load: LoadResult, sent_at: float, outcomes: 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    ok = [s for s in load.samples if s.status == 200]
     bad = [s for s in load.samples if s.status != 200]
-    ax.scatter([s.started for s in ok], [s.latency_s * 1000 for s in ok], s=4, label="200")
+    versions = sorted({s.model_version for s in load.samples if s.status == 200}, key=str)
+    for version in versions:
+        served = [s for s in load.samples if s.status == 200 and s.model_version == version]
+        ax.scatter(
+            [s.started for s in served],
+            [s.latency_s * 1000 for s in served],
+            s=4,
+            label=f"200 from version {version}",
+        )
     if bad:
         ax.scatter(
             [s.started for s in bad],
@@ -257,6 +264,7 @@ def run_demo(settings: ProjectSettings, command: str, load_seconds: float = 8.0)
     _figures(writer, during, sent_at, outcomes)
     committed = committed_results(PROJECT)
     served_version = (reply.get("model") or {}).get("version")
+    answered_by_new = [s.started for s in during.samples if s.model_version == served_version]
     headline = [
         {
             "name": "failed requests during the reload",
@@ -297,6 +305,9 @@ def run_demo(settings: ProjectSettings, command: str, load_seconds: float = 8.0)
             "load_during_reload": during.summary(),
             "reload": {
                 "sent_at_s": round(sent_at, 2),
+                "first_answer_of_new_version_s": (
+                    round(min(answered_by_new), 2) if answered_by_new else None
+                ),
                 "reply": reply,
                 "served_version": served_version,
             },

@@ -27,6 +27,7 @@ class Sample:
     started: float  # seconds since the load began
     latency_s: float
     status: int  # HTTP status, 0 for a connection error or timeout
+    model_version: str | None = None  # the registry version that answered
 
 
 @dataclass
@@ -78,11 +79,15 @@ def run_load(
         with httpx.Client(base_url=base_url, timeout=30.0) as client:
             while time.monotonic() < deadline and not stop.is_set():
                 started = time.monotonic()
+                version = None
                 try:
-                    status = client.post("/predict", json=body).status_code
+                    reply = client.post("/predict", json=body)
+                    status = reply.status_code
+                    if status == 200:
+                        version = reply.json()["model"].get("version")
                 except httpx.HTTPError:
                     status = 0
-                sample = Sample(started - began, time.monotonic() - started, status)
+                sample = Sample(started - began, time.monotonic() - started, status, version)
                 with lock:
                     result.samples.append(sample)
 
