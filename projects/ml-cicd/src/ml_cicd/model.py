@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,18 +65,6 @@ def classification_metrics(y_true: list[str], y_pred: list[str]) -> dict[str, An
     }
 
 
-def _pyfunc_file() -> str:
-    return str(Path(__file__).with_name("pyfunc_model.py"))
-
-
-def _signature_and_example() -> tuple[Any, pd.DataFrame]:
-    from mlflow.models import infer_signature
-
-    example = pd.DataFrame({"text": INPUT_EXAMPLE})
-    output = pd.DataFrame({"label": ["great", "other"], "p_great": [0.9, 0.1]})
-    return infer_signature(example, output), example
-
-
 def model_metadata(data: DataVersion, metrics: dict[str, Any]) -> dict[str, Any]:
     """Stored in the MLmodel file: a model folder says what it was trained on."""
     return {
@@ -88,28 +75,35 @@ def model_metadata(data: DataVersion, metrics: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def _dump_pipeline(pipeline: Pipeline, folder: Path) -> Path:
+def _pyfunc_arguments(
+    pipeline: Pipeline, data: DataVersion, metrics: dict[str, Any], scratch: Path
+) -> dict[str, Any]:
+    """What ``log_model`` and ``save_model`` both take: the model from code, the pickled pipeline
+    (written into ``scratch``), signature, input example, pinned requirements, metadata."""
     import joblib
+    from mlflow.models import infer_signature
 
-    path = folder / "pipeline.joblib"
-    joblib.dump(pipeline, path)
-    return path
+    example = pd.DataFrame({"text": INPUT_EXAMPLE})
+    output = pd.DataFrame({"label": ["great", "other"], "p_great": [0.9, 0.1]})
+    pipeline_file = scratch / "pipeline.joblib"
+    joblib.dump(pipeline, pipeline_file)
+    return {
+        "python_model": str(Path(__file__).with_name("pyfunc_model.py")),
+        "artifacts": {"pipeline": str(pipeline_file)},
+        "signature": infer_signature(example, output),
+        "input_example": example,
+        "pip_requirements": PIP_REQUIREMENTS,
+        "metadata": model_metadata(data, metrics),
+    }
 
 
 def log_model(pipeline: Pipeline, data: DataVersion, metrics: dict[str, Any]) -> Any:
     """Log the pipeline as a pyfunc model in the active MLflow run; returns MLflow's ModelInfo."""
     import mlflow
 
-    signature, example = _signature_and_example()
     with tempfile.TemporaryDirectory() as scratch:
         return mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT,
-            python_model=_pyfunc_file(),
-            artifacts={"pipeline": str(_dump_pipeline(pipeline, Path(scratch)))},
-            signature=signature,
-            input_example=example,
-            pip_requirements=PIP_REQUIREMENTS,
-            metadata=model_metadata(data, metrics),
+            name=MODEL_ARTIFACT, **_pyfunc_arguments(pipeline, data, metrics, Path(scratch))
         )
 
 
@@ -122,21 +116,13 @@ def save_model_folder(
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    signature, example = _signature_and_example()
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as scratch:
         staged = Path(scratch) / "model"
         mlflow.pyfunc.save_model(
-            path=str(staged),
-            python_model=_pyfunc_file(),
-            artifacts={"pipeline": str(_dump_pipeline(pipeline, Path(scratch)))},
-            signature=signature,
-            input_example=example,
-            pip_requirements=PIP_REQUIREMENTS,
-            metadata=model_metadata(data, metrics),
+            path=str(staged), **_pyfunc_arguments(pipeline, data, metrics, Path(scratch))
         )
-        old = Path(scratch) / "old"
         if output.exists():
-            output.rename(old)
+            output.rename(Path(scratch) / "old")  # removed with the scratch folder
         staged.rename(output)
     return output
 
@@ -171,7 +157,3 @@ def p_great_function(model: Any):
 
 def predict_labels(p_great: np.ndarray) -> list[str]:
     return ["great" if p >= 0.5 else "other" for p in p_great]
-
-
-def remove_folder(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
