@@ -154,6 +154,24 @@ IMAGES: dict[str, ImageCheck] = {
             startup_timeout_s=180.0,
         ),
     ),
+    "prompt-registry": ImageCheck(
+        pex="projects.prompt-registry/cli.pex",
+        smoke=(
+            Smoke(("python", "-m", "prompt_registry", "--help"), "gate"),
+            # The shipped prompts load, and both models are baked in (no download at run time).
+            Smoke(("python", "-m", "prompt_registry", "show", "review-sentiment"), "{{review}}"),
+            Smoke(
+                (
+                    "python",
+                    "-c",
+                    "from roadmap_lab.models import minilm_dir, smollm2_dir; "
+                    "print('models', (smollm2_dir() / 'config.json').is_file(), "
+                    "(minilm_dir() / 'config.json').is_file())",
+                ),
+                "models True True",
+            ),
+        ),
+    ),
 }
 
 

@@ -1,0 +1,231 @@
+"""The benchmark (the CLI's ``benchmark``): examples/s of an eval run, on one machine, one run.
+
+Each comparison is repeated ``repeats`` times back to back (the batching runs in alternating
+order) and the headline is the median of the per-repeat ratios: on a shared 2-core machine a
+neighbour's load spike can stall one run, and every run's figure is kept in run order.
+
+* Batched local generation vs one at a time: the same ``examples`` requests of the
+  ``review-sentiment`` prompt (its golden set, cycled) through SmolLM2-135M, greedy, at most
+  ``max_new_tokens`` each; the model is loaded and warmed up before either is timed.
+* A cached rerun vs cold: the whole ``eval`` command (prompt and golden set loading, generation,
+  scoring, the MLflow run with its artifact) in a fresh run folder, then again; the cold run loads
+  the model, the rerun finds every generation in the cache and never loads it. The MLflow store
+  is created before either (its schema migration is a one-off, not part of an eval).
+
+Results go to ``<dist>/prompt-registry/benchmark/``; ``--publish`` copies them to the committed
+``projects/prompt-registry/benchmarks/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from roadmap_lab.machine import package_versions
+from roadmap_lab.results import ResultsWriter, publish_benchmark
+
+from prompt_registry import PROJECT
+from prompt_registry.golden import load_golden
+from prompt_registry.plots import throughput_figure
+from prompt_registry.prompts import load_prompt
+from prompt_registry.providers import GenerationRequest, LocalProvider
+from prompt_registry.registry import Registry
+from prompt_registry.settings import BenchmarkSizes, ProjectSettings
+
+logger = logging.getLogger(__name__)
+console = Console()
+BENCH_PROMPT = "review-sentiment"
+MEASURED_PACKAGES = ("torch", "transformers", "tokenizers", "mlflow", "numpy")
+
+
+def _requests(settings: ProjectSettings, sizes: BenchmarkSizes) -> list[GenerationRequest]:
+    folder = load_prompt(settings.prompts_dir, BENCH_PROMPT)
+    content = folder.content()
+    examples = load_golden(folder.path, folder.spec.eval.golden)
+    return [
+        GenerationRequest(content.render(examples[i % len(examples)].vars), sizes.max_new_tokens)
+        for i in range(sizes.examples)
+    ]
+
+
+def _timed_generation(provider: LocalProvider, requests: list[GenerationRequest]) -> dict[str, Any]:
+    started = time.perf_counter()
+    outputs = provider.generate(requests)
+    seconds = time.perf_counter() - started
+    return {
+        "batch_size": provider.batch_size,
+        "examples": len(requests),
+        "seconds": round(seconds, 3),
+        "examples_per_second": round(len(requests) / seconds, 4),
+        "outputs_sample": outputs[:4],
+    }
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 3)
+
+
+def measure_batching(settings: ProjectSettings, sizes: BenchmarkSizes) -> dict[str, Any]:
+    """Batched and one-at-a-time runs back to back, in alternating order, ``repeats`` times; the
+    headline is the median of the per-repeat ratios (robust to a neighbour's load spike)."""
+    requests = _requests(settings, sizes)
+    provider = LocalProvider(settings.model_dir, batch_size=sizes.batch_size)
+    provider.generate(requests[:2])  # load and warm up
+    runs: list[dict[str, Any]] = []
+    ratios = []
+    for repeat in range(sizes.repeats):
+        pair = {}
+        order = (sizes.batch_size, 1) if repeat % 2 == 0 else (1, sizes.batch_size)
+        for batch_size in order:
+            provider.batch_size = batch_size
+            run = {"repeat": repeat, **_timed_generation(provider, requests)}
+            runs.append(run)
+            pair[batch_size] = run
+        ratios.append(
+            pair[sizes.batch_size]["examples_per_second"] / pair[1]["examples_per_second"]
+        )
+    batched = [r for r in runs if r["batch_size"] == sizes.batch_size]
+    sequential = [r for r in runs if r["batch_size"] == 1]
+    agree = sum(
+        a == b
+        for a, b in zip(batched[0]["outputs_sample"], sequential[0]["outputs_sample"], strict=True)
+    )
+    return {
+        "runs_in_order": runs,
+        "ratios": [round(r, 3) for r in ratios],
+        "speedup": _median(ratios),
+        "batched_examples_per_second": _median([r["examples_per_second"] for r in batched]),
+        "one_at_a_time_examples_per_second": _median(
+            [r["examples_per_second"] for r in sequential]
+        ),
+        "sample_outputs_identical": f"{agree}/{len(batched[0]['outputs_sample'])}",
+    }
+
+
+def measure_cache(settings: ProjectSettings, run_dir: Path, repeats: int) -> dict[str, Any]:
+    """Per repeat: a cold ``eval`` in a fresh run folder, then the same command again."""
+    from prompt_registry.cli import run_eval_command
+
+    runs: list[dict[str, Any]] = []
+    ratios = []
+    for repeat in range(repeats):
+        folder = run_dir / f"repeat-{repeat}"
+        repeat_settings = settings.model_copy(
+            update={"run_dir": folder, "tracking_uri": None, "cache": True}
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        # The store's schema migrations are a one-off, not part of an eval.
+        Registry(repeat_settings.resolved_tracking_uri(), repeat_settings.experiment)
+        pair = {}
+        for label in ("cold", "cached"):
+            started = time.perf_counter()
+            report = run_eval_command(repeat_settings, BENCH_PROMPT)
+            seconds = time.perf_counter() - started
+            pair[label] = {
+                "repeat": repeat,
+                "run": label,
+                "examples": report.n,
+                "seconds": round(seconds, 3),
+                "examples_per_second": round(report.n / seconds, 4),
+                "model_calls": report.model_calls,
+                "cache_hits": report.cache_hits,
+                "pass_rate": round(report.pass_rate, 4),
+                "mlflow_run_id": report.run_id,
+            }
+            runs.append(pair[label])
+        ratios.append(pair["cached"]["examples_per_second"] / pair["cold"]["examples_per_second"])
+    return {
+        "runs_in_order": runs,
+        "ratios": [round(r, 3) for r in ratios],
+        "speedup": _median(ratios),
+        "cold_examples_per_second": _median(
+            [r["examples_per_second"] for r in runs if r["run"] == "cold"]
+        ),
+        "cached_examples_per_second": _median(
+            [r["examples_per_second"] for r in runs if r["run"] == "cached"]
+        ),
+    }
+
+
+def run_benchmark(
+    settings: ProjectSettings, sizes: BenchmarkSizes, command: str, publish: bool = False
+) -> tuple[Path, Path | None]:
+    batching = measure_batching(settings, sizes)
+    with tempfile.TemporaryDirectory(prefix="prompt-bench-") as scratch:
+        cache = measure_cache(settings, Path(scratch) / "run", sizes.repeats)
+    table = Table(title="prompt-registry benchmark (examples/s)")
+    for column in ("comparison", "baseline", "candidate", "ratio", "target"):
+        table.add_column(column)
+    table.add_row(
+        "batched vs one at a time",
+        f"{batching['one_at_a_time_examples_per_second']:.2f}",
+        f"{batching['batched_examples_per_second']:.2f}",
+        f"{batching['speedup']:.2f}x",
+        ">= 3",
+    )
+    table.add_row(
+        "cached rerun vs cold eval",
+        f"{cache['cold_examples_per_second']:.2f}",
+        f"{cache['cached_examples_per_second']:.2f}",
+        f"{cache['speedup']:.1f}x",
+        ">= 20",
+    )
+    console.print(table)
+    writer = ResultsWriter(PROJECT, settings.dist_dir, command, kind="benchmark")
+    writer.save_figure(
+        throughput_figure(
+            {
+                f"batch {sizes.batch_size} vs 1": (
+                    batching["one_at_a_time_examples_per_second"],
+                    batching["batched_examples_per_second"],
+                ),
+                "cached vs cold eval": (
+                    cache["cold_examples_per_second"],
+                    cache["cached_examples_per_second"],
+                ),
+            },
+            "Eval throughput (SmolLM2-135M, CPU)",
+        ),
+        "throughput",
+    )
+
+    def verdict(value: float, target: float) -> str:
+        return "met" if value >= target else "missed"
+
+    results = {
+        "headline": [
+            {
+                "name": f"Batched local generation (batch {sizes.batch_size}) vs one at a time, "
+                f"median of {sizes.repeats} interleaved repeats",
+                "value": batching["speedup"],
+                "unit": "x",
+                "baseline": batching["one_at_a_time_examples_per_second"],
+                "baseline_unit": "examples/s",
+                "target": ">= 3",
+                "verdict": verdict(batching["speedup"], 3),
+            },
+            {
+                "name": "Cached eval rerun vs cold (whole eval command, MLflow run included), "
+                f"median of {sizes.repeats} repeats",
+                "value": cache["speedup"],
+                "unit": "x",
+                "baseline": cache["cold_examples_per_second"],
+                "baseline_unit": "examples/s",
+                "target": ">= 20",
+                "verdict": verdict(cache["speedup"], 20),
+            },
+        ],
+        "sizes": sizes.model_dump(),
+        "prompt": BENCH_PROMPT,
+        "batching": batching,
+        "cache": cache,
+        "versions": package_versions(*MEASURED_PACKAGES),
+    }
+    results_file = writer.write(results)
+    return results_file, publish_benchmark(results_file) if publish else None

@@ -1,0 +1,537 @@
+"""Command line: prompts as files, kept in sync with MLflow's prompt registry, evaluated against
+golden answers and gated.
+
+python -m prompt_registry list
+python -m prompt_registry show review-sentiment --alias production
+python -m prompt_registry diff review-sentiment                 # file vs @production
+python -m prompt_registry register                              # every prompt; unchanged: no-op
+python -m prompt_registry eval review-sentiment --limit 8
+python -m prompt_registry gate --changed-since origin/main --markdown gate.md
+python -m prompt_registry promote review-sentiment --version 3  # gated; rollback undoes it
+python -m prompt_registry demo
+python -m prompt_registry benchmark --publish
+Registry: PROMPT_REGISTRY_TRACKING_URI (or MLFLOW_TRACKING_URI); default a local sqlite store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from prompt_registry.settings import BenchmarkSizes, ProjectSettings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Versioned prompts in MLflow's prompt registry, golden-answer evals and a CI gate.",
+)
+console = Console()
+logger = logging.getLogger("prompt_registry")
+GATE_FAILED = 3
+BENCHMARK_DEFAULTS = BenchmarkSizes()
+
+PromptsDir = Annotated[
+    Path | None, typer.Option(help="Folder of prompt folders (default: the shipped prompts).")
+]
+RunDir = Annotated[
+    Path | None, typer.Option(help="Run folder (local MLflow store, generation cache).")
+]
+TrackingUri = Annotated[
+    str | None, typer.Option(help="MLflow tracking URI of the registry (default: local store).")
+]
+ProviderOpt = Annotated[str | None, typer.Option(help="local (transformers) or openai.")]
+ModelDir = Annotated[
+    Path | None, typer.Option(help="Local provider's model folder (default: SmolLM2-135M).")
+]
+BaseUrl = Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint, .../v1.")]
+CacheOpt = Annotated[
+    bool | None, typer.Option("--cache/--no-cache", help="Reuse cached generations.")
+]
+DistDir = Annotated[
+    Path | None, typer.Option(help="Results folder (results go under prompt-registry/).")
+]
+
+
+def _settings(**flags: Any) -> ProjectSettings:
+    """Settings from the environment; only the flags that were given override them."""
+    renamed = {"base_url": "openai_base_url", "max_drop": "gate_max_drop"}
+    return ProjectSettings(**{renamed.get(k, k): v for k, v in flags.items() if v is not None})
+
+
+@contextlib.contextmanager
+def cli_errors() -> Iterator[None]:
+    """The project's own errors become one line on stderr and exit status 2."""
+    from pydantic import ValidationError
+    from roadmap_lab.assets import AssetError
+
+    from prompt_registry.errors import PromptRegistryError
+
+    try:
+        yield
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()
+        )
+        Console(stderr=True, soft_wrap=True).print(
+            f"[red]error:[/] invalid settings: {problems}", highlight=False
+        )
+        raise typer.Exit(2) from None
+    except (PromptRegistryError, AssetError) as error:
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {error}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _setup() -> None:
+    from roadmap_lab.logs import setup_logging
+
+    setup_logging(os.environ.get("PROMPT_REGISTRY_LOG_LEVEL", "INFO"))
+    for noisy in ("mlflow", "alembic", "urllib3", "httpx", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _report_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title)
+    for column in ("prompt", "version", "examples", "pass rate", "95% CI", "cached", "calls"):
+        table.add_column(column)
+    for row in rows:
+        interval = row["pass_rate_interval"]
+        table.add_row(
+            row["prompt"],
+            row["label"],
+            str(row["examples"]),
+            f"{row['pass_rate']:.3f}",
+            f"[{interval['low']:.3f}, {interval['high']:.3f}]",
+            str(row["cache_hits"]),
+            str(row["model_calls"]),
+        )
+    return table
+
+
+@app.command("list")
+def list_command(
+    prompts_dir: PromptsDir = None, run_dir: RunDir = None, tracking_uri: TrackingUri = None
+) -> None:
+    """The prompt files, with their registry versions and aliases."""
+    _setup()
+    with cli_errors():
+        from prompt_registry.prompts import load_all
+        from prompt_registry.registry import Registry
+
+        settings = _settings(prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri)
+        folders = load_all(settings.prompts_dir)
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
+        registry = Registry(settings.resolved_tracking_uri(), settings.experiment)
+        table = Table(title=f"prompts in {settings.prompts_dir}")
+        for column in ("prompt", "variables", "golden", "scorers", "digest", "registry"):
+            table.add_column(column)
+        for folder in folders:
+            versions = registry.versions(folder.name)
+            digest = folder.content().digest
+            in_registry = next(
+                (int(v.version) for v in versions if v.tags.get("content_sha256") == digest), None
+            )
+            aliases = ", ".join(
+                f"{a}=v{v}" for a, v in sorted(registry.aliases(folder.name).items())
+            )
+            state = (
+                f"{len(versions)} versions; file = v{in_registry}"
+                if in_registry
+                else f"{len(versions)} versions; file unregistered"
+            )
+            table.add_row(
+                folder.name,
+                ", ".join(folder.spec.variables),
+                folder.spec.eval.golden,
+                ", ".join(s.type for s in folder.spec.eval.scorers),
+                digest[:12],
+                state + (f"; {aliases}" if aliases else ""),
+            )
+        console.print(table)
+
+
+def _content(settings: ProjectSettings, name: str, version: int | None, alias: str | None) -> Any:
+    from prompt_registry.prompts import load_prompt
+    from prompt_registry.registry import Registry
+
+    if version is None and alias is None:
+        return load_prompt(settings.prompts_dir, name).content()
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    return Registry(settings.resolved_tracking_uri()).content(name, version, alias)
+
+
+VersionOpt = Annotated[int | None, typer.Option(help="A registry version.")]
+AliasOpt = Annotated[str | None, typer.Option(help="A registry alias (staging, production).")]
+
+
+@app.command()
+def show(
+    name: str,
+    version: VersionOpt = None,
+    alias: AliasOpt = None,
+    prompts_dir: PromptsDir = None,
+    run_dir: RunDir = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """A prompt: the file, or a registry version (--version / --alias)."""
+    _setup()
+    with cli_errors():
+        settings = _settings(prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri)
+        content = _content(settings, name, version, alias)
+        console.print(f"[bold]{content.name}[/] ({content.source}) digest {content.digest[:12]}")
+        console.print(f"variables: {', '.join(content.variables)}")
+        console.print(f"parameters: {json.dumps(content.params.model_dump())}")
+        console.print(content.template, markup=False, highlight=False)
+
+
+@app.command()
+def diff(
+    name: str,
+    version: VersionOpt = None,
+    alias: Annotated[str, typer.Option(help="Registry alias to compare with.")] = "production",
+    prompts_dir: PromptsDir = None,
+    run_dir: RunDir = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Unified diff of a registry version (default @production) against the prompt file."""
+    _setup()
+    with cli_errors():
+        settings = _settings(prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri)
+        old = _content(settings, name, version, None if version else alias)
+        new = _content(settings, name, None, None)
+
+        def lines(content: Any) -> list[str]:
+            params = json.dumps(content.params.model_dump(), sort_keys=True)
+            return [*content.template.splitlines(), f"# parameters: {params}"]
+
+        text = "\n".join(
+            difflib.unified_diff(lines(old), lines(new), old.source, "file", lineterm="")
+        )
+        console.print(
+            text or f"{name}: the file equals {old.source}", markup=False, highlight=False
+        )
+
+
+@app.command()
+def register(
+    names: Annotated[list[str] | None, typer.Argument(help="Prompts (default: all).")] = None,
+    message: Annotated[str | None, typer.Option(help="Commit message of new versions.")] = None,
+    prompts_dir: PromptsDir = None,
+    run_dir: RunDir = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Register the prompt files (a new version only when the content changed; sets staging)."""
+    _setup()
+    with cli_errors():
+        from prompt_registry.prompts import load_prompt, prompt_names
+        from prompt_registry.registry import Registry
+
+        settings = _settings(prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri)
+        # Every folder is validated before anything is registered.
+        folders = [
+            load_prompt(settings.prompts_dir, n)
+            for n in (names or prompt_names(settings.prompts_dir))
+        ]
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
+        registry = Registry(settings.resolved_tracking_uri(), settings.experiment)
+        for folder in folders:
+            version, created = registry.register(folder, message)
+            state = "new version" if created else "unchanged"
+            console.print(f"{folder.name}: v{version} ({state}); staging -> v{version}")
+
+
+@contextlib.contextmanager
+def generation_progress() -> Iterator[Callable[[int], None]]:
+    """A live count of the examples generated (cache hits never reach the model)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}: {task.completed} examples"),
+        TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("generating", total=None)
+        yield lambda count: progress.advance(task, count)
+
+
+def _harness(
+    settings: ProjectSettings,
+    judge: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Any:
+    from prompt_registry.harness import Harness, make_provider
+
+    return Harness(
+        settings,
+        provider=make_provider(settings, progress=progress),
+        judge=make_provider(settings, judge) if judge else None,
+    )
+
+
+JudgeOpt = Annotated[
+    str | None, typer.Option(help="Judge provider for llm_judge scorers: local or openai.")
+]
+
+
+@app.command("eval")
+def eval_command(
+    name: str,
+    version: VersionOpt = None,
+    alias: AliasOpt = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N examples.")] = None,
+    provider: ProviderOpt = None,
+    model_dir: ModelDir = None,
+    base_url: BaseUrl = None,
+    judge: JudgeOpt = None,
+    cache: CacheOpt = None,
+    output_json: Annotated[Path | None, typer.Option(help="Also write the results here.")] = None,
+    prompts_dir: PromptsDir = None,
+    run_dir: RunDir = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Evaluate a prompt (the file, or a registry version) on its golden set; an MLflow run."""
+    _setup()
+    with cli_errors():
+        from roadmap_lab.results import atomic_write_json
+
+        settings = _settings(
+            prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri,
+            provider=provider, model_dir=model_dir, base_url=base_url, cache=cache,
+        )  # fmt: skip
+        with generation_progress() as progress:
+            report = run_eval_command(settings, name, version, alias, limit, judge, progress)
+        console.print(_report_table("eval", [report.summary()]))
+        console.print(f"MLflow run {report.run_id} in {settings.resolved_tracking_uri()}")
+        if output_json is not None:
+            atomic_write_json(
+                output_json,
+                {"summary": report.summary(), "examples": [vars(e) for e in report.examples]},
+            )
+
+
+def run_eval_command(
+    settings: ProjectSettings,
+    name: str,
+    version: int | None = None,
+    alias: str | None = None,
+    limit: int | None = None,
+    judge: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Any:
+    """The ``eval`` command without its printing (the benchmark times exactly this)."""
+    harness = _harness(settings, judge, progress)
+    folder = harness.folder(name)
+    if limit is not None:
+        spec = folder.spec.model_copy(
+            update={"eval": folder.spec.eval.model_copy(update={"limit": limit})}
+        )
+        folder = type(folder)(folder.path, spec, folder.template)
+    content = (
+        folder.content()
+        if version is None and alias is None
+        else harness.registry.content(name, version, alias)
+    )
+    return harness.evaluate(folder, content)
+
+
+@app.command()
+def gate(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Prompts (default: changed/all).")
+    ] = None,
+    changed_since: Annotated[
+        str | None,
+        typer.Option(
+            help="Gate only prompts changed since this git ref; with no registry "
+            "configured, production is the prompt files at that ref."
+        ),
+    ] = None,
+    max_drop: Annotated[float | None, typer.Option(help="Largest pass-rate drop allowed.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Write the PR comment here.")] = None,
+    output_json: Annotated[Path | None, typer.Option(help="Write the results here.")] = None,
+    provider: ProviderOpt = None,
+    model_dir: ModelDir = None,
+    base_url: BaseUrl = None,
+    judge: JudgeOpt = None,
+    prompts_dir: PromptsDir = None,
+    run_dir: RunDir = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Changed prompts vs their production version on the same examples; exit 3 on a failure."""
+    _setup()
+    with cli_errors():
+        from roadmap_lab.results import atomic_write_json, atomic_write_text
+
+        from prompt_registry.changes import changed_prompts
+        from prompt_registry.gate import markdown_report
+        from prompt_registry.prompts import prompt_names
+
+        settings = _settings(
+            prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri,
+            provider=provider, model_dir=model_dir, base_url=base_url, max_drop=max_drop,
+        )  # fmt: skip
+        if names:
+            selected = list(names)
+        elif changed_since:
+            selected = changed_prompts(settings.prompts_dir, changed_since)
+        else:
+            selected = prompt_names(settings.prompts_dir)
+        console.print(f"gating {', '.join(selected) or 'no prompts'}")
+        with generation_progress() as progress:
+            results = _harness(settings, judge, progress).gate(selected, changed_since)
+        report = markdown_report(results, settings.gate_max_drop)
+        if markdown is not None:
+            atomic_write_text(markdown, report)
+        if output_json is not None:
+            atomic_write_json(output_json, [r.as_dict() for r in results])
+        for result in results:
+            colour = "green" if result.passed else "red"
+            console.print(f"[{colour}]{result.prompt}: {result.reason}[/]", highlight=False)
+    if any(not r.passed for r in results):
+        raise typer.Exit(GATE_FAILED)
+
+
+@app.command()
+def promote(
+    name: str,
+    version: Annotated[
+        int | None, typer.Option(help="Version to promote (default: @staging).")
+    ] = None,
+    to: Annotated[str, typer.Option(help="staging or production (gated).")] = "production",
+    max_drop: Annotated[float | None, typer.Option(help="Largest pass-rate drop allowed.")] = None,
+    provider: ProviderOpt = None,
+    model_dir: ModelDir = None,
+    base_url: BaseUrl = None,
+    prompts_dir: PromptsDir = None,
+    run_dir: RunDir = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Point an alias at a version; production needs a passing gate (exit 3 otherwise)."""
+    _setup()
+    with cli_errors():
+        from prompt_registry.errors import PromptRegistryError
+        from prompt_registry.registry import PRODUCTION, STAGING, Registry
+
+        settings = _settings(
+            prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri,
+            provider=provider, model_dir=model_dir, base_url=base_url, max_drop=max_drop,
+        )  # fmt: skip
+        if to not in (STAGING, PRODUCTION):
+            raise PromptRegistryError(f"--to {to!r}: use {STAGING} or {PRODUCTION}")
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
+        registry = Registry(settings.resolved_tracking_uri(), settings.experiment)
+        version = version or registry.alias_version(name, STAGING)
+        if version is None:
+            raise PromptRegistryError(f"{name} has no {STAGING} version: register it first")
+        if to == STAGING:
+            registry.set_alias(name, STAGING, version)
+            console.print(f"{name}: {STAGING} -> v{version}")
+            return
+        with generation_progress() as progress:
+            result, previous = _harness(settings, progress=progress).promote(name, version)
+        colour = "green" if result.passed else "red"
+        console.print(f"[{colour}]{name} v{version}: {result.reason}[/]", highlight=False)
+        if result.passed:
+            undo = f"; `rollback {name}` restores v{previous}" if previous else ""
+            console.print(f"{name}: {PRODUCTION} -> v{version}{undo}")
+    if not result.passed:
+        raise typer.Exit(GATE_FAILED)
+
+
+@app.command()
+def rollback(name: str, run_dir: RunDir = None, tracking_uri: TrackingUri = None) -> None:
+    """Production back to the version it replaced (previous-production)."""
+    _setup()
+    with cli_errors():
+        from prompt_registry.registry import Registry
+
+        settings = _settings(run_dir=run_dir, tracking_uri=tracking_uri)
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
+        current, previous = Registry(settings.resolved_tracking_uri()).rollback(name)
+        console.print(f"{name}: production v{current} -> v{previous}")
+
+
+@app.command()
+def demo(
+    dist_dir: DistDir = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Demo run folder (emptied first; default <run_dir>/demo).")
+    ] = None,
+    model_dir: ModelDir = None,
+) -> None:
+    """Register the prompts, gate an improvement and a regression of one (< 3 min)."""
+    _setup()
+    with cli_errors():
+        from roadmap_lab.results import invocation
+
+        from prompt_registry.demo import run_demo
+
+        settings = _settings(dist_dir=dist_dir, model_dir=model_dir)
+        settings = settings.model_copy(
+            update={"run_dir": run_dir or settings.run_dir / "demo", "tracking_uri": None}
+        )
+        results_file = run_demo(settings, invocation("prompt_registry"))
+        console.print(f"results: {results_file}")
+
+
+@app.command()
+def benchmark(
+    examples: Annotated[int, typer.Option(help="Examples per run.")] = BENCHMARK_DEFAULTS.examples,
+    batch_size: Annotated[
+        int, typer.Option(help="Batch of the batched run.")
+    ] = BENCHMARK_DEFAULTS.batch_size,
+    max_new_tokens: Annotated[
+        int, typer.Option(help="Tokens generated per example.")
+    ] = BENCHMARK_DEFAULTS.max_new_tokens,
+    repeats: Annotated[
+        int, typer.Option(help="Interleaved repeats of each comparison.")
+    ] = BENCHMARK_DEFAULTS.repeats,
+    publish: Annotated[
+        bool,
+        typer.Option(
+            "--publish/--no-publish",
+            help="Also copy the results to the committed projects/prompt-registry/benchmarks/.",
+        ),
+    ] = False,
+    dist_dir: DistDir = None,
+    model_dir: ModelDir = None,
+) -> None:
+    """Batched vs one-at-a-time generation, cached rerun vs cold eval (examples/s)."""
+    _setup()
+    with cli_errors():
+        from roadmap_lab.results import invocation
+
+        from prompt_registry.benchmark import run_benchmark
+
+        sizes = BenchmarkSizes(
+            examples=examples, batch_size=batch_size, max_new_tokens=max_new_tokens, repeats=repeats
+        )
+        settings = _settings(dist_dir=dist_dir, model_dir=model_dir)
+        results_file, published = run_benchmark(
+            settings, sizes, invocation("prompt_registry"), publish=publish
+        )
+        console.print(f"results: {results_file}")
+        if published is not None:
+            console.print(f"published: {published}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

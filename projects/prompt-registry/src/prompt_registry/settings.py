@@ -1,0 +1,72 @@
+"""Typed settings: where the prompt files, runs, cache and local MLflow store live, which registry
+and provider to use, and the gate's threshold. Environment variables (prefix
+``PROMPT_REGISTRY_``) override the defaults, CLI flags override both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, Field
+from pydantic_settings import SettingsConfigDict
+from roadmap_lab.settings import LabSettings
+
+ProviderName = Literal["local", "openai"]
+SHIPPED_PROMPTS = Path(__file__).parent / "prompts"
+
+
+class BenchmarkSizes(BaseModel):
+    """How much the benchmark measures; every size is a flag of ``benchmark``."""
+
+    examples: int = Field(default=32, ge=4, description="examples of each generation run")
+    repeats: int = Field(default=3, ge=1, description="interleaved repeats of each comparison")
+    batch_size: int = Field(default=16, ge=2, description="batch of the batched local run")
+    max_new_tokens: int = Field(default=16, ge=1, description="tokens generated per example")
+
+
+class ProjectSettings(LabSettings):
+    """Where things live and which registry and provider are used."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PROMPT_REGISTRY_", extra="ignore", populate_by_name=True
+    )
+
+    dist_dir: Path = Path("dist")
+    # The prompt folders (one folder per prompt); default: those shipped with the package.
+    prompts_dir: Path = SHIPPED_PROMPTS
+    run_dir: Path = Path("runs/prompt-registry")
+    # The registry (an MLflow tracking URI). None: no registry is configured; application code
+    # then loads prompts from their files, and the CLI uses a local sqlite store in run_dir.
+    tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "tracking_uri", "PROMPT_REGISTRY_TRACKING_URI", "MLFLOW_TRACKING_URI"
+        ),
+    )
+    experiment: str = "prompt-evals"
+    provider: ProviderName = "local"
+    # Local provider: an HF causal LM folder (default: SmolLM2-135M-Instruct from the cache).
+    model_dir: Path | None = None
+    batch_size: int = Field(default=16, ge=1)
+    # OpenAI-compatible provider (e.g. the llm-serving project's vLLM server).
+    openai_base_url: str = "http://127.0.0.1:8000/v1"
+    openai_model: str = "smollm2-135m-instruct"
+    openai_api_key: str = "EMPTY"
+    openai_concurrency: int = Field(default=8, ge=1)
+    openai_timeout_s: float = Field(default=60.0, gt=0)
+    cache: bool = True
+    gate_max_drop: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="largest drop of the pass rate (candidate minus production) the gate accepts",
+    )
+    gate_resamples: int = Field(default=2000, ge=100, description="paired bootstrap resamples")
+
+    def resolved_tracking_uri(self) -> str:
+        if self.tracking_uri:
+            return self.tracking_uri
+        return f"sqlite:///{(self.run_dir / 'mlflow.db').resolve()}"
+
+    def cache_file(self) -> Path:
+        return self.run_dir / "generations.sqlite"

@@ -1,0 +1,117 @@
+"""The CLI: one-line errors with exit 2, a refused template registers nothing, the commands on a
+local store, and the gate of changed prompts against a base commit (a temp git repository)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from prompt_registry.changes import changed_prompts, prompt_at
+from prompt_registry.cli import app
+from prompt_registry.registry import Registry
+from typer.testing import CliRunner
+
+runner = CliRunner()
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def common(settings) -> list[str]:
+    return ["--prompts-dir", str(settings.prompts_dir), "--run-dir", str(settings.run_dir)]
+
+
+def test_errors_are_one_line_with_exit_2(settings) -> None:
+    result = invoke("show", "nope", *common(settings))
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("error: no prompt 'nope'")
+    assert "Traceback" not in result.output
+
+
+def test_a_mismatched_template_is_refused_before_anything_is_registered(settings) -> None:
+    (settings.prompts_dir / "review-sentiment" / "template.txt").write_text("{{text}}\n")
+    result = invoke("register", *common(settings))
+    assert result.exit_code == 2
+    assert "review-sentiment: template uses undeclared text" in result.output
+    registry = Registry(settings.resolved_tracking_uri())
+    assert registry.versions("capital-city") == []  # sorted before review-sentiment: not registered
+
+
+def test_register_list_show_diff_and_staging(settings) -> None:
+    assert invoke("register", *common(settings)).exit_code == 0
+    again = invoke("register", "capital-city", *common(settings))
+    assert "capital-city: v1 (unchanged)" in again.output
+    listed = invoke("list", *common(settings))
+    assert listed.exit_code == 0 and "staging=v1" in listed.output.replace("\n", "")
+    shown = invoke("show", "capital-city", "--alias", "staging", *common(settings))
+    assert "registry v1" in shown.output and "What is the capital of {{country}}?" in shown.output
+    (settings.prompts_dir / "capital-city" / "template.txt").write_text("Capital of {{country}}?\n")
+    diff = invoke("diff", "capital-city", "--version", "1", *common(settings))
+    assert "-What is the capital of {{country}}?" in diff.output
+    assert "+Capital of {{country}}?" in diff.output
+
+
+def test_eval_command_writes_its_results(settings, tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    result = invoke(
+        "eval", "capital-city", "--limit", "5", "--model-dir", settings.model_dir,
+        "--output-json", out, *common(settings),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    written = json.loads(out.read_text())
+    assert written["summary"]["examples"] == 5 and len(written["examples"]) == 5
+    assert written["summary"]["run_id"]
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def repo(settings) -> Path:
+    """The prompts folder as a git repository with one commit."""
+    git(settings.prompts_dir, "init", "-q")
+    git(settings.prompts_dir, "add", ".")
+    git(settings.prompts_dir, "commit", "-q", "-m", "base")
+    return settings.prompts_dir
+
+
+def test_changed_prompts_and_the_files_at_the_base_commit(repo: Path, tmp_path: Path) -> None:
+    assert changed_prompts(repo, "HEAD") == []
+    (repo / "capital-city" / "template.txt").write_text("Capital of {{country}}?\n")
+    (repo / "extract-contact" / "golden.jsonl").write_text(
+        (repo / "extract-contact" / "golden.jsonl").read_text().splitlines()[0] + "\n"
+    )
+    assert changed_prompts(repo, "HEAD") == ["capital-city", "extract-contact"]
+    base = prompt_at(repo, "capital-city", "HEAD", tmp_path / "scratch")
+    assert base is not None and base.template == "What is the capital of {{country}}?"
+    assert prompt_at(repo, "no-such-prompt", "HEAD", tmp_path / "scratch") is None
+
+
+def test_gate_against_the_base_commit_writes_the_pr_table(
+    settings, repo: Path, tmp_path: Path
+) -> None:
+    (repo / "capital-city" / "template.txt").write_text("Capital of {{country}}?\n")
+    markdown, out = tmp_path / "gate.md", tmp_path / "gate.json"
+    result = invoke(
+        "gate", "--changed-since", "HEAD", "--max-drop", "1.0", "--model-dir", settings.model_dir,
+        "--markdown", markdown, "--output-json", out, *common(settings),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    gates = json.loads(out.read_text())
+    assert [g["prompt"] for g in gates] == ["capital-city"]
+    assert gates[0]["baseline"]["label"] == "HEAD" and gates[0]["candidate"]["label"] == "file"
+    assert "| capital-city |" in markdown.read_text()
+    # No production version in the local store and the random model below the floor: exit 3.
+    failed = invoke("gate", "capital-city", "--model-dir", settings.model_dir, *common(settings))
+    assert failed.exit_code == 3, failed.output
+    assert "pass rate 0.000 is below the floor 0.50" in " ".join(failed.output.split())
+    bad = invoke("gate", "--changed-since", "no-such-ref", *common(settings))
+    assert bad.exit_code == 2 and "git diff" in bad.output
