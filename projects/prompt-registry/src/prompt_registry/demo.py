@@ -129,7 +129,7 @@ def run_demo(settings: ProjectSettings, command: str, fresh: bool = True) -> Pat
     timings["total"] = total
     committed = committed_results(PROJECT)
 
-    def gate_headline(label: str, gate: GateResult) -> dict[str, Any]:
+    def gate_headline(label: str, gate: GateResult, target: str) -> dict[str, Any]:
         assert gate.baseline is not None and gate.difference is not None
         return {
             "name": f"{label}: pass-rate difference vs production (paired, 95% CI "
@@ -138,13 +138,22 @@ def run_demo(settings: ProjectSettings, command: str, fresh: bool = True) -> Pat
             "value": round(gate.difference.estimate, 4),
             "unit": "",
             "baseline": round(gate.baseline.pass_rate, 4),
-            "target": f">= -{settings.gate_max_drop}",
+            "target": target,
         }
 
     results: dict[str, Any] = {
         "headline": [
-            gate_headline(f"Improvement ({DEMO_PROMPT} v{improved_version})", improvement_gate),
-            gate_headline(f"Regression ({DEMO_PROMPT} v{regression_version})", regression_gate),
+            # The improvement must pass the gate; the regression must drop past it (caught).
+            gate_headline(
+                f"Improvement ({DEMO_PROMPT} v{improved_version})",
+                improvement_gate,
+                f">= -{settings.gate_max_drop}",
+            ),
+            gate_headline(
+                f"Regression ({DEMO_PROMPT} v{regression_version})",
+                regression_gate,
+                f"< -{settings.gate_max_drop}",
+            ),
             {
                 "name": "Gate decisions (improvement, regression)",
                 "value": ", ".join("passed" if g.passed else "caught" for g in gates),
