@@ -50,22 +50,17 @@ def _git(folder: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def _commit(repo: Path, message: str) -> None:
+    _git(repo, "-c", "user.name=ml-cicd demo", "-c", "user.email=demo@localhost",
+         "commit", "-q", "-m", message)  # fmt: skip
+
+
 def commit_slice(repo: Path, name: str, frame: Any, message: str) -> str:
     """Write a slice into the clone's data folder and commit it; returns the commit."""
     path = repo / SLICES_FOLDER / name
     frame.loc[:, ["text", "label"]].to_csv(path, index=False)
     _git(repo, "add", str(path.relative_to(repo)))
-    _git(
-        repo,
-        "-c",
-        "user.name=ml-cicd demo",
-        "-c",
-        "user.email=demo@localhost",
-        "commit",
-        "-q",
-        "-m",
-        message,
-    )
+    _commit(repo, message)
     return _git(repo, "rev-parse", "--short", "HEAD")
 
 
@@ -75,17 +70,7 @@ def clone_data(data_dir: Path, folder: Path) -> Path:
     shutil.copytree(data_dir, repo)
     _git(repo, "init", "-q", "-b", "main")
     _git(repo, "add", ".")
-    _git(
-        repo,
-        "-c",
-        "user.name=ml-cicd demo",
-        "-c",
-        "user.email=demo@localhost",
-        "commit",
-        "-q",
-        "-m",
-        "committed data",
-    )
+    _commit(repo, "committed data")
     return repo
 
 
