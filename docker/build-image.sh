@@ -95,6 +95,8 @@ ensure_tool() {  # ensure_tool COMMAND PACKAGE...
 make_base_rootfs() {  # make_base_rootfs TARBALL
   local work rootfs
   ensure_tool debootstrap debootstrap debian-archive-keyring
+  # Work folders of debootstraps that were killed (an hour is far longer than one takes).
+  find "$cache" -maxdepth 1 -name '.rootfs.*' -mmin +60 -exec rm -rf {} +
   work="$(mktemp -d "$cache/.rootfs.XXXXXX")"
   rootfs="$work/rootfs"
   log "debootstrapping $DEBIAN_SUITE into $rootfs (once; a few minutes)"
@@ -127,6 +129,11 @@ ensure_base_image() {
 
 ensure_tool buildah buildah
 
+# Builds may run side by side (one test process per project image): each holds a shared lock on
+# the store; importing the base image and pruning unused layers (which would take a running
+# build's intermediate layers) hold it exclusively.
+exec {store_lock}>"$cache/.store.lock"
+
 case $mode in
   size)
     bh images --noheading --format '{{.Size}}' "$tag"
@@ -137,6 +144,7 @@ case $mode in
     else
       log "no image $tag to remove"
     fi
+    flock -x "$store_lock"
     bh rmi --prune >/dev/null 2>&1 || true  # layers of intermediate stages that nothing uses now
     exit 0 ;;
   run)
@@ -147,7 +155,9 @@ case $mode in
     exit ;;
 esac
 
+flock -x "$store_lock"
 ensure_base_image
+flock -s "$store_lock"
 
 build_args=(--isolation chroot --layers --build-arg "BASE_IMAGE=$BASE_IMAGE_REF")
 if [[ -n "$target" ]]; then

@@ -170,7 +170,15 @@ def project_layout_problems(root: Path) -> list[str]:
             problems.append(f"{rel}: missing tests/ folder")
         elif not any(p.is_file() for p in tests.rglob("test_*.py")):
             problems.append(f"{rel}: tests/ has no test_*.py")
+        image_test = image_test_path(root, project.name)
+        if (project / "Dockerfile").is_file() and not image_test.is_file():
+            problems.append(f"{rel}: missing its image test {image_test.relative_to(root)}")
     return problems
+
+
+def image_test_path(root: Path, project: str) -> Path:
+    """The repo-level test that builds and checks a project's image (tests/project_images.py)."""
+    return root / "tests" / f"test_image_{project.replace('-', '_')}.py"
 
 
 # --- Dockerfiles ----------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def test_recorded_figures_are_listed(tmp_path: Path) -> None:
         '<testsuites><testsuite name="pytest" time="300" tests="1">'
         '<properties><property name="figure.llm-serving.image_size" value="4.61 GB"/>'
         '<property name="other" value="x"/></properties>'
-        '<testcase classname="tests.test_project_images" name="test_image[llm-serving]"/>'
+        '<testcase classname="tests.test_image_llm_serving" name="test_image_builds"/>'
         "</testsuite></testsuites>"
     )
     result = _summarise(tmp_path)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from repo_checks import project_layout_problems, repo_root
+from repo_checks import image_test_path, project_layout_problems, repo_root
 
 
 def make_project(root: Path, name: str, skip: str | None = None) -> Path:
@@ -12,6 +12,9 @@ def make_project(root: Path, name: str, skip: str | None = None) -> Path:
     for file in ("BUILD", "Dockerfile", "README.md", "tests/unit/test_cli.py"):
         if file != skip:
             (project / file).write_text("")
+    image_test = image_test_path(root, name)
+    image_test.parent.mkdir(exist_ok=True)
+    image_test.write_text("")
     return project
 
 
@@ -60,7 +63,17 @@ def test_missing_tests_folder_is_reported(tmp_path: Path) -> None:
     for file in ("BUILD", "Dockerfile", "README.md"):
         (project / file).write_text("")
     (project / "test_misplaced.py").write_text("")
+    image_test_path(tmp_path, "alpha").parent.mkdir()
+    image_test_path(tmp_path, "alpha").write_text("")
     assert project_layout_problems(tmp_path) == ["projects/alpha: missing tests/ folder"]
+
+
+def test_a_dockerfile_without_its_image_test_is_reported(tmp_path: Path) -> None:
+    make_project(tmp_path, "data-pipes")
+    image_test_path(tmp_path, "data-pipes").unlink()
+    assert project_layout_problems(tmp_path) == [
+        "projects/data-pipes: missing its image test tests/test_image_data_pipes.py"
+    ]
 
 
 def test_tests_folder_with_only_helpers_is_reported(tmp_path: Path) -> None:

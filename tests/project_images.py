@@ -1,14 +1,17 @@
-"""Each project's CPU image, built here the way CI builds it.
+"""Checks of a project's CPU image, built here the way CI builds it: each project's
+`tests/test_image_<project>.py` describes its checks (an ImageCheck) and calls
+`check_project_image`.
 
-The PEX comes from `./pants package` (tests/BUILD lists it in `runtime_package_dependencies`, so
-Pants builds it and puts it in the test sandbox); `docker/build-image.sh` builds the project's
-Dockerfile with buildah (no Docker engine); the project's smoke checks run inside the image as its
-non-root user, and a project with a service starts it inside the image and is called over HTTP
-from outside. Each image's size, build time and the disk the image store used are recorded as
-`figure.<project>.*` JUnit properties of the test suite, which the test command prints; the image
-is removed afterwards.
+The PEX comes from `./pants package` (tests/BUILD lists it in that test file's
+`runtime_package_dependencies`, so Pants builds it and puts it in the test sandbox);
+`docker/build-image.sh` builds the project's Dockerfile with buildah (no Docker engine); the
+project's smoke checks run inside the image as its non-root user, and a project with a service
+starts it inside the image and is called over HTTP from outside. Each image's size, build time and
+the disk the image store used are recorded as `figure.<project>.*` JUnit properties of the test
+suite, which the test command prints; the image is removed afterwards.
 
-A new project plugs in with an entry in IMAGES (and its PEX in tests/BUILD).
+One test file per project, so that Pants runs the image builds as separate processes and reuses a
+cached result for a project whose image inputs did not change.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 from repo_checks import run_build_script
 from roadmap_lab.services import ManagedProcess, free_port, tcp_probe
 
@@ -58,7 +60,7 @@ class ImageCheck:
     common: tuple[Smoke, ...] = field(default=(Smoke(("id", "-u"), "10001"),))
 
 
-def _post_json(url: str, body: dict) -> dict:
+def post_json(url: str, body: dict) -> dict:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
     )
@@ -67,112 +69,8 @@ def _post_json(url: str, body: dict) -> dict:
         return json.loads(response.read())
 
 
-def _complete_a_prompt(base_url: str) -> None:
-    body = {"model": "smollm2", "prompt": "The capital of France is", "max_tokens": 8}
-    completion = _post_json(f"{base_url}/v1/completions", {**body, "temperature": 0})
-    assert "Paris" in completion["choices"][0]["text"], completion
-
-
-def _classify_two_reviews(base_url: str) -> None:
-    reviews = [
-        "Great coffee, rich and smooth. The best I have had, I reorder it every month.",
-        "Stale and bitter, and the bag arrived torn. A waste of money.",
-    ]
-    answer = _post_json(f"{base_url}/predict", {"texts": reviews})
-    predictions = answer["predictions"]
-    assert len(predictions) == 2, answer
-    assert {p["label"] for p in predictions} <= {"great", "other"}, answer
-    assert all(0.0 <= p["p_great"] <= 1.0 for p in predictions), answer
-    # The baked-in model is a real classifier, not a constant.
-    assert predictions[0]["p_great"] > predictions[1]["p_great"], answer
-
-
 # Separates the checks' outputs in the one container that runs them all.
 MARKER = "@@smoke-check"
-
-IMAGES: dict[str, ImageCheck] = {
-    "experiment-tracking": ImageCheck(
-        pex="projects.experiment-tracking/cli.pex",
-        smoke=(
-            Smoke(("python", "-m", "experiment_tracking", "--help"), "Tracked fine-tuning"),
-            # The model is baked in: the encoder folder exists without any download.
-            Smoke(
-                (
-                    "python",
-                    "-c",
-                    "import torch, mlflow, transformers; from roadmap_lab.models import "
-                    "minilm_dir; print(minilm_dir(), (minilm_dir() / 'config.json').is_file())",
-                ),
-                "all-minilm-l6-v2 True",
-            ),
-        ),
-    ),
-    "llm-serving": ImageCheck(
-        pex="projects.llm-serving/cli.pex",
-        smoke=(
-            Smoke(("python", "-m", "llm_serving", "--help"), "serve"),
-            Smoke(("python", "-c", "import vllm; print('vllm', vllm.__version__)"), "vllm 0.32"),
-        ),
-        service=Service(
-            command=(
-                "python", "-m", "llm_serving", "serve",
-                "--host", "127.0.0.1", "--port", "{port}", "--enforce-eager",
-            ),  # fmt: skip
-            ready_path="/health",
-            call=_complete_a_prompt,
-        ),
-    ),
-    # The default image (the Dockerfile's last stage); the torch stage is built by CI (ci.yml).
-    "ml-cicd": ImageCheck(
-        pex="projects.ml-cicd/cli.pex",
-        smoke=(
-            Smoke(("python", "-m", "ml_cicd", "--help"), "retrain"),
-            # The default image carries no torch (that is the torch target's job).
-            Smoke(
-                (
-                    "python",
-                    "-c",
-                    "import importlib.util as u; print('torch', u.find_spec('torch') is not None)",
-                ),
-                "torch False",
-            ),
-            # The default model is baked in where ML_CICD_MODEL_URI points.
-            Smoke(
-                (
-                    "python",
-                    "-c",
-                    "import os, pathlib; uri = os.environ['ML_CICD_MODEL_URI']; "
-                    "print(uri, pathlib.Path(uri).is_dir() and any(pathlib.Path(uri).iterdir()))",
-                ),
-                "/opt/app/model True",
-            ),
-        ),
-        service=Service(
-            command=("python", "-m", "ml_cicd", "serve", "--host", "127.0.0.1", "--port", "{port}"),
-            ready_path="/health/ready",
-            call=_classify_two_reviews,
-            startup_timeout_s=180.0,
-        ),
-    ),
-    "prompt-registry": ImageCheck(
-        pex="projects.prompt-registry/cli.pex",
-        smoke=(
-            Smoke(("python", "-m", "prompt_registry", "--help"), "gate"),
-            # The shipped prompts load, and both models are baked in (no download at run time).
-            Smoke(("python", "-m", "prompt_registry", "show", "review-sentiment"), "{{review}}"),
-            Smoke(
-                (
-                    "python",
-                    "-c",
-                    "from roadmap_lab.models import minilm_dir, smollm2_dir; "
-                    "print('models', (smollm2_dir() / 'config.json').is_file(), "
-                    "(minilm_dir() / 'config.json').is_file())",
-                ),
-                "models True True",
-            ),
-        ),
-    ),
-}
 
 
 def image_store() -> Path:
@@ -200,11 +98,6 @@ def disk_usage_mb(folder: Path) -> float | None:
     return round(total / 1e6, 1)
 
 
-def test_every_project_with_a_dockerfile_has_image_checks(repo: Path) -> None:
-    projects = {path.parent.name for path in (repo / "projects").glob("*/Dockerfile")}
-    assert projects == set(IMAGES), "add the project's smoke checks to IMAGES (and tests/BUILD)"
-
-
 def _staged_context(check: ImageCheck, repo: Path, folder: Path) -> Path:
     """A build context holding only the PEX, where the Dockerfile expects it (dist/...)."""
     pex = repo / check.pex
@@ -218,15 +111,14 @@ def _staged_context(check: ImageCheck, repo: Path, folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("project", sorted(IMAGES))
-def test_project_image_builds_and_runs_as_non_root(
+def check_project_image(
     project: str,
+    check: ImageCheck,
     repo: Path,
     tmp_path: Path,
     record_testsuite_property: Callable[[str, object], None],
 ) -> None:
-    check = IMAGES[project]
+    """Build ``project``'s image from its Dockerfile, run the checks, remove the image."""
 
     def record(name: str, value: object) -> None:
         record_testsuite_property(f"figure.{project}.{name}", value)
