@@ -1,0 +1,76 @@
+"""housing_pipeline: fetch -> validate -> preprocess -> train -> evaluate -> publish, one weekly
+slice of California-housing data per logical date (the week that ends at it). Publish emits the
+housing_model Asset. Settings: DATA_PIPELINES_* (see data_pipelines.settings)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import dag, get_current_context, task
+
+from data_pipelines import steps
+from data_pipelines.names import PIPELINE_DAG_ID
+from data_pipelines.settings import FIRST_SLICE_DATE, LAST_SLICE_DATE, PipelineSettings
+from data_pipelines.tasks import MODEL_ASSET, current_slice_id, default_args, run_step
+
+SETTINGS = PipelineSettings()
+
+
+@dag(
+    dag_id=PIPELINE_DAG_ID,
+    schedule=SETTINGS.schedule_or_none(),
+    start_date=FIRST_SLICE_DATE,
+    end_date=LAST_SLICE_DATE,
+    catchup=False,
+    # Each run trains on the slices before it: one at a time, in logical-date order.
+    max_active_runs=1,
+    default_args=default_args(SETTINGS),
+    tags=["data-pipelines", "ml"],
+    doc_md=__doc__,
+)
+def housing_pipeline() -> None:
+    @task
+    def fetch() -> dict[str, Any]:
+        return run_step(steps.fetch, current_slice_id())
+
+    @task
+    def validate(fetched: dict[str, Any]) -> dict[str, Any]:
+        return run_step(steps.validate, fetched)
+
+    @task
+    def preprocess(validated: dict[str, Any]) -> dict[str, Any]:
+        return run_step(steps.preprocess, validated)
+
+    @task
+    def train(prepared: dict[str, Any]) -> dict[str, Any]:
+        return run_step(steps.train, prepared)
+
+    @task
+    def evaluate(prepared: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+        return run_step(steps.evaluate, prepared, trained)
+
+    @task(outlets=[MODEL_ASSET])
+    def publish(
+        validated: dict[str, Any],
+        prepared: dict[str, Any],
+        trained: dict[str, Any],
+        evaluated: dict[str, Any],
+    ) -> dict[str, Any]:
+        published = run_step(steps.publish, validated, prepared, trained, evaluated)
+        # The event carries what a consumer needs to find the artefacts.
+        get_current_context()["outlet_events"][MODEL_ASSET].extra = {
+            "slice_id": published["slice_id"],
+            "version": published["version"],
+            "manifest_sha256": published["manifest_sha256"],
+        }
+        return published
+
+    # Called in the DAG body, the tasks take and return XComArgs (their results at run time).
+    validated: Any = validate(fetch())  # type: ignore[arg-type]
+    prepared: Any = preprocess(validated)
+    trained: Any = train(prepared)
+    evaluated: Any = evaluate(prepared, trained)
+    publish(validated, prepared, trained, evaluated)
+
+
+housing_pipeline()

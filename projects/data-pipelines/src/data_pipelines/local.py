@@ -1,0 +1,54 @@
+"""The CLI's local setup: the embedded source (when no source URL is set), the settings exported
+to the environment (the tasks read them there), and Airflow's local metadata DB."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from data_pipelines.settings import ENV_PREFIX, PipelineSettings
+from data_pipelines.source import FaultSpec, SourceServer
+
+
+def export_settings(settings: PipelineSettings) -> None:
+    """Put the settings into os.environ, so that the DAG file (parsed by Airflow) and its tasks
+    see the same values as the CLI."""
+    for name, value in settings.model_dump().items():
+        variable = f"{ENV_PREFIX}{name.upper()}"
+        if value is None:
+            os.environ.pop(variable, None)
+        elif isinstance(value, Path):
+            os.environ[variable] = str(value.resolve())
+        else:
+            os.environ[variable] = str(value)
+
+
+@contextlib.contextmanager
+def local_pipeline(
+    settings: PipelineSettings, faults: dict[str, FaultSpec] | None = None
+) -> Iterator[tuple[PipelineSettings, SourceServer | None]]:
+    """Settings exported, Airflow configured; the embedded source running when the settings name
+    no source (it stops on exit)."""
+    from data_pipelines.runner import configure_airflow
+
+    with contextlib.ExitStack() as stack:
+        server = None
+        if settings.source_url is None:
+            server = stack.enter_context(SourceServer(faults=dict(faults or {})))
+            settings = settings.model_copy(update={"source_url": server.url})
+        export_settings(settings)
+        configure_airflow(settings.airflow_home)
+        yield settings, server
+
+
+def tree_digest(root: Path, exclude: tuple[str, ...] = (".staging",)) -> dict[str, str]:
+    """sha256 of every file under ``root`` (relative path -> hex), for byte-identity checks."""
+    digests = {}
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if path.is_file() and relative.parts[0] not in exclude:
+            digests[relative.as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests

@@ -1,0 +1,60 @@
+"""Typed settings. Environment variables with the prefix ``DATA_PIPELINES_`` override the
+defaults; CLI flags override both. Airflow's own tasks read them too (in the task process), so
+the same DAG file runs under the CLI's test runner, ``airflow standalone`` or a real scheduler."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+from roadmap_lab.settings import LabSettings
+
+ENV_PREFIX = "DATA_PIPELINES_"
+# The first and last weekly logical dates the embedded data covers completely: a slice is the
+# week that ends at its logical date (Sunday 00:00 UTC), [date - 7 days, date).
+FIRST_SLICE_DATE = datetime(2020, 10, 11, tzinfo=UTC)
+LAST_SLICE_DATE = datetime(2022, 5, 8, tzinfo=UTC)
+SLICE_PERIOD = timedelta(days=7)
+
+
+class PipelineSettings(LabSettings):
+    """Where the data comes from, where artefacts go, and how hard the pipeline tries."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    # An HTTP(S) source serving /slices/<YYYY-MM-DD>.csv; None: the CLI starts the embedded one.
+    source_url: str | None = None
+    output_root: Path = Path("runs/data-pipelines/output")
+    # The CLI's local Airflow: metadata DB (sqlite) and logs.
+    airflow_home: Path = Path("runs/data-pipelines/airflow")
+    # The DAG's cron schedule; "none" for manual/API-triggered runs only.
+    schedule: str = "0 0 * * 0"
+
+    retries: int = Field(default=3, ge=0)
+    retry_delay_s: float = Field(default=30.0, ge=0)
+    retry_backoff: float = Field(default=2.0, ge=1.0, description="exponential backoff factor")
+    max_retry_delay_s: float = Field(default=600.0, gt=0)
+    task_timeout_s: float = Field(default=300.0, gt=0, description="execution_timeout per task")
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    max_payload_bytes: int = Field(default=20_000_000, gt=0)
+    # None: failures are logged; a URL: they are also POSTed there as JSON.
+    alert_webhook_url: str | None = None
+
+    window_slices: int = Field(default=4, ge=1, description="trailing slices the model trains on")
+    min_rows: int = Field(default=100, ge=1)
+    max_rows: int = Field(default=400, ge=1)
+    # |median - previous slice's median| as a share of the feature's valid range. The embedded
+    # data's largest week-to-week shift is 0.50 (Longitude): it moves from region to region.
+    max_median_shift: float = Field(default=0.6, gt=0)
+
+    @field_validator("source_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"source_url must be an http(s) URL, got {value!r}")
+        return value.rstrip("/") if value else value
+
+    def schedule_or_none(self) -> str | None:
+        return None if self.schedule.strip().lower() in {"", "none", "null"} else self.schedule

@@ -1,0 +1,50 @@
+"""What the DAGs share: the Asset, default task arguments from the settings, and the glue that
+turns the project's permanent errors into AirflowFailException (fail now, no retry)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from airflow.sdk import Asset, get_current_context
+from airflow.sdk.exceptions import AirflowFailException
+
+from data_pipelines.alerts import on_failure
+from data_pipelines.errors import PermanentError
+from data_pipelines.settings import PipelineSettings
+from data_pipelines.source import slice_id
+
+T = TypeVar("T")
+
+# Emitted by housing_pipeline's publish task; housing_model_report is scheduled on it.
+MODEL_ASSET = Asset(name="housing_model", uri="data-pipelines://housing/model", group="model")
+
+
+def default_args(settings: PipelineSettings) -> dict[str, Any]:
+    """Every task retries with exponential backoff, has a timeout and alerts on final failure."""
+    return {
+        "owner": "data-pipelines",
+        "retries": settings.retries,
+        "retry_delay": timedelta(seconds=settings.retry_delay_s),
+        "retry_exponential_backoff": settings.retry_backoff,
+        "max_retry_delay": timedelta(seconds=settings.max_retry_delay_s),
+        "execution_timeout": timedelta(seconds=settings.task_timeout_s),
+        "on_failure_callback": on_failure,
+    }
+
+
+def run_step(step: Callable[..., T], *args: Any) -> T:
+    """Run a step with fresh settings (read in the task's process); permanent errors fail the
+    task at once, anything else is left to Airflow's retries."""
+    try:
+        return step(PipelineSettings(), *args)
+    except PermanentError as error:
+        raise AirflowFailException(str(error)) from error
+
+
+def current_slice_id() -> str:
+    logical_date = get_current_context().get("logical_date")
+    if logical_date is None:
+        raise AirflowFailException("housing_pipeline needs a logical date (the slice's week end)")
+    return slice_id(logical_date)

@@ -1,0 +1,1 @@
+"""Align a small instruction model with preferences (DPO, a reward model, GRPO) and measure it."""

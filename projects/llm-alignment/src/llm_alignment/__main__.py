@@ -1,0 +1,3 @@
+from llm_alignment.cli import main
+
+main()

@@ -1,0 +1,476 @@
+"""Command line: preference data, DPO, a reward model, a GRPO step, win-rate evaluation, chat.
+
+python -m llm_alignment build-data                      # verifiable pairs from SmolLM2 (+ card)
+python -m llm_alignment inspect-data hh.jsonl.gz        # validate an HH-RLHF / TRL file
+python -m llm_alignment train-dpo --config configs/dpo_smollm2.yaml [--precompute-ref-log-probs]
+python -m llm_alignment train-reward                    # reward model + held-out pairwise accuracy
+python -m llm_alignment train-grpo --max-steps 20       # online RL rewarded by the verifier
+python -m llm_alignment evaluate --adapter runs/llm-alignment/dpo/adapter --html eval.html
+python -m llm_alignment chat --adapter runs/llm-alignment/dpo/adapter
+python -m llm_alignment export-vllm runs/llm-alignment/dpo/adapter dist/vllm-adapter
+python -m llm_alignment demo
+python -m llm_alignment benchmark --publish
+Tracking: LLM_ALIGNMENT_TRACKING_URI (or MLFLOW_TRACKING_URI); default a local sqlite store in
+the run folder. Base model: --model-dir / LLM_ALIGNMENT_MODEL_DIR (default SmolLM2-135M-Instruct).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from llm_alignment.settings import ProjectSettings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Align SmolLM2 with DPO (TRL + PEFT LoRA), a reward model and GRPO; measure win-rate.",
+)
+console = Console()
+logger = logging.getLogger("llm_alignment")
+
+ModelDir = Annotated[
+    Path | None, typer.Option(help="Base model folder (default: SmolLM2-135M-Instruct).")
+]
+RunDir = Annotated[Path | None, typer.Option(help="Run folder (data, adapters, MLflow store).")]
+DistDir = Annotated[Path | None, typer.Option(help="Results folder (under llm-alignment/).")]
+TrackingUri = Annotated[str | None, typer.Option(help="MLflow tracking URI (default: local).")]
+DataDir = Annotated[
+    Path | None, typer.Option(help="Built data set folder (default: <run-dir>/data).")
+]
+Config = Annotated[Path | None, typer.Option(help="YAML file of options; flags override it.")]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="Any other option as KEY=VALUE (YAML value).")
+]
+
+
+def _settings(**flags: Any) -> ProjectSettings:
+    """Settings from the environment; only the flags that were given override them."""
+    return ProjectSettings(**{k: v for k, v in flags.items() if v is not None})
+
+
+@contextlib.contextmanager
+def cli_errors() -> Iterator[None]:
+    """The project's own errors become one line on stderr and exit status 2."""
+    from pydantic import ValidationError
+
+    from llm_alignment.data import PreferenceDataError
+    from llm_alignment.dpo import ConfigError
+    from llm_alignment.verifier import VerifierError
+
+    try:
+        yield
+    except (PreferenceDataError, ConfigError, VerifierError, FileNotFoundError) as error:
+        console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except ValidationError as error:
+        console.print(f"[red]error:[/red] invalid setting: {error.errors()[0]['msg']}")
+        raise typer.Exit(2) from None
+    except ValueError as error:
+        console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _setup(settings: ProjectSettings) -> None:
+    from roadmap_lab.logs import setup_logging
+
+    setup_logging(settings.log_level)
+
+
+def _overrides(values: list[str] | None, flags: dict[str, Any]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` options with the given (non-None) flags on top."""
+    return _parse_sets(values) | {key: value for key, value in flags.items() if value is not None}
+
+
+def _parse_sets(values: list[str] | None) -> dict[str, Any]:
+    import yaml
+
+    from llm_alignment.dpo import ConfigError
+
+    parsed: dict[str, Any] = {}
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        parsed[key.replace("-", "_")] = yaml.safe_load(raw)
+    return parsed
+
+
+def _training_rows(
+    settings: ProjectSettings, data: Path | None, data_dir: Path | None
+) -> list[dict[str, Any]]:
+    from llm_alignment.data import load_dataset, load_preferences
+
+    if data is not None:
+        return load_preferences(data)
+    train, _, _, _ = load_dataset(data_dir or settings.data_dir)
+    return train
+
+
+@app.command("build-data")
+def build_data(
+    per_template: Annotated[int, typer.Option(help="Prompts per template.")] = 6,
+    samples: Annotated[int, typer.Option(help="Responses sampled per prompt.")] = 4,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per sampled response.")] = 48,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    min_gap: Annotated[float, typer.Option(help="Best - worst score a pair needs.")] = 0.25,
+    seed: Annotated[int, typer.Option(help="Prompt, split and sampling seed.")] = 0,
+    out: DataDir = None,
+    model_dir: ModelDir = None,
+    run_dir: RunDir = None,
+) -> None:
+    """Build verifiable preference pairs from the base model, with a data card."""
+    with cli_errors():
+        from llm_alignment.pairs import PairOptions, build_pairs
+        from llm_alignment.settings import base_model_dir
+
+        settings = _settings(model_dir=model_dir, run_dir=run_dir)
+        _setup(settings)
+        options = PairOptions(
+            per_template=per_template,
+            samples=samples,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            min_gap=min_gap,
+            seed=seed,
+        )
+        folder = out or settings.data_dir
+        base = base_model_dir(settings.model_dir)
+        card = build_pairs(base, folder, options, model_name=base.name)
+        console.print_json(json.dumps({"folder": str(folder), **card["splits"]}))
+
+
+@app.command("inspect-data")
+def inspect_data(
+    path: Annotated[Path, typer.Argument(help="A .jsonl or .jsonl.gz preference file.")],
+    fmt: Annotated[str, typer.Option("--format", help="hh, conversational or auto.")] = "auto",
+) -> None:
+    """Validate a preference file and show its first row in TRL's conversational format."""
+    with cli_errors():
+        from llm_alignment.data import load_preferences
+
+        rows = load_preferences(path, fmt)
+        console.print(f"{len(rows)} rows; first row:")
+        console.print_json(json.dumps(rows[0]))
+
+
+@app.command("train-dpo")
+def train_dpo_command(
+    config: Config = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Preference file (HH or TRL jsonl[.gz]).")
+    ] = None,
+    data_dir: DataDir = None,
+    output_dir: Annotated[Path | None, typer.Option(help="Where the adapter goes.")] = None,
+    beta: Annotated[float | None, typer.Option(help="DPO beta.")] = None,
+    learning_rate: Annotated[float | None, typer.Option()] = None,
+    num_train_epochs: Annotated[float | None, typer.Option()] = None,
+    max_steps: Annotated[int | None, typer.Option(help="> 0 overrides epochs.")] = None,
+    per_device_train_batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    lora_r: Annotated[int | None, typer.Option()] = None,
+    lora_alpha: Annotated[int | None, typer.Option()] = None,
+    max_length: Annotated[int | None, typer.Option()] = None,
+    precompute_ref_log_probs: Annotated[
+        bool | None, typer.Option("--precompute-ref-log-probs/--no-precompute-ref-log-probs")
+    ] = None,
+    register_name: Annotated[str | None, typer.Option(help="MLflow registered model.")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    sets: SetOption = None,
+    model_dir: ModelDir = None,
+    run_dir: RunDir = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Train a LoRA adapter with DPO; track in MLflow; save and register the adapter."""
+    with cli_errors():
+        from llm_alignment.dpo import DPOOptions, load_options, train_dpo
+        from llm_alignment.settings import base_model_dir
+
+        settings = _settings(model_dir=model_dir, run_dir=run_dir, tracking_uri=tracking_uri)
+        _setup(settings)
+        flags = {
+            "data": data,
+            "output_dir": output_dir,
+            "beta": beta,
+            "learning_rate": learning_rate,
+            "num_train_epochs": num_train_epochs,
+            "max_steps": max_steps,
+            "per_device_train_batch_size": per_device_train_batch_size,
+            "lora_r": lora_r,
+            "lora_alpha": lora_alpha,
+            "max_length": max_length,
+            "precompute_ref_log_probs": precompute_ref_log_probs,
+            "register_name": register_name,
+            "seed": seed,
+            "model_dir": model_dir,
+        }
+        options: DPOOptions = load_options(DPOOptions, config, _overrides(sets, flags))
+        if options.output_dir == DPOOptions().output_dir:
+            options = options.model_copy(update={"output_dir": settings.run_dir / "dpo"})
+        rows = _training_rows(settings, options.data, data_dir)
+        summary = train_dpo(
+            options,
+            rows,
+            base_model_dir(options.model_dir or settings.model_dir),
+            tracking_uri=settings.resolved_tracking_uri(),
+            experiment=settings.experiment,
+            artifacts_dir=settings.artifacts_dir,
+        )
+        console.print_json(json.dumps({k: v for k, v in summary.items() if k != "history"}))
+
+
+@app.command("train-reward")
+def train_reward_command(
+    config: Config = None,
+    data_dir: DataDir = None,
+    output_dir: Annotated[Path | None, typer.Option()] = None,
+    max_steps: Annotated[int | None, typer.Option()] = None,
+    num_train_epochs: Annotated[float | None, typer.Option()] = None,
+    sets: SetOption = None,
+    model_dir: ModelDir = None,
+    run_dir: RunDir = None,
+) -> None:
+    """Train a reward model (LoRA) on the pairs; report held-out pairwise accuracy."""
+    with cli_errors():
+        from llm_alignment.data import load_dataset
+        from llm_alignment.dpo import load_options
+        from llm_alignment.reward import (
+            RewardOptions,
+            RewardScorer,
+            pairwise_accuracy,
+            train_reward_model,
+        )
+        from llm_alignment.settings import base_model_dir
+
+        settings = _settings(model_dir=model_dir, run_dir=run_dir)
+        _setup(settings)
+        flags: dict[str, Any] = {
+            "output_dir": output_dir or settings.run_dir / "reward",
+            "max_steps": max_steps,
+            "num_train_epochs": num_train_epochs,
+        }
+        options = load_options(RewardOptions, config, _overrides(sets, flags))
+        train, heldout, _, _ = load_dataset(data_dir or settings.data_dir)
+        base = base_model_dir(settings.model_dir)
+        summary = train_reward_model(options, train, base)
+        accuracy = pairwise_accuracy(RewardScorer(base, Path(summary["adapter_dir"])), heldout)
+        console.print_json(json.dumps({"adapter_dir": summary["adapter_dir"], **accuracy}))
+
+
+@app.command("train-grpo")
+def train_grpo_command(
+    config: Config = None,
+    max_steps: Annotated[int | None, typer.Option()] = None,
+    per_template: Annotated[int, typer.Option(help="Training prompts per template.")] = 4,
+    output_dir: Annotated[Path | None, typer.Option()] = None,
+    sets: SetOption = None,
+    model_dir: ModelDir = None,
+    run_dir: RunDir = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Online RL (GRPO) on the training templates' prompts, rewarded by the verifier."""
+    with cli_errors():
+        from llm_alignment.dpo import load_options
+        from llm_alignment.prompts import make_prompts, split_by_template
+        from llm_alignment.rl import GRPOOptions, train_grpo
+        from llm_alignment.settings import base_model_dir
+
+        settings = _settings(model_dir=model_dir, run_dir=run_dir, tracking_uri=tracking_uri)
+        _setup(settings)
+        flags = {"output_dir": output_dir or settings.run_dir / "grpo", "max_steps": max_steps}
+        options = load_options(GRPOOptions, config, _overrides(sets, flags))
+        train, _ = split_by_template(make_prompts(per_template, options.seed), options.seed)
+        summary = train_grpo(
+            options,
+            [item.as_row() for item in train],
+            base_model_dir(settings.model_dir),
+            tracking_uri=settings.resolved_tracking_uri(),
+            experiment=settings.experiment,
+            artifacts_dir=settings.artifacts_dir,
+        )
+        console.print_json(json.dumps({k: v for k, v in summary.items() if k != "history"}))
+
+
+@app.command("evaluate")
+def evaluate_command(
+    adapter: Annotated[Path, typer.Option(help="The policy's LoRA adapter folder.")],
+    data_dir: DataDir = None,
+    reward_adapter: Annotated[
+        Path | None, typer.Option(help="Reward model adapter: its preference beside.")
+    ] = None,
+    html: Annotated[Path | None, typer.Option(help="Write the side-by-side page here.")] = None,
+    max_new_tokens: Annotated[int, typer.Option()] = 48,
+    model_dir: ModelDir = None,
+    run_dir: RunDir = None,
+) -> None:
+    """Win-rate of a policy against the base on the held-out prompts (verifier as judge)."""
+    with cli_errors():
+        from llm_alignment.data import load_dataset
+        from llm_alignment.evaluate import evaluate_policy, render_html
+        from llm_alignment.settings import base_model_dir
+
+        settings = _settings(model_dir=model_dir, run_dir=run_dir)
+        _setup(settings)
+        _, _, prompts, _ = load_dataset(data_dir or settings.data_dir)
+        report = evaluate_policy(
+            base_model_dir(settings.model_dir),
+            adapter,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            reward_model_dir=reward_adapter,
+        )
+        if html is not None:
+            render_html(report, f"{adapter} vs base", html)
+        print_report(report)
+
+
+def print_report(report: dict[str, Any]) -> None:
+    table = Table("rule", "win-rate", "95% CI", "n", "base score", "policy score")
+    for rule, row in [("overall", report), *report["per_rule"].items()]:
+        table.add_row(
+            rule,
+            f"{row['win_rate']:.3f}",
+            f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]",
+            str(row["n"]),
+            f"{row['base_score']:.3f}",
+            f"{row['policy_score']:.3f}",
+        )
+    console.print(table)
+    console.print(
+        f"mean length (words): base {report['base_length_words']:.1f}, policy "
+        f"{report['policy_length_words']:.1f}; KL to base {report['kl_to_base']:.3f} nats/answer"
+    )
+    if "reward_model" in report:
+        console.print(f"reward model's win-rate: {report['reward_model']['win_rate']:.3f}")
+
+
+@app.command("chat")
+def chat(
+    adapter: Annotated[Path | None, typer.Option(help="Policy adapter (none: the base).")] = None,
+    message: Annotated[str | None, typer.Option(help="One message; omit to chat.")] = None,
+    max_new_tokens: Annotated[int, typer.Option()] = 128,
+    model_dir: ModelDir = None,
+) -> None:
+    """Talk to a saved policy (greedy). Empty line or Ctrl-D ends the chat."""
+    with cli_errors():
+        from llm_alignment.generation import generate, load_policy
+        from llm_alignment.settings import base_model_dir
+
+        settings = _settings(model_dir=model_dir)
+        model, tokenizer = load_policy(base_model_dir(settings.model_dir), adapter)
+        history: list[dict[str, str]] = []
+        while True:
+            if message is None:
+                try:
+                    text = input("you> ").strip()
+                except EOFError:
+                    break
+                if not text:
+                    break
+            else:
+                text = message
+            history.append({"role": "user", "content": text})
+            answer = generate(model, tokenizer, [history], max_new_tokens=max_new_tokens)[0][0]
+            history.append({"role": "assistant", "content": answer})
+            console.print(answer if message is not None else f"bot> {answer}", highlight=False)
+            if message is not None:
+                break
+
+
+@app.command("export-vllm")
+def export_vllm(
+    adapter: Annotated[Path, typer.Argument(help="A saved PEFT LoRA adapter folder.")],
+    dest: Annotated[Path, typer.Argument(help="Output folder.")],
+    base_model_name: Annotated[
+        str | None, typer.Option(help="Served base model's name, recorded in the config.")
+    ] = None,
+) -> None:
+    """Export an adapter in the layout vLLM loads as a LoRA adapter."""
+    with cli_errors():
+        from llm_alignment.export import export_for_vllm
+
+        console.print_json(json.dumps(export_for_vllm(adapter, dest, base_model_name)))
+
+
+@app.command("demo")
+def demo(
+    dist_dir: DistDir = None,
+    run_dir: RunDir = None,
+    model_dir: ModelDir = None,
+    per_template: Annotated[int | None, typer.Option(help="Prompts per template.")] = None,
+) -> None:
+    """Build pairs, train DPO, measure the win-rate; results for the showcase (~7 min)."""
+    with cli_errors():
+        from roadmap_lab.results import invocation
+
+        from llm_alignment.demo import DemoSizes, run_demo
+
+        settings = _settings(dist_dir=dist_dir, run_dir=run_dir, model_dir=model_dir)
+        _setup(settings)
+        sizes = DemoSizes(**({"per_template": per_template} if per_template else {}))
+        path = run_demo(settings, sizes, invocation("llm_alignment"))
+        results = json.loads(path.read_text(encoding="utf-8"))
+        for item in results["headline"]:
+            console.print(
+                f"{item['name']}: {item['value']} {item['unit']} (target {item['target']})"
+            )
+        console.print(f"results: {path}")
+
+
+@app.command("benchmark")
+def benchmark(
+    publish: Annotated[bool, typer.Option(help="Copy results to benchmarks/.")] = False,
+    dist_dir: DistDir = None,
+    run_dir: RunDir = None,
+    model_dir: ModelDir = None,
+    per_template: Annotated[int, typer.Option(help="Prompts per template.")] = 6,
+    dpo_epochs: Annotated[float, typer.Option(help="DPO epochs over the train pairs.")] = 3.0,
+    speed_steps: Annotated[int, typer.Option(help="DPO steps per speed measurement.")] = 8,
+    grpo_steps: Annotated[int, typer.Option(help="GRPO steps of the RL step.")] = 12,
+    reuse_data: Annotated[
+        bool, typer.Option(help="Reuse pairs built by an earlier benchmark in the run folder.")
+    ] = False,
+) -> None:
+    """Win-rates with 95% CIs on a bigger run (DPO and GRPO), reward-model accuracy, and DPO
+    steps/s and peak memory with and without precomputed reference log-probs."""
+    with cli_errors():
+        from roadmap_lab.results import invocation, publish_benchmark
+
+        from llm_alignment.benchmark import BenchmarkSizes, run_benchmark
+
+        settings = _settings(dist_dir=dist_dir, run_dir=run_dir, model_dir=model_dir)
+        _setup(settings)
+        sizes = BenchmarkSizes(
+            per_template=per_template,
+            dpo_epochs=dpo_epochs,
+            speed_steps=speed_steps,
+            grpo_steps=grpo_steps,
+            reuse_data=reuse_data,
+        )
+        path, table = run_benchmark(settings, sizes, invocation("llm_alignment"))
+        console.print(table)
+        console.print(f"results: {path}")
+        if publish:
+            console.print(f"published: {publish_benchmark(path)}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""A monitored model service: drift detection, Prometheus metrics and alerts, replay and demo."""

@@ -1,0 +1,3 @@
+from model_monitoring.cli import main
+
+main()

@@ -1,0 +1,46 @@
+"""Typed settings of the service, its drift job and the replay. Environment variables with the
+prefix ``MODEL_MONITORING_`` override the defaults; CLI flags override both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+from roadmap_lab.settings import LabSettings
+
+ENV_PREFIX = "MODEL_MONITORING_"
+
+
+class ServiceSettings(LabSettings):
+    """The HTTP service and its drift job. Prefix ``MODEL_MONITORING_``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    run_dir: Path = Path("runs/model-monitoring")
+    # None: <run_dir>/bundle, trained from the embedded data on first start when missing.
+    bundle_dir: Path | None = None
+    # None: <run_dir>/predictions. Every worker writes its own rotated files there.
+    log_dir: Path | None = None
+    log_max_bytes: int = Field(default=20_000_000, ge=10_000)
+    log_backups: int = Field(default=5, ge=1, description="rotated files kept per worker")
+    max_batch: int = Field(default=1000, ge=1, description="rows per predict request")
+    max_body_bytes: int = Field(default=4_000_000, ge=1024)
+    max_labels: int = Field(default=5000, ge=1, description="labels per request")
+    # Metrics and the prediction log; off only to measure their cost (the benchmark).
+    instrumentation: bool = True
+    # The drift job: how often, over how many of the latest rows, from how many rows on.
+    drift_interval_s: float = Field(default=15.0, gt=0)
+    drift_window_rows: int = Field(default=2000, ge=50)
+    drift_min_rows: int = Field(default=500, ge=20)
+    labelled_window_rows: int = Field(default=2000, ge=20)
+    labelled_min_rows: int = Field(default=200, ge=10)
+    # Predictions kept in memory to join delayed labels on.
+    pending_label_rows: int = Field(default=200_000, ge=1000)
+    access_log: bool = False
+
+    def resolved_bundle_dir(self) -> Path:
+        return self.bundle_dir or self.run_dir / "bundle"
+
+    def resolved_log_dir(self) -> Path:
+        return self.log_dir or self.run_dir / "predictions"

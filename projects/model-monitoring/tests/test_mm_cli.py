@@ -1,0 +1,104 @@
+"""The CLI on any CSV by configuration: train a bundle, rebaseline it, and one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from model_monitoring.bundle import load_bundle
+from model_monitoring.cli import app
+from typer.testing import CliRunner
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def churn_csv(tmp_path: Path) -> Path:
+    """A small tabular data set that is not the default: two numeric features, a string target
+    and a timestamp; the second half drifts in `tenure`."""
+    rng = np.random.default_rng(0)
+    rows = 800
+    tenure = np.concatenate([rng.normal(24, 6, rows // 2), rng.normal(40, 6, rows // 2)])
+    spend = rng.gamma(2.0, 30.0, rows)
+    churned = np.where(rng.random(rows) < 1 / (1 + np.exp((tenure - 24) / 6)), "yes", "no")
+    frame = pd.DataFrame(
+        {
+            "signup": pd.date_range("2024-01-01", periods=rows, freq="h").astype(str),
+            "tenure": tenure.round(),
+            "spend": spend,
+            "churned": churned,
+        }
+    )
+    path = tmp_path / "churn.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_train_any_csv_by_configuration_then_rebaseline(churn_csv: Path, tmp_path: Path) -> None:
+    bundle_dir = tmp_path / "bundle"
+    result = runner.invoke(
+        app,
+        ["train", "--data", str(churn_csv), "--target", "churned", "--timestamp", "signup",
+         "--end", "2024-01-17 16:00", "--output", str(bundle_dir)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    bundle = load_bundle(bundle_dir)
+    assert bundle.feature_names == ["tenure", "spend"]
+    assert [(f.name, f.type) for f in bundle.features] == [("tenure", "int"), ("spend", "float")]
+    assert bundle.classes == ["no", "yes"]
+    assert bundle.reference_window["rows"] == 400
+    assert bundle.features[0].min < 24 < bundle.features[0].max
+    old_mean = bundle.reference["tenure"].mean
+    result = runner.invoke(
+        app,
+        ["rebaseline", "--data", str(churn_csv), "--timestamp", "signup",
+         "--start", "2024-01-17 16:00", "--bundle-dir", str(bundle_dir)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rebased = load_bundle(bundle_dir)
+    assert rebased.reference["tenure"].mean > old_mean + 10  # the new window's distribution
+    assert rebased.version == bundle.version  # same model
+    assert rebased.rebaselined_at is not None
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--target", "nope"], "no target column 'nope'"),
+        (["--target", "spend"], "exactly 2 classes"),
+        (["--target", "churned", "--feature", "colour"], "not in the data: colour"),
+        (["--target", "churned", "--timestamp", "signup", "--start", "2030-01-01"], "no rows"),
+    ],
+)
+def test_bad_configuration_is_one_line_and_exit_2(
+    churn_csv: Path, tmp_path: Path, extra: list[str], message: str
+) -> None:
+    result = runner.invoke(
+        app, ["train", "--data", str(churn_csv), "--output", str(tmp_path / "b"), *extra]
+    )
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "b" / "bundle.json").exists()
+
+
+def test_missing_data_file_and_missing_bundle(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "--data", str(tmp_path / "x.csv"), "--target", "y"])
+    assert result.exit_code == 2 and "no such data file" in result.output
+    result = runner.invoke(app, ["rebaseline", "--bundle-dir", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "run `train` first" in result.output
+
+
+def test_scaled_config_writes_files_promtool_accepts(tmp_path: Path) -> None:
+    import subprocess
+
+    result = runner.invoke(app, ["scaled-config", "--clock", "60", "--output", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    check = subprocess.run(
+        ["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "scrape_interval: 250ms" in (tmp_path / "prometheus.yml").read_text()

@@ -1,0 +1,127 @@
+"""Drift statistics, the bulk metric updates and the clock scaling of rules and configs."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from model_monitoring.alerting import (
+    RULES_FILE,
+    load_yaml,
+    monitoring_file,
+    parse_duration,
+    scale_expr,
+    scaled_alertmanager_config,
+    scaled_rules,
+)
+from model_monitoring.drift import PSI_DRIFT_THRESHOLD, feature_drift, psi, reference_feature
+from model_monitoring.errors import MonitoringError
+from model_monitoring.metrics import observe_many, observe_summary_many
+from scipy import stats
+
+
+def test_psi_is_small_on_the_same_distribution_and_large_on_a_shift() -> None:
+    rng = np.random.default_rng(1)
+    reference = reference_feature(rng.normal(0, 1, 20_000))
+    same = feature_drift(reference, rng.normal(0, 1, 2000))
+    shifted = feature_drift(reference, rng.normal(0.8, 1, 2000))
+    assert same.psi < 0.05 and not same.drifted
+    assert shifted.psi > PSI_DRIFT_THRESHOLD and shifted.drifted
+    assert shifted.ks_p_value < 1e-6 < same.ks_p_value
+
+
+def test_ks_equals_scipy_called_directly_on_the_same_windows() -> None:
+    rng = np.random.default_rng(2)
+    values = rng.normal(0, 1, 3000)
+    reference = reference_feature(values)
+    current = rng.normal(0.1, 1.2, 1500)
+    ours = feature_drift(reference, current)
+    direct = stats.ks_2samp(values, current, method="asymp")  # sample == all 3000 values
+    assert ours.ks_statistic == pytest.approx(direct.statistic)
+    assert ours.ks_p_value == pytest.approx(direct.pvalue)
+
+
+def test_missing_values_are_left_out_of_psi_and_counted_apart() -> None:
+    rng = np.random.default_rng(3)
+    reference = reference_feature(rng.normal(0, 1, 5000))
+    current = rng.normal(0, 1, 1000)
+    holed = current.copy()
+    holed[:300] = np.nan
+    result = feature_drift(reference, holed)
+    assert result.missing_rate == pytest.approx(0.3)
+    assert result.psi == pytest.approx(psi(reference, current[300:]))
+
+
+def test_discrete_reference_merges_tied_bins() -> None:
+    reference = reference_feature(np.array([1.0] * 900 + [2.0] * 100))
+    assert len(reference.proportions) == len(reference.edges) + 1
+    assert sum(reference.proportions) == pytest.approx(1.0)
+    assert psi(reference, np.array([1.0] * 90 + [2.0] * 10)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_bulk_observe_matches_one_observe_per_value() -> None:
+    from prometheus_client import CollectorRegistry, Histogram, Summary
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values = np.random.default_rng(4).uniform(0.5, 1.0, 500)
+    values[:5] = [0.55, 0.6, 1.0, 0.5, 0.75]  # on bucket bounds: le is inclusive
+    registries = []
+    for bulk in (True, False):
+        registry = CollectorRegistry()
+        histogram = Histogram("h", "h", buckets=(0.55, 0.6, 0.75, 0.9, 1.0), registry=registry)
+        summary = Summary("s", "s", registry=registry)
+        if bulk:
+            observe_many(histogram, values)
+            observe_summary_many(summary, len(values), float(values.sum()))
+        else:
+            for value in values:
+                histogram.observe(float(value))
+                summary.observe(float(value))
+        registries.append(
+            {
+                (sample.name, tuple(sorted(sample.labels.items()))): round(sample.value, 6)
+                for family in text_string_to_metric_families(generate_latest(registry).decode())
+                for sample in family.samples
+                if not sample.name.endswith("_created")
+            }
+        )
+    assert registries[0] == registries[1]
+
+
+def test_durations_and_range_selectors_scale_with_the_clock() -> None:
+    assert parse_duration("1h30m") == 5400
+    assert scale_expr("rate(x[5m]) / rate(y[1h])", 30) == "rate(x[10s]) / rate(y[120s])"
+    assert scale_expr("max_over_time(x[15m:1m])", 60) == "max_over_time(x[15s:1m])"
+    with pytest.raises(MonitoringError, match="not a Prometheus duration"):
+        parse_duration("5 minutes")
+
+
+def test_scaled_rules_keep_every_rule_and_pass_promtool(tmp_path: Path) -> None:
+    import yaml
+
+    production = load_yaml(monitoring_file(RULES_FILE))
+    scaled = scaled_rules(production, 30)
+    path = tmp_path / "scaled.yml"
+    path.write_text(yaml.safe_dump(scaled), encoding="utf-8")
+    check = subprocess.run(
+        ["promtool", "check", "rules", str(path)], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    drift = next(
+        rule for group in scaled["groups"] for rule in group["rules"]
+        if rule.get("alert") == "ModelFeatureDrift"
+    )  # fmt: skip
+    assert drift["for"] == "10s"  # 5m / 30
+    assert production == load_yaml(monitoring_file(RULES_FILE))  # the committed file untouched
+
+
+def test_scaled_alertmanager_config_points_every_receiver_at_the_local_one() -> None:
+    production = load_yaml(monitoring_file("alertmanager.yml"))
+    scaled = scaled_alertmanager_config(production, 30, "http://127.0.0.1:5000")
+    assert scaled["route"]["group_wait"] == "1s"
+    assert scaled["route"]["group_interval"] == "10s"
+    urls = [w["url"] for r in scaled["receivers"] for w in r["webhook_configs"]]
+    assert urls == ["http://127.0.0.1:5000/oncall", "http://127.0.0.1:5000/model-team"]
