@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The GPU image of projects/llm-alignment: our code on PyTorch's official CUDA runtime image,
+# The GPU image of projects/llm-alignment: our code on a CUDA image
 # which already holds a CUDA build of torch (constrained, never replaced). For the GPU runners of
 # .github/workflows/gpu-bench.yml, and for training on bigger base models.
 # Build from the repo root (the shared library is part of the context):
@@ -11,16 +11,19 @@
 #       -m llm_alignment train-dpo --config /opt/app/configs/dpo_smollm2_1.7b_gpu.yaml --data /work/prefs.jsonl.gz
 # DeepSpeed (configs/accelerate_zero2.yaml) compiles its kernels with nvcc: add `deepspeed` on a
 # `-devel` base image (BASE_IMAGE) when you use it; FSDP and plain multi-GPU need nothing more.
-ARG BASE_IMAGE=pytorch/pytorch:2.13.0-cuda12.8-cudnn9-runtime
+# Any image with a CUDA build of torch and pip works as the base (PyTorch's official
+# pytorch/pytorch:<torch>-cuda<X.Y>-cudnn<N>-runtime, say); the default is the vLLM image that
+# llm-serving's GPU job already uses, so both GPU jobs pull one base.
+ARG BASE_IMAGE=vllm/vllm-openai:v0.33.0
 
 FROM ${BASE_IMAGE} AS runtime
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY projects/llm-alignment/cuda-requirements.txt /tmp/cuda-requirements.txt
+COPY projects/llm-alignment/cuda-packages.txt /tmp/cuda-packages.txt
 RUN python3 -m pip list --format=freeze | grep -iE '^(torch|numpy)==' > /tmp/base-constraints.txt \
     && PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install \
-        -c /tmp/base-constraints.txt -r /tmp/cuda-requirements.txt \
-    && rm /tmp/base-constraints.txt /tmp/cuda-requirements.txt
+        -c /tmp/base-constraints.txt -r /tmp/cuda-packages.txt \
+    && rm /tmp/base-constraints.txt /tmp/cuda-packages.txt
 COPY shared/src/roadmap_lab /opt/app/roadmap_lab
 COPY projects/llm-alignment/src/llm_alignment /opt/app/llm_alignment
 COPY projects/llm-alignment/configs /opt/app/configs

@@ -32,10 +32,8 @@ def airflow_env(home: Path, sql_alchemy_conn: str | None = None) -> dict[str, st
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql_alchemy_conn
         or f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-        # Offline: no version check, no usage data.
-        "SCARF_ANALYTICS": "false",
+        # Offline: no usage data sent.
         "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
     }
 

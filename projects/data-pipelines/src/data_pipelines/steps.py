@@ -85,6 +85,23 @@ def layout(settings: PipelineSettings) -> OutputLayout:
     return OutputLayout(settings.output_root.resolve())
 
 
+def write_folder(target: Path, files: dict[str, bytes]) -> Path:
+    """Create folder ``target`` holding ``files``, all or nothing: written into a temp folder
+    beside it, then renamed into place (one atomic step on a POSIX filesystem)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        for name, data in files.items():
+            (building / name).write_bytes(data)
+            os.chmod(building / name, 0o644)
+        os.chmod(building, 0o755)
+        os.rename(building, target)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return target
+
+
 # --- fetch ----------------------------------------------------------------------------------
 
 
@@ -179,11 +196,8 @@ def validate(settings: PipelineSettings, fetched: dict[str, Any]) -> dict[str, A
     report, _ = validate_slice(key, data, settings, previous)
     if not report.passed:
         folder = out.quarantine_dir(key)
-        atomic_write_bytes(folder / "slice.csv", data)
-        atomic_write_bytes(
-            folder / "report.json",
-            json_bytes({**report.as_dict(), "sha256": sha256_hex(data), "rules": report.rules()}),
-        )
+        details = {**report.as_dict(), "sha256": sha256_hex(data), "rules": report.rules()}
+        write_folder(folder, {"slice.csv": data, "report.json": json_bytes(details)})
         shutil.rmtree(out.staging_dir(key), ignore_errors=True)  # the quarantine holds the bytes
         raise QuarantinedError(f"{report.summary()}; quarantined in {folder}")
     atomic_write_bytes(out.slice_file(key), data)
@@ -334,21 +348,14 @@ def publish(
     models = out.models_dir(key)
     target = models / version
     if not (target / "manifest.json").is_file():
-        models.mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(dir=models, prefix=f".{version}-"))
-        try:
-            for name, data in (
-                ("model.json", model_data),
-                ("metrics.json", metrics_data),
-                ("manifest.json", manifest_data),
-            ):
-                (building / name).write_bytes(data)
-                os.chmod(building / name, 0o644)
-            os.chmod(building, 0o755)
-            os.rename(building, target)  # atomic: readers see all three files or none
-        except BaseException:
-            shutil.rmtree(building, ignore_errors=True)
-            raise
+        write_folder(
+            target,
+            {
+                "model.json": model_data,
+                "metrics.json": metrics_data,
+                "manifest.json": manifest_data,
+            },
+        )
     atomic_write_bytes(models / "CURRENT", f"{version}\n".encode())
     shutil.rmtree(out.staging_dir(key), ignore_errors=True)
     logger.info("published slice %s model version %s -> %s", key, version, target)
