@@ -31,6 +31,8 @@ from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Literal, Self, get_args
 
+from roadmap_lab.data import HOUSING_FEATURES
+
 from data_pipelines.settings import FIRST_SLICE_DATE, LAST_SLICE_DATE, SLICE_PERIOD
 
 if TYPE_CHECKING:
@@ -40,19 +42,7 @@ logger = logging.getLogger(__name__)
 
 FaultKind = Literal["503", "reset", "truncate", "slow", "404", "corrupt"]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
-SLICE_COLUMNS = [
-    "id",
-    "MedInc",
-    "HouseAge",
-    "AveRooms",
-    "AveBedrms",
-    "Population",
-    "AveOccup",
-    "Latitude",
-    "Longitude",
-    "timestamp",
-    "clf_target",
-]
+SLICE_COLUMNS = ["id", *HOUSING_FEATURES, "timestamp", "clf_target"]
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S"
 SLICE_PATH = re.compile(r"^/slices/(\d{4}-\d{2}-\d{2})\.csv$")
 

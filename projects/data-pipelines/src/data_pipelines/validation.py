@@ -9,6 +9,8 @@ import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from roadmap_lab.data import HOUSING_FEATURES
+
 from data_pipelines.source import slice_bounds
 
 if TYPE_CHECKING:
@@ -17,16 +19,7 @@ if TYPE_CHECKING:
 
     from data_pipelines.settings import PipelineSettings
 
-FEATURES = [
-    "MedInc",
-    "HouseAge",
-    "AveRooms",
-    "AveBedrms",
-    "Population",
-    "AveOccup",
-    "Latitude",
-    "Longitude",
-]
+FEATURES = list(HOUSING_FEATURES)
 TARGET = "clf_target"
 # Physical bounds: California block groups (the census data's documented ranges, with margin).
 FEATURE_BOUNDS: dict[str, tuple[float, float]] = {
