@@ -11,18 +11,30 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytest
 from roadmap_lab.results import (
+    BenchmarkConditions,
+    BusyMachineError,
     ResultsWriter,
+    Target,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     committed_results,
+    ensure_quiet_machine,
     find_repo_root,
+    headline_figure,
     invocation,
+    parse_target,
+    process_tree_cpu_seconds,
     publish_benchmark,
     reference_headline,
+    verdict,
 )
+from roadmap_lab.stats import Interval, poisson_rate
 
 HEADLINE = {"name": "macro-F1", "value": 0.79, "unit": "", "baseline": 0.73, "target": ">= 0.75"}
+# What ResultsWriter stores for it: no interval, so no verdict but "unverified".
+WRITTEN = {**HEADLINE, "verdict": "unverified"}
+QUIET = {"conditions": {"cores": 2, "load_average_before": [0.5, 0.4, 0.3]}}
 
 
 def test_atomic_write_text_creates_folders_and_replaces(tmp_path: Path) -> None:
@@ -87,7 +99,7 @@ def test_results_writer_output_schema(tmp_path: Path) -> None:
     assert results["status"] == "ok"
     assert results["command"] == "demo run"
     assert results["details"] == {"epochs": 2}
-    assert results["headline"] == [HEADLINE]
+    assert results["headline"] == [WRITTEN]
     assert results["plots"] == ["loss.png"]
     assert (path.parent / "loss.png").read_bytes().startswith(b"\x89PNG")
     measured_at = datetime.fromisoformat(results["measured_at"])
@@ -151,7 +163,7 @@ def test_benchmark_results_go_to_dist_and_are_published_only_when_asked(tmp_path
     ax.plot([0, 1], [1, 0])
     writer.save_figure(fig, "speed")
     plt.close(fig)
-    path = writer.write({"headline": [HEADLINE]})
+    path = writer.write({"headline": [HEADLINE], **QUIET})
     assert path == tmp_path / "dist" / "proj" / "benchmark" / "results.json"
     committed = repo / "projects" / "proj" / "benchmarks"
     assert list(committed.iterdir()) == []  # writing never touches the committed copy
@@ -164,9 +176,139 @@ def test_benchmark_results_go_to_dist_and_are_published_only_when_asked(tmp_path
 
 def test_publish_refuses_a_project_that_is_not_in_the_checkout(tmp_path: Path) -> None:
     repo = _fake_checkout(tmp_path / "repo", "other")
-    path = ResultsWriter("proj", tmp_path / "dist", "c", kind="benchmark").write({})
+    path = ResultsWriter("proj", tmp_path / "dist", "c", kind="benchmark").write(QUIET)
     with pytest.raises(ValueError, match="no project folder"):
         publish_benchmark(path, repo_root=repo)
+
+
+@pytest.mark.parametrize(
+    ("conditions", "message"),
+    [
+        ({}, "record no conditions"),
+        ({"conditions": {"cores": 2, "load_average_before": [2.5, 1, 1]}}, "busy machine"),
+    ],
+)
+def test_publish_refuses_results_from_a_busy_or_unknown_machine(
+    tmp_path: Path, conditions: dict, message: str
+) -> None:
+    repo = _fake_checkout(tmp_path / "repo", "proj")
+    path = ResultsWriter("proj", tmp_path / "dist", "c", kind="benchmark").write(conditions)
+    with pytest.raises(BusyMachineError, match=message):
+        publish_benchmark(path, repo_root=repo)
+    assert list((repo / "projects" / "proj" / "benchmarks").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("target", "low", "high", "expected"),
+    [
+        (">= 2", 2.0, 3.0, "met"),
+        (">= 2", 1.99, 3.0, "within noise"),
+        (">= 2", 1.0, 1.99, "missed"),
+        ("> 0.5", 0.5, 0.7, "within noise"),
+        ("> 0.5", 0.51, 0.7, "met"),
+        ("> 0.5", 0.3, 0.5, "missed"),
+        ("< 5", -6.2, 3.9, "met"),
+        ("< 5", 4.0, 6.9, "within noise"),
+        ("< 5", 5.0, 6.9, "missed"),
+        ("<= 1", 0.2, 1.0, "met"),
+        ("<= 1", 1.01, 1.5, "missed"),
+    ],
+)
+def test_the_verdict_comes_from_the_whole_interval(
+    target: str, low: float, high: float, expected: str
+) -> None:
+    assert verdict(target, {"low": low, "high": high}) == expected
+
+
+def test_no_interval_is_unverified_and_no_target_no_verdict() -> None:
+    assert verdict(">= 2", None) == "unverified"
+    assert verdict(None, {"low": 1, "high": 2}) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "unit", "expected"),
+    [
+        (">= 30", None, Target(">=", 30.0)),
+        ("< 5", "s", Target("<", 5.0)),
+        (">1.5", None, Target(">", 1.5)),
+        (">= -1e-3", None, Target(">=", -0.001)),
+        (">= 30 tok/s", "tok/s", Target(">=", 30.0)),
+    ],
+)
+def test_targets_are_one_sided_comparisons(text: str, unit: str | None, expected: Target) -> None:
+    assert parse_target(text, unit) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "unit"),
+    [("detected", None), ("reported", None), ("== 1", None), ("30", None),
+     (">= 30 per batch", "tok/s"), ("", None)],
+)
+def test_words_are_not_targets(text: str, unit: str | None) -> None:
+    with pytest.raises(ValueError, match="is not a comparison"):
+        parse_target(text, unit)
+
+
+def test_a_headline_figure_takes_its_value_from_the_interval_and_computes_its_verdict() -> None:
+    ratio = Interval(2.31, 2.05, 2.6, 0.95, "paired ratio (t on log ratios)", 5)
+    item = headline_figure("throughput", None, "x", target=">= 2", interval=ratio, digits=2)
+    assert item["value"] == 2.31 and item["verdict"] == "met"
+    assert item["interval"] == {
+        "low": 2.05, "high": 2.6, "confidence": 0.95,
+        "method": "paired ratio (t on log ratios)", "n": 5,
+    }
+    assert headline_figure("cold start", 12.0, "s", target="< 60")["verdict"] == "unverified"
+
+
+def test_a_short_replay_cannot_earn_met_by_seeing_nothing() -> None:
+    # 0 false alerts in 10 minutes: the exact upper bound is ~22 per hour.
+    short = headline_figure(
+        "false alerts", None, "per hour", target="< 1",
+        interval=poisson_rate(0, 10 / 60, unit="per hour"),
+    )
+    long = headline_figure(
+        "false alerts", None, "per hour", target="< 1",
+        interval=poisson_rate(0, 10, unit="per hour"),
+    )
+    assert short["value"] == 0 and short["verdict"] == "within noise"
+    assert long["verdict"] == "met"
+
+
+def test_the_writer_refuses_a_hand_written_verdict(tmp_path: Path) -> None:
+    claimed = {**HEADLINE, "verdict": "met"}  # no interval: the rule says unverified
+    with pytest.raises(ValueError, match="never by hand"):
+        ResultsWriter("p", tmp_path, "cmd").write({"headline": [claimed]})
+    with pytest.raises(ValueError, match="is not a comparison"):
+        ResultsWriter("p", tmp_path, "cmd").write({"headline": [{**HEADLINE, "target": "all"}]})
+
+
+def test_conditions_record_load_and_cpu_of_measured_processes() -> None:
+    conditions = BenchmarkConditions()
+    sum(range(3_000_000))
+    conditions.add_cpu("server", 1.5)
+    conditions.add_cpu("server", 0.5)
+    recorded = conditions.finish()
+    assert recorded["cores"] >= 1 and len(recorded["load_average_before"]) == 3
+    assert recorded["cpu_seconds"]["server"] == 2.0
+    assert recorded["cpu_seconds"]["benchmark process (with reaped children)"] > 0
+
+
+def test_process_tree_cpu_counts_a_busy_child(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "sum(range(30_000_000)); input()"],
+                             stdin=subprocess.PIPE)
+    try:
+        import time
+
+        deadline = time.monotonic() + 30
+        while process_tree_cpu_seconds(child.pid) < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert process_tree_cpu_seconds(child.pid) >= 0.3
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_find_repo_root_walks_up_from_a_subfolder(tmp_path: Path) -> None:
@@ -198,3 +340,13 @@ def test_reference_headline_marks_each_figure_with_its_date() -> None:
     assert reference_headline(committed) == [
         {**HEADLINE, "reference": True, "measured_at": "2026-11-26T10:36:38+00:00"}
     ]
+
+
+def test_publishing_needs_a_quiet_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("roadmap_lab.results.load_average", lambda: [2.5, 1.0, 0.5])
+    with pytest.raises(BusyMachineError, match="load average 2.50 exceeds the 2 cores"):
+        ensure_quiet_machine()
+    monkeypatch.setattr("roadmap_lab.results.load_average", lambda: [1.9, 1.0, 0.5])
+    ensure_quiet_machine()
+    assert BenchmarkConditions().finish()["quiet"] is True

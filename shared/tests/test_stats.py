@@ -5,8 +5,12 @@ import pytest
 from roadmap_lab.stats import (
     Interval,
     bootstrap_mean,
+    cluster_bootstrap_mean,
     macro_f1_difference,
     mean_difference,
+    paired_ratio,
+    poisson_rate,
+    t_interval,
     weighted_macro_f1,
     wilson_interval,
 )
@@ -113,3 +117,58 @@ def test_interval_serialises_and_prints() -> None:
     interval = Interval(0.01, -0.005, 0.025, 0.95, "paired bootstrap", 1000)
     assert interval.as_dict()["low"] == -0.005
     assert str(interval) == "0.0100 [-0.0050, 0.0250] (95% paired bootstrap, n=1000)"
+
+
+def test_the_t_interval_uses_students_quantiles() -> None:
+    # n = 5: t(0.975, 4) = 2.7764.
+    repeats = [1.0, 2.5, 0.7, 3.1, 1.9]
+    interval = t_interval(repeats)
+    half = 2.7764 * np.std(repeats, ddof=1) / np.sqrt(5)
+    assert interval.low == pytest.approx(np.mean(repeats) - half, abs=1e-3)
+    assert (interval.method, interval.n) == ("t", 5)
+    with pytest.raises(ValueError, match="at least two"):
+        t_interval([1.0])
+
+
+def test_paired_ratio_is_the_geometric_mean_with_a_log_t_interval() -> None:
+    ratio = paired_ratio([2.0, 8.0], [1.0, 2.0])  # ratios 2 and 4
+    assert ratio.estimate == pytest.approx(np.sqrt(8))
+    assert ratio.low < 2 and ratio.high > 4
+    steady = paired_ratio([200, 210, 190, 205, 198], [100, 104, 96, 101, 99])
+    assert steady.low > 1.95 and steady.high < 2.06 and steady.n == 5
+    percent = steady.map(lambda r: 100 * (r - 1))
+    assert percent.estimate == pytest.approx(100 * (steady.estimate - 1))
+    with pytest.raises(ValueError, match="same count"):
+        paired_ratio([1, 2], [1])
+    with pytest.raises(ValueError, match="positive"):
+        paired_ratio([1, 0], [1, 1])
+
+
+def test_poisson_rate_matches_the_exact_interval() -> None:
+    # Garwood 95 %: 0 events -> [0, 3.689]; 3 events -> [0.619, 8.767].
+    none = poisson_rate(0, 1.0)
+    assert none.estimate == 0 and none.low == 0 and none.high == pytest.approx(3.689, abs=1e-3)
+    three = poisson_rate(3, 2.0, unit="per hour")
+    assert three.estimate == 1.5
+    assert three.low == pytest.approx(0.3094, abs=1e-3)
+    assert three.high == pytest.approx(4.3837, abs=1e-3)
+    assert three.method == "exact poisson, per hour"
+    with pytest.raises(ValueError, match="whole number"):
+        poisson_rate(-1, 1.0)
+
+
+def test_cluster_bootstrap_is_wider_than_treating_clustered_examples_as_independent() -> None:
+    rng = np.random.default_rng(0)
+    # 12 templates of 10 prompts each: a template's prompts share most of their outcome.
+    template_effect = rng.normal(0, 0.3, size=12)
+    scores = np.concatenate(
+        [np.clip(0.5 + effect + rng.normal(0, 0.05, 10), 0, 1) for effect in template_effect]
+    )
+    clusters = np.repeat(np.arange(12), 10)
+    clustered = cluster_bootstrap_mean(scores, clusters, seed=1)
+    naive = bootstrap_mean(scores, seed=1)
+    assert clustered.estimate == pytest.approx(scores.mean())
+    assert clustered.n == 12
+    assert (clustered.high - clustered.low) > 2 * (naive.high - naive.low)
+    with pytest.raises(ValueError, match="at least two clusters"):
+        cluster_bootstrap_mean([1.0, 0.0], ["a", "a"])

@@ -7,51 +7,36 @@ import sys
 from pathlib import Path
 
 import pytest
-from experiment_tracking.benchmark import verdict
+from experiment_tracking.benchmark import SeedResult, seed_quality_headlines
 from roadmap_lab.services import python_child_env
-from roadmap_lab.stats import Interval, student_t_quantile, t_interval
+from roadmap_lab.stats import Interval
 
 
-def interval(low: float, high: float) -> Interval:
-    return Interval((low + high) / 2, low, high, 0.95, "t", 5)
-
-
-@pytest.mark.parametrize(
-    ("low", "high", "below", "expected"),
-    [
-        (1.0, 4.0, True, "met"),
-        (3.0, 6.0, True, "within noise"),
-        (5.0, 8.0, True, "missed"),
-        (1.01, 1.05, False, "met"),
-        (0.98, 1.04, False, "within noise"),
-        (0.90, 0.99, False, "missed"),
-    ],
-)
-def test_a_target_is_met_only_when_the_whole_interval_meets_it(
-    low: float, high: float, below: bool, expected: str
-) -> None:
-    target = 5.0 if below else 1.0
-    assert verdict(interval(low, high), target, below=below) == expected
-
-
-def test_the_t_interval_uses_students_quantiles() -> None:
-    # Published two-sided 95 % quantiles; with df -> infinity the normal's 1.96.
-    for df, quantile in ((1, 12.7062), (2, 4.3027), (4, 2.7764), (9, 2.2622), (30, 2.0423)):
-        assert student_t_quantile(0.975, df) == pytest.approx(quantile, abs=1e-4)
-    assert student_t_quantile(0.975, 1e6) == pytest.approx(1.95996, abs=1e-4)
-    repeats = t_interval([1.0, 2.5, 0.7, 3.1, 1.9])
-    # mean 1.84, sample sd 1.0040: half width 2.7764 * 1.0040 / sqrt(5) = 1.2466
-    assert repeats.estimate == pytest.approx(1.84)
-    assert (repeats.low, repeats.high) == pytest.approx((0.5934, 3.0866), abs=1e-4)
-    assert (repeats.method, repeats.n) == ("t", 5)
+def test_seed_quality_is_a_paired_gain_with_a_t_interval_over_seeds() -> None:
+    seeds = [
+        SeedResult(
+            seed=seed,
+            split_sha256="x",
+            minilm={"macro_f1": minilm, "accuracy": 0.8},
+            baseline={"macro_f1": base, "accuracy": 0.78},
+            gain=Interval(minilm - base, 0.0, 0.1, 0.95, "paired bootstrap", 1000),
+            fine_tune={},
+            run_ids={},
+        )
+        for seed, (minilm, base) in enumerate([(0.81, 0.78), (0.80, 0.785), (0.815, 0.79)])
+    ]
+    gain, f1, accuracy = seed_quality_headlines(seeds)
+    assert gain["value"] == pytest.approx(0.0233, abs=1e-4) and gain["target"] == "> 0"
+    assert gain["interval"]["method"] == "t" and gain["interval"]["n"] == 3
+    assert gain["verdict"] == "met"  # every seed gains 0.015-0.03: the interval clears 0
+    assert f1["target"] is None and f1["verdict"] is None and accuracy["baseline"] == 0.78
 
 
 @pytest.mark.slow
 def test_benchmark_end_to_end_on_a_tiny_configuration(tmp_path: Path, tiny_model_dir: Path) -> None:
-    # A checkout to publish into: the benchmark looks for pants.toml above the working directory.
+    # Not published: publishing needs a quiet machine (tested in the shared library).
     checkout = tmp_path / "checkout"
-    (checkout / "projects" / "experiment-tracking").mkdir(parents=True)
-    (checkout / "pants.toml").write_text("")
+    checkout.mkdir()
     arguments = [
         "benchmark",
         "--model-dir",
@@ -66,7 +51,6 @@ def test_benchmark_end_to_end_on_a_tiny_configuration(tmp_path: Path, tiny_model
         "32",
         "--repeats",
         "2",
-        "--publish",
         "--no-progress",
     ]
     completed = subprocess.run(
@@ -104,7 +88,11 @@ def test_benchmark_end_to_end_on_a_tiny_configuration(tmp_path: Path, tiny_model
     per_seed = results["quality"]["per_seed"]
     assert [s["seed"] for s in per_seed] == [0, 1]
     assert per_seed[0]["split_sha256"] != per_seed[1]["split_sha256"]
-    f1, accuracy, ratio, overhead = results["headline"]
+    gain, f1, accuracy, ratio, overhead = results["headline"]
+    assert gain["value"] == pytest.approx(
+        sum(s["minilm"]["macro_f1"] - s["baseline"]["macro_f1"] for s in per_seed) / 2, abs=1e-4
+    )
+    assert gain["interval"]["n"] == 2 and gain["verdict"] in ("met", "within noise", "missed")
     assert f1["value"] == pytest.approx(
         sum(s["minilm"]["macro_f1"] for s in per_seed) / 2, abs=1e-4
     )
@@ -129,19 +117,20 @@ def test_benchmark_end_to_end_on_a_tiny_configuration(tmp_path: Path, tiny_model
         assert (run["open_seconds"] > 0) == (run["configuration"] == "ours_tracking_on")
         assert (run["finish_seconds"] > 0) == (run["configuration"] == "ours_tracking_on")
     overheads = results["throughput"]["tracking_overhead_percent_per_repeat"]
-    assert overhead["value"] == pytest.approx(sum(overheads) / 2, abs=0.01)
+    assert min(overheads) - 0.01 <= overhead["value"] <= max(overheads) + 0.01  # geometric mean
+    assert overhead["interval"]["method"] == "paired ratio (t on log ratios)"
     for item in (ratio, overhead):
         assert item["baseline_unit"] == "samples/s" and isinstance(item["baseline"], float)
         assert item["interval"]["low"] <= item["value"] <= item["interval"]["high"]
         assert item["verdict"] in ("met", "within noise", "missed")
 
-    # --publish copies the results and their plots into the checkout's committed folder.
-    committed = checkout / "projects" / "experiment-tracking" / "benchmarks"
-    assert (committed / "results.json").read_bytes() == results_file.read_bytes()
+    conditions = results["conditions"]
+    assert conditions["cores"] >= 1 and len(conditions["load_average_before"]) == 3
+    assert conditions["cpu_seconds"]["benchmark process (with reaped children)"] > 0
     assert set(results["plots"]) == {
         "quality_by_seed.png",
         "throughput_repeats.png",
         "tracking_overhead.png",
     }
     for plot in results["plots"]:
-        assert (committed / plot).read_bytes() == (results_file.parent / plot).read_bytes()
+        assert (results_file.parent / plot).is_file()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from et_testing import store_client
 from experiment_tracking.demo import DEMO_MODEL, run_demo
-from experiment_tracking.reporting import F1_HEADLINE
+from experiment_tracking.reporting import F1_HEADLINE, GAIN_HEADLINE
 from experiment_tracking.settings import ProjectSettings, TrainConfig
 from experiment_tracking.sweep import run_sweep
 from roadmap_lab.results import committed_results
@@ -58,8 +58,11 @@ def test_demo_writes_results_and_plots(tmp_path: Path, tiny_model_dir: Path) -> 
     assert results_file == tmp_path / "dist" / "experiment-tracking" / "results.json"
     assert results["status"] == "ok"
     assert results["command"] == "python -m experiment_tracking demo"
-    assert results["headline"][0]["name"] == F1_HEADLINE
-    assert {"name", "value", "unit", "baseline", "target"} <= set(results["headline"][0])
+    gain = results["headline"][0]
+    assert gain["name"] == GAIN_HEADLINE and gain["target"] == "> 0"
+    # The gain on the test rows carries its paired bootstrap interval, so it earns a verdict.
+    assert gain["interval"]["method"] == "paired bootstrap" and gain["interval"]["n"] > 0
+    assert gain["verdict"] in ("met", "within noise", "missed")
     assert set(results["plots"]) == {
         "baseline_vs_minilm.png",
         "confusion_matrix.png",
@@ -76,7 +79,7 @@ def test_demo_writes_results_and_plots(tmp_path: Path, tiny_model_dir: Path) -> 
     measured = [item for item in results["headline"] if not item.get("reference")]
     assert [item["name"] for item in references] == [h["name"] for h in committed["headline"]]
     assert {item["measured_at"] for item in references} == {committed["measured_at"]}
-    assert {item["name"] for item in measured} >= {F1_HEADLINE, "Demo wall time"}
+    assert {item["name"] for item in measured} >= {F1_HEADLINE, "Demo wall time (budget 300 s)"}
 
     assert len(results["gate"]) == 2
     second = results["gate"][1]

@@ -15,6 +15,12 @@ def test_benchmark_writes_every_run_and_the_headline_targets(settings) -> None:
     results = json.loads(results_file.read_text())
     assert results_file.parent == settings.dist_dir / "prompt-registry" / "benchmark"
     assert [h["target"] for h in results["headline"]] == [">= 3", ">= 20"]
+    # Two repeats: each speed-up is a paired ratio over them, with its computed verdict.
+    for item in results["headline"]:
+        assert item["interval"]["n"] == 2
+        assert item["interval"]["method"] == "paired ratio (t on log ratios)"
+        assert item["verdict"] in ("met", "within noise", "missed")
+    assert results["conditions"]["cores"] >= 1
     batching = results["batching"]["runs_in_order"]
     # Alternating order: batched first in repeat 0, one at a time first in repeat 1.
     assert [r["batch_size"] for r in batching] == [2, 1, 1, 2]

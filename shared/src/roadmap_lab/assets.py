@@ -18,10 +18,11 @@ import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
+from roadmap_lab.errors import LabError
 from roadmap_lab.settings import cache_dir
 
 
-class AssetError(RuntimeError):
+class AssetError(LabError):
     """A data or model asset is missing or wrong; the message says how to fix it."""
 
 

@@ -1,4 +1,12 @@
-"""Atomic file writes, and the results convention every project follows.
+"""Atomic file writes, the results convention every project follows, and the verdict rule.
+
+* A headline figure with a target carries its interval, and its verdict comes from the interval,
+  never from a person: ``met`` when the whole interval is on the target's side, ``missed`` when
+  the whole interval is on the other side, ``within noise`` when it straddles the target,
+  ``unverified`` when there is no interval (``verdict``). ``headline_figure`` builds an item;
+  ``ResultsWriter.write`` computes every verdict and refuses one that differs from the rule.
+* A benchmark records its conditions (``BenchmarkConditions``: load average before and after,
+  CPU-seconds of each measured process) and publishes only from a quiet machine.
 
 * The demo writes ``dist/<project>/results.json`` (+ plots): what the showcase reads.
 * The benchmark writes ``dist/<project>/benchmark/results.json`` (+ plots), and copies both to the
@@ -12,14 +20,19 @@ from __future__ import annotations
 
 import io
 import json
+import operator
 import os
+import re
 import shlex
 import sys
 import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
+from roadmap_lab.errors import LabError
 from roadmap_lab.machine import describe_machine
 
 if TYPE_CHECKING:
@@ -32,22 +45,265 @@ COMMITTED_RESULTS = "projects/{project}/benchmarks/results.json"
 BUILD_ROOT_MARKER = "pants.toml"
 
 
-class Headline(TypedDict):
-    """One figure a project's issue names as a target, e.g. target ``">= 30"``.
+class Interval(Protocol):
+    """What the verdict rule reads of an interval (``roadmap_lab.stats.Interval`` has it); a
+    protocol, so that results need neither numpy nor scipy."""
 
-    ``baseline_unit`` is the baseline's unit when it differs from the figure's (a ratio "x" against
-    HF's tok/s). ``reference`` marks a figure carried from the committed benchmark rather than
-    measured by the run that wrote the file (``measured_at`` says when it was).
-    """
+    @property
+    def estimate(self) -> float: ...
+    @property
+    def low(self) -> float: ...
+    @property
+    def high(self) -> float: ...
+    @property
+    def confidence(self) -> float: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def n(self) -> int: ...
 
-    name: str
-    value: Any
-    unit: str
-    baseline: Any
-    target: str | None
-    baseline_unit: NotRequired[str]
-    reference: NotRequired[bool]
-    measured_at: NotRequired[str | None]
+
+Verdict = Literal["met", "within noise", "missed", "unverified"]
+VERDICTS: tuple[Verdict, ...] = ("met", "within noise", "missed", "unverified")
+
+
+class IntervalFields(TypedDict):
+    """A figure's interval as results files store it (its estimate is the figure's value)."""
+
+    low: float
+    high: float
+    confidence: float
+    method: str
+    n: int
+
+
+# One headline figure, as results files store it: ``name``, ``value``, ``unit``, ``baseline``,
+# ``target`` (a comparison such as ``">= 30"``, or None), ``interval`` (``IntervalFields`` or None)
+# and ``verdict`` (computed by the rule; None without a target), plus optional keys:
+# ``baseline_unit`` when the baseline's unit differs from the figure's (a ratio "x" against HF's
+# tok/s), ``reference`` for a figure carried from the committed benchmark rather than measured by
+# the run that wrote the file (``measured_at`` says when it was), and details of the project's
+# (per-repeat values, a note). A plain dict: projects add their own details.
+Headline = dict[str, Any]
+
+
+# --- the verdict rule ---------------------------------------------------------------------------
+
+_COMPARISONS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+}
+_TARGET = re.compile(r"\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A one-sided comparison a figure must satisfy: ``>= 2``, ``> 0.5``, ``< 5``."""
+
+    op: str
+    threshold: float
+
+    def holds(self, value: float) -> bool:
+        return _COMPARISONS[self.op](value, self.threshold)
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.threshold:g}"
+
+
+def parse_target(text: str, unit: str | None = None) -> Target:
+    """The comparison in ``text`` (``">= 2"``; a trailing word only when it repeats ``unit``, as
+    in ``">= 30 tok/s"``). ValueError for anything else: words such as "detected" or "reported"
+    are no target; say them as a comparison or give the figure no target."""
+    match = _TARGET.fullmatch(text) if isinstance(text, str) else None
+    if match is not None:
+        op, number, suffix = match.groups()
+        if not suffix or (isinstance(unit, str) and suffix.casefold() == unit.strip().casefold()):
+            return Target(op, float(number))
+    raise ValueError(
+        f"target {text!r} is not a comparison such as '>= 2', '> 0.5' or '< 5' "
+        "(a figure without one has target None)"
+    )
+
+
+def verdict(
+    target: str | None, interval: Mapping[str, Any] | None, unit: str | None = None
+) -> Verdict | None:
+    """The verdict of a figure on ``target`` from its ``interval`` (``low``/``high``): ``met``
+    when every value of the interval satisfies the target, ``missed`` when none does, ``within
+    noise`` when it straddles the target, ``unverified`` without an interval; None without a
+    target."""
+    if target is None:
+        return None
+    parsed = parse_target(target, unit)
+    if interval is None:
+        return "unverified"
+    low, high = float(interval["low"]), float(interval["high"])
+    if low > high:
+        raise ValueError(f"interval low {low} is above its high {high}")
+    # The interval's worst and best ends, seen from the target.
+    worst, best = (low, high) if parsed.op in (">=", ">") else (high, low)
+    if parsed.holds(worst):
+        return "met"
+    if not parsed.holds(best):
+        return "missed"
+    return "within noise"
+
+
+def interval_fields(interval: Interval, digits: int = 4) -> IntervalFields:
+    """An ``roadmap_lab.stats.Interval`` as a headline stores it (rounded to ``digits``)."""
+    return {
+        "low": round(interval.low, digits),
+        "high": round(interval.high, digits),
+        "confidence": interval.confidence,
+        "method": interval.method,
+        "n": interval.n,
+    }
+
+
+def headline_figure(
+    name: str,
+    value: Any,
+    unit: str,
+    *,
+    baseline: Any = None,
+    target: str | None = None,
+    interval: Interval | None = None,
+    digits: int = 4,
+    **details: Any,
+) -> Headline:
+    """A headline item: ``value`` is the interval's estimate when an interval is given (rounded
+    to ``digits``); the verdict is computed by the rule. ``details`` are kept as extra keys
+    (``baseline_unit``, per-repeat values, a note)."""
+    if interval is not None:
+        value = round(interval.estimate, digits)
+    item: Headline = {
+        "name": name,
+        "value": value,
+        "unit": unit,
+        "baseline": baseline,
+        "target": target,
+        "interval": None if interval is None else interval_fields(interval, digits),
+        **details,
+    }
+    item["verdict"] = verdict(target, item["interval"], unit)
+    return item
+
+
+def with_verdicts(headline: list[Headline]) -> list[Headline]:
+    """Each item with the verdict the rule gives it. ValueError when an item carries a verdict
+    that differs from the rule's (verdicts are computed, never written by hand)."""
+    checked = []
+    for item in headline:
+        computed = verdict(item.get("target"), item.get("interval"), item.get("unit"))
+        if "verdict" in item and item["verdict"] != computed:
+            raise ValueError(
+                f"headline {item.get('name')!r} says {item['verdict']!r}, the rule says "
+                f"{computed!r}: verdicts come from the interval, never by hand"
+            )
+        checked.append({**item, "verdict": computed})
+    return checked
+
+
+# --- benchmark conditions -----------------------------------------------------------------------
+
+
+class BusyMachineError(LabError):
+    """The machine is too loaded for a benchmark to be published."""
+
+
+def load_average() -> list[float]:
+    """The 1-, 5- and 15-minute load averages."""
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def ensure_quiet_machine(cores: int | None = None) -> None:
+    """Raise BusyMachineError when the 1-minute load average exceeds the core count: a figure
+    measured beside other work says more about that work than about ours."""
+    cores = cores or os.cpu_count() or 1
+    load = load_average()[0]
+    if load > cores:
+        raise BusyMachineError(
+            f"load average {load:.2f} exceeds the {cores} cores: stop other work (builds, tests, "
+            "other benchmarks) and wait for it to settle before publishing"
+        )
+
+
+def _proc_stat_seconds(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU-seconds of the process and of its reaped children), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    # After "(comm)": state ppid ... utime(12) stime(13) cutime(14) cstime(15), 1-based from state.
+    return int(fields[1]), sum(int(value) for value in fields[11:15]) / ticks
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """CPU-seconds used so far by process ``pid``, its live descendants and the children they
+    reaped (a server and its workers). Read it before and after the measured work."""
+    parents: dict[int, int] = {}
+    seconds: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _proc_stat_seconds(int(entry.name))) is not None:
+            parents[int(entry.name)], seconds[int(entry.name)] = stat
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, ppid in parents.items() if ppid == parent]
+        tree.update(children)
+        frontier.extend(children)
+    return round(sum(seconds.get(member, 0.0) for member in tree), 3)
+
+
+class BenchmarkConditions:
+    """What a benchmark ran beside: the load average when it started and when it ended, the core
+    count, and the CPU-seconds of each measured process (``add_cpu``; the benchmark's own process
+    is always recorded). Create it before the first measurement, write ``finish()`` into the
+    results as ``conditions``."""
+
+    def __init__(self) -> None:
+        self.cores = os.cpu_count() or 1
+        self.load_before = load_average()
+        self._own_start = self._own_cpu()
+        self.cpu_seconds: dict[str, float] = {}
+
+    @staticmethod
+    def _own_cpu() -> float:
+        times = os.times()
+        return times.user + times.system + times.children_user + times.children_system
+
+    def add_cpu(self, name: str, seconds: float) -> None:
+        """Add ``seconds`` of CPU used by the measured process ``name`` (summed over repeats)."""
+        self.cpu_seconds[name] = round(self.cpu_seconds.get(name, 0.0) + seconds, 3)
+
+    def finish(self) -> dict[str, Any]:
+        return {
+            "cores": self.cores,
+            "load_average_before": self.load_before,
+            "load_average_after": load_average(),
+            "quiet": self.load_before[0] <= self.cores,
+            "cpu_seconds": {
+                "benchmark process (with reaped children)": round(
+                    self._own_cpu() - self._own_start, 3
+                ),
+                **self.cpu_seconds,
+            },
+        }
+
+
+def conditions_problem(results: Mapping[str, Any]) -> str | None:
+    """Why ``results`` may not be published (no recorded conditions, or a start on a machine whose
+    load average exceeded its cores), or None."""
+    conditions = results.get("conditions")
+    if not isinstance(conditions, Mapping):
+        return "the results record no conditions (BenchmarkConditions)"
+    load, cores = conditions["load_average_before"][0], conditions["cores"]
+    if load > cores:
+        return f"it started at load average {load} on {cores} cores (a busy machine)"
+    return None
 
 
 def invocation(module: str, argv: list[str] | None = None) -> str:
@@ -111,6 +367,8 @@ def _validate_headline(headline: Any) -> None:
                 f"headline[{index}] ({item.get('name', '?')}) is missing {', '.join(missing)}; "
                 f"each item needs {', '.join(HEADLINE_KEYS)}"
             )
+        if item["target"] is not None:
+            parse_target(item["target"], item.get("unit"))
 
 
 class ResultsWriter:
@@ -148,8 +406,10 @@ class ResultsWriter:
         """Write results.json: the caller's keys, plus project, command, status, measured_at,
         machine, headline and plots where the caller did not set them.
 
-        Raises ValueError when a headline item lacks one of name, value, unit, baseline, target,
-        or when no command says what produced the results.
+        Every headline verdict is computed by the rule (``with_verdicts``). Raises ValueError
+        when a headline item lacks one of name, value, unit, baseline, target, has a target that
+        is not a comparison or a verdict that differs from the rule's, or when no command says
+        what produced the results.
         """
         payload: dict[str, Any] = {
             "project": self.project,
@@ -164,6 +424,7 @@ class ResultsWriter:
         if not isinstance(payload["command"], str) or not payload["command"].strip():
             raise ValueError("results need the command that produced them (see invocation())")
         _validate_headline(payload["headline"])
+        payload["headline"] = with_verdicts(payload["headline"])
         return atomic_write_json(self.folder / "results.json", payload)
 
 
@@ -182,9 +443,13 @@ def publish_benchmark(results_file: Path, repo_root: Path | None = None) -> Path
     ``projects/<project>/benchmarks/`` folder of the checkout; returns the copied results file.
 
     Plots are copied first and results.json last, each atomically, so the committed results never
-    name a plot that is not there.
+    name a plot that is not there. BusyMachineError when the results record no conditions or were
+    measured on a busy machine.
     """
     results = json.loads(Path(results_file).read_text(encoding="utf-8"))
+    problem = conditions_problem(results)
+    if problem is not None:
+        raise BusyMachineError(f"not publishing {results_file}: {problem}")
     committed = (repo_root or find_repo_root()) / COMMITTED_RESULTS.format(
         project=results["project"]
     )
@@ -218,7 +483,7 @@ def reference_headline(committed: dict[str, Any]) -> list[Headline]:
     """The committed benchmark's headline, each figure marked as a reference with its date, so a
     report shows it beside the demo's own figures without counting it as measured now."""
     return [
-        cast(Headline, {**item, "reference": True, "measured_at": committed.get("measured_at")})
+        {**item, "reference": True, "measured_at": committed.get("measured_at")}
         for item in committed.get("headline", [])
     ]
 

@@ -1,13 +1,19 @@
-"""Intervals for figures measured on a finite set of examples.
+"""Intervals for measured figures: every headline figure with a target carries one, and its
+verdict comes from the interval (``roadmap_lab.results.verdict``), never from the point estimate.
 
-* ``wilson_interval``: a proportion (pass rate, win rate with ties as half) and its interval.
-* ``bootstrap_mean``: a mean of per-example scores with a percentile bootstrap interval.
-* ``t_interval``: a mean of a few repeated measurements (benchmark repeats, seeds) with Student's
-  t interval; with so few values a bootstrap interval is too narrow.
+* ``wilson_interval``: a proportion (pass rate, win rate with ties as half).
+* ``bootstrap_mean``: a mean of per-example scores, percentile bootstrap.
+* ``cluster_bootstrap_mean``: the same when examples come in groups that are not independent
+  (prompts made from one template): whole clusters are resampled, so ``n`` is the cluster count.
+* ``t_interval``: a mean of a few repeated measurements (benchmark repeats, seeds), Student's t.
+* ``paired_ratio``: ours / baseline over interleaved repeats (repeat i of each side ran back to
+  back, so drift of the machine cancels): a t interval on the log ratios, back-transformed, which
+  gives the geometric mean ratio. ``Interval.map`` turns it into a percentage change.
+* ``poisson_rate``: an event count over an exposure (false alerts per hour), with the exact
+  (Garwood) interval, so seeing nothing in a short window still leaves a stated upper bound.
 * Paired differences of two systems scored on the same examples, by paired bootstrap (rows are
   resampled once and both systems are scored on the same resample, so example difficulty cancels):
-  ``mean_difference`` for per-example scores (pass/fail, graded scores, correctness) and
-  ``macro_f1_difference`` for macro-F1, which is not a mean of per-example scores.
+  ``mean_difference`` for per-example scores and ``macro_f1_difference`` for macro-F1.
 
 A gate that decides on the interval's lower bound instead of the point estimate does not promote
 a model whose gain is within sampling noise (on 1,000 test rows the standard error of a macro-F1
@@ -23,6 +29,8 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
+from scipy.stats import chi2
+from scipy.stats import t as student_t
 
 DEFAULT_RESAMPLES = 2000
 
@@ -40,6 +48,18 @@ class Interval:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def map(self, function: Callable[[float], float], method: str | None = None) -> Interval:
+        """The interval of ``function(figure)`` for an increasing ``function`` (a ratio as a
+        percentage change: ``ratio.map(lambda r: 100 * (r - 1))``)."""
+        return Interval(
+            function(self.estimate),
+            function(self.low),
+            function(self.high),
+            self.confidence,
+            method or self.method,
+            self.n,
+        )
 
     def __str__(self) -> str:
         return (
@@ -69,61 +89,6 @@ def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> Inter
     return Interval(p, max(0.0, centre - half), min(1.0, centre + half), confidence, "wilson", n)
 
 
-def _regularized_incomplete_beta(a: float, b: float, x: float) -> float:
-    """I_x(a, b), from its continued fraction (modified Lentz, as Numerical Recipes' betacf)."""
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    if x > (a + 1) / (a + b + 2):  # the fraction converges quickly only below this point
-        return 1.0 - _regularized_incomplete_beta(b, a, 1.0 - x)
-    tiny = 1e-300
-
-    def guarded(value: float) -> float:
-        return value if abs(value) > tiny else tiny
-
-    c, d = 1.0, 1.0 / guarded(1.0 - (a + b) * x / (a + 1))
-    fraction = d
-    for m in range(1, 500):
-        for numerator in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 / guarded(1.0 + numerator * d)
-            c = guarded(1.0 + numerator / c)
-            fraction *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    log_front = (
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
-    return math.exp(log_front) * fraction / a
-
-
-def student_t_quantile(probability: float, df: float) -> float:
-    """The ``probability`` quantile of Student's t distribution with ``df`` degrees of freedom."""
-    if not 0 < probability < 1:
-        raise ValueError(f"probability must be between 0 and 1, got {probability}")
-    if df <= 0:
-        raise ValueError(f"degrees of freedom must be positive, got {df}")
-    if probability < 0.5:
-        return -student_t_quantile(1 - probability, df)
-
-    def upper_tail(t: float) -> float:  # P(T > t) for t >= 0
-        return 0.5 * _regularized_incomplete_beta(df / 2, 0.5, df / (df + t * t))
-
-    tail = 1 - probability
-    low, high = 0.0, 1.0
-    while upper_tail(high) > tail:
-        low, high = high, high * 2
-    for _ in range(200):  # bisection: the tail is monotone in t
-        middle = (low + high) / 2
-        low, high = (middle, high) if upper_tail(middle) > tail else (low, middle)
-        if high - low <= 1e-12 * high:
-            break
-    return (low + high) / 2
-
-
 def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> Interval:
     """The mean of repeated measurements with Student's t interval (needs at least two)."""
     _check_confidence(confidence)
@@ -131,10 +96,53 @@ def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -
     if array.size < 2:
         raise ValueError("a t interval needs at least two values")
     mean = float(array.mean())
-    half = student_t_quantile(1 - (1 - confidence) / 2, array.size - 1) * float(
+    half = float(student_t.ppf(1 - (1 - confidence) / 2, array.size - 1)) * float(
         array.std(ddof=1) / math.sqrt(array.size)
     )
     return Interval(mean, mean - half, mean + half, confidence, "t", int(array.size))
+
+
+def paired_ratio(
+    ours: Sequence[float] | np.ndarray,
+    baseline: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+) -> Interval:
+    """ours / baseline over paired repeats (``ours[i]`` and ``baseline[i]`` measured back to
+    back): the geometric mean of the per-repeat ratios with a t interval on their logarithms.
+    Both sides must be positive (throughputs, times); at least two pairs."""
+    a, b = _as_vector(ours, "ours"), _as_vector(baseline, "baseline")
+    if a.shape != b.shape:
+        raise ValueError(f"paired repeats need the same count: {a.size} vs {b.size}")
+    if (a <= 0).any() or (b <= 0).any():
+        raise ValueError("a ratio of repeats needs positive values on both sides")
+    logs = t_interval(np.log(a / b), confidence)
+    return Interval(
+        math.exp(logs.estimate),
+        math.exp(logs.low),
+        math.exp(logs.high),
+        confidence,
+        "paired ratio (t on log ratios)",
+        logs.n,
+    )
+
+
+def poisson_rate(
+    count: int, exposure: float, confidence: float = 0.95, unit: str = "per unit"
+) -> Interval:
+    """``count`` events seen over ``exposure`` (hours, requests, ...): the rate with its exact
+    two-sided Poisson (Garwood) interval. With no events the low end is 0 and the high end is
+    the bound a reader must accept: about 3.7 / exposure at 95 %."""
+    _check_confidence(confidence)
+    if count < 0 or int(count) != count:
+        raise ValueError(f"an event count must be a whole number >= 0, got {count}")
+    if exposure <= 0:
+        raise ValueError(f"exposure must be positive, got {exposure}")
+    alpha = 1 - confidence
+    low = 0.0 if count == 0 else float(chi2.ppf(alpha / 2, 2 * count)) / 2
+    high = float(chi2.ppf(1 - alpha / 2, 2 * count + 2)) / 2
+    rate = count / exposure
+    method = f"exact poisson, {unit}"
+    return Interval(rate, low / exposure, high / exposure, confidence, method, int(count))
 
 
 def bootstrap_weights(n: int, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> np.ndarray:
@@ -184,6 +192,37 @@ def bootstrap_mean(
         lambda w: (w @ values) / w.sum(axis=1),
         values.size,
         "bootstrap",
+        resamples,
+        confidence,
+        seed,
+    )
+
+
+def cluster_bootstrap_mean(
+    scores: Sequence[float] | np.ndarray,
+    clusters: Sequence[Any] | np.ndarray,
+    resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """The mean of per-example scores with a cluster bootstrap interval: each resample draws
+    whole clusters (e.g. every prompt made from one template) with replacement, so examples that
+    share a cluster are not counted as independent. ``n`` is the number of clusters."""
+    values = _as_vector(scores, "scores")
+    labels = list(clusters)
+    if len(labels) != values.size:
+        raise ValueError(f"one cluster per score: {values.size} scores, {len(labels)} clusters")
+    names = sorted(set(labels), key=str)
+    if len(names) < 2:
+        raise ValueError("a cluster bootstrap needs at least two clusters")
+    index = {name: position for position, name in enumerate(names)}
+    membership = np.zeros((len(names), values.size))
+    membership[[index[label] for label in labels], np.arange(values.size)] = 1.0
+    sums, sizes = membership @ values, membership.sum(axis=1)
+    return bootstrap_interval(
+        lambda w: (w @ sums) / (w @ sizes),
+        len(names),
+        f"cluster bootstrap ({len(names)} clusters, {values.size} examples)",
         resamples,
         confidence,
         seed,

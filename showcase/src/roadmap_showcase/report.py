@@ -8,10 +8,9 @@ from html import escape
 from pathlib import Path, PurePosixPath
 
 from roadmap_lab.machine import describe_machine
-from roadmap_lab.results import atomic_write_json, atomic_write_text
+from roadmap_lab.results import atomic_write_json, atomic_write_text, verdict
 
 from roadmap_showcase.runner import ProjectOutcome, ShowcaseRun
-from roadmap_showcase.targets import as_number, parse_target, target_met
 
 TITLE = "Roadmap Lab showcase"
 
@@ -55,6 +54,19 @@ def summary(run: ShowcaseRun, machine: dict) -> dict:
 
 
 # --- formatting helpers -----------------------------------------------------------------------
+
+
+def as_number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def format_number(value: object) -> str:
@@ -119,19 +131,36 @@ def baseline_unit(entry: dict) -> str | None:
     return unit
 
 
-def _targets_met(outcome: ProjectOutcome) -> tuple[int, int, int]:
-    """(met, checkable, references): met and checkable count the headline entries measured by
-    this run whose target is a simple comparison; references are carried figures."""
-    met = checked = references = 0
+# How each verdict is shown: (CSS class, symbol). Only "met" counts as met.
+VERDICT_STYLE = {
+    "met": ("met", "✓"),
+    "within noise": ("noise", "≈"),
+    "missed": ("missed", "✗"),
+    "unverified": ("muted", "?"),
+}
+
+
+def entry_verdict(entry: dict) -> str | None:
+    """The verdict of a headline entry by the shared rule (from its interval, never from a verdict
+    the file states); "invalid" when the target is no comparison; None without a target."""
+    try:
+        return verdict(entry.get("target"), entry.get("interval"), entry.get("unit"))
+    except (ValueError, TypeError, KeyError):
+        return "invalid"
+
+
+def verdict_counts(outcome: ProjectOutcome) -> tuple[dict[str, int], int]:
+    """(verdict -> count over the targeted figures this run measured, references carried)."""
+    counts: dict[str, int] = {}
+    references = 0
     for entry in (outcome.results or {}).get("headline", []):
         if is_reference(entry):
             references += 1
             continue
-        verdict = target_met(entry.get("value"), entry.get("target"), entry.get("unit"))
-        if verdict is not None:
-            checked += 1
-            met += verdict
-    return met, checked, references
+        found = entry_verdict(entry)
+        if found is not None:
+            counts[found] = counts.get(found, 0) + 1
+    return counts, references
 
 
 def _local_time(moment: datetime) -> str:
@@ -198,14 +227,21 @@ and it lists none yet. Add a <code>[[project]]</code> entry there
 def _overview(outcomes: list[ProjectOutcome]) -> str:
     rows = []
     for outcome in outcomes:
-        met, checked, references = _targets_met(outcome)
+        counts, references = verdict_counts(outcome)
+        checked = sum(counts.values())
         if not outcome.ok:
             targets = '<span class="muted">—</span>'
         elif checked == 0:
             targets = '<span class="muted">none measured</span>'
         else:
+            met = counts.get("met", 0)
             css = "met" if met == checked else "missed"
+            others = ", ".join(
+                f"{count} {name}" for name, count in sorted(counts.items()) if name != "met"
+            )
             targets = f'<span class="{css}">{met}/{checked} met</span>'
+            if others:
+                targets += f' <span class="muted">({escape(others)})</span>'
         if outcome.ok and references:
             targets += f' <span class="muted">(+{references} reference)</span>'
         rows.append(
@@ -281,6 +317,31 @@ def _figure(plot: str) -> str:
     )
 
 
+def format_interval(entry: dict) -> str:
+    interval = entry.get("interval")
+    if not isinstance(interval, dict):
+        return ""
+    return (
+        f" [{format_number(interval.get('low'))}, {format_number(interval.get('high'))}]"
+        f" ({format_number(100 * float(interval.get('confidence', 0)))}% {interval.get('method')},"
+        f" n={interval.get('n')})"
+    )
+
+
+def _verdict_cell(entry: dict) -> str:
+    if is_reference(entry):
+        when = str(entry.get("measured_at") or "?")[:10]
+        return (
+            f'<span class="muted" title="carried from the committed benchmark, not measured '
+            f'by this run">reference, measured {escape(when)}</span>'
+        )
+    found = entry_verdict(entry)
+    if found is None:
+        return '<span class="muted">—</span>'
+    css, symbol = VERDICT_STYLE.get(found, ("muted", "!"))
+    return f'<span class="{css}">{symbol} {escape(found)}</span>'
+
+
 def _headline_table(headline: list[dict]) -> str:
     if not headline:
         return '<p class="muted">No headline figures reported.</p>'
@@ -288,42 +349,26 @@ def _headline_table(headline: list[dict]) -> str:
     for entry in headline:
         unit = entry.get("unit")
         target = entry.get("target")
-        verdict = target_met(entry.get("value"), target, unit)
-        if is_reference(entry):
-            when = str(entry.get("measured_at") or "?")[:10]
-            status = (
-                f'<span class="muted" title="carried from the committed benchmark, not measured '
-                f'by this run">reference, measured {escape(when)}</span>'
-            )
-        elif verdict is True:
-            status = '<span class="met">✓ met</span>'
-        elif verdict is False:
-            status = '<span class="missed">✗ missed</span>'
-        elif target is None:
-            status = '<span class="muted">—</span>'
-        else:
-            why = (
-                "not a simple comparison"
-                if parse_target(target, unit) is None
-                else "value is not a number"
-            )
-            status = f'<span class="muted" title="{escape(why)}">not checked</span>'
         target_text = "—" if target is None else str(target)
         baseline = entry.get("baseline")
         shown_unit = baseline_unit(entry) if not isinstance(baseline, str) else None
         rows.append(
             f"<tr><td>{escape(str(entry.get('name')))}</td>"
-            f'<td class="num value">{escape(format_quantity(entry.get("value"), unit))}</td>'
+            f'<td class="num value">{escape(format_quantity(entry.get("value"), unit))}'
+            f'<span class="interval">{escape(format_interval(entry))}</span></td>'
             f'<td class="num">{escape(format_quantity(baseline, shown_unit))}</td>'
-            f'<td class="num">{escape(target_text)}</td><td>{status}</td></tr>'
+            f'<td class="num">{escape(target_text)}</td><td>{_verdict_cell(entry)}</td></tr>'
         )
     return f"""<table class="headline">
-<thead><tr><th>Measure</th><th class="num">Value</th><th class="num">Baseline</th>
-<th class="num">Target</th><th>Target met</th></tr></thead>
+<thead><tr><th>Measure</th><th class="num">Value [interval]</th><th class="num">Baseline</th>
+<th class="num">Target</th><th>Verdict</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
 </tbody>
-</table>"""
+</table>
+<p class="legend muted">Verdicts come from each figure's interval: met when all of it clears the
+target, within noise when it straddles the target, missed when none of it does, unverified when
+no interval was measured. Only "met" counts as met.</p>"""
 
 
 CSS = """
@@ -373,6 +418,10 @@ td.value { font-weight: 600; }
 .overview h2 { margin-bottom: 10px; }
 .met { color: var(--ok); font-weight: 600; }
 .missed { color: var(--bad); font-weight: 600; }
+.noise { color: #9a6700; font-weight: 600; }
+.interval { display: block; font-weight: 400; font-size: 12px; color: var(--muted);
+  white-space: normal; }
+.legend { font-size: 12.5px; margin: 8px 0 0; }
 .muted { color: var(--muted); }
 .plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 16px;
   margin-top: 16px; }

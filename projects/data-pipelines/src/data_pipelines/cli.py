@@ -248,12 +248,14 @@ def benchmark(
     dist_dir: Annotated[Path | None, typer.Option(help="Results folder.")] = None,
 ) -> None:
     """End-to-end wall time per logical date and Airflow's overhead vs a plain Python loop."""
-    from roadmap_lab.results import invocation, publish_benchmark
+    from roadmap_lab.results import ensure_quiet_machine, invocation, publish_benchmark
 
     from data_pipelines.benchmark import run_benchmark
 
     _setup()
     with cli_errors():
+        if publish:
+            ensure_quiet_machine()
         path, results = run_benchmark(_settings(dist_dir=dist_dir), invocation("data_pipelines"))
         table = Table("logical date", "dag.test() s", "plain loop s")
         for key, dag_s, plain_s in zip(
@@ -264,7 +266,7 @@ def benchmark(
         for item in results["headline"]:
             console.print(
                 f"{item['name']}: {item['value']} {item['unit']} (baseline {item['baseline']}, "
-                f"target {item['target']})"
+                f"target {item['target']}: {item['verdict'] or 'no target'})"
             )
         console.print(f"artefacts identical (DAG vs plain loop): {results['artefacts_identical']}")
         console.print(f"results -> {path}")

@@ -15,7 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from roadmap_lab.results import ResultsWriter, committed_results, reference_headline
+from roadmap_lab.results import (
+    ResultsWriter,
+    committed_results,
+    headline_figure,
+    reference_headline,
+)
 
 from experiment_tracking import PROJECT
 from experiment_tracking.data import LABELS, load_data
@@ -26,7 +31,7 @@ from experiment_tracking.plots import (
     learning_curve_figure,
 )
 from experiment_tracking.registry import CHAMPION, load_scorer, promote, version_for_alias
-from experiment_tracking.reporting import headline, quality_headlines
+from experiment_tracking.reporting import quality_headlines, test_set_gain
 from experiment_tracking.settings import ProjectSettings, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -112,6 +117,12 @@ def run_demo(
     lap("load_champion", mark)
 
     minilm = fine_tune.test_metrics
+    gain = test_set_gain(
+        short.test["label"].tolist(),
+        baseline.result.pipeline.predict(short.test["text"]).tolist(),
+        fine_tune.test_predictions,
+        seed=config.seed,
+    )
     writer = ResultsWriter(PROJECT, settings.dist_dir, command)
     writer.save_figure(
         comparison_figure(
@@ -144,15 +155,13 @@ def run_demo(
     committed = committed_results(PROJECT)
     results: dict[str, Any] = {
         "headline": [
-            *quality_headlines(minilm, baseline.result.test_metrics),
-            headline(
+            *quality_headlines(minilm, baseline.result.test_metrics, gain),
+            headline_figure(
                 "Promotion gate decisions (first model, then an under-trained one)",
                 gate_summary,
                 "",
-                None,
-                None,
             ),
-            headline("Demo wall time", total, "s", None, "< 300"),
+            headline_figure("Demo wall time (budget 300 s)", total, "s"),
             *(reference_headline(committed) if committed else []),
         ],
         "note": (

@@ -17,11 +17,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 from rich.table import Table
-from roadmap_lab.results import ResultsWriter
+from roadmap_lab.results import BenchmarkConditions, ResultsWriter, headline_figure
 
 from llm_alignment import plots
 from llm_alignment.data import load_dataset
-from llm_alignment.demo import WIN_RATE_TARGET, headline_item, win_rate_headline
+from llm_alignment.demo import WIN_RATE_TARGET, win_rate_headline
 from llm_alignment.dpo import DPOOptions, train_dpo
 from llm_alignment.evaluate import evaluate_policy, render_html
 from llm_alignment.pairs import PairOptions, build_pairs
@@ -80,6 +80,7 @@ def measure_dpo_speed(
 def run_benchmark(
     settings: ProjectSettings, sizes: BenchmarkSizes, command: str
 ) -> tuple[Path, Table]:
+    conditions = BenchmarkConditions()
     started = time.monotonic()
     model_dir = base_model_dir(settings.model_dir)
     run_dir = settings.run_dir / "benchmark"
@@ -172,26 +173,23 @@ def run_benchmark(
         win_rate_headline("DPO", dpo_report)
         + win_rate_headline("GRPO", grpo_report)
         + [
-            headline_item(
+            headline_figure(
                 "Reward model pairwise accuracy (held-out pairs)",
                 round(reward_accuracy["accuracy"], 3),
                 "fraction",
-                0.5,
-                None,
+                baseline=0.5,
             ),
-            headline_item(
+            headline_figure(
                 "DPO train steps/s with precomputed ref log-probs (ratio)",
                 round(speed_ratio, 3),
                 "x",
-                1.0,
-                None,
+                baseline=1.0,
             ),
-            headline_item(
+            headline_figure(
                 "DPO peak memory with precomputed ref log-probs (ratio)",
                 round(memory_ratio, 3),
                 "x",
-                1.0,
-                None,
+                baseline=1.0,
             ),
         ]
     )
@@ -214,6 +212,7 @@ def run_benchmark(
         },
         "pages": ["samples_dpo.html", "samples_grpo.html"],
         "seconds": round(time.monotonic() - started, 1),
+        "conditions": conditions.finish(),
     }
     path = writer.write(results)
 

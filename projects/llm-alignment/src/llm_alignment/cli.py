@@ -448,7 +448,7 @@ def benchmark(
     """Win-rates with 95% CIs on a bigger run (DPO and GRPO), reward-model accuracy, and DPO
     steps/s and peak memory with and without precomputed reference log-probs."""
     with cli_errors():
-        from roadmap_lab.results import invocation, publish_benchmark
+        from roadmap_lab.results import ensure_quiet_machine, invocation, publish_benchmark
 
         from llm_alignment.benchmark import BenchmarkSizes, run_benchmark
 
@@ -461,6 +461,8 @@ def benchmark(
             grpo_steps=grpo_steps,
             reuse_data=reuse_data,
         )
+        if publish:
+            ensure_quiet_machine()
         path, table = run_benchmark(settings, sizes, invocation("llm_alignment"))
         console.print(table)
         console.print(f"results: {path}")

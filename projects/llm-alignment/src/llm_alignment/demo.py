@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-from roadmap_lab.results import ResultsWriter, committed_results, reference_headline
+from roadmap_lab.results import (
+    Headline,
+    ResultsWriter,
+    committed_results,
+    headline_figure,
+    reference_headline,
+)
+from roadmap_lab.stats import Interval
 
 from llm_alignment import plots
 from llm_alignment.data import load_dataset
@@ -35,29 +42,23 @@ class DemoSizes(BaseModel):
     batch_size: int = Field(default=4, ge=1)
 
 
-def headline_item(
-    name: str, value: Any, unit: str, baseline: Any, target: str | None
-) -> dict[str, Any]:
-    return {"name": name, "value": value, "unit": unit, "baseline": baseline, "target": target}
-
-
-def win_rate_headline(label: str, report: dict[str, Any]) -> list[dict[str, Any]]:
+def win_rate_headline(label: str, report: dict[str, Any]) -> list[Headline]:
+    """The win-rate against the base with its interval, on two targets: better than the base
+    (> 0.5) and a clear win (>= 0.65)."""
+    interval = Interval(
+        report["win_rate"], report["ci_low"], report["ci_high"], 0.95, "wilson", report["n"]
+    )
+    name = f"{label} win-rate vs base (held-out, ties half)"
     return [
-        headline_item(
-            f"{label} win-rate vs base (held-out, ties half)",
-            round(report["win_rate"], 3),
-            "fraction",
-            0.5,
-            ">= 0.65",
+        headline_figure(
+            f"{name}: better than base", None, "fraction", baseline=0.5, target="> 0.5",
+            interval=interval, digits=3,
         ),
-        headline_item(
-            f"{label} win-rate 95% CI lower bound",
-            round(report["ci_low"], 3),
-            "fraction",
-            0.5,
-            "> 0.5",
+        headline_figure(
+            f"{name}: clear win", None, "fraction", baseline=0.5, target=f">= {WIN_RATE_TARGET}",
+            interval=interval, digits=3,
         ),
-    ]
+    ]  # fmt: skip
 
 
 def run_demo(settings: ProjectSettings, sizes: DemoSizes, command: str) -> Path:
@@ -99,12 +100,11 @@ def run_demo(settings: ProjectSettings, sizes: DemoSizes, command: str) -> Path:
     writer.save_figure(plots.win_rates({"DPO": report}, WIN_RATE_TARGET), "win_rate")
     last = [h for h in dpo["history"] if "rewards/accuracies" in h][-1]
     headline = win_rate_headline("DPO (demo)", report) + [
-        headline_item(
+        headline_figure(
             "DPO reward accuracy on training pairs (last step)",
             round(last["rewards/accuracies"], 3),
             "fraction",
-            0.5,
-            None,
+            baseline=0.5,
         )
     ]
     committed = committed_results(PROJECT)

@@ -305,8 +305,10 @@ def _with_runs(session: dict[str, Any]) -> dict[str, Any]:
 
 def run_benchmark(settings: ServingSettings, config: BenchmarkConfig) -> dict[str, Any]:
     """Run everything and return the results dict (``report.write_results`` saves it)."""
+    from roadmap_lab.results import BenchmarkConditions
     from transformers import AutoTokenizer
 
+    conditions = BenchmarkConditions()
     started = time.monotonic()
     bf16_dir = resolve_model("smollm2")
     quant_dir = resolve_model(config.quantized_model)  # fails early with how to make it
@@ -352,7 +354,11 @@ def run_benchmark(settings: ServingSettings, config: BenchmarkConfig) -> dict[st
         quantization_report(quant_dir),
         chat.max_tokens,
     )
-    return {**results, "wall_s": round(time.monotonic() - started, 1)}
+    return {
+        **results,
+        "wall_s": round(time.monotonic() - started, 1),
+        "conditions": conditions.finish(),
+    }
 
 
 @dataclass(frozen=True)

@@ -270,6 +270,11 @@ def benchmark(
     setup_logging(settings.log_level)
     from llm_serving.report import write_results
 
+    if publish:
+        from roadmap_lab.results import ensure_quiet_machine
+
+        with _errors_as_one_line():
+            ensure_quiet_machine()
     path = write_results(_measure(settings, config), settings.dist_dir, kind="benchmark")
     _report(path)
     if publish:

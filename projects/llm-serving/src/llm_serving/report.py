@@ -10,6 +10,7 @@ from rich.table import Table
 from roadmap_lab.results import (
     ResultsWriter,
     committed_results,
+    headline_figure,
     invocation,
     reference_headline,
 )
@@ -108,25 +109,23 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
     out = []
     for key, name, value, unit, baseline, baseline_unit, goal, op, note in rows:
-        met = None if goal is None else (value >= goal if op == ">=" else value <= goal)
-        out.append(
-            {
-                "key": key,
-                "name": name,
-                "value": value,
-                "unit": unit,
-                "baseline": baseline,
-                "baseline_unit": baseline_unit,
-                "target": None if goal is None else f"{op} {goal:g}",
-                "met": met,
-                "note": note,
-            }
+        # Runs are not paired with intervals yet, so every targeted figure is "unverified" by
+        # the shared rule (the llm-serving issue adds the intervals).
+        figure = headline_figure(
+            name,
+            value,
+            unit,
+            baseline=baseline,
+            target=None if goal is None else f"{op} {goal:g}",
+            baseline_unit=baseline_unit,
+            note=note,
         )
+        out.append({"key": key, **figure})
     return out
 
 
 def _headline_item(target: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in target.items() if key not in ("key", "met")}
+    return {key: value for key, value in target.items() if key != "key"}
 
 
 def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -142,7 +141,7 @@ def demo_headline(results: dict[str, Any], judged: set[str]) -> list[dict[str, A
     for target in targets(results):
         item = _headline_item(target)
         if target["key"] not in judged:
-            item["target"] = None
+            item["target"] = item["verdict"] = None
         items.append({**item, "name": f"demo: {item['name']}"})
     committed = committed_results(PROJECT)
     if committed is not None:
@@ -186,13 +185,12 @@ def print_report(results: dict[str, Any], console: Console | None = None) -> Non
     table = Table(
         title=f"llm-serving targets ({results['device']}, {results['machine'].get('cpu_model')})"
     )
-    for column in ("measure", "value", "baseline", "target", "met"):
+    for column in ("measure", "value", "baseline", "target", "verdict"):
         table.add_column(column)
     for t in targets(results):
-        met = "-" if t["met"] is None else "yes" if t["met"] else "NO"
         table.add_row(
             t["name"], f"{t['value']}", f"{t['baseline']} {t['baseline_unit']}",
-            t["target"] or "-", met,
+            t["target"] or "-", t["verdict"] or "-",
         )  # fmt: skip
     console.print(table)
     online = Table(title=f"Online serving ({results['online']['model']}, OpenAI client, streaming)")

@@ -74,7 +74,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from roadmap_lab.machine import describe_machine, package_versions
-from roadmap_lab.results import ResultsWriter, publish_benchmark
+from roadmap_lab.results import (
+    BenchmarkConditions,
+    Headline,
+    ResultsWriter,
+    ensure_quiet_machine,
+    headline_figure,
+    publish_benchmark,
+)
 from roadmap_lab.services import (
     DEFAULT_PATH,
     LOCALHOST,
@@ -83,6 +90,7 @@ from roadmap_lab.services import (
     free_port,
     python_child_env,
 )
+from roadmap_lab.stats import paired_ratio
 
 from ml_cicd import PROJECT
 from ml_cicd.errors import MlCicdError
@@ -637,36 +645,40 @@ def summarise(
     }
 
 
-def headlines(summary: dict[str, Any], concurrency: Sequence[int]) -> list[dict[str, Any]]:
+def _at(summary: dict[str, Any], server: str, level: int) -> dict[str, Any]:
+    """The configuration of ``server`` at its best worker count and concurrency ``level``."""
+    key = (server, summary["best_workers"][server], level)
+    return next(c for c in summary["configurations"]
+                if (c["server"], c["workers"], c["concurrency"]) == key)  # fmt: skip
+
+
+def headlines(summary: dict[str, Any], concurrency: Sequence[int]) -> list[Headline]:
+    """Throughput and p99 of ours against MLflow's at the top concurrency, each server at its best
+    worker count, as paired ratios over the interleaved repeats (repeat i of both servers ran
+    back to back)."""
     top = max(concurrency)
-    at_top = next(c for c in summary["comparison"] if c["concurrency"] == top)
-    best = summary["best_workers"]
-    ratio = at_top["throughput_ratio"]
-    ours_p99, mlflow_p99 = at_top["ours_p99_ms"], at_top["mlflow_p99_ms"]
+    ours, theirs = _at(summary, OURS, top), _at(summary, MLFLOW, top)
+    figures = {}
+    for key in ("requests_per_s", "p99_ms"):
+        a, b = ours[f"{key}_per_repeat"], theirs[f"{key}_per_repeat"]
+        # One repeat gives a figure without an interval: unverified.
+        interval = paired_ratio(a, b) if len(a) > 1 else None
+        figures[key] = (round(_median(a) / _median(b), 3), interval)
+    (throughput_value, throughput), (p99_value, p99) = figures["requests_per_s"], figures["p99_ms"]
     return [
-        {
-            "name": f"throughput vs mlflow models serve (c={top})",
-            "value": round(ratio, 2),
-            "unit": "x",
-            "baseline": round(at_top["mlflow_requests_per_s"], 1),
-            "baseline_unit": "req/s",
-            "target": f">= {THROUGHPUT_TARGET:g}",
-            "ours_requests_per_s": round(at_top["ours_requests_per_s"], 1),
-            "workers": best,
-            "per_repeat": summary["throughput_ratio_per_repeat"],
-            "verdict": "met" if ratio >= THROUGHPUT_TARGET else "missed",
-        },
-        {
-            "name": f"p99 latency vs mlflow (c={top})",
-            "value": round(ours_p99, 2),
-            "unit": "ms",
-            "baseline": round(mlflow_p99, 2),
-            # "at equal or better p99": MLflow's p99 at the same concurrency, in this run.
-            "target": f"<= {round(mlflow_p99, 2):g}",
-            "workers": best,
-            "verdict": "met" if ours_p99 <= mlflow_p99 else "missed",
-        },
-    ]
+        headline_figure(
+            f"throughput vs mlflow models serve (c={top})", throughput_value, "x",
+            baseline=round(_median(theirs["requests_per_s_per_repeat"]), 1),
+            target=f">= {THROUGHPUT_TARGET:g}", interval=throughput, digits=3,
+            baseline_unit="req/s", workers=summary["best_workers"],
+            per_repeat=summary["throughput_ratio_per_repeat"],
+        ),
+        headline_figure(
+            f"p99 latency, ours / mlflow (c={top})", p99_value, "x",
+            baseline=round(_median(theirs["p99_ms_per_repeat"]), 2), target="<= 1",
+            interval=p99, digits=3, baseline_unit="ms", workers=summary["best_workers"],
+        ),
+    ]  # fmt: skip
 
 
 # --- Retrain, image size ------------------------------------------------------------------------
@@ -729,7 +741,7 @@ def image_size(value: str) -> dict[str, Any]:
 # --- Output -------------------------------------------------------------------------------------
 
 
-def _tables(summary: dict[str, Any], headline: list[dict[str, Any]]) -> tuple[Table, Table]:
+def _tables(summary: dict[str, Any], headline: list[Headline]) -> tuple[Table, Table]:
     best = summary["best_workers"]
     runs = Table(title="ml-cicd benchmark: wrk on loopback (medians over repeats)")
     for column in ("server", "workers", "concurrency", "req/s", "req/s per repeat", "p50 ms",
@@ -919,6 +931,9 @@ def run_benchmark(
     _validate(concurrency, duration_s, batch, workers, repeats, warmup_s)
     wrk = find_wrk()
     image = image_size(image_size_of) if image_size_of else None
+    if publish:
+        ensure_quiet_machine()
+    conditions = BenchmarkConditions()
     started = time.monotonic()
     cpu = client_cpu()
 
@@ -954,16 +969,12 @@ def run_benchmark(
 
     summary = summarise(measurements, concurrency, workers)
     headline = headlines(summary, concurrency)
-    headline.append({
-        "name": "retrain wall time (validate, train, evaluate, gate, register)",
-        "value": retrain_figures["seconds"],
-        "unit": "s",
-        "baseline": None,
-        "target": None,
-    })  # fmt: skip
+    headline.append(headline_figure(
+        "retrain wall time (validate, train, evaluate, gate, register)",
+        retrain_figures["seconds"], "s",
+    ))  # fmt: skip
     if image is not None:
-        headline.append({"name": "container image size", "value": image["megabytes"],
-                         "unit": "MB", "baseline": None, "target": None})  # fmt: skip
+        headline.append(headline_figure("container image size", image["megabytes"], "MB"))
     for table in _tables(summary, headline):
         console.print(table)
 
@@ -1001,6 +1012,7 @@ def run_benchmark(
         "measurements": [m.as_dict() for m in measurements],  # in run order
         "warmups": warmups,
         "wall_seconds": round(time.monotonic() - started, 1),
+        "conditions": conditions.finish(),
     })  # fmt: skip
     console.print(f"results -> {results_file}")
     if publish:

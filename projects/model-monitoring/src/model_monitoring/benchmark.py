@@ -25,7 +25,15 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
-from roadmap_lab.results import ResultsWriter, invocation, publish_benchmark
+from roadmap_lab.results import (
+    BenchmarkConditions,
+    Headline,
+    ResultsWriter,
+    ensure_quiet_machine,
+    headline_figure,
+    invocation,
+    publish_benchmark,
+)
 from roadmap_lab.services import uvicorn_app
 
 from model_monitoring.bundle import load_bundle
@@ -246,20 +254,22 @@ def _headline(
     baseline: float | None,
     baseline_unit: str | None,
     target: str | None,
-) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "name": name,
-        "value": round(value, 2),
-        "unit": unit,
-        "baseline": None if baseline is None else round(baseline, 3),
-        "target": target,
-    }
+) -> Headline:
+    """A figure measured once, without an interval: a target makes it "unverified" until the
+    benchmark repeats it (the model-monitoring issue)."""
+    item = headline_figure(
+        name, round(value, 2), unit, baseline=None if baseline is None else round(baseline, 3),
+        target=target,
+    )  # fmt: skip
     if baseline_unit:
         item["baseline_unit"] = baseline_unit
     return item
 
 
 def run_benchmark(settings: ServiceSettings, *, requests: int, publish: bool) -> Path:
+    if publish:
+        ensure_quiet_machine()
+    conditions = BenchmarkConditions()
     folder = settings.run_dir / "benchmark"
     bundle_dir = ensure_bundle(settings)
     reference, analysis = housing_periods()
@@ -358,6 +368,7 @@ def run_benchmark(settings: ServiceSettings, *, requests: int, publish: bool) ->
         "request_path": request_path,
         "drift_time": drift_time,
         "agreement": agreement,
+        "conditions": conditions.finish(),
     }
     path = writer.write(results)
     console.print(f"results -> {path}")

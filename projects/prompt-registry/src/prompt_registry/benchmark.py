@@ -28,7 +28,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 from roadmap_lab.machine import package_versions
-from roadmap_lab.results import ResultsWriter, publish_benchmark
+from roadmap_lab.results import (
+    BenchmarkConditions,
+    Headline,
+    ResultsWriter,
+    ensure_quiet_machine,
+    headline_figure,
+    publish_benchmark,
+)
+from roadmap_lab.stats import Interval, paired_ratio
 
 from prompt_registry import PROJECT
 from prompt_registry.golden import load_golden
@@ -153,9 +161,55 @@ def measure_cache(settings: ProjectSettings, run_dir: Path, repeats: int) -> dic
     }
 
 
+def paired_speedup(
+    runs: list[dict[str, Any]], key: str, candidate: Any, baseline: Any
+) -> Interval | None:
+    """candidate / baseline examples/s over the repeats (each repeat ran both back to back);
+    None with a single repeat (no interval)."""
+    per_repeat: dict[int, dict[Any, float]] = {}
+    for run in runs:
+        per_repeat.setdefault(run["repeat"], {})[run[key]] = run["examples_per_second"]
+    pairs = [(r[candidate], r[baseline]) for _, r in sorted(per_repeat.items())]
+    if len(pairs) < 2:
+        return None
+    return paired_ratio([c for c, _ in pairs], [b for _, b in pairs])
+
+
+def speedup_headlines(
+    batching: dict[str, Any], cache: dict[str, Any], sizes: BenchmarkSizes
+) -> list[Headline]:
+    return [
+        headline_figure(
+            f"Batched local generation (batch {sizes.batch_size}) vs one at a time, "
+            f"{sizes.repeats} interleaved repeats",
+            batching["speedup"],
+            "x",
+            baseline=batching["one_at_a_time_examples_per_second"],
+            target=">= 3",
+            interval=paired_speedup(batching["runs_in_order"], "batch_size", sizes.batch_size, 1),
+            digits=3,
+            baseline_unit="examples/s",
+        ),
+        headline_figure(
+            "Cached eval rerun vs cold (whole eval command, MLflow run included), "
+            f"{sizes.repeats} repeats",
+            cache["speedup"],
+            "x",
+            baseline=cache["cold_examples_per_second"],
+            target=">= 20",
+            interval=paired_speedup(cache["runs_in_order"], "run", "cached", "cold"),
+            digits=3,
+            baseline_unit="examples/s",
+        ),
+    ]
+
+
 def run_benchmark(
     settings: ProjectSettings, sizes: BenchmarkSizes, command: str, publish: bool = False
 ) -> tuple[Path, Path | None]:
+    if publish:
+        ensure_quiet_machine()
+    conditions = BenchmarkConditions()
     batching = measure_batching(settings, sizes)
     with tempfile.TemporaryDirectory(prefix="prompt-bench-") as scratch:
         cache = measure_cache(settings, Path(scratch) / "run", sizes.repeats)
@@ -195,37 +249,14 @@ def run_benchmark(
         "throughput",
     )
 
-    def verdict(value: float, target: float) -> str:
-        return "met" if value >= target else "missed"
-
     results = {
-        "headline": [
-            {
-                "name": f"Batched local generation (batch {sizes.batch_size}) vs one at a time, "
-                f"median of {sizes.repeats} interleaved repeats",
-                "value": batching["speedup"],
-                "unit": "x",
-                "baseline": batching["one_at_a_time_examples_per_second"],
-                "baseline_unit": "examples/s",
-                "target": ">= 3",
-                "verdict": verdict(batching["speedup"], 3),
-            },
-            {
-                "name": "Cached eval rerun vs cold (whole eval command, MLflow run included), "
-                f"median of {sizes.repeats} repeats",
-                "value": cache["speedup"],
-                "unit": "x",
-                "baseline": cache["cold_examples_per_second"],
-                "baseline_unit": "examples/s",
-                "target": ">= 20",
-                "verdict": verdict(cache["speedup"], 20),
-            },
-        ],
+        "headline": speedup_headlines(batching, cache, sizes),
         "sizes": sizes.model_dump(),
         "prompt": BENCH_PROMPT,
         "batching": batching,
         "cache": cache,
         "versions": package_versions(*MEASURED_PACKAGES),
+        "conditions": conditions.finish(),
     }
     results_file = writer.write(results)
     return results_file, publish_benchmark(results_file) if publish else None

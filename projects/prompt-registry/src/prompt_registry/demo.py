@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from roadmap_lab.results import (
+    Headline,
     ResultsWriter,
     atomic_write_text,
     committed_results,
+    headline_figure,
     reference_headline,
 )
 
@@ -129,17 +131,17 @@ def run_demo(settings: ProjectSettings, command: str, fresh: bool = True) -> Pat
     timings["total"] = total
     committed = committed_results(PROJECT)
 
-    def gate_headline(label: str, gate: GateResult, target: str) -> dict[str, Any]:
+    def gate_headline(label: str, gate: GateResult, target: str) -> Headline:
         assert gate.baseline is not None and gate.difference is not None
-        return {
-            "name": f"{label}: pass-rate difference vs production (paired, 95% CI "
-            f"[{gate.difference.low:+.3f}, {gate.difference.high:+.3f}]); gate "
+        return headline_figure(
+            f"{label}: pass-rate difference vs production (paired); gate "
             f"{'passed' if gate.passed else 'failed'}",
-            "value": round(gate.difference.estimate, 4),
-            "unit": "",
-            "baseline": round(gate.baseline.pass_rate, 4),
-            "target": target,
-        }
+            None,
+            "",
+            baseline=round(gate.baseline.pass_rate, 4),
+            target=target,
+            interval=gate.difference,
+        )
 
     results: dict[str, Any] = {
         "headline": [
@@ -154,20 +156,12 @@ def run_demo(settings: ProjectSettings, command: str, fresh: bool = True) -> Pat
                 regression_gate,
                 f"< -{settings.gate_max_drop}",
             ),
-            {
-                "name": "Gate decisions (improvement, regression)",
-                "value": ", ".join("passed" if g.passed else "caught" for g in gates),
-                "unit": "",
-                "baseline": None,
-                "target": "passed, caught",
-            },
-            {
-                "name": "Demo wall time",
-                "value": total,
-                "unit": "s",
-                "baseline": None,
-                "target": "< 180",
-            },  # fmt: skip
+            headline_figure(
+                "Gate decisions (improvement, regression; expected: passed, caught)",
+                ", ".join("passed" if g.passed else "caught" for g in gates),
+                "",
+            ),
+            headline_figure("Demo wall time (budget 180 s)", total, "s"),
             *(reference_headline(committed) if committed else []),
         ],
         "registered": registered,
