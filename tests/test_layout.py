@@ -3,7 +3,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from repo_checks import image_test_path, project_layout_problems, repo_root
+from repo_checks import image_test_path, project_folders, project_layout_problems, repo_root
+from shape_checks import (
+    ENTRY_POINT_MODULES,
+    MAIN_MODULE,
+    MAIN_PACKAGE_MODULES,
+    README_SECTIONS,
+    shape_problems,
+)
 
 
 def make_project(root: Path, name: str, skip: str | None = None) -> Path:
@@ -85,3 +92,58 @@ def test_tests_folder_with_only_helpers_is_reported(tmp_path: Path) -> None:
 
 def test_repo_projects_follow_the_layout(repo: Path) -> None:
     assert project_layout_problems(repo) == []
+
+
+def write_package(project: Path, package: str, modules: tuple[str, ...]) -> None:
+    folder = project / "src" / package
+    folder.mkdir(parents=True)
+    for module in modules:
+        (folder / f"{module}.py").write_text("")
+    (folder / "__main__.py").write_text(MAIN_MODULE.format(package=package))
+
+
+def shaped_project(root: Path) -> Path:
+    project = make_project(root, "data-pipes")
+    write_package(project, "data_pipes", ("__init__", *MAIN_PACKAGE_MODULES))
+    (project / "src" / "data_pipes" / "__init__.py").write_text('PROJECT = "data-pipes"\n')
+    write_package(project, "data_quantize", ENTRY_POINT_MODULES)
+    sections = "".join(f"## {section}\n\n### detail\n\n" for section in README_SECTIONS)
+    (project / "README.md").write_text(f"# data-pipes\n\n{sections}")
+    return project
+
+
+def test_a_project_of_the_common_shape_passes(tmp_path: Path) -> None:
+    assert shape_problems(shaped_project(tmp_path)) == []
+
+
+def test_shape_problems_are_named(tmp_path: Path) -> None:
+    project = shaped_project(tmp_path)
+    (project / "src" / "data_pipes" / "errors.py").unlink()
+    (project / "src" / "data_quantize" / "__main__.py").write_text("from x import main\nmain()\n")
+    (project / "src" / "data_pipes" / "demo.py").write_text('PROJECT = "data-pipes"\n')
+    readme = project / "README.md"
+    readme.write_text(readme.read_text().replace("## Tests", "## Testing"))
+    assert shape_problems(project) == [
+        "data-pipes: src/data_pipes/ has no errors.py",
+        "data-pipes: src/data_quantize/__main__.py is not the common form",
+        "data-pipes: PROJECT must be defined once, in __init__.py; found "
+        "['src/data_pipes/__init__.py', 'src/data_pipes/demo.py']",
+        "data-pipes: README.md's sections are ['What it does', 'Run it', 'What it measured', "
+        "'Testing', 'How it scales', 'Limits and known misses']; they must be ['What it does', "
+        "'Run it', 'What it measured', 'Tests', 'How it scales', 'Limits and known misses'] "
+        "(project-specific parts go in ### subsections)",
+    ]
+
+
+def test_repo_projects_have_the_common_shape(repo: Path) -> None:
+    assert [problem for p in project_folders(repo) for problem in shape_problems(p)] == []
+
+
+def test_no_project_defines_its_own_cli_error_handling(repo: Path) -> None:
+    # roadmap_lab.cli.cli_errors is the one place.
+    copies = [
+        str(path.relative_to(repo))
+        for path in (repo / "projects").rglob("*.py")
+        if "def cli_errors" in path.read_text(encoding="utf-8")
+    ]
+    assert copies == []

@@ -1,25 +1,14 @@
-"""Shared fixtures (and roadmap_lab's pytest plugin); registers the ``slow`` marker for tests that
-fetch or convert real assets or start real servers."""
+"""Shared fixtures, over roadmap_lab's own pytest plugin (the ``slow`` marker, an isolated
+offline environment, real servers)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-import roadmap_lab.pytest_plugin  # noqa: F401  (Pants infers dependencies from imports only)
+import roadmap_lab.testing.pytest_plugin  # noqa: F401  (Pants infers dependencies from imports only)
 
-pytest_plugins = ["roadmap_lab.pytest_plugin"]
-
-# Nothing in these tests may reach the Hugging Face hub.
-os.environ["HF_HUB_OFFLINE"] = "1"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "slow: fetches wheels, converts real models or starts real servers (seconds to a minute)",
-    )
+pytest_plugins = ["roadmap_lab.testing.pytest_plugin"]
 
 
 @pytest.fixture

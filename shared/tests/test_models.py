@@ -8,11 +8,11 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from roadmap_lab.models import (  # noqa: E402
+from roadmap_lab.models import load_smollm2, minilm_dir, smollm2_dir  # noqa: E402
+from roadmap_lab.testing.tiny_models import (  # noqa: E402
+    build_tiny_bert,
     build_tiny_causal_lm,
-    load_smollm2,
-    minilm_dir,
-    smollm2_dir,
+    synthetic_reviews,
     tiny_causal_lm_dir,
 )
 
@@ -115,3 +115,15 @@ def test_minilm_embeds_similar_sentences_closer() -> None:
     assert embeddings.shape == (3, 384)
     similarity = embeddings @ embeddings.T
     assert similarity[0, 1] > similarity[0, 2] + 0.2
+
+
+def test_tiny_bert_classifies_into_its_labels_and_reloads(tmp_path: Path) -> None:
+    folder = build_tiny_bert(tmp_path / "bert", labels=("other", "great"))
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(folder)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    assert model.config.id2label == {0: "other", 1: "great"}
+    reviews = synthetic_reviews(30, seed=2)
+    assert set(reviews["label"]) == {"great", "other"} and len(reviews) == 30
+    with torch.no_grad():
+        logits = model(**tokenizer(list(reviews["text"]), padding=True, return_tensors="pt")).logits
+    assert tuple(logits.shape) == (30, 2)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import services_testing
 from roadmap_lab import services
-from roadmap_lab.pytest_plugin import ServiceStarter
+from roadmap_lab.testing.pytest_plugin import ServiceStarter
 from roadmap_lab.services import (
     ManagedProcess,
     PostgresCluster,

