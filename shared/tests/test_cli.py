@@ -41,10 +41,14 @@ def make_app() -> typer.Typer:
             settings = DemoSettings(**given(run_dir=run_dir, tracking_uri=tracking_uri))
             if fail == "lab":
                 raise LabError("the data folder is empty: add a slice")
+            if fail == "lab-brackets":
+                raise LabError("no model in [runs/x]")
             if fail == "missing":
                 raise FileNotFoundError("no such file: x.csv")
             if fail == "interrupt":
                 raise KeyboardInterrupt
+            if fail == "stopped":
+                raise KeyboardInterrupt("stopped at step 3; run again with --resume")
             if fail == "bug":
                 raise RuntimeError("a bug")
             typer.echo(f"{settings.run_dir} {settings.resolved_tracking_uri()} {settings.epochs}")
@@ -75,6 +79,8 @@ def test_options_override_the_environment_only_when_given(
         ("lab", 2, "error: the data folder is empty: add a slice"),
         ("missing", 2, "error: no such file: x.csv"),
         ("interrupt", 130, "interrupted"),
+        ("stopped", 130, "interrupted: stopped at step 3; run again with --resume"),
+        ("lab-brackets", 2, "error: no model in [runs/x]"),
     ],
 )
 def test_user_errors_are_one_line_and_an_exit_code(fail: str, code: int, line: str) -> None:

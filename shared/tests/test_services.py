@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 import services_testing
 from roadmap_lab import services
-from roadmap_lab.testing.pytest_plugin import ServiceStarter
 from roadmap_lab.services import (
     ManagedProcess,
     PostgresCluster,
@@ -34,6 +33,7 @@ from roadmap_lab.services import (
     stop_process_group,
     uvicorn_app,
 )
+from roadmap_lab.testing.pytest_plugin import ServiceStarter
 
 
 def python(code: str) -> list[str]:

@@ -1,19 +1,21 @@
 """Fixtures: one local Airflow (sqlite metadata DB) per test session, configured before anything
 imports airflow; the embedded source on 127.0.0.1; a fresh output root per test. Retry delays are
-1 s (exponential backoff: 1 s, 2 s, ...). Real servers come from roadmap_lab.services (its pytest
-plugin adds ``free_tcp_port``, ``postgres``, ``start_service``)."""
+1 s (exponential backoff: 1 s, 2 s, ...). The shared plugin (roadmap_lab.testing.pytest_plugin)
+adds the ``slow`` marker, the environment isolation and ``free_tcp_port``, ``postgres``,
+``start_service``."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import roadmap_lab.pytest_plugin  # noqa: F401  (Pants infers dependencies from imports only)
+import roadmap_lab.testing.pytest_plugin  # noqa: F401  (Pants infers dependencies from imports only)
+from data_pipelines.runner import airflow_env
 from data_pipelines.source import HousingSlices, SourceServer
+from roadmap_lab.testing.pytest_plugin import Isolation
 
-pytest_plugins = ["roadmap_lab.pytest_plugin"]
+pytest_plugins = ["roadmap_lab.testing.pytest_plugin"]
 
 TEST_SETTINGS = {
     "DATA_PIPELINES_RETRIES": "2",
@@ -24,20 +26,14 @@ TEST_SETTINGS = {
 }
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "slow: starts real servers or several processes (CI runs them)"
+@pytest.fixture(scope="session")
+def environment_isolation(tmp_path_factory: pytest.TempPathFactory) -> Isolation:
+    """No DATA_PIPELINES_* or AIRFLOW* from outside: the test settings, and this session's own
+    Airflow home (set again before every test, so each sees the Airflow configured once)."""
+    home = tmp_path_factory.mktemp("airflow-home")
+    return Isolation(
+        prefixes=("DATA_PIPELINES_", "AIRFLOW"), values={**TEST_SETTINGS, **airflow_env(home)}
     )
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _clean_environment() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name in [n for n in os.environ if n.startswith(("DATA_PIPELINES_", "AIRFLOW"))]:
-            patch.delenv(name)
-        for name, value in TEST_SETTINGS.items():
-            patch.setenv(name, value)
-        yield
 
 
 @pytest.fixture(scope="session")
@@ -49,11 +45,11 @@ def housing_slices() -> HousingSlices:
 
 
 @pytest.fixture(scope="session")
-def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This process's Airflow: a migrated sqlite DB in a temp home."""
+def airflow_home(environment_isolation: Isolation) -> Path:
+    """This process's Airflow: a migrated sqlite DB in the session's temp home."""
     from data_pipelines.runner import configure_airflow
 
-    home = tmp_path_factory.mktemp("airflow-home")
+    home = Path(environment_isolation.values["AIRFLOW_HOME"])
     configure_airflow(home)
     return home
 

@@ -84,11 +84,11 @@ def test_corrupt_slice_is_quarantined_and_released(
     assert not (pipeline_env / "slices" / f"{NEXT}.csv").exists()
     assert not (pipeline_env / "models" / NEXT).exists()
 
-    from data_pipelines.settings import PipelineSettings
+    from data_pipelines.settings import ProjectSettings
     from data_pipelines.steps import release
 
     source.set_faults({})
-    release(PipelineSettings(), NEXT)
+    release(ProjectSettings(), NEXT)
     assert run(NEXT).succeeded
     manifest_dir = pipeline_env / "models" / NEXT
     manifest = json.loads(

@@ -13,7 +13,7 @@ from data_pipelines import steps
 from data_pipelines.errors import PermanentError, QuarantinedError, TransientError
 from data_pipelines.local import tree_digest
 from data_pipelines.model import to_sklearn
-from data_pipelines.settings import PipelineSettings
+from data_pipelines.settings import ProjectSettings
 from data_pipelines.source import FaultSpec, HousingSlices, SourceServer
 from dp_testing import files_under
 
@@ -21,13 +21,13 @@ KEY, NEXT = "2021-02-14", "2021-02-21"
 
 
 @pytest.fixture
-def settings(tmp_path: Path, source: SourceServer) -> PipelineSettings:
-    return PipelineSettings(source_url=source.url, output_root=tmp_path / "out")
+def settings(tmp_path: Path, source: SourceServer) -> ProjectSettings:
+    return ProjectSettings(source_url=source.url, output_root=tmp_path / "out")
 
 
 @pytest.mark.parametrize("kind", ["503", "reset", "truncate"])
 def test_transient_faults_raise_transient_errors(
-    settings: PipelineSettings, source: SourceServer, kind: str
+    settings: ProjectSettings, source: SourceServer, kind: str
 ) -> None:
     source.set_faults({KEY: FaultSpec(kind)})  # type: ignore[arg-type]
     with pytest.raises(TransientError):
@@ -36,13 +36,13 @@ def test_transient_faults_raise_transient_errors(
     assert steps.fetch(settings, KEY)["rows"] == 168  # the next request is clean
 
 
-def test_404_is_permanent(settings: PipelineSettings, source: SourceServer) -> None:
+def test_404_is_permanent(settings: ProjectSettings, source: SourceServer) -> None:
     source.set_faults({KEY: FaultSpec("404")})
     with pytest.raises(PermanentError, match="HTTP 404"):
         steps.fetch(settings, KEY)
 
 
-def test_timeout_is_transient(settings: PipelineSettings, source: SourceServer) -> None:
+def test_timeout_is_transient(settings: ProjectSettings, source: SourceServer) -> None:
     source.set_faults({KEY: FaultSpec("slow", delay_s=2.0)})
     with pytest.raises(TransientError, match="timed out"):
         steps.fetch(settings.model_copy(update={"request_timeout_s": 0.5}), KEY)
@@ -55,13 +55,13 @@ def test_every_embedded_slice_is_valid(housing_slices: HousingSlices) -> None:
     for key in housing_slices.ids():
         data = housing_slices.csv_bytes(key)
         assert data is not None
-        report, frame = validate_slice(key, data, PipelineSettings(), previous)
+        report, frame = validate_slice(key, data, ProjectSettings(), previous)
         assert report.passed, report.summary()
         previous = frame if frame is not None else read_slice(data)
 
 
 def test_corrupt_slice_is_quarantined_with_rules_and_rows(
-    settings: PipelineSettings, source: SourceServer
+    settings: ProjectSettings, source: SourceServer
 ) -> None:
     steps.validate(settings, steps.fetch(settings, KEY))
     source.set_faults({NEXT: FaultSpec("corrupt")})
@@ -92,14 +92,14 @@ def test_distribution_and_row_count_rules(housing_slices: HousingSlices) -> None
     # Ages within their valid range but far from last week's; rooms stuck at one value.
     shifted = frame.assign(HouseAge=95.0 + frame["HouseAge"] % 5, AveRooms=5.0)
     text = shifted.head(50).to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%S").encode()
-    report, _ = validate_slice(KEY, text, PipelineSettings(), frame)
+    report, _ = validate_slice(KEY, text, ProjectSettings(), frame)
     rules = report.rules()
     assert "HouseAge:median_shift_vs_previous" in rules
     assert "AveRooms:constant_column" in rules
     assert any(rule.startswith("row_count_in") for rule in rules)
 
 
-def test_publish_is_atomic_idempotent_and_traceable(settings: PipelineSettings) -> None:
+def test_publish_is_atomic_idempotent_and_traceable(settings: ProjectSettings) -> None:
     first = steps.run_plain(settings, KEY)
     before = tree_digest(settings.output_root)
     again = steps.run_plain(settings, KEY)
@@ -120,7 +120,7 @@ def test_publish_is_atomic_idempotent_and_traceable(settings: PipelineSettings) 
     assert (settings.output_root / "models" / KEY / "CURRENT").read_text().strip() == folder.name
 
 
-def test_model_artefact_rebuilds_a_sklearn_pipeline(settings: PipelineSettings) -> None:
+def test_model_artefact_rebuilds_a_sklearn_pipeline(settings: ProjectSettings) -> None:
     from data_pipelines.model import predict_proba
 
     published = Path(steps.run_plain(settings, KEY)["path"])

@@ -1,54 +1,44 @@
 """Fixtures: a tiny BERT and synthetic data (fast), and real MLflow servers (sqlite and PostgreSQL
 backend stores) started on free ports of 127.0.0.1 and stopped afterwards (roadmap_lab.services;
-its pytest plugin adds ``free_tcp_port``, ``postgres`` and ``start_service``)."""
+the shared pytest plugin adds ``free_tcp_port``, ``postgres``, ``start_service``, the ``slow``
+marker and the offline environment)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import roadmap_lab.pytest_plugin  # noqa: F401  (Pants infers dependencies from imports only)
+import roadmap_lab.testing.pytest_plugin  # noqa: F401  (Pants infers dependencies from imports)
 from et_testing import TINY_CONFIG
 from roadmap_lab.services import mlflow_server, postgres_cluster
+from roadmap_lab.testing.pytest_plugin import Isolation
 
-pytest_plugins = ["roadmap_lab.pytest_plugin"]
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ["WANDB_MODE"] = "offline"
-os.environ.setdefault("WANDB_SILENT", "true")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-# Offline, MLflow's telemetry thread fails and unsets its session variable in os.environ while
-# other threads iterate os.environ (seen: KeyError '_MLFLOW_TELEMETRY_SESSION_ID' in requests).
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "slow: starts real servers or several processes (CI runs them)"
-    )
-
-
-@pytest.fixture(autouse=True)
-def _no_tracking_server_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Child processes too: python_child_env() copies this environment.
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    for name in [n for n in os.environ if n.startswith("EXPERIMENT_TRACKING_")]:
-        monkeypatch.delenv(name, raising=False)
+pytest_plugins = ["roadmap_lab.testing.pytest_plugin"]
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from experiment_tracking.tiny_model import build_tiny_bert
+def environment_isolation() -> Isolation:
+    # No settings or tracking server from outside (child processes too: python_child_env()
+    # copies this environment); W&B never goes online from a test.
+    return Isolation(
+        prefixes=("EXPERIMENT_TRACKING_",),
+        names=("MLFLOW_TRACKING_URI",),
+        values={"WANDB_MODE": "offline"},
+    )
 
-    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert") / "model")
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from experiment_tracking.data import LABELS
+    from roadmap_lab.testing.tiny_models import build_tiny_bert
+
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert") / "model", labels=LABELS)
 
 
 @pytest.fixture(scope="session")
 def data_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from experiment_tracking.tiny_model import synthetic_reviews
+    from roadmap_lab.testing.tiny_models import synthetic_reviews
 
     folder = tmp_path_factory.mktemp("synthetic-data")
     train, test = folder / "train.csv", folder / "test.csv"

@@ -33,14 +33,14 @@ def test_seed_quality_is_a_paired_gain_with_a_t_interval_over_seeds() -> None:
 
 
 @pytest.mark.slow
-def test_benchmark_end_to_end_on_a_tiny_configuration(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_benchmark_end_to_end_on_a_tiny_configuration(tmp_path: Path, tiny_bert_dir: Path) -> None:
     # Not published: publishing needs a quiet machine (tested in the shared library).
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     arguments = [
         "benchmark",
         "--model-dir",
-        str(tiny_model_dir),
+        str(tiny_bert_dir),
         "--quality-rows",
         "64",
         "--quality-epochs",

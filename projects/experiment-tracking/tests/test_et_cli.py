@@ -30,13 +30,13 @@ def one_error_line(result: Result) -> str:
 
 
 def test_train_without_tracking_writes_a_summary(
-    tmp_path: Path, tiny_model_dir: Path, data_files
+    tmp_path: Path, tiny_bert_dir: Path, data_files
 ) -> None:
     result = CliRunner().invoke(
         app,
         [
             "train",
-            *model_data_args(tiny_model_dir, data_files, tmp_path, tracker="none"),
+            *model_data_args(tiny_bert_dir, data_files, tmp_path, tracker="none"),
             "--no-progress",
             "--epochs",
             "1",
@@ -135,7 +135,7 @@ def test_evaluate_without_a_champion_explains(tmp_path: Path, data_files) -> Non
 
 
 def test_flags_not_given_leave_the_environment_settings(
-    tmp_path: Path, tiny_model_dir: Path, data_files, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_bert_dir: Path, data_files, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("EXPERIMENT_TRACKING_SEED", "7")
     monkeypatch.setenv("EXPERIMENT_TRACKING_RUN_DIR", str(tmp_path / "from-env"))
@@ -148,7 +148,7 @@ def test_flags_not_given_leave_the_environment_settings(
             "train",
             *data,
             "--model-dir",
-            str(tiny_model_dir),
+            str(tiny_bert_dir),
             "--max-steps",
             "2",
             "--no-progress",

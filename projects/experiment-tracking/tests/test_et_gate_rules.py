@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from experiment_tracking.data import LABELS, ReviewData
-from experiment_tracking.registry import gate_thresholds, macro_f1_gain
+from experiment_tracking.registry import macro_f1_gain
 from experiment_tracking.settings import ProjectSettings
 from roadmap_lab.behaviour import (
     MINIMUM_FUNCTIONALITY,
@@ -171,5 +171,5 @@ def test_gate_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("EXPERIMENT_TRACKING_GATE_BOUND", "estimate")
     monkeypatch.setenv("EXPERIMENT_TRACKING_GATE_CONFIDENCE", "0.9")
     monkeypatch.setenv("EXPERIMENT_TRACKING_GATE_MARGIN", "0.005")
-    thresholds = gate_thresholds(ProjectSettings())
+    thresholds = ProjectSettings().thresholds()
     assert (thresholds.bound, thresholds.confidence, thresholds.margin) == ("estimate", 0.9, 0.005)

@@ -18,7 +18,7 @@ MODEL = "reviews-under-test"
 
 
 def test_runs_registry_and_gate(
-    tracking_server: str, tmp_path: Path, tiny_model_dir: Path, tiny_data, tiny_config
+    tracking_server: str, tmp_path: Path, tiny_bert_dir: Path, tiny_data, tiny_config
 ) -> None:
     settings = ProjectSettings(
         run_dir=tmp_path / "run",
@@ -34,7 +34,7 @@ def test_runs_registry_and_gate(
         settings,
         tiny_config,
         "good",
-        model_dir=tiny_model_dir,
+        model_dir=tiny_bert_dir,
         data=tiny_data,
         register=True,
         progress=False,
@@ -78,7 +78,7 @@ def test_runs_registry_and_gate(
         settings,
         tiny_config.model_copy(update={"max_steps": 1}),
         "weak",
-        model_dir=tiny_model_dir,
+        model_dir=tiny_bert_dir,
         data=tiny_data,
         register=True,
         progress=False,
@@ -111,7 +111,7 @@ def test_runs_registry_and_gate(
         settings,
         tiny_config,
         "good-again",
-        model_dir=tiny_model_dir,
+        model_dir=tiny_bert_dir,
         data=tiny_data,
         register=True,
         progress=False,

@@ -14,14 +14,14 @@ from roadmap_lab.results import committed_results
 
 @pytest.mark.slow
 def test_sweep_nests_trials_and_registers_the_best(
-    tmp_path: Path, tiny_model_dir: Path, tiny_data
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data
 ) -> None:
     settings = ProjectSettings(
         run_dir=tmp_path / "run", trackers=["mlflow"], registered_model="swept"
     )
     base = TrainConfig(epochs=2, batch_size=16, learning_rate=3e-3)
     report = run_sweep(
-        settings, base, tiny_data, 3, "tiny-sweep", model_dir=tiny_model_dir, progress=False
+        settings, base, tiny_data, 3, "tiny-sweep", model_dir=tiny_bert_dir, progress=False
     )
 
     client = store_client(tmp_path / "run")
@@ -43,7 +43,7 @@ def test_sweep_nests_trials_and_registers_the_best(
 
 
 @pytest.mark.slow
-def test_demo_writes_results_and_plots(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_demo_writes_results_and_plots(tmp_path: Path, tiny_bert_dir: Path) -> None:
     settings = ProjectSettings(
         run_dir=tmp_path / "run", dist_dir=tmp_path / "dist", trackers=["mlflow"]
     )
@@ -51,7 +51,7 @@ def test_demo_writes_results_and_plots(tmp_path: Path, tiny_model_dir: Path) -> 
         settings,
         "python -m experiment_tracking demo",
         train_subset=256,
-        model_dir=tiny_model_dir,
+        model_dir=tiny_bert_dir,
         progress=False,
     )
     results = json.loads(results_file.read_text())

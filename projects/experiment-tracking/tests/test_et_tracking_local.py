@@ -58,7 +58,7 @@ def test_unreachable_tracking_server_fails_fast(tmp_path: Path, free_tcp_port: i
 def test_cli_reports_an_unreachable_server_in_one_line(
     tmp_path: Path,
     data_files,
-    tiny_model_dir: Path,
+    tiny_bert_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     free_tcp_port: int,
 ) -> None:
@@ -67,7 +67,7 @@ def test_cli_reports_an_unreachable_server_in_one_line(
         app,
         [
             "train",
-            *model_data_args(tiny_model_dir, data_files, tmp_path, tracker="mlflow"),
+            *model_data_args(tiny_bert_dir, data_files, tmp_path, tracker="mlflow"),
         ],
     )
     assert result.exit_code == 2
@@ -80,11 +80,11 @@ def test_cli_reports_an_unreachable_server_in_one_line(
 
 
 def test_local_store_and_wandb_offline_hold_the_run(
-    tmp_path: Path, tiny_model_dir: Path, tiny_data, tiny_config
+    tmp_path: Path, tiny_bert_dir: Path, tiny_data, tiny_config
 ) -> None:
     settings = ProjectSettings(run_dir=tmp_path / "run", trackers=["mlflow", "wandb"])
     report = run_training(
-        settings, tiny_config, "local", model_dir=tiny_model_dir, data=tiny_data, progress=False
+        settings, tiny_config, "local", model_dir=tiny_bert_dir, data=tiny_data, progress=False
     )
 
     # MLflow: the embedded default store lives in the run folder.

@@ -11,12 +11,12 @@ import pytest
 from et_testing import TINY_CONFIG, model_data_args, store_client
 from experiment_tracking.data import ReviewData
 from experiment_tracking.settings import TrainConfig
-from experiment_tracking.tiny_model import synthetic_reviews
 from experiment_tracking.training import TrainingError, fit
 from roadmap_lab.services import python_child_env
+from roadmap_lab.testing.tiny_models import synthetic_reviews
 
 
-def test_overfits_one_batch(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_overfits_one_batch(tiny_bert_dir: Path, tmp_path: Path) -> None:
     batch = synthetic_reviews(8, seed=5)
     data = ReviewData(
         train=batch, validation=batch, test=batch, source="one batch", sha256="one-batch"
@@ -30,22 +30,22 @@ def test_overfits_one_batch(tiny_model_dir: Path, tmp_path: Path) -> None:
         patience=100,
         log_every_steps=5,
     )
-    result = fit(config, data, tiny_model_dir, tmp_path, checkpoint=False, progress=False)
+    result = fit(config, data, tiny_bert_dir, tmp_path, checkpoint=False, progress=False)
     assert result.history[0]["loss"] > 0.5
     assert result.history[-1]["loss"] < 0.05
     assert result.best_validation["accuracy"] == 1.0
 
 
 def test_same_seed_same_run_other_seed_other_run(
-    tiny_model_dir: Path, tiny_data, tmp_path: Path
+    tiny_bert_dir: Path, tiny_data, tmp_path: Path
 ) -> None:
     config = TrainConfig(epochs=1, batch_size=16, learning_rate=3e-3, log_every_steps=2)
-    first = fit(config, tiny_data, tiny_model_dir, tmp_path / "a", checkpoint=False, progress=False)
-    again = fit(config, tiny_data, tiny_model_dir, tmp_path / "b", checkpoint=False, progress=False)
+    first = fit(config, tiny_data, tiny_bert_dir, tmp_path / "a", checkpoint=False, progress=False)
+    again = fit(config, tiny_data, tiny_bert_dir, tmp_path / "b", checkpoint=False, progress=False)
     other = fit(
         config.model_copy(update={"seed": 1}),
         tiny_data,
-        tiny_model_dir,
+        tiny_bert_dir,
         tmp_path / "c",
         checkpoint=False,
         progress=False,
@@ -56,40 +56,40 @@ def test_same_seed_same_run_other_seed_other_run(
 
 
 def test_early_stopping_when_validation_stops_improving(
-    tiny_model_dir: Path, tiny_data, tmp_path: Path
+    tiny_bert_dir: Path, tiny_data, tmp_path: Path
 ) -> None:
     config = TrainConfig(epochs=10, batch_size=32, learning_rate=1e-9, patience=2)
-    result = fit(config, tiny_data, tiny_model_dir, tmp_path, checkpoint=False, progress=False)
+    result = fit(config, tiny_data, tiny_bert_dir, tmp_path, checkpoint=False, progress=False)
     assert result.stopped_early
     assert len(result.evaluations) == 3  # the first sets the best, two more without improvement
     assert result.global_step == 3 * len(range(0, len(tiny_data.train), 32))
 
 
 def test_learns_the_synthetic_task(
-    tiny_model_dir: Path, tiny_data, tmp_path: Path, tiny_config
+    tiny_bert_dir: Path, tiny_data, tmp_path: Path, tiny_config
 ) -> None:
-    result = fit(tiny_config, tiny_data, tiny_model_dir, tmp_path, checkpoint=False, progress=False)
+    result = fit(tiny_config, tiny_data, tiny_bert_dir, tmp_path, checkpoint=False, progress=False)
     assert result.best_validation["macro_f1"] >= 0.95
     assert (result.model_dir / "inference.json").is_file()
 
 
-def test_resume_refuses_changed_settings(tiny_model_dir: Path, tiny_data, tmp_path: Path) -> None:
+def test_resume_refuses_changed_settings(tiny_bert_dir: Path, tiny_data, tmp_path: Path) -> None:
     config = TrainConfig(
         epochs=1, batch_size=16, learning_rate=3e-3, max_steps=4, checkpoint_every_steps=2
     )
-    fit(config, tiny_data, tiny_model_dir, tmp_path, progress=False)
+    fit(config, tiny_data, tiny_bert_dir, tmp_path, progress=False)
     with pytest.raises(TrainingError, match="batch_size changed"):
         fit(
             config.model_copy(update={"batch_size": 8}),
             tiny_data,
-            tiny_model_dir,
+            tiny_bert_dir,
             tmp_path,
             resume=True,
             progress=False,
         )
 
 
-def _train_command(tiny_model_dir: Path, data_files, run_dir: Path, *extra: str) -> list[str]:
+def _train_command(tiny_bert_dir: Path, data_files, run_dir: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -97,7 +97,7 @@ def _train_command(tiny_model_dir: Path, data_files, run_dir: Path, *extra: str)
         "train",
         "--run-name",
         "resumable",
-        *model_data_args(tiny_model_dir, data_files, run_dir, tracker="none"),
+        *model_data_args(tiny_bert_dir, data_files, run_dir, tracker="none"),
         "--no-progress",
         "--epochs",
         "30",
@@ -119,12 +119,12 @@ def _train_command(tiny_model_dir: Path, data_files, run_dir: Path, *extra: str)
 
 @pytest.mark.slow
 def test_interrupted_run_resumes_where_it_stopped(
-    tiny_model_dir: Path, data_files, tiny_data, tmp_path: Path
+    tiny_bert_dir: Path, data_files, tiny_data, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "run"
     checkpoints = run_dir / "training" / "resumable" / "checkpoints"
     process = subprocess.Popen(
-        _train_command(tiny_model_dir, data_files, run_dir),
+        _train_command(tiny_bert_dir, data_files, run_dir),
         env=python_child_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -143,7 +143,7 @@ def test_interrupted_run_resumes_where_it_stopped(
     assert 5 <= stopped_at < 60
 
     resumed = subprocess.run(
-        _train_command(tiny_model_dir, data_files, run_dir, "--resume"),
+        _train_command(tiny_bert_dir, data_files, run_dir, "--resume"),
         env=python_child_env(),
         capture_output=True,
         text=True,
@@ -159,7 +159,7 @@ def test_interrupted_run_resumes_where_it_stopped(
         **{**TINY_CONFIG, "epochs": 30, "max_steps": 60, "checkpoint_every_steps": 5}
     )
     reference = fit(
-        config, tiny_data, tiny_model_dir, tmp_path / "reference", checkpoint=False, progress=False
+        config, tiny_data, tiny_bert_dir, tmp_path / "reference", checkpoint=False, progress=False
     )
     assert len(reference.history) == 60 // TINY_CONFIG["log_every_steps"]
     assert [round(h["loss"], 5) for h in summary["fit"]["history"]] == [
@@ -170,7 +170,7 @@ def test_interrupted_run_resumes_where_it_stopped(
 
 @pytest.mark.slow
 def test_two_processes_with_torchrun(
-    tiny_model_dir: Path, data_files, tmp_path: Path, free_tcp_port: int
+    tiny_bert_dir: Path, data_files, tmp_path: Path, free_tcp_port: int
 ) -> None:
     run_dir = tmp_path / "run"
     command = [
@@ -188,7 +188,7 @@ def test_two_processes_with_torchrun(
         "train",
         "--run-name",
         "ddp",
-        *model_data_args(tiny_model_dir, data_files, run_dir, tracker="mlflow"),
+        *model_data_args(tiny_bert_dir, data_files, run_dir, tracker="mlflow"),
         "--no-progress",
         "--epochs",
         "2",

@@ -78,10 +78,10 @@ def test_win_rate_counts_ties_as_half() -> None:
 
 @pytest.mark.slow
 def test_demo_writes_results_plots_page_and_vllm_adapter(
-    tmp_path: Path, tiny_model_dir: Path
+    tmp_path: Path, tiny_llama_dir: Path
 ) -> None:
     dist, run = tmp_path / "dist", tmp_path / "run"
-    args = ["--model-dir", str(tiny_model_dir), "--run-dir", str(run), "--dist-dir", str(dist)]
+    args = ["--model-dir", str(tiny_llama_dir), "--run-dir", str(run), "--dist-dir", str(dist)]
     result = runner.invoke(app, ["demo", *args])
     assert result.exit_code == 0, result.output
     folder = dist / "llm-alignment"
@@ -114,7 +114,7 @@ def test_demo_writes_results_plots_page_and_vllm_adapter(
             "--html",
             str(page),
             "--model-dir",
-            str(tiny_model_dir),
+            str(tiny_llama_dir),
             "--max-new-tokens",
             "8",
         ],
@@ -130,7 +130,7 @@ def test_demo_writes_results_plots_page_and_vllm_adapter(
             "--message",
             "hello",
             "--model-dir",
-            str(tiny_model_dir),
+            str(tiny_llama_dir),
             "--max-new-tokens",
             "4",
         ],
@@ -138,6 +138,6 @@ def test_demo_writes_results_plots_page_and_vllm_adapter(
     assert result.exit_code == 0, result.output
     result = runner.invoke(
         app,
-        ["chat", "--adapter", str(tmp_path), "--message", "hi", "--model-dir", str(tiny_model_dir)],
+        ["chat", "--adapter", str(tmp_path), "--message", "hi", "--model-dir", str(tiny_llama_dir)],
     )
     assert result.exit_code == 2 and "holds no LoRA adapter" in result.output

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from llm_alignment.data import (
-    PreferenceDataError,
     load_conversational,
     load_dataset,
     load_hh_rlhf,
@@ -18,6 +17,7 @@ from llm_alignment.data import (
     parse_hh_dialogue,
     save_dataset,
 )
+from llm_alignment.errors import PreferenceDataError
 from llm_alignment.pairs import best_worst_pair
 from llm_alignment.prompts import (
     RULE_NAMES,

@@ -13,13 +13,13 @@ import pytest
 import torch
 from la_testing import easy_pairs
 from llm_alignment.dpo import (
-    ConfigError,
     DPOOptions,
     implicit_reward_margins,
     load_options,
     lora_config,
     train_dpo,
 )
+from llm_alignment.errors import AdapterError, ConfigError, PreferenceDataError
 from llm_alignment.export import VLLM_FILES, export_for_vllm
 from llm_alignment.generation import generate, load_policy
 from llm_alignment.prompts import make_prompts
@@ -41,7 +41,7 @@ def tracking(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def dpo_run(
-    tiny_model_dir: Path, tracking: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+    tiny_llama_dir: Path, tracking: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
     options = DPOOptions(
         output_dir=tmp_path_factory.mktemp("dpo"),
@@ -50,13 +50,13 @@ def dpo_run(
         per_device_train_batch_size=4,
         register_name="tests-dpo",
     )
-    return train_dpo(options, easy_pairs(8), tiny_model_dir, **tracking)
+    return train_dpo(options, easy_pairs(8), tiny_llama_dir, **tracking)
 
 
 def test_dpo_steps_raise_the_implicit_reward_margin_on_training_pairs(
-    dpo_run: dict[str, Any], tiny_model_dir: Path
+    dpo_run: dict[str, Any], tiny_llama_dir: Path
 ) -> None:
-    model, tokenizer = load_policy(tiny_model_dir, Path(dpo_run["adapter_dir"]))
+    model, tokenizer = load_policy(tiny_llama_dir, Path(dpo_run["adapter_dir"]))
     margins = implicit_reward_margins(model, tokenizer, easy_pairs(8), beta=0.1)
     # Before training the policy is the reference: every margin is exactly 0.
     assert sum(margins) / len(margins) > 0.05
@@ -88,12 +88,12 @@ def test_dpo_run_is_tracked_and_the_adapter_registered(
 
 
 def test_registered_policy_answers_like_the_saved_adapter(
-    dpo_run: dict[str, Any], tracking: dict[str, Any], tiny_model_dir: Path
+    dpo_run: dict[str, Any], tracking: dict[str, Any], tiny_llama_dir: Path
 ) -> None:
     mlflow.set_tracking_uri(tracking["tracking_uri"])
     registered = mlflow.pyfunc.load_model("models:/tests-dpo/1")
     prompts = ["Name a fruit.", "What is two plus two?"]
-    model, tokenizer = load_policy(tiny_model_dir, Path(dpo_run["adapter_dir"]))
+    model, tokenizer = load_policy(tiny_llama_dir, Path(dpo_run["adapter_dir"]))
     expected = [
         r[0]
         for r in generate(
@@ -104,12 +104,12 @@ def test_registered_policy_answers_like_the_saved_adapter(
 
 
 def test_adapter_saves_and_reloads_with_the_same_outputs(
-    tiny_model_dir: Path, tmp_path: Path
+    tiny_llama_dir: Path, tmp_path: Path
 ) -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
     # Non-zero LoRA weights from the start, so the adapter changes the outputs.
     config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     model = get_peft_model(base, config).eval()
@@ -120,14 +120,14 @@ def test_adapter_saves_and_reloads_with_the_same_outputs(
             plain = model(ids).logits
     assert not torch.allclose(before, plain)
     model.save_pretrained(tmp_path / "adapter")
-    reloaded, _ = load_policy(tiny_model_dir, tmp_path / "adapter")
+    reloaded, _ = load_policy(tiny_llama_dir, tmp_path / "adapter")
     with torch.inference_mode():
         after = reloaded(ids).logits
     torch.testing.assert_close(after, before)
 
 
 def test_precomputed_reference_log_probs_train_the_same_way(
-    tiny_model_dir: Path, tracking: dict[str, Any], tmp_path: Path
+    tiny_llama_dir: Path, tracking: dict[str, Any], tmp_path: Path
 ) -> None:
     options = DPOOptions(
         output_dir=tmp_path,
@@ -136,7 +136,7 @@ def test_precomputed_reference_log_probs_train_the_same_way(
         precompute_ref_log_probs=True,
         register_name=None,
     )
-    summary = train_dpo(options, easy_pairs(8), tiny_model_dir, **tracking)
+    summary = train_dpo(options, easy_pairs(8), tiny_llama_dir, **tracking)
     assert summary["precompute_ref_log_probs"] is True
     assert summary["steps"] == 3 and summary["steps_per_second"] > 0
     assert summary["peak_memory_mb"] >= 0
@@ -144,21 +144,21 @@ def test_precomputed_reference_log_probs_train_the_same_way(
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
 
 
-def test_reward_model_separates_an_easy_pair_set(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_reward_model_separates_an_easy_pair_set(tiny_llama_dir: Path, tmp_path: Path) -> None:
     options = RewardOptions(output_dir=tmp_path, num_train_epochs=4, learning_rate=5e-3)
-    summary = train_reward_model(options, easy_pairs(16), tiny_model_dir)
+    summary = train_reward_model(options, easy_pairs(16), tiny_llama_dir)
     assert summary["steps"] == 16
-    scorer = RewardScorer(tiny_model_dir, Path(summary["adapter_dir"]))
+    scorer = RewardScorer(tiny_llama_dir, Path(summary["adapter_dir"]))
     heldout = easy_pairs(24)[16:]  # other filler numbers, same kind of pairs
     accuracy = pairwise_accuracy(scorer, heldout)
     assert accuracy["accuracy"] >= 0.9
     assert accuracy["mean_margin"] > 0
-    with pytest.raises(ValueError, match="no held-out pairs"):
+    with pytest.raises(PreferenceDataError, match="no held-out pairs"):
         pairwise_accuracy(scorer, [])
 
 
 def test_grpo_step_runs_and_logs_its_mean_reward(
-    tiny_model_dir: Path, tracking: dict[str, Any], tmp_path: Path
+    tiny_llama_dir: Path, tracking: dict[str, Any], tmp_path: Path
 ) -> None:
     prompts = [item.as_row() for item in make_prompts(1, seed=0)][:8]
     options = GRPOOptions(
@@ -169,7 +169,7 @@ def test_grpo_step_runs_and_logs_its_mean_reward(
         max_completion_length=8,
         register_name=None,
     )
-    summary = train_grpo(options, prompts, tiny_model_dir, **tracking)
+    summary = train_grpo(options, prompts, tiny_llama_dir, **tracking)
     rewards = [h["reward"] for h in summary["history"] if "reward" in h]
     assert len(rewards) == 2
     assert all(0.0 <= r <= 1.0 for r in rewards)
@@ -200,7 +200,7 @@ def test_exported_adapter_has_vllms_layout(dpo_run: dict[str, Any], tmp_path: Pa
 
 
 def test_export_refuses_adapters_vllm_cannot_load(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="not a saved PEFT LoRA adapter"):
+    with pytest.raises(AdapterError, match="not a saved PEFT LoRA adapter"):
         export_for_vllm(tmp_path, tmp_path / "out")
     (tmp_path / "adapter_model.safetensors").write_bytes(b"")
     (tmp_path / "adapter_config.json").write_text(
@@ -208,7 +208,7 @@ def test_export_refuses_adapters_vllm_cannot_load(tmp_path: Path) -> None:
             {"peft_type": "LORA", "target_modules": ["q_proj"], "modules_to_save": ["score"]}
         )
     )
-    with pytest.raises(ValueError, match="vLLM loads only LoRA weights"):
+    with pytest.raises(AdapterError, match="vLLM loads only LoRA weights"):
         export_for_vllm(tmp_path, tmp_path / "out")
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 from llm_alignment import verifier
+from llm_alignment.errors import VerifierError
 from llm_alignment.prompts import TEMPLATES, make_prompts
-from llm_alignment.verifier import VerifierError, score
+from llm_alignment.verifier import score
 
 
 @pytest.mark.parametrize(

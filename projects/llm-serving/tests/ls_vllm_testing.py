@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llm_serving.config import ServingSettings
+from llm_serving.settings import ProjectSettings
 
 # Fast-starting engines (compilation is not what these tests test): eager, short context, small
 # KV cache, few sequences.
@@ -17,9 +17,9 @@ SMALL_ENGINE: dict[str, Any] = {
 }
 
 
-def small_engine_settings(run_dir: Path, **overrides: Any) -> ServingSettings:
+def small_engine_settings(run_dir: Path, **overrides: Any) -> ProjectSettings:
     fields: dict[str, Any] = {**SMALL_ENGINE, "port": 0, "run_dir": run_dir, "log_level": "WARNING"}
-    return ServingSettings(**{**fields, **overrides})
+    return ProjectSettings(**{**fields, **overrides})
 
 
 def small_engine_env(run_dir: Path) -> dict[str, str]:

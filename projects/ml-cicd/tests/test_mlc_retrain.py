@@ -12,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from ml_cicd.cli import app
+from ml_cicd.outcome import RetrainOutcome
 from ml_cicd.registry import CHAMPION, PREVIOUS_CHAMPION, client, rollback, version_for_alias
-from ml_cicd.retrain import RetrainOutcome, retrain
+from ml_cicd.retrain import retrain
 from ml_cicd.settings import ProjectSettings
 from ml_cicd.training import bundled_training_rows
 from ml_cicd.validation import RuleResult

@@ -402,21 +402,27 @@ def test_two_workers_share_their_metrics(model_folders: ModelFolders, tmp_path: 
     service = start_service_process(tmp_path, service_env(run_dir, model_folders.good), workers=2)
     try:
         with httpx.Client(base_url=service.url, timeout=30) as http:
-            # Fresh connections, so that both workers answer some.
-            for _ in range(30):
-                reply = httpx.post(f"{service.url}/predict", json={"texts": ["x", "y"]})
-                assert reply.status_code == 200
+            # Fresh connections until both workers have answered some (on a loaded machine the
+            # kernel may hand many connections in a row to the same worker).
+            sent, workers = 0, set[str]()
+            deadline = time.monotonic() + 120
+            while len(workers) < 2 and time.monotonic() < deadline:
+                for _ in range(10):
+                    reply = httpx.post(f"{service.url}/predict", json={"texts": ["x", "y"]})
+                    assert reply.status_code == 200
+                sent += 10
+                metrics = http.get("/metrics").text
+                # One model-info series per worker (their pid), both serving the good model.
+                workers = {
+                    labels["pid"]
+                    for labels, value in metric_samples(metrics, "mlcicd_model_info")
+                    if value == 1 and labels["uri"] == str(model_folders.good)
+                }
             multiproc_dirs = list(run_dir.glob("prometheus-multiproc-*"))
             assert len(multiproc_dirs) == 1 and any(multiproc_dirs[0].iterdir())
-            metrics = http.get("/metrics").text
-        assert metric_value(metrics, "mlcicd_predictions_total") == 60
-        # One model-info series per worker (their pid), both serving the good model.
-        workers = {
-            labels["pid"]
-            for labels, value in metric_samples(metrics, "mlcicd_model_info")
-            if value == 1 and labels["uri"] == str(model_folders.good)
-        }
         assert len(workers) == 2
+        # The counts of both workers add up: two texts per request.
+        assert metric_value(metrics, "mlcicd_predictions_total") == 2 * sent
     finally:
         code = service.process.stop()
     assert code == 0, service.process.log_tail()

@@ -18,38 +18,9 @@ from mlc_testing import (
     running_service,
     service_env,
 )
+from roadmap_lab.testing.tiny_models import build_tiny_bert
 
 REVIEWS = [GREAT_TEXT, OTHER_TEXT, "Fine tea, a bit weak.", "My dog loves these treats."]
-
-
-def tiny_bert_classifier(folder: Path) -> Path:
-    """A random 2-layer BERT with a WordPiece tokenizer trained on a few sentences."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer.train_from_iterator(
-        REVIEWS * 5, trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials)
-    )
-    fast = BertTokenizerFast(
-        tokenizer_object=tokenizer,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
-    config = BertConfig(
-        vocab_size=fast.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, num_labels=2, id2label={0: "other", 1: "great"},
-        label2id={"other": 0, "great": 1},
-    )  # fmt: skip
-    BertForSequenceClassification(config).save_pretrained(folder)
-    fast.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +32,7 @@ def transformer_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mlflow.pyfunc.save_model(
         path=str(output),
         python_model=str(Path(__file__).with_name("mlc_transformer_model.py")),
-        artifacts={"classifier": str(tiny_bert_classifier(folder / "classifier"))},
+        artifacts={"classifier": str(build_tiny_bert(folder / "classifier"))},
     )
     return output
 

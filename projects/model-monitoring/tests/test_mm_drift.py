@@ -17,7 +17,7 @@ from model_monitoring.alerting import (
     scaled_rules,
 )
 from model_monitoring.drift import PSI_DRIFT_THRESHOLD, feature_drift, psi, reference_feature
-from model_monitoring.errors import MonitoringError
+from model_monitoring.errors import ModelMonitoringError
 from model_monitoring.metrics import observe_many, observe_summary_many
 from scipy import stats
 
@@ -95,7 +95,7 @@ def test_durations_and_range_selectors_scale_with_the_clock() -> None:
     assert parse_duration("1h30m") == 5400
     assert scale_expr("rate(x[5m]) / rate(y[1h])", 30) == "rate(x[10s]) / rate(y[120s])"
     assert scale_expr("max_over_time(x[15m:1m])", 60) == "max_over_time(x[15s:1m])"
-    with pytest.raises(MonitoringError, match="not a Prometheus duration"):
+    with pytest.raises(ModelMonitoringError, match="not a Prometheus duration"):
         parse_duration("5 minutes")
 
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from mm_testing import payload, reference_rows
 from model_monitoring.predlog import LogTailer, RotatingJsonLines
 from model_monitoring.service import create_app
-from model_monitoring.settings import ServiceSettings
+from model_monitoring.settings import ProjectSettings
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -29,8 +29,8 @@ def metric_values(client: TestClient, name: str) -> dict[tuple[tuple[str, str], 
 
 
 @pytest.fixture
-def settings(bundle_dir: Path, tmp_path: Path) -> ServiceSettings:
-    return ServiceSettings(
+def settings(bundle_dir: Path, tmp_path: Path) -> ProjectSettings:
+    return ProjectSettings(
         run_dir=tmp_path,
         bundle_dir=bundle_dir,
         drift_interval_s=0.1,
@@ -40,7 +40,7 @@ def settings(bundle_dir: Path, tmp_path: Path) -> ServiceSettings:
 
 
 @pytest.fixture
-def client(settings: ServiceSettings) -> Iterator[TestClient]:
+def client(settings: ProjectSettings) -> Iterator[TestClient]:
     with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
         yield test_client
 
@@ -56,7 +56,7 @@ def wait_for(check: Any, timeout_s: float = 20.0) -> Any:
 
 
 def test_batch_predict_returns_an_id_per_row_and_logs_the_batch(
-    client: TestClient, settings: ServiceSettings
+    client: TestClient, settings: ProjectSettings
 ) -> None:
     rows = reference_rows(40)
     reply = client.post("/predict", json=payload(rows))
@@ -188,7 +188,7 @@ def test_health_and_model_info(client: TestClient) -> None:
 
 
 def test_instrumentation_off_serves_the_same_predictions(
-    settings: ServiceSettings, client: TestClient
+    settings: ProjectSettings, client: TestClient
 ) -> None:
     rows = payload(reference_rows(20))
     plain = settings.model_copy(

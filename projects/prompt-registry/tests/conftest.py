@@ -1,40 +1,31 @@
-"""Fixtures: the tiny random causal LM (fast generation), a copy of the shipped prompts in a temp
+"""Fixtures: the tiny random Llama (fast generation), a copy of the shipped prompts in a temp
 folder, settings pointing at both, and a real MLflow server on a free port of 127.0.0.1
-(roadmap_lab.services; its pytest plugin adds ``free_tcp_port`` and ``start_service``)."""
+(roadmap_lab.services). The shared pytest plugin adds the ``slow`` marker, the offline and
+isolated environment, ``free_tcp_port`` and ``start_service``."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import roadmap_lab.pytest_plugin  # noqa: F401  (Pants infers dependencies from imports only)
+import roadmap_lab.testing.pytest_plugin  # noqa: F401 (Pants infers deps from imports only)
 from roadmap_lab.services import mlflow_server
+from roadmap_lab.testing.pytest_plugin import Isolation
 
-pytest_plugins = ["roadmap_lab.pytest_plugin"]
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: starts real servers or loads real models")
-
-
-@pytest.fixture(autouse=True)
-def _no_registry_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    for name in [n for n in os.environ if n.startswith("PROMPT_REGISTRY_")]:
-        monkeypatch.delenv(name, raising=False)
+pytest_plugins = ["roadmap_lab.testing.pytest_plugin"]
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir() -> Path:
-    from roadmap_lab.models import tiny_causal_lm_dir
+def environment_isolation() -> Isolation:
+    """No registry or project setting from outside reaches a test."""
+    return Isolation(prefixes=("PROMPT_REGISTRY_",), names=("MLFLOW_TRACKING_URI",))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir() -> Path:
+    from roadmap_lab.testing.tiny_models import tiny_causal_lm_dir
 
     return tiny_causal_lm_dir(0)
 
@@ -58,7 +49,7 @@ def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, prompts_dir: Path, tiny_model_dir: Path, empty_mlflow_db: Path):
+def settings(tmp_path: Path, prompts_dir: Path, tiny_llama_dir: Path, empty_mlflow_db: Path):
     from prompt_registry.settings import ProjectSettings
 
     (tmp_path / "run").mkdir()
@@ -67,7 +58,7 @@ def settings(tmp_path: Path, prompts_dir: Path, tiny_model_dir: Path, empty_mlfl
         prompts_dir=prompts_dir,
         run_dir=tmp_path / "run",
         dist_dir=tmp_path / "dist",
-        model_dir=tiny_model_dir,
+        model_dir=tiny_llama_dir,
         batch_size=8,
     )
 

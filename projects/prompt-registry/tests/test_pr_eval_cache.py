@@ -46,9 +46,9 @@ def test_without_the_cache_every_run_calls_the_model(settings) -> None:
         assert harness.evaluate(folder, folder.content()).model_calls == 32
 
 
-def test_batches_group_requests_and_count_every_example(tiny_model_dir) -> None:
+def test_batches_group_requests_and_count_every_example(tiny_llama_dir) -> None:
     batches: list[int] = []
-    provider = LocalProvider(tiny_model_dir, batch_size=4, progress=batches.append)
+    provider = LocalProvider(tiny_llama_dir, batch_size=4, progress=batches.append)
     requests = [GenerationRequest(f"question {i}", max_new_tokens=3) for i in range(6)]
     requests.append(GenerationRequest("other length", max_new_tokens=5))
     outputs = provider.generate(requests)

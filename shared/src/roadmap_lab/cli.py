@@ -1,7 +1,8 @@
 """The command-line scaffold every project's CLI is built on (typer + rich).
 
-* ``lab_app(help, project)``: the Typer app, with one setup callback (logging at
-  ``<PREFIX>LOG_LEVEL``, quiet third-party loggers, offline defaults for their environment).
+* ``lab_app(help, project)``: the Typer app, with one setup callback (``setup``: logging at
+  ``<PREFIX>LOG_LEVEL``, quiet third-party loggers, offline defaults for their environment); a
+  single-command app (no subcommands) calls ``setup`` itself.
 * ``cli_errors()``: around each command's body: a ``LabError`` (the user can fix it) or invalid
   settings become one line on stderr and exit 2; Ctrl-C exits 130 without a traceback; anything
   else is a bug and keeps its traceback.
@@ -36,37 +37,43 @@ stderr = Console(stderr=True, soft_wrap=True)
 QUIET_LOGGERS = ("mlflow", "alembic", "urllib3", "httpx", "httpcore", "filelock", "asyncio")
 
 
+def setup(
+    project: str, quiet_loggers: Iterable[str] = (), environment: Mapping[str, str] | None = None
+) -> None:
+    """What every command runs first: the offline environment (``environment`` adds the
+    project's own defaults; variables already set win), logging at ``<PREFIX>LOG_LEVEL``, quiet
+    third-party loggers. ``lab_app``'s callback calls it; a single-command app calls it itself."""
+    for name, value in {**OFFLINE_ENVIRONMENT, **(environment or {})}.items():
+        os.environ.setdefault(name, value)
+    setup_logging(os.environ.get(f"{env_prefix(project)}LOG_LEVEL", "INFO"))
+    for name in (*QUIET_LOGGERS, *quiet_loggers):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def lab_app(
     help: str,
     project: str,
     quiet_loggers: Iterable[str] = (),
     environment: Mapping[str, str] | None = None,
 ) -> typer.Typer:
-    """A project's Typer app; its callback sets up logging and the environment before any
-    command runs (``environment`` adds the project's own defaults; set variables win)."""
+    """A project's Typer app; its callback runs ``setup`` before any command."""
     app = typer.Typer(
         add_completion=False,
         no_args_is_help=True,
         help=help,
         pretty_exceptions_show_locals=False,
     )
-    prefix = env_prefix(project)
-    quiet = (*QUIET_LOGGERS, *quiet_loggers)
 
     @app.callback()
-    def setup() -> None:
-        for name, value in {**OFFLINE_ENVIRONMENT, **(environment or {})}.items():
-            os.environ.setdefault(name, value)
-        setup_logging(os.environ.get(f"{prefix}LOG_LEVEL", "INFO"))
-        for name in quiet:
-            logging.getLogger(name).setLevel(logging.WARNING)
+    def _setup() -> None:
+        setup(project, quiet_loggers, environment)
 
     return app
 
 
 def error_line(message: object, code: int = 2) -> typer.Exit:
     """Print ``error: <message>`` on stderr; return the Exit to raise."""
-    stderr.print(f"[red]error:[/] {message}", highlight=False)
+    stderr.print(f"[red]error:[/] {escape(str(message))}", highlight=False)
     return typer.Exit(code)
 
 
@@ -80,17 +87,21 @@ def _settings_problems(error: Any) -> str:
 @contextlib.contextmanager
 def cli_errors(*also: type[BaseException]) -> Iterator[None]:
     """One line on stderr and exit 2 for what the user can fix (``LabError``, invalid settings,
-    and the exception types in ``also``); exit 130 on Ctrl-C; a traceback for anything else."""
+    and the exception types in ``also``); exit 130 on Ctrl-C or another ``KeyboardInterrupt``
+    (with its message, if any); a traceback for anything else."""
     from pydantic import ValidationError
 
+    user_errors: tuple[type[BaseException], ...] = (LabError, *also)
     try:
         yield
     except ValidationError as error:
         raise error_line(f"invalid settings: {_settings_problems(error)}") from None
-    except (LabError, *also) as error:
+    except user_errors as error:
         raise error_line(error) from None
-    except KeyboardInterrupt:
-        stderr.print("[yellow]interrupted[/]", highlight=False)
+    except KeyboardInterrupt as error:
+        # A project's own interruption may say what was saved and how to resume.
+        detail = f": {error}" if str(error) else ""
+        stderr.print(f"[yellow]interrupted[/]{escape(detail)}", highlight=False)
         raise typer.Exit(130) from None
 
 
@@ -103,7 +114,7 @@ RunDirOption = Annotated[
     Path | None,
     typer.Option(
         "--run-dir",
-        help="Run folder: local MLflow store, models, scratch (default: runs/<project>).",
+        help="Run folder: local stores, models, scratch (default: runs/<project>).",
     ),
 ]
 DistDirOption = Annotated[

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
+from roadmap_lab.errors import LabError
+
 logger = logging.getLogger(__name__)
 
 Probe = Callable[[], bool]
@@ -53,8 +55,9 @@ POSTGRES_PACKAGE_HINT = "Debian/Ubuntu: apt-get install postgresql"
 POSTGRES_INSTALL_ROOT = Path("/usr/lib/postgresql")
 
 
-class ServiceError(RuntimeError):
-    """A child did not start, died, or was not ready in time; the message carries its log tail."""
+class ServiceError(LabError):
+    """A child did not start, died, or was not ready in time (a missing package, a port in use, a
+    bad configuration); the message carries its log tail, so the CLIs show it as one error."""
 
 
 def free_port(host: str = LOCALHOST) -> int:

@@ -3,3 +3,4 @@ validates them (pandera), preprocesses, trains and evaluates a scikit-learn mode
 versioned, byte-reproducible artefacts; it retries what is transient and stops on what is not."""
 
 __version__ = "0.1.0"
+PROJECT = "data-pipelines"

@@ -26,7 +26,7 @@ def alert_payload(context: Any) -> dict[str, Any]:
 
 def on_failure(context: Any) -> None:
     """Never raises: an alert that fails must not hide the task's own failure."""
-    from data_pipelines.settings import PipelineSettings
+    from data_pipelines.settings import ProjectSettings
 
     payload = alert_payload(context)
     logger.error(
@@ -37,7 +37,7 @@ def on_failure(context: Any) -> None:
         payload["logical_date"],
         payload["error"],
     )
-    url = PipelineSettings().alert_webhook_url
+    url = ProjectSettings().alert_webhook_url
     if not url:
         return
     try:

@@ -14,13 +14,13 @@ from typing import Any
 from roadmap_lab.results import BenchmarkConditions, ResultsWriter, headline_figure
 from roadmap_lab.stats import paired_ratio, t_interval
 
+from data_pipelines import PROJECT
 from data_pipelines.local import local_pipeline, tree_digest
 from data_pipelines.names import PIPELINE_DAG_ID
 from data_pipelines.runner import run_dag
-from data_pipelines.settings import PipelineSettings
+from data_pipelines.settings import ProjectSettings
 from data_pipelines.steps import run_plain
 
-PROJECT = "data-pipelines"
 # The first date warms each path (Airflow's first DAG parse and DB sync; the data's first load)
 # and is reported apart; the timed dates follow it, so every window holds the same slices.
 WARMUP_DATE = "2021-01-17"
@@ -31,7 +31,7 @@ def _logical_date(key: str) -> datetime:
     return datetime.strptime(key, "%Y-%m-%d").replace(tzinfo=UTC)
 
 
-def run_benchmark(settings: PipelineSettings, command: str) -> tuple[Path, dict[str, Any]]:
+def run_benchmark(settings: ProjectSettings, command: str) -> tuple[Path, dict[str, Any]]:
     conditions = BenchmarkConditions()
     root = settings.output_root.parent / "benchmark"
     shutil.rmtree(root, ignore_errors=True)

@@ -12,10 +12,6 @@ Without DATA_PIPELINES_SOURCE_URL the embedded source serves the data on 127.0.0
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,18 +19,21 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from roadmap_lab.cli import DistDirOption, PublishOption, cli_errors, given, headline_table, lab_app
 
-from data_pipelines.errors import PipelineError
-from data_pipelines.settings import PipelineSettings
+from data_pipelines import PROJECT
+from data_pipelines.errors import DataPipelinesError
+from data_pipelines.settings import ProjectSettings
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Airflow 3 pipeline: fetch, validate, preprocess, train, evaluate and publish weekly "
+app = lab_app(
+    "Airflow 3 pipeline: fetch, validate, preprocess, train, evaluate and publish weekly "
     "slices of California-housing data, run with Airflow's own test runner.",
+    PROJECT,
+    quiet_loggers=("airflow", "sqlalchemy"),
+    # Airflow's own logs are verbose; task failures still show at WARNING.
+    environment={"AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING"},
 )
 console = Console()
-logger = logging.getLogger("data_pipelines")
 
 OutputRoot = Annotated[Path | None, typer.Option(help="Artefact root (default: settings).")]
 SourceUrl = Annotated[
@@ -48,15 +47,11 @@ Fault = Annotated[
 ]  # fmt: skip
 
 
-def _settings(**flags: Any) -> PipelineSettings:
-    return PipelineSettings(**{k: v for k, v in flags.items() if v is not None})
-
-
 def _date(text: str) -> datetime:
     try:
         return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
-        raise PipelineError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+        raise DataPipelinesError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _faults(specs: list[str] | None) -> dict[str, Any]:
@@ -65,38 +60,7 @@ def _faults(specs: list[str] | None) -> dict[str, Any]:
     try:
         return dict(FaultSpec.parse(spec) for spec in specs or [])
     except ValueError as error:
-        raise PipelineError(str(error)) from None
-
-
-@contextlib.contextmanager
-def cli_errors() -> Iterator[None]:
-    """The project's own errors become one line on stderr and exit status 2."""
-    from pydantic import ValidationError
-    from roadmap_lab.assets import AssetError
-
-    err = Console(stderr=True, soft_wrap=True)
-    try:
-        yield
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        err.print(f"[red]error:[/] invalid settings: {problems}", highlight=False)
-        raise typer.Exit(2) from None
-    except (PipelineError, AssetError) as error:
-        err.print(f"[red]error:[/] {error}", highlight=False)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]", highlight=False)
-        raise typer.Exit(130) from None
-
-
-def _setup() -> None:
-    from roadmap_lab.logs import setup_logging
-
-    setup_logging(os.environ.get("DATA_PIPELINES_LOG_LEVEL", "INFO"))
-    # Airflow's own logs are verbose; task failures still show at WARNING.
-    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
-    for noisy in ("urllib3", "alembic", "airflow", "sqlalchemy"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        raise DataPipelinesError(str(error)) from None
 
 
 def _print_outcomes(outcomes: list[Any]) -> None:
@@ -116,7 +80,7 @@ def _print_outcomes(outcomes: list[Any]) -> None:
     console.print(table)
 
 
-def _run_dates(dates: list[datetime], settings: PipelineSettings, faults: dict[str, Any]) -> None:
+def _run_dates(dates: list[datetime], settings: ProjectSettings, faults: dict[str, Any]) -> None:
     from data_pipelines.local import local_pipeline
     from data_pipelines.names import PIPELINE_DAG_ID
     from data_pipelines.runner import run_dag
@@ -141,10 +105,9 @@ def run(
     fault: Fault = None,
 ) -> None:
     """Run housing_pipeline for one logical date; exit 1 when the run fails."""
-    _setup()
     with cli_errors():
-        settings = _settings(
-            output_root=output_root, source_url=source_url, retry_delay_s=retry_delay_s
+        settings = ProjectSettings(
+            **given(output_root=output_root, source_url=source_url, retry_delay_s=retry_delay_s)
         )
         _run_dates([_date(date)], settings, _faults(fault))
 
@@ -162,17 +125,16 @@ def backfill(
     before it); rerunning a date rewrites nothing that is already the same."""
     from data_pipelines.settings import SLICE_PERIOD
 
-    _setup()
     with cli_errors():
         first, last = _date(start), _date(end)
         if last < first:
-            raise PipelineError("--end is before --start")
+            raise DataPipelinesError("--end is before --start")
         dates = []
         while first <= last:
             dates.append(first)
             first += SLICE_PERIOD
-        settings = _settings(
-            output_root=output_root, source_url=source_url, retry_delay_s=retry_delay_s
+        settings = ProjectSettings(
+            **given(output_root=output_root, source_url=source_url, retry_delay_s=retry_delay_s)
         )
         _run_dates(dates, settings, _faults(fault))
 
@@ -188,9 +150,8 @@ def release(
     its logical date again."""
     from data_pipelines.steps import release as release_slice
 
-    _setup()
     with cli_errors():
-        settings = _settings(output_root=output_root, source_url=source_url)
+        settings = ProjectSettings(**given(output_root=output_root, source_url=source_url))
         archive = release_slice(settings, _date(date).strftime("%Y-%m-%d"))
         console.print(f"released {date}: quarantined slice and report archived in {archive}")
         if rerun:
@@ -208,7 +169,6 @@ def serve(
 
     from data_pipelines.source import SourceServer
 
-    _setup()
     with cli_errors(), SourceServer(faults=_faults(fault), host=host, port=port) as server:
         console.print(f"serving slices on {server.url}/slices (Ctrl-C stops)")
         while True:
@@ -216,9 +176,7 @@ def serve(
 
 
 @app.command()
-def demo(
-    dist_dir: Annotated[Path | None, typer.Option(help="Results folder.")] = None,
-) -> None:
+def demo(dist_dir: DistDirOption = None) -> None:
     """The showcase's run (~1-2 min): four dates, transient faults, a corrupt slice quarantined
     and released, a byte-identical rerun, the downstream report; results + timeline plot."""
     import json
@@ -227,47 +185,35 @@ def demo(
 
     from data_pipelines.demo import run_demo
 
-    _setup()
     with cli_errors():
-        path = run_demo(_settings(dist_dir=dist_dir), invocation("data_pipelines"))
+        settings = ProjectSettings(**given(dist_dir=dist_dir))
+        path = run_demo(settings, invocation("data_pipelines"))
         results = json.loads(path.read_text())
-        for item in results["headline"]:
-            console.print(
-                f"{item['name']}: {item['value']} {item['unit']} (target {item['target']})"
-            )
+        console.print(headline_table(f"{PROJECT} demo", results["headline"]))
         console.print(f"results -> {path}")
         if results["status"] != "ok":
             raise typer.Exit(1)
 
 
 @app.command()
-def benchmark(
-    publish: Annotated[
-        bool, typer.Option(help="Copy the results to projects/data-pipelines/benchmarks/.")
-    ] = False,
-    dist_dir: Annotated[Path | None, typer.Option(help="Results folder.")] = None,
-) -> None:
+def benchmark(publish: PublishOption = False, dist_dir: DistDirOption = None) -> None:
     """End-to-end wall time per logical date and Airflow's overhead vs a plain Python loop."""
     from roadmap_lab.results import ensure_quiet_machine, invocation, publish_benchmark
 
     from data_pipelines.benchmark import run_benchmark
 
-    _setup()
     with cli_errors():
         if publish:
             ensure_quiet_machine()
-        path, results = run_benchmark(_settings(dist_dir=dist_dir), invocation("data_pipelines"))
+        settings = ProjectSettings(**given(dist_dir=dist_dir))
+        path, results = run_benchmark(settings, invocation("data_pipelines"))
         table = Table("logical date", "dag.test() s", "plain loop s")
         for key, dag_s, plain_s in zip(
             results["logical_dates"], results["dag_wall_s"], results["plain_wall_s"], strict=True
         ):
             table.add_row(key, f"{dag_s:.2f}", f"{plain_s:.3f}")
         console.print(table)
-        for item in results["headline"]:
-            console.print(
-                f"{item['name']}: {item['value']} {item['unit']} (baseline {item['baseline']}, "
-                f"target {item['target']}: {item['verdict'] or 'no target'})"
-            )
+        console.print(headline_table(f"{PROJECT} benchmark", results["headline"]))
         console.print(f"artefacts identical (DAG vs plain loop): {results['artefacts_identical']}")
         console.print(f"results -> {path}")
         if publish:

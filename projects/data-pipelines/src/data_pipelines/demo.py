@@ -21,17 +21,17 @@ from roadmap_lab.results import (
 )
 from roadmap_lab.stats import t_interval
 
+from data_pipelines import PROJECT
 from data_pipelines.local import local_pipeline, tree_digest
 from data_pipelines.names import PIPELINE_DAG_ID, REPORT_DAG_ID
 from data_pipelines.runner import RunOutcome, run_dag
-from data_pipelines.settings import PipelineSettings
+from data_pipelines.settings import ProjectSettings
 from data_pipelines.source import FaultSpec
 from data_pipelines.steps import layout, release
 from data_pipelines.timeline import timeline_figure
 
 logger = logging.getLogger(__name__)
 
-PROJECT = "data-pipelines"
 DEMO_DATES = ["2021-02-14", "2021-02-21", "2021-02-28", "2021-03-07"]
 FAULTY_DATE, CORRUPT_DATE = DEMO_DATES[1], DEMO_DATES[2]
 
@@ -40,7 +40,7 @@ def _date(key: str) -> datetime:
     return datetime.strptime(key, "%Y-%m-%d").replace(tzinfo=UTC)
 
 
-def run_demo(settings: PipelineSettings, command: str) -> Path:
+def run_demo(settings: ProjectSettings, command: str) -> Path:
     """Run the demo into ``<run dir>/demo`` (wiped first); the results file's path."""
     demo_root = settings.output_root.parent / "demo"
     shutil.rmtree(demo_root, ignore_errors=True)
@@ -81,7 +81,7 @@ def run_demo(settings: PipelineSettings, command: str) -> Path:
 
 
 def _write_results(
-    settings: PipelineSettings,
+    settings: ProjectSettings,
     command: str,
     outcomes: list[RunOutcome],
     report: RunOutcome,

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from roadmap_lab.errors import LabError
 
-class PipelineError(Exception):
+
+class DataPipelinesError(LabError):
     """Base of the project's errors; the CLI prints their message on one line."""
 
 
-class TransientError(PipelineError):
+class TransientError(DataPipelinesError):
     """Worth retrying: HTTP 5xx, timeouts, connection resets, truncated or damaged transfers."""
 
 
-class PermanentError(PipelineError):
+class PermanentError(DataPipelinesError):
     """Retrying cannot help: HTTP 4xx, an unparseable payload, a schema violation."""
 
 

@@ -9,15 +9,18 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from data_pipelines.settings import ENV_PREFIX, PipelineSettings
+from roadmap_lab.settings import env_prefix
+
+from data_pipelines import PROJECT
+from data_pipelines.settings import ProjectSettings
 from data_pipelines.source import FaultSpec, SourceServer
 
 
-def export_settings(settings: PipelineSettings) -> None:
+def export_settings(settings: ProjectSettings) -> None:
     """Put the settings into os.environ, so that the DAG file (parsed by Airflow) and its tasks
     see the same values as the CLI."""
     for name, value in settings.model_dump().items():
-        variable = f"{ENV_PREFIX}{name.upper()}"
+        variable = f"{env_prefix(PROJECT)}{name.upper()}"
         if value is None:
             os.environ.pop(variable, None)
         elif isinstance(value, Path):
@@ -28,8 +31,8 @@ def export_settings(settings: PipelineSettings) -> None:
 
 @contextlib.contextmanager
 def local_pipeline(
-    settings: PipelineSettings, faults: dict[str, FaultSpec] | None = None
-) -> Iterator[tuple[PipelineSettings, SourceServer | None]]:
+    settings: ProjectSettings, faults: dict[str, FaultSpec] | None = None
+) -> Iterator[tuple[ProjectSettings, SourceServer | None]]:
     """Settings exported, Airflow configured; the embedded source running when the settings name
     no source (it stops on exit)."""
     from data_pipelines.runner import configure_airflow

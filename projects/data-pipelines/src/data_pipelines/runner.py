@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import data_pipelines
-from data_pipelines.errors import PipelineError
+from data_pipelines.errors import DataPipelinesError
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def configure_airflow(home: Path) -> None:
     from airflow.utils import db
 
     if env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] != settings.SQL_ALCHEMY_CONN:
-        raise PipelineError(
+        raise DataPipelinesError(
             f"Airflow was configured before configure_airflow({home}) in this process "
             f"(its DB: {settings.SQL_ALCHEMY_CONN})"
         )
@@ -129,10 +129,10 @@ def load_dag(dag_id: str) -> Any:
 
     bag = DagBag(dag_folder=str(DAGS_FOLDER))
     if bag.import_errors:
-        raise PipelineError(f"DAG import errors: {bag.import_errors}")
+        raise DataPipelinesError(f"DAG import errors: {bag.import_errors}")
     dag = bag.get_dag(dag_id)
     if dag is None:
-        raise PipelineError(f"no DAG {dag_id} in {DAGS_FOLDER}")
+        raise DataPipelinesError(f"no DAG {dag_id} in {DAGS_FOLDER}")
     return dag
 
 

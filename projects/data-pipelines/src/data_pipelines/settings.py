@@ -9,9 +9,10 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
-from roadmap_lab.settings import LabSettings
+from roadmap_lab.settings import LabSettings, env_prefix
 
-ENV_PREFIX = "DATA_PIPELINES_"
+from data_pipelines import PROJECT
+
 # The first and last weekly logical dates the embedded data covers completely: a slice is the
 # week that ends at its logical date (Sunday 00:00 UTC), [date - 7 days, date).
 FIRST_SLICE_DATE = datetime(2020, 10, 11, tzinfo=UTC)
@@ -19,10 +20,10 @@ LAST_SLICE_DATE = datetime(2022, 5, 8, tzinfo=UTC)
 SLICE_PERIOD = timedelta(days=7)
 
 
-class PipelineSettings(LabSettings):
+class ProjectSettings(LabSettings):
     """Where the data comes from, where artefacts go, and how hard the pipeline tries."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=env_prefix(PROJECT), extra="ignore")
 
     # An HTTP(S) source serving /slices/<YYYY-MM-DD>.csv; None: the CLI starts the embedded one.
     source_url: str | None = None

@@ -38,7 +38,7 @@ from data_pipelines.validation import FEATURES, TARGET, read_slice, validate_sli
 if TYPE_CHECKING:
     import pandas as pd
 
-    from data_pipelines.settings import PipelineSettings
+    from data_pipelines.settings import ProjectSettings
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class OutputLayout:
         return self.root / "reports" / f"{key}.json"
 
 
-def layout(settings: PipelineSettings) -> OutputLayout:
+def layout(settings: ProjectSettings) -> OutputLayout:
     return OutputLayout(settings.output_root.resolve())
 
 
@@ -105,7 +105,7 @@ def write_folder(target: Path, files: dict[str, bytes]) -> Path:
 # --- fetch ----------------------------------------------------------------------------------
 
 
-def fetch(settings: PipelineSettings, key: str) -> dict[str, Any]:
+def fetch(settings: ProjectSettings, key: str) -> dict[str, Any]:
     """Download slice ``key`` and check it before anything downstream sees it: HTTP status,
     Content-Length, SHA-256 (X-Content-SHA256 or the ETag), size, parseable as a slice CSV.
     A slice already validated is revalidated with If-None-Match (304: the stored bytes)."""
@@ -153,7 +153,7 @@ def fetch(settings: PipelineSettings, key: str) -> dict[str, Any]:
     }
 
 
-def _check_payload(url: str, headers: Any, body: bytes, settings: PipelineSettings) -> None:
+def _check_payload(url: str, headers: Any, body: bytes, settings: ProjectSettings) -> None:
     expected_length = headers.get("Content-Length")
     if expected_length is not None and int(expected_length) != len(body):
         raise TransientError(f"GET {url}: truncated, {len(body)} of {expected_length} bytes")
@@ -185,7 +185,7 @@ def _parse(url: str, body: bytes) -> pd.DataFrame:
 # --- validate -------------------------------------------------------------------------------
 
 
-def validate(settings: PipelineSettings, fetched: dict[str, Any]) -> dict[str, Any]:
+def validate(settings: ProjectSettings, fetched: dict[str, Any]) -> dict[str, Any]:
     """Validate the fetched slice against the schema and the previous valid slice. Valid: stored
     under slices/. Invalid: quarantined with a report, and QuarantinedError."""
     out = layout(settings)
@@ -224,7 +224,7 @@ def add_features(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def preprocess(settings: PipelineSettings, validated: dict[str, Any]) -> dict[str, Any]:
+def preprocess(settings: ProjectSettings, validated: dict[str, Any]) -> dict[str, Any]:
     """The trailing window of validated slices (those present) -> model features + target, with
     a deterministic held-out split."""
     import pandas as pd
@@ -264,7 +264,7 @@ def _load_prepared(prepared: dict[str, Any]) -> pd.DataFrame:
 # --- train, evaluate ------------------------------------------------------------------------
 
 
-def train(settings: PipelineSettings, prepared: dict[str, Any]) -> dict[str, Any]:
+def train(settings: ProjectSettings, prepared: dict[str, Any]) -> dict[str, Any]:
     out = layout(settings)
     frame = _load_prepared(prepared)
     training = frame[frame["is_test"] == 0]
@@ -282,7 +282,7 @@ def train(settings: PipelineSettings, prepared: dict[str, Any]) -> dict[str, Any
 
 
 def evaluate(
-    settings: PipelineSettings, prepared: dict[str, Any], trained: dict[str, Any]
+    settings: ProjectSettings, prepared: dict[str, Any], trained: dict[str, Any]
 ) -> dict[str, Any]:
     """Held-out metrics of the model, and of the majority-class baseline for comparison."""
     import numpy as np
@@ -318,7 +318,7 @@ def _versions() -> dict[str, str]:
 
 
 def publish(
-    settings: PipelineSettings,
+    settings: ProjectSettings,
     validated: dict[str, Any],
     prepared: dict[str, Any],
     trained: dict[str, Any],
@@ -371,7 +371,7 @@ def publish(
 # --- release, report ------------------------------------------------------------------------
 
 
-def release(settings: PipelineSettings, key: str) -> Path:
+def release(settings: ProjectSettings, key: str) -> Path:
     """Move a quarantined slice (and its report) to released/<id>/<sha12>/, so the next run of
     that logical date fetches and validates it afresh; the archive's path."""
     out = layout(settings)
@@ -388,7 +388,7 @@ def release(settings: PipelineSettings, key: str) -> Path:
     return archive
 
 
-def model_report(settings: PipelineSettings, key: str, triggered_by: list[str]) -> dict[str, Any]:
+def model_report(settings: ProjectSettings, key: str, triggered_by: list[str]) -> dict[str, Any]:
     """The downstream DAG's job: every published model up to ``key`` with its metrics (a trend
     a person reads to decide on a retrain), written to reports/<id>.json."""
     out = layout(settings)
@@ -415,7 +415,7 @@ def model_report(settings: PipelineSettings, key: str, triggered_by: list[str]) 
     return {"slice_id": key, "path": str(out.report_file(key)), "models": len(models)}
 
 
-def run_plain(settings: PipelineSettings, key: str) -> dict[str, Any]:
+def run_plain(settings: ProjectSettings, key: str) -> dict[str, Any]:
     """All steps in a plain Python loop, no Airflow (the benchmark's baseline)."""
     fetched = fetch(settings, key)
     validated = validate(settings, fetched)

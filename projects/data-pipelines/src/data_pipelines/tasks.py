@@ -12,7 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from data_pipelines.alerts import on_failure
 from data_pipelines.errors import PermanentError
-from data_pipelines.settings import PipelineSettings
+from data_pipelines.settings import ProjectSettings
 from data_pipelines.source import slice_id
 
 T = TypeVar("T")
@@ -21,7 +21,7 @@ T = TypeVar("T")
 MODEL_ASSET = Asset(name="housing_model", uri="data-pipelines://housing/model", group="model")
 
 
-def default_args(settings: PipelineSettings) -> dict[str, Any]:
+def default_args(settings: ProjectSettings) -> dict[str, Any]:
     """Every task retries with exponential backoff, has a timeout and alerts on final failure."""
     return {
         "owner": "data-pipelines",
@@ -38,7 +38,7 @@ def run_step(step: Callable[..., T], *args: Any) -> T:
     """Run a step with fresh settings (read in the task's process); permanent errors fail the
     task at once, anything else is left to Airflow's retries."""
     try:
-        return step(PipelineSettings(), *args)
+        return step(ProjectSettings(), *args)
     except PermanentError as error:
         raise AirflowFailException(str(error)) from error
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pandera.pandas as pa
 
-    from data_pipelines.settings import PipelineSettings
+    from data_pipelines.settings import ProjectSettings
 
 FEATURES = list(HOUSING_FEATURES)
 TARGET = "clf_target"
@@ -97,7 +97,7 @@ def _pandera() -> Any:
 
 
 def build_schema(
-    key: str, settings: PipelineSettings, previous: pd.DataFrame | None
+    key: str, settings: ProjectSettings, previous: pd.DataFrame | None
 ) -> pa.DataFrameSchema:
     """The schema one slice must satisfy; ``previous`` (the previous valid slice) adds the
     distribution checks."""
@@ -156,7 +156,7 @@ def read_slice(data: bytes) -> pd.DataFrame:
 
 
 def validate_slice(
-    key: str, data: bytes, settings: PipelineSettings, previous: pd.DataFrame | None
+    key: str, data: bytes, settings: ProjectSettings, previous: pd.DataFrame | None
 ) -> tuple[ValidationReport, pd.DataFrame | None]:
     """Validate a slice's CSV bytes; the report and, when it passed, the typed frame."""
     pa = _pandera()

@@ -1,4 +1,4 @@
-"""``python -m experiment_tracking`` runs the CLI (also how torchrun starts each process)."""
+"""``python -m experiment_tracking``: the command line (cli.py)."""
 
 from experiment_tracking.cli import main
 

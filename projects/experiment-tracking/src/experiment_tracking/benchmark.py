@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 from roadmap_lab.machine import package_versions
 from roadmap_lab.results import (
     BenchmarkConditions,
@@ -347,21 +346,6 @@ def seed_quality_headlines(seeds: list[SeedResult]) -> list[Headline]:
     ]  # fmt: skip
 
 
-def _table(headlines: list[Headline]) -> Table:
-    table = Table(title="experiment-tracking benchmark")
-    for column in ("figure", "value", "baseline", "target", "verdict"):
-        table.add_column(column)
-    for item in headlines:
-        value = f"{item['value']}{item['unit']}"
-        if item.get("interval"):
-            value += f" [{item['interval']['low']}, {item['interval']['high']}]"
-        if "spread" in item:
-            value += f" (sd {item['spread']['std']})"
-        baseline = f"{item['baseline']} {item.get('baseline_unit', '')}".strip()
-        table.add_row(item["name"], value, baseline, item["target"] or "", item.get("verdict", ""))
-    return table
-
-
 def run_benchmark(
     settings: ProjectSettings,
     sizes: BenchmarkSizes,
@@ -437,7 +421,6 @@ def run_benchmark(
             baseline_unit="samples/s",
         ),
     ]
-    console.print(_table(headlines))
 
     writer = ResultsWriter(PROJECT, settings.dist_dir, command, kind="benchmark")
     writer.save_figure(

@@ -7,52 +7,51 @@ accelerate launch -m experiment_tracking train --mixed-precision bf16        # G
 python -m experiment_tracking sweep --trials 8 --train-subset 1000
 python -m experiment_tracking promote --margin 0.0 --confidence 0.95
 python -m experiment_tracking evaluate --model-uri models:/review-classifier@champion
-python -m experiment_tracking benchmark --publish      # ~28 min on 2 CPU cores
+python -m experiment_tracking benchmark --publish      # ~30 min on 2 CPU cores
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-import os
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from roadmap_lab.cli import (
+    DistDirOption,
+    ModelDirOption,
+    PublishOption,
+    RunDirOption,
+    cli_errors,
+    given,
+    headline_table,
+    lab_app,
+)
 
+from experiment_tracking import PROJECT
+from experiment_tracking.errors import ConfigError
 from experiment_tracking.settings import BenchmarkSizes, ProjectSettings, TrainConfig
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("WANDB_MODE", "offline")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Tracked fine-tuning of a review classifier with MLflow + W&B, sweeps, registry and gate.",
+app = lab_app(
+    "Tracked fine-tuning of a review classifier with MLflow + W&B, sweeps, registry and gate.",
+    PROJECT,
+    quiet_loggers=("optuna", "wandb", "accelerate"),
+    environment={"WANDB_MODE": "offline", "HF_HUB_DISABLE_PROGRESS_BARS": "1"},
 )
 console = Console()
-logger = logging.getLogger("experiment_tracking")
+# Our pyfunc model takes a DataFrame on purpose; MLflow nags about type hints on every load.
+warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
+warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
 
-# --- shared options -----------------------------------------------------------------------------
-RunDir = Annotated[
-    Path | None, typer.Option(help="Run folder (local MLflow store, checkpoints, W&B files).")
-]
+# --- options of this project --------------------------------------------------------------------
 TrackerOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--tracker", help="mlflow and/or wandb (repeat the flag); 'none' disables tracking."
     ),
-]
-ModelDir = Annotated[
-    Path | None, typer.Option(help="HF encoder folder (default: all-MiniLM-L6-v2).")
 ]
 TrainFile = Annotated[
     Path | None, typer.Option(help="Training data (.csv/.jsonl/.parquet: text, label).")
@@ -82,28 +81,18 @@ MixedPrecisionOpt = Annotated[
 ]
 Seed = Annotated[int | None, typer.Option(help="Random seed.")]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
-DistDir = Annotated[
-    Path | None, typer.Option(help="Results folder (results go under experiment-tracking/).")
-]
 BENCHMARK_DEFAULTS = BenchmarkSizes()
 
 
-def _settings(
-    run_dir: Path | None = None, trackers: list[str] | None = None, **extra: Any
-) -> ProjectSettings:
-    """Settings from the environment; only the flags that were given override them."""
-    overrides: dict[str, Any] = {k: v for k, v in extra.items() if v is not None}
-    if run_dir is not None:
-        overrides["run_dir"] = run_dir
-    if trackers is not None:
-        overrides["trackers"] = [] if trackers in (["none"], []) else trackers
-    return ProjectSettings(**overrides)
+def _trackers(flags: list[str] | None) -> list[str] | None:
+    """The ``--tracker`` flags as the settings' list: None when not given, [] for 'none'."""
+    if flags is None:
+        return None
+    return [] if flags in (["none"], []) else flags
 
 
 def _train_config(settings: ProjectSettings, config_file: Path | None, **flags: Any) -> TrainConfig:
     """Training settings: the flags given, over the config file, over the settings' seed."""
-    from experiment_tracking.errors import ConfigError
-
     values: dict[str, Any] = {"seed": settings.seed}
     if config_file is not None:
         import yaml
@@ -120,47 +109,6 @@ def _train_config(settings: ProjectSettings, config_file: Path | None, **flags: 
         values.update(loaded)
     values.update({k: v for k, v in flags.items() if v is not None})
     return TrainConfig(**values)
-
-
-@contextlib.contextmanager
-def cli_errors() -> Iterator[None]:
-    """The project's own errors become one line on stderr and exit status 2 (130 when
-    interrupted); anything else is a bug and keeps its traceback."""
-    from pydantic import ValidationError
-    from roadmap_lab.assets import AssetError
-
-    from experiment_tracking.errors import ExperimentTrackingError
-    from experiment_tracking.training import TrainingInterrupted
-
-    try:
-        yield
-    except TrainingInterrupted as error:
-        Console(stderr=True, soft_wrap=True).print(
-            f"[yellow]interrupted:[/] {error}", highlight=False
-        )
-        raise typer.Exit(130) from None
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()
-        )
-        Console(stderr=True, soft_wrap=True).print(
-            f"[red]error:[/] invalid settings: {problems}", highlight=False
-        )
-        raise typer.Exit(2) from None
-    except (ExperimentTrackingError, AssetError) as error:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {error}", highlight=False)
-        raise typer.Exit(2) from None
-
-
-def _setup(level: str = "INFO") -> None:
-    from roadmap_lab.logs import setup_logging
-
-    setup_logging(os.environ.get("EXPERIMENT_TRACKING_LOG_LEVEL", level))
-    for noisy in ("mlflow", "alembic", "urllib3", "httpx", "optuna", "wandb", "accelerate"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # Our pyfunc model takes a DataFrame on purpose; MLflow nags about type hints on every load.
-    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
-    warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
 
 
 def _metrics_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
@@ -182,7 +130,7 @@ def train(
     run_name: Annotated[
         str, typer.Option(help="Name of the run (and of its checkpoint folder).")
     ] = "fine-tune",
-    model_dir: ModelDir = None,
+    model_dir: ModelDirOption = None,
     train_file: TrainFile = None,
     test_file: TestFile = None,
     config_file: ConfigFile = None,
@@ -207,17 +155,16 @@ def train(
     baseline: Annotated[
         bool, typer.Option("--baseline/--no-baseline", help="Also run the TF-IDF baseline.")
     ] = False,
-    run_dir: RunDir = None,
+    run_dir: RunDirOption = None,
     tracker: TrackerOpt = None,
     progress: Progress = True,
 ) -> None:
     """Fine-tune the encoder with a classification head; track, evaluate, optionally register."""
-    _setup()
     with cli_errors():
         from experiment_tracking.data import load_data
         from experiment_tracking.pipeline import run_baseline, run_training
 
-        settings = _settings(run_dir, tracker)
+        settings = ProjectSettings(**given(run_dir=run_dir, trackers=_trackers(tracker)))
         config = _train_config(
             settings,
             config_file,
@@ -282,16 +229,15 @@ def baseline_command(
     train_file: TrainFile = None,
     test_file: TestFile = None,
     seed: Seed = None,
-    run_dir: RunDir = None,
+    run_dir: RunDirOption = None,
     tracker: TrackerOpt = None,
 ) -> None:
     """Train and evaluate the TF-IDF + logistic regression baseline (tracked)."""
-    _setup()
     with cli_errors():
         from experiment_tracking.data import load_data
         from experiment_tracking.pipeline import run_baseline
 
-        settings = _settings(run_dir, tracker, seed=seed)
+        settings = ProjectSettings(**given(run_dir=run_dir, trackers=_trackers(tracker), seed=seed))
         data = load_data(train_file, test_file, seed=settings.seed)
         report = run_baseline(settings, data, settings.seed)
         console.print(_metrics_table("test set", {"tfidf-baseline": report.result.test_metrics}))
@@ -302,7 +248,7 @@ def baseline_command(
 def sweep(
     trials: Annotated[int, typer.Option(help="Optuna trials.")] = 4,
     run_name: Annotated[str, typer.Option(help="Name of the parent run.")] = "sweep",
-    model_dir: ModelDir = None,
+    model_dir: ModelDirOption = None,
     train_file: TrainFile = None,
     test_file: TestFile = None,
     config_file: ConfigFile = None,
@@ -315,17 +261,16 @@ def sweep(
     register: Annotated[
         bool, typer.Option("--register/--no-register", help="Register the best model.")
     ] = True,
-    run_dir: RunDir = None,
+    run_dir: RunDirOption = None,
     tracker: TrackerOpt = None,
     progress: Progress = True,
 ) -> None:
     """Optuna sweep; each trial is a nested MLflow run; the best model is registered."""
-    _setup()
     with cli_errors():
         from experiment_tracking.data import load_data
         from experiment_tracking.sweep import run_sweep
 
-        settings = _settings(run_dir, tracker)
+        settings = ProjectSettings(**given(run_dir=run_dir, trackers=_trackers(tracker)))
         config = _train_config(
             settings,
             config_file,
@@ -392,10 +337,9 @@ def evaluate(
     train_file: TrainFile = None,
     test_file: TestFile = None,
     output_json: Annotated[Path | None, typer.Option(help="Also write the results here.")] = None,
-    run_dir: RunDir = None,
+    run_dir: RunDirOption = None,
 ) -> None:
     """Evaluate a logged or registered model on the test set, with the behavioural suites."""
-    _setup()
     with cli_errors():
         from roadmap_lab.results import atomic_write_json
 
@@ -403,7 +347,7 @@ def evaluate(
         from experiment_tracking.registry import CHAMPION, evaluate_model
         from experiment_tracking.tracking import configure_mlflow
 
-        settings = _settings(run_dir)
+        settings = ProjectSettings(**given(run_dir=run_dir))
         configure_mlflow(settings)
         uri = model_uri or f"models:/{settings.registered_model}@{CHAMPION}"
         data = load_data(train_file, test_file)
@@ -446,20 +390,21 @@ def promote(
     fail_on_reject: Annotated[
         bool, typer.Option(help="Exit with status 3 when the challenger is rejected.")
     ] = False,
-    run_dir: RunDir = None,
+    run_dir: RunDirOption = None,
 ) -> None:
     """The promotion gate: the challenger becomes champion only if better and well-behaved."""
-    _setup()
     with cli_errors():
         from experiment_tracking.data import load_data
         from experiment_tracking.registry import promote as run_gate
 
-        settings = _settings(
-            run_dir,
-            gate_margin=margin,
-            gate_bound=bound,
-            gate_confidence=confidence,
-            gate_min_macro_f1=min_macro_f1,
+        settings = ProjectSettings(
+            **given(
+                run_dir=run_dir,
+                gate_margin=margin,
+                gate_bound=bound,
+                gate_confidence=confidence,
+                gate_min_macro_f1=min_macro_f1,
+            )
         )
         data = load_data(train_file, test_file)
         decision = run_gate(settings, data, challenger_version)
@@ -475,25 +420,26 @@ def promote(
 
 @app.command()
 def demo(
-    run_dir: Annotated[
-        Path | None,
-        typer.Option(help="Demo run folder (emptied first; default <run_dir>/demo)."),
-    ] = None,
-    dist_dir: DistDir = None,
+    run_dir: RunDirOption = None,
+    dist_dir: DistDirOption = None,
     train_subset: Annotated[int, typer.Option(help="Rows of the short fine-tune.")] = 2048,
     max_length: MaxLength = None,
-    model_dir: ModelDir = None,
+    model_dir: ModelDirOption = None,
     tracker: TrackerOpt = None,
     progress: Progress = True,
 ) -> None:
-    """Baseline, a short fine-tune, registration and the gate on the embedded defaults (< 5 min)."""
-    _setup()
+    """Baseline, a short fine-tune, registration and the gate on the embedded defaults (< 5 min).
+
+    The demo's run folder (default <run_dir>/demo) is emptied first.
+    """
     with cli_errors():
         from roadmap_lab.results import invocation
 
         from experiment_tracking.demo import run_demo
 
-        settings = _settings(run_dir, tracker, dist_dir=dist_dir)
+        settings = ProjectSettings(
+            **given(run_dir=run_dir, trackers=_trackers(tracker), dist_dir=dist_dir)
+        )
         if run_dir is None:
             settings = settings.model_copy(update={"run_dir": settings.run_dir / "demo"})
         results_file = run_demo(
@@ -531,23 +477,17 @@ def benchmark(
     seed: Annotated[
         int | None, typer.Option(help="First seed (default: the settings' seed, 0).")
     ] = None,
-    publish: Annotated[
-        bool,
-        typer.Option(
-            "--publish/--no-publish",
-            help="Also copy the results to the committed projects/experiment-tracking/benchmarks/.",
-        ),
-    ] = False,
-    model_dir: ModelDir = None,
-    dist_dir: DistDir = None,
-    run_dir: Annotated[
-        Path | None, typer.Option(help="Benchmark run folder (default <run_dir>/benchmark).")
-    ] = None,
+    publish: PublishOption = False,
+    model_dir: ModelDirOption = None,
+    dist_dir: DistDirOption = None,
+    run_dir: RunDirOption = None,
     tracker: TrackerOpt = None,
     progress: Progress = True,
 ) -> None:
-    """MiniLM vs TF-IDF over seeds, our loop vs HF Trainer throughput, tracking overhead."""
-    _setup()
+    """MiniLM vs TF-IDF over seeds, our loop vs HF Trainer throughput, tracking overhead.
+
+    The benchmark's run folder defaults to <run_dir>/benchmark.
+    """
     with cli_errors():
         from roadmap_lab.results import invocation
 
@@ -561,7 +501,9 @@ def benchmark(
             throughput_epochs=throughput_epochs,
             repeats=repeats,
         )
-        settings = _settings(run_dir, tracker, dist_dir=dist_dir, seed=seed)
+        settings = ProjectSettings(
+            **given(run_dir=run_dir, trackers=_trackers(tracker), dist_dir=dist_dir, seed=seed)
+        )
         if run_dir is None:
             settings = settings.model_copy(update={"run_dir": settings.run_dir / "benchmark"})
         results_file, published = run_benchmark(
@@ -572,13 +514,15 @@ def benchmark(
             publish=publish,
             progress=progress,
         )
+        headline = json.loads(results_file.read_text())["headline"]
+        console.print(headline_table(f"{PROJECT} benchmark", headline))
         console.print(f"results: {results_file}")
         if published is not None:
             console.print(f"published: {published}")
 
 
 def main() -> None:
-    app()
+    app()  # standalone: exits with the command's status
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """The base of the project's own error types: problems a user can fix (bad data, settings or
 files, an unreachable server, a missing model). The CLI shows them as one ``error:`` line with
-exit status 2; any other exception is a bug and keeps its traceback."""
+exit status 2 (``roadmap_lab.cli.cli_errors``); any other exception is a bug and keeps its
+traceback."""
+
+from roadmap_lab.errors import LabError
 
 
-class ExperimentTrackingError(Exception):
+class ExperimentTrackingError(LabError):
     """A problem the message explains, with what to do about it."""
 
 

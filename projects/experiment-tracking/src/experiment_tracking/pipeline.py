@@ -83,7 +83,7 @@ def test_evaluation(model_dir: Path, data: ReviewData) -> tuple[dict[str, Any], 
     (metrics, the predicted label of each test row)."""
     import numpy as np
 
-    from experiment_tracking.serving_model import HFTextClassifier
+    from experiment_tracking.pyfunc_model import HFTextClassifier
 
     p_great = HFTextClassifier(model_dir).p_great(data.test["text"].tolist())
     predictions = np.where(p_great >= 0.5, "great", "other").tolist()

@@ -44,20 +44,6 @@ class RegistryError(ExperimentTrackingError):
     """The registry cannot do what was asked; the message says why."""
 
 
-def gate_thresholds(settings: ProjectSettings) -> GateThresholds:
-    """The gate's thresholds as the settings give them."""
-    return GateThresholds(
-        margin=settings.gate_margin,
-        bound=settings.gate_bound,
-        confidence=settings.gate_confidence,
-        resamples=settings.gate_resamples,
-        min_macro_f1=settings.gate_min_macro_f1,
-        min_functionality_pass_rate=settings.gate_min_functionality_pass_rate,
-        max_invariance_failure_rate=settings.gate_max_invariance_failure_rate,
-        max_directional_failure_rate=settings.gate_max_directional_failure_rate,
-    )
-
-
 @dataclass
 class ModelEvaluation:
     """A model's test-set metrics and its predicted label for every test row, in row order."""
@@ -268,7 +254,7 @@ def promote(
 
     configure_mlflow(settings)
     name = name or settings.registered_model
-    thresholds = thresholds or gate_thresholds(settings)
+    thresholds = thresholds or settings.thresholds()
     client = _client()
     try:
         client.get_registered_model(name)

@@ -8,11 +8,12 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal, cast, get_args
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
-from roadmap_lab.gate import GateBound
-from roadmap_lab.settings import LabSettings
+from roadmap_lab.gate import GatedSettings
+from roadmap_lab.settings import env_prefix
 
+from experiment_tracking import PROJECT
 from experiment_tracking.errors import ConfigError
 
 TrackerName = Literal["mlflow", "wandb"]
@@ -67,23 +68,13 @@ class BenchmarkSizes(BaseModel):
     repeats: int = Field(default=5, ge=2, description="interleaved repeats of each throughput run")
 
 
-class ProjectSettings(LabSettings):
-    """Where things live and how they are tracked. Prefix: ``EXPERIMENT_TRACKING_``."""
+class ProjectSettings(GatedSettings):
+    """Where things live and how they are tracked. Prefix: ``EXPERIMENT_TRACKING_``; the tracking
+    URI, local store and gate thresholds (``<PREFIX>GATE_*``) come from ``GatedSettings``."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="EXPERIMENT_TRACKING_", extra="ignore", populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix=env_prefix(PROJECT), extra="ignore")
 
-    dist_dir: Path = Path("dist")
     run_dir: Path = Path("runs/experiment-tracking")
-    # Read once, when the settings are made: mlflow.set_tracking_uri() later writes
-    # MLFLOW_TRACKING_URI into the environment itself. None: a sqlite store in run_dir.
-    tracking_uri: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices(
-            "tracking_uri", "EXPERIMENT_TRACKING_TRACKING_URI", "MLFLOW_TRACKING_URI"
-        ),
-    )
     experiment: str = "review-classifier"
     registered_model: str = "review-classifier"
     trackers: Annotated[list[TrackerName], NoDecode] = ["mlflow", "wandb"]
@@ -92,23 +83,6 @@ class ProjectSettings(LabSettings):
     wandb_mode: WandbMode | None = None
     # None: all-MiniLM-L6-v2 from the shared model cache.
     model_dir: Path | None = None
-    gate_margin: float = Field(
-        default=0.0,
-        ge=-1,
-        le=1,
-        description="the gain's bound must reach this (negative: a non-inferiority margin)",
-    )
-    gate_bound: GateBound = Field(
-        default="low", description="low: the interval's lower bound (gains within noise fail)"
-    )
-    gate_confidence: float = Field(default=0.95, gt=0, lt=1, description="of the gain's interval")
-    gate_resamples: int = Field(default=2000, ge=100, description="paired bootstrap resamples")
-    gate_min_macro_f1: float = Field(
-        default=0.5, ge=0, le=1, description="floor when there is no champion"
-    )
-    gate_min_functionality_pass_rate: float = Field(default=0.8, ge=0, le=1)
-    gate_max_invariance_failure_rate: float = Field(default=0.1, ge=0, le=1)
-    gate_max_directional_failure_rate: float = Field(default=0.1, ge=0, le=1)
 
     @field_validator("trackers", mode="before")
     @classmethod
@@ -118,17 +92,6 @@ class ProjectSettings(LabSettings):
             value = value.strip()
             return [] if value.lower() in ("", "none") else [v.strip() for v in value.split(",")]
         return value
-
-    def resolved_tracking_uri(self) -> str:
-        if self.tracking_uri:
-            return self.tracking_uri
-        return f"sqlite:///{(self.run_dir / 'mlflow.db').resolve()}"
-
-    def uses_local_store(self) -> bool:
-        return not self.tracking_uri
-
-    def local_artifact_root(self) -> Path:
-        return (self.run_dir / "mlartifacts").resolve()
 
     def resolved_wandb_mode(self) -> WandbMode:
         mode = self.wandb_mode or os.environ.get("WANDB_MODE") or "offline"

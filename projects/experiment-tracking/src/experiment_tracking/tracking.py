@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SERVING_MODEL_FILE = Path(__file__).with_name("serving_model.py")
+PYFUNC_MODEL_FILE = Path(__file__).with_name("pyfunc_model.py")
 MODEL_REQUIREMENTS = (
     "mlflow",
     "torch",
@@ -215,7 +215,7 @@ class MlflowBackend:
             raise TrackingError("log_model needs this tracker's MLflow run to be the active run")
         return self._mlflow.pyfunc.log_model(
             name="model",
-            python_model=str(SERVING_MODEL_FILE),
+            python_model=str(PYFUNC_MODEL_FILE),
             artifacts={"classifier": str(model_dir)},
             signature=signature,
             input_example=pd.DataFrame({"text": example_texts}),

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from rich.table import Table
 from roadmap_lab.results import BenchmarkConditions, ResultsWriter, headline_figure
 
-from llm_alignment import plots
+from llm_alignment import PROJECT, plots
 from llm_alignment.data import load_dataset
 from llm_alignment.demo import WIN_RATE_TARGET, win_rate_headline
 from llm_alignment.dpo import DPOOptions, train_dpo
@@ -27,7 +27,7 @@ from llm_alignment.evaluate import evaluate_policy, render_html
 from llm_alignment.pairs import PairOptions, build_pairs
 from llm_alignment.reward import RewardOptions, RewardScorer, pairwise_accuracy, train_reward_model
 from llm_alignment.rl import GRPOOptions, train_grpo
-from llm_alignment.settings import PROJECT, ProjectSettings, base_model_dir
+from llm_alignment.settings import ProjectSettings, base_model_dir
 
 
 class BenchmarkSizes(BaseModel):
@@ -87,7 +87,7 @@ def run_benchmark(
     tracking: dict[str, Any] = {
         "tracking_uri": settings.resolved_tracking_uri(),
         "experiment": f"{settings.experiment}-benchmark",
-        "artifacts_dir": settings.artifacts_dir,
+        "artifacts_dir": settings.local_artifact_root(),
     }
     data_dir = run_dir / "data"
     if not (sizes.reuse_data and (data_dir / "card.json").is_file()):

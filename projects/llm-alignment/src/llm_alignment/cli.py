@@ -16,40 +16,36 @@ the run folder. Base model: --model-dir / LLM_ALIGNMENT_MODEL_DIR (default SmolL
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from roadmap_lab.cli import (
+    DistDirOption,
+    ModelDirOption,
+    PublishOption,
+    RunDirOption,
+    TrackingUriOption,
+    cli_errors,
+    given,
+    headline_table,
+    lab_app,
+)
 
+from llm_alignment import PROJECT
+from llm_alignment.errors import ConfigError
 from llm_alignment.settings import ProjectSettings
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Align SmolLM2 with DPO (TRL + PEFT LoRA), a reward model and GRPO; measure win-rate.",
+app = lab_app(
+    "Align SmolLM2 with DPO (TRL + PEFT LoRA), a reward model and GRPO; measure win-rate.",
+    PROJECT,
+    environment={"HF_HUB_DISABLE_PROGRESS_BARS": "1"},
 )
 console = Console()
-logger = logging.getLogger("llm_alignment")
 
-ModelDir = Annotated[
-    Path | None, typer.Option(help="Base model folder (default: SmolLM2-135M-Instruct).")
-]
-RunDir = Annotated[Path | None, typer.Option(help="Run folder (data, adapters, MLflow store).")]
-DistDir = Annotated[Path | None, typer.Option(help="Results folder (under llm-alignment/).")]
-TrackingUri = Annotated[str | None, typer.Option(help="MLflow tracking URI (default: local).")]
 DataDir = Annotated[
     Path | None, typer.Option(help="Built data set folder (default: <run-dir>/data).")
 ]
@@ -59,55 +55,23 @@ SetOption = Annotated[
 ]
 
 
-def _settings(**flags: Any) -> ProjectSettings:
-    """Settings from the environment; only the flags that were given override them."""
-    return ProjectSettings(**{k: v for k, v in flags.items() if v is not None})
-
-
-@contextlib.contextmanager
-def cli_errors() -> Iterator[None]:
-    """The project's own errors become one line on stderr and exit status 2."""
-    from pydantic import ValidationError
-
-    from llm_alignment.data import PreferenceDataError
-    from llm_alignment.dpo import ConfigError
-    from llm_alignment.verifier import VerifierError
-
-    try:
-        yield
-    except (PreferenceDataError, ConfigError, VerifierError, FileNotFoundError) as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    except ValidationError as error:
-        console.print(f"[red]error:[/red] invalid setting: {error.errors()[0]['msg']}")
-        raise typer.Exit(2) from None
-    except ValueError as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-
-
-def _setup(settings: ProjectSettings) -> None:
-    from roadmap_lab.logs import setup_logging
-
-    setup_logging(settings.log_level)
-
-
 def _overrides(values: list[str] | None, flags: dict[str, Any]) -> dict[str, Any]:
     """``--set KEY=VALUE`` options with the given (non-None) flags on top."""
-    return _parse_sets(values) | {key: value for key, value in flags.items() if value is not None}
+    return _parse_sets(values) | given(**flags)
 
 
 def _parse_sets(values: list[str] | None) -> dict[str, Any]:
     import yaml
-
-    from llm_alignment.dpo import ConfigError
 
     parsed: dict[str, Any] = {}
     for item in values or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        parsed[key.replace("-", "_")] = yaml.safe_load(raw)
+        try:
+            parsed[key.replace("-", "_")] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: {raw!r} is not a YAML value") from None
     return parsed
 
 
@@ -131,16 +95,15 @@ def build_data(
     min_gap: Annotated[float, typer.Option(help="Best - worst score a pair needs.")] = 0.25,
     seed: Annotated[int, typer.Option(help="Prompt, split and sampling seed.")] = 0,
     out: DataDir = None,
-    model_dir: ModelDir = None,
-    run_dir: RunDir = None,
+    model_dir: ModelDirOption = None,
+    run_dir: RunDirOption = None,
 ) -> None:
     """Build verifiable preference pairs from the base model, with a data card."""
     with cli_errors():
         from llm_alignment.pairs import PairOptions, build_pairs
         from llm_alignment.settings import base_model_dir
 
-        settings = _settings(model_dir=model_dir, run_dir=run_dir)
-        _setup(settings)
+        settings = ProjectSettings(**given(model_dir=model_dir, run_dir=run_dir))
         options = PairOptions(
             per_template=per_template,
             samples=samples,
@@ -191,17 +154,18 @@ def train_dpo_command(
     register_name: Annotated[str | None, typer.Option(help="MLflow registered model.")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     sets: SetOption = None,
-    model_dir: ModelDir = None,
-    run_dir: RunDir = None,
-    tracking_uri: TrackingUri = None,
+    model_dir: ModelDirOption = None,
+    run_dir: RunDirOption = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Train a LoRA adapter with DPO; track in MLflow; save and register the adapter."""
     with cli_errors():
         from llm_alignment.dpo import DPOOptions, load_options, train_dpo
         from llm_alignment.settings import base_model_dir
 
-        settings = _settings(model_dir=model_dir, run_dir=run_dir, tracking_uri=tracking_uri)
-        _setup(settings)
+        settings = ProjectSettings(
+            **given(model_dir=model_dir, run_dir=run_dir, tracking_uri=tracking_uri)
+        )
         flags = {
             "data": data,
             "output_dir": output_dir,
@@ -228,7 +192,7 @@ def train_dpo_command(
             base_model_dir(options.model_dir or settings.model_dir),
             tracking_uri=settings.resolved_tracking_uri(),
             experiment=settings.experiment,
-            artifacts_dir=settings.artifacts_dir,
+            artifacts_dir=settings.local_artifact_root(),
         )
         console.print_json(json.dumps({k: v for k, v in summary.items() if k != "history"}))
 
@@ -241,8 +205,8 @@ def train_reward_command(
     max_steps: Annotated[int | None, typer.Option()] = None,
     num_train_epochs: Annotated[float | None, typer.Option()] = None,
     sets: SetOption = None,
-    model_dir: ModelDir = None,
-    run_dir: RunDir = None,
+    model_dir: ModelDirOption = None,
+    run_dir: RunDirOption = None,
 ) -> None:
     """Train a reward model (LoRA) on the pairs; report held-out pairwise accuracy."""
     with cli_errors():
@@ -256,8 +220,7 @@ def train_reward_command(
         )
         from llm_alignment.settings import base_model_dir
 
-        settings = _settings(model_dir=model_dir, run_dir=run_dir)
-        _setup(settings)
+        settings = ProjectSettings(**given(model_dir=model_dir, run_dir=run_dir))
         flags: dict[str, Any] = {
             "output_dir": output_dir or settings.run_dir / "reward",
             "max_steps": max_steps,
@@ -278,9 +241,9 @@ def train_grpo_command(
     per_template: Annotated[int, typer.Option(help="Training prompts per template.")] = 4,
     output_dir: Annotated[Path | None, typer.Option()] = None,
     sets: SetOption = None,
-    model_dir: ModelDir = None,
-    run_dir: RunDir = None,
-    tracking_uri: TrackingUri = None,
+    model_dir: ModelDirOption = None,
+    run_dir: RunDirOption = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Online RL (GRPO) on the training templates' prompts, rewarded by the verifier."""
     with cli_errors():
@@ -289,8 +252,9 @@ def train_grpo_command(
         from llm_alignment.rl import GRPOOptions, train_grpo
         from llm_alignment.settings import base_model_dir
 
-        settings = _settings(model_dir=model_dir, run_dir=run_dir, tracking_uri=tracking_uri)
-        _setup(settings)
+        settings = ProjectSettings(
+            **given(model_dir=model_dir, run_dir=run_dir, tracking_uri=tracking_uri)
+        )
         flags = {"output_dir": output_dir or settings.run_dir / "grpo", "max_steps": max_steps}
         options = load_options(GRPOOptions, config, _overrides(sets, flags))
         train, _ = split_by_template(make_prompts(per_template, options.seed), options.seed)
@@ -300,7 +264,7 @@ def train_grpo_command(
             base_model_dir(settings.model_dir),
             tracking_uri=settings.resolved_tracking_uri(),
             experiment=settings.experiment,
-            artifacts_dir=settings.artifacts_dir,
+            artifacts_dir=settings.local_artifact_root(),
         )
         console.print_json(json.dumps({k: v for k, v in summary.items() if k != "history"}))
 
@@ -314,8 +278,8 @@ def evaluate_command(
     ] = None,
     html: Annotated[Path | None, typer.Option(help="Write the side-by-side page here.")] = None,
     max_new_tokens: Annotated[int, typer.Option()] = 48,
-    model_dir: ModelDir = None,
-    run_dir: RunDir = None,
+    model_dir: ModelDirOption = None,
+    run_dir: RunDirOption = None,
 ) -> None:
     """Win-rate of a policy against the base on the held-out prompts (verifier as judge)."""
     with cli_errors():
@@ -323,8 +287,7 @@ def evaluate_command(
         from llm_alignment.evaluate import evaluate_policy, render_html
         from llm_alignment.settings import base_model_dir
 
-        settings = _settings(model_dir=model_dir, run_dir=run_dir)
-        _setup(settings)
+        settings = ProjectSettings(**given(model_dir=model_dir, run_dir=run_dir))
         _, _, prompts, _ = load_dataset(data_dir or settings.data_dir)
         report = evaluate_policy(
             base_model_dir(settings.model_dir),
@@ -363,14 +326,14 @@ def chat(
     adapter: Annotated[Path | None, typer.Option(help="Policy adapter (none: the base).")] = None,
     message: Annotated[str | None, typer.Option(help="One message; omit to chat.")] = None,
     max_new_tokens: Annotated[int, typer.Option()] = 128,
-    model_dir: ModelDir = None,
+    model_dir: ModelDirOption = None,
 ) -> None:
     """Talk to a saved policy (greedy). Empty line or Ctrl-D ends the chat."""
     with cli_errors():
         from llm_alignment.generation import generate, load_policy
         from llm_alignment.settings import base_model_dir
 
-        settings = _settings(model_dir=model_dir)
+        settings = ProjectSettings(**given(model_dir=model_dir))
         model, tokenizer = load_policy(base_model_dir(settings.model_dir), adapter)
         history: list[dict[str, str]] = []
         while True:
@@ -408,9 +371,9 @@ def export_vllm(
 
 @app.command("demo")
 def demo(
-    dist_dir: DistDir = None,
-    run_dir: RunDir = None,
-    model_dir: ModelDir = None,
+    dist_dir: DistDirOption = None,
+    run_dir: RunDirOption = None,
+    model_dir: ModelDirOption = None,
     per_template: Annotated[int | None, typer.Option(help="Prompts per template.")] = None,
 ) -> None:
     """Build pairs, train DPO, measure the win-rate; results for the showcase (~7 min)."""
@@ -419,24 +382,22 @@ def demo(
 
         from llm_alignment.demo import DemoSizes, run_demo
 
-        settings = _settings(dist_dir=dist_dir, run_dir=run_dir, model_dir=model_dir)
-        _setup(settings)
+        settings = ProjectSettings(
+            **given(dist_dir=dist_dir, run_dir=run_dir, model_dir=model_dir)
+        )
         sizes = DemoSizes(**({"per_template": per_template} if per_template else {}))
         path = run_demo(settings, sizes, invocation("llm_alignment"))
         results = json.loads(path.read_text(encoding="utf-8"))
-        for item in results["headline"]:
-            console.print(
-                f"{item['name']}: {item['value']} {item['unit']} (target {item['target']})"
-            )
+        console.print(headline_table("llm-alignment demo", results["headline"]))
         console.print(f"results: {path}")
 
 
 @app.command("benchmark")
 def benchmark(
-    publish: Annotated[bool, typer.Option(help="Copy results to benchmarks/.")] = False,
-    dist_dir: DistDir = None,
-    run_dir: RunDir = None,
-    model_dir: ModelDir = None,
+    publish: PublishOption = False,
+    dist_dir: DistDirOption = None,
+    run_dir: RunDirOption = None,
+    model_dir: ModelDirOption = None,
     per_template: Annotated[int, typer.Option(help="Prompts per template.")] = 6,
     dpo_epochs: Annotated[float, typer.Option(help="DPO epochs over the train pairs.")] = 3.0,
     speed_steps: Annotated[int, typer.Option(help="DPO steps per speed measurement.")] = 8,
@@ -452,8 +413,9 @@ def benchmark(
 
         from llm_alignment.benchmark import BenchmarkSizes, run_benchmark
 
-        settings = _settings(dist_dir=dist_dir, run_dir=run_dir, model_dir=model_dir)
-        _setup(settings)
+        settings = ProjectSettings(
+            **given(dist_dir=dist_dir, run_dir=run_dir, model_dir=model_dir)
+        )
         sizes = BenchmarkSizes(
             per_template=per_template,
             dpo_epochs=dpo_epochs,
@@ -471,8 +433,4 @@ def benchmark(
 
 
 def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()
+    app()  # standalone: exits with the command's status

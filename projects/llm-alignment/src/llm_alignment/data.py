@@ -20,6 +20,8 @@ from typing import Any
 
 from roadmap_lab.results import atomic_write_json, atomic_write_text
 
+from llm_alignment.errors import PreferenceDataError
+
 Message = dict[str, str]
 Row = dict[str, Any]
 
@@ -32,10 +34,6 @@ HELDOUT_FILE = "heldout.jsonl"
 HELDOUT_PROMPTS_FILE = "heldout_prompts.jsonl"
 CARD_FILE = "card.json"
 CARD_MARKDOWN = "README.md"
-
-
-class PreferenceDataError(ValueError):
-    """Preference data that cannot be read; the message names the file and row."""
 
 
 def _open_text(path: Path) -> Any:
@@ -71,7 +69,8 @@ def write_jsonl(path: Path, rows: list[Row]) -> Path:
 
 
 def parse_hh_dialogue(text: str) -> list[Message]:
-    """Split "\\n\\nHuman: ...\\n\\nAssistant: ..." into chat messages (raises ValueError)."""
+    """Split "\\n\\nHuman: ...\\n\\nAssistant: ..." into chat messages; raises
+    ``PreferenceDataError`` when it is not such a dialogue."""
     messages: list[Message] = []
     position = 0
     while True:
@@ -86,16 +85,16 @@ def parse_hh_dialogue(text: str) -> list[Message]:
             break
         index, marker = min(starts)
         if not messages and text[:index].strip():
-            raise ValueError("text before the first 'Human:' turn")
+            raise PreferenceDataError("text before the first 'Human:' turn")
         if messages:
             messages[-1]["content"] = text[position:index].strip()
         messages.append({"role": "user" if marker == HUMAN else "assistant", "content": ""})
         position = index + len(marker)
     if not messages:
-        raise ValueError("no '\\n\\nHuman:' or '\\n\\nAssistant:' turn")
+        raise PreferenceDataError("no '\\n\\nHuman:' or '\\n\\nAssistant:' turn")
     messages[-1]["content"] = text[position:].strip()
     if messages[0]["role"] != "user":
-        raise ValueError("the dialogue must start with a 'Human:' turn")
+        raise PreferenceDataError("the dialogue must start with a 'Human:' turn")
     return messages
 
 
@@ -106,20 +105,20 @@ def hh_row(raw: Any) -> Row:
     must start with the same prompt.
     """
     if not isinstance(raw, dict):
-        raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
+        raise PreferenceDataError(f"expected a JSON object, got {type(raw).__name__}")
     for key in ("chosen", "rejected"):
         if not isinstance(raw.get(key), str):
-            raise ValueError(f"'{key}' must be a string")
+            raise PreferenceDataError(f"'{key}' must be a string")
     chosen, rejected = raw["chosen"], raw["rejected"]
     cut = chosen.rfind(ASSISTANT)
     if cut < 0:
-        raise ValueError("'chosen' has no '\\n\\nAssistant:' turn")
+        raise PreferenceDataError("'chosen' has no '\\n\\nAssistant:' turn")
     prompt_text = chosen[:cut]
     if not rejected.startswith(prompt_text + ASSISTANT):
-        raise ValueError("'rejected' does not continue the same prompt as 'chosen'")
+        raise PreferenceDataError("'rejected' does not continue the same prompt as 'chosen'")
     prompt = parse_hh_dialogue(prompt_text)
     if prompt[-1]["role"] != "user":
-        raise ValueError("the prompt must end with a 'Human:' turn")
+        raise PreferenceDataError("the prompt must end with a 'Human:' turn")
     return {
         "prompt": prompt,
         "chosen": [{"role": "assistant", "content": chosen[cut + len(ASSISTANT) :].strip()}],
@@ -135,7 +134,7 @@ def load_hh_rlhf(path: Path | str) -> list[Row]:
     for number, raw in read_jsonl(path):
         try:
             rows.append(hh_row(raw))
-        except ValueError as error:
+        except PreferenceDataError as error:
             raise PreferenceDataError(f"{path} line {number}: {error}") from None
     if not rows:
         raise PreferenceDataError(f"{path}: no rows")
@@ -147,16 +146,18 @@ def _messages(value: Any, key: str, default_role: str) -> list[Message]:
     if isinstance(value, str):
         return [{"role": default_role, "content": value}]
     if not isinstance(value, list) or not value:
-        raise ValueError(f"'{key}' must be a string or a non-empty list of messages")
+        raise PreferenceDataError(f"'{key}' must be a string or a non-empty list of messages")
     messages = []
     for index, message in enumerate(value):
         if not isinstance(message, dict):
-            raise ValueError(f"'{key}'[{index}] must be an object with role and content")
+            raise PreferenceDataError(f"'{key}'[{index}] must be an object with role and content")
         role, content = message.get("role"), message.get("content")
         if role not in ROLES:
-            raise ValueError(f"'{key}'[{index}] has role {role!r}; expected one of {sorted(ROLES)}")
+            raise PreferenceDataError(
+                f"'{key}'[{index}] has role {role!r}; expected one of {sorted(ROLES)}"
+            )
         if not isinstance(content, str):
-            raise ValueError(f"'{key}'[{index}] content must be a string")
+            raise PreferenceDataError(f"'{key}'[{index}] content must be a string")
         messages.append({"role": role, "content": content})
     return messages
 
@@ -164,18 +165,18 @@ def _messages(value: Any, key: str, default_role: str) -> list[Message]:
 def conversational_row(raw: Any) -> Row:
     """A TRL prompt/chosen/rejected record, validated; extra keys are kept."""
     if not isinstance(raw, dict):
-        raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
+        raise PreferenceDataError(f"expected a JSON object, got {type(raw).__name__}")
     missing = [key for key in ("prompt", "chosen", "rejected") if key not in raw]
     if missing:
-        raise ValueError(f"missing {', '.join(missing)}")
+        raise PreferenceDataError(f"missing {', '.join(missing)}")
     row = dict(raw)
     row["prompt"] = _messages(raw["prompt"], "prompt", "user")
     if row["prompt"][-1]["role"] == "assistant":
-        raise ValueError("'prompt' must not end with an assistant message")
+        raise PreferenceDataError("'prompt' must not end with an assistant message")
     for key in ("chosen", "rejected"):
         row[key] = _messages(raw[key], key, "assistant")
         if row[key][0]["role"] != "assistant":
-            raise ValueError(f"'{key}' must start with an assistant message")
+            raise PreferenceDataError(f"'{key}' must start with an assistant message")
     return row
 
 
@@ -185,7 +186,7 @@ def load_conversational(path: Path | str) -> list[Row]:
     for number, raw in read_jsonl(path):
         try:
             rows.append(conversational_row(raw))
-        except ValueError as error:
+        except PreferenceDataError as error:
             raise PreferenceDataError(f"{path} line {number}: {error}") from None
     if not rows:
         raise PreferenceDataError(f"{path}: no rows")
@@ -230,12 +231,13 @@ def save_dataset(
 
 def load_dataset(folder: Path) -> tuple[list[Row], list[Row], list[Row], Row]:
     """(train pairs, held-out pairs, held-out prompts, card) of a built data set folder."""
-    card_path = folder / CARD_FILE
-    if not card_path.is_file():
+    files = (CARD_FILE, TRAIN_FILE, HELDOUT_FILE, HELDOUT_PROMPTS_FILE)
+    missing = next((name for name in files if not (folder / name).is_file()), None)
+    if missing:
         raise PreferenceDataError(
-            f"{folder} is not a built data set (no {CARD_FILE}); run build-data"
+            f"{folder} is not a built data set (no {missing}); run build-data"
         )
-    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card = json.loads((folder / CARD_FILE).read_text(encoding="utf-8"))
     heldout_pairs = (
         load_conversational(folder / HELDOUT_FILE) if (folder / HELDOUT_FILE).stat().st_size else []
     )

@@ -20,13 +20,13 @@ from roadmap_lab.results import (
 )
 from roadmap_lab.stats import Interval
 
-from llm_alignment import plots
+from llm_alignment import PROJECT, plots
 from llm_alignment.data import load_dataset
 from llm_alignment.dpo import DPOOptions, train_dpo
 from llm_alignment.evaluate import evaluate_policy, render_html
 from llm_alignment.export import export_for_vllm
 from llm_alignment.pairs import PairOptions, build_pairs
-from llm_alignment.settings import PROJECT, ProjectSettings, base_model_dir
+from llm_alignment.settings import ProjectSettings, base_model_dir
 
 logger = logging.getLogger(__name__)
 WIN_RATE_TARGET = 0.65
@@ -86,7 +86,7 @@ def run_demo(settings: ProjectSettings, sizes: DemoSizes, command: str) -> Path:
         model_dir,
         tracking_uri=settings.resolved_tracking_uri(),
         experiment=settings.experiment,
-        artifacts_dir=settings.artifacts_dir,
+        artifacts_dir=settings.local_artifact_root(),
     )
     report = evaluate_policy(
         model_dir, Path(dpo["adapter_dir"]), heldout_prompts, max_new_tokens=sizes.max_new_tokens

@@ -32,13 +32,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llm_alignment.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-class ConfigError(ValueError):
-    """A YAML config or option that cannot be used; the message says which."""
 
 
 class LoraOptions(BaseModel):

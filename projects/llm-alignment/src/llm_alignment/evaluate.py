@@ -19,6 +19,7 @@ from roadmap_lab.results import atomic_write_text
 from roadmap_lab.stats import wilson_interval
 
 from llm_alignment import verifier
+from llm_alignment.errors import PreferenceDataError
 from llm_alignment.generation import chat_prompt, generate, load_policy
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def evaluate_policy(
 ) -> dict[str, Any]:
     """Answer ``prompts`` (rows with prompt, rule, check) with base and policy; compare."""
     if not prompts:
-        raise ValueError("no held-out prompts to evaluate on")
+        raise PreferenceDataError("no held-out prompts to evaluate on")
     model, tokenizer = load_policy(base_model_dir, adapter_dir)
     conversations = [[{"role": "user", "content": row["prompt"]}] for row in prompts]
     options: dict[str, Any] = {"max_new_tokens": max_new_tokens, "batch_size": batch_size}

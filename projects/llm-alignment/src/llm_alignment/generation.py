@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llm_alignment.errors import AdapterError
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 if TYPE_CHECKING:
@@ -29,14 +31,21 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def require_adapter(adapter_dir: Path) -> Path:
+    """``adapter_dir``, refused unless it holds a saved LoRA adapter."""
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise AdapterError(f"{adapter_dir} holds no LoRA adapter (adapter_config.json)")
+    return adapter_dir
+
+
 def load_policy(model_dir: Path, adapter_dir: Path | None = None) -> tuple[Any, Any]:
     """(model in eval mode, tokenizer): the base model, with the LoRA adapter when given, on
     the GPU when there is one."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    if adapter_dir is not None and not (adapter_dir / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{adapter_dir} holds no LoRA adapter (adapter_config.json)")
+    if adapter_dir is not None:
+        require_adapter(adapter_dir)
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=torch.float32, local_files_only=True
     )

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import Field
 
 from llm_alignment.dpo import TrainOptions, common_args, lora_config, preference_dataset
+from llm_alignment.errors import PreferenceDataError
 
 
 class RewardOptions(TrainOptions):
@@ -43,7 +44,7 @@ def train_reward_model(
     from llm_alignment.tracking import MetricsCallback
 
     if not rows:
-        raise ValueError("no preference pairs to train the reward model on")
+        raise PreferenceDataError("no preference pairs to train the reward model on")
     model, tokenizer = _classifier(base_model_dir)
     args = RewardConfig(**common_args(options, options.output_dir), max_length=options.max_length)
     metrics = MetricsCallback()
@@ -73,9 +74,10 @@ class RewardScorer:
     def __init__(self, base_model_dir: Path, adapter_dir: Path) -> None:
         from peft import PeftModel
 
-        model, self.tokenizer = _classifier(base_model_dir)
-        from llm_alignment.generation import device
+        from llm_alignment.generation import device, require_adapter
 
+        require_adapter(adapter_dir)
+        model, self.tokenizer = _classifier(base_model_dir)
         self.model = PeftModel.from_pretrained(model, adapter_dir).to(device()).eval()
 
     def score(self, prompts: list[str], responses: list[str], batch_size: int = 16) -> list[float]:
@@ -109,7 +111,7 @@ def pairwise_accuracy(scorer: RewardScorer, rows: list[dict[str, Any]]) -> dict[
     from roadmap_lab.stats import wilson_interval
 
     if not rows:
-        raise ValueError("no held-out pairs to measure pairwise accuracy on")
+        raise PreferenceDataError("no held-out pairs to measure pairwise accuracy on")
     prompts = [row["prompt"][-1]["content"] for row in rows]
     chosen = scorer.score(prompts, [row["chosen"][0]["content"] for row in rows])
     rejected = scorer.score(prompts, [row["rejected"][0]["content"] for row in rows])

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from llm_alignment import verifier
 from llm_alignment.dpo import TrainOptions, common_args, lora_config
+from llm_alignment.errors import PreferenceDataError
 
 
 class GRPOOptions(TrainOptions):
@@ -70,7 +71,7 @@ def train_grpo(
     from llm_alignment.tracking import MetricsCallback, register_adapter, use_experiment
 
     if not prompt_rows:
-        raise ValueError("no prompts for the RL step")
+        raise PreferenceDataError("no prompts for the RL step")
     tokenizer = load_tokenizer(base_model_dir)
     model = AutoModelForCausalLM.from_pretrained(
         base_model_dir, dtype=torch.float32, local_files_only=True

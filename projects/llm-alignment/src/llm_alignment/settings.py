@@ -6,45 +6,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
-from roadmap_lab.settings import LabSettings
+from roadmap_lab.settings import TrackedSettings, env_prefix
 
-PROJECT = "llm-alignment"
+from llm_alignment import PROJECT
 
 
-class ProjectSettings(LabSettings):
-    """Where things live and which model and tracking store are used."""
+class ProjectSettings(TrackedSettings):
+    """Where things live and which model is aligned; the tracking store comes from
+    ``TrackedSettings`` (``LLM_ALIGNMENT_TRACKING_URI``, else ``MLFLOW_TRACKING_URI``, else a
+    local sqlite store under ``run_dir``)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="LLM_ALIGNMENT_", extra="ignore", populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_prefix=env_prefix(PROJECT), extra="ignore")
 
-    dist_dir: Path = Path("dist")
     run_dir: Path = Path("runs/llm-alignment")
     # An HF causal LM folder; None: SmolLM2-135M-Instruct from the shared cache.
     model_dir: Path | None = None
-    # MLflow tracking URI; None: a local sqlite store (and artifact folder) under run_dir.
-    tracking_uri: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices(
-            "tracking_uri", "LLM_ALIGNMENT_TRACKING_URI", "MLFLOW_TRACKING_URI"
-        ),
-    )
     experiment: str = "llm-alignment"
 
     @property
     def data_dir(self) -> Path:
         return self.run_dir / "data"
-
-    def resolved_tracking_uri(self) -> str:
-        if self.tracking_uri:
-            return self.tracking_uri
-        return f"sqlite:///{(self.run_dir / 'mlflow.db').resolve()}"
-
-    @property
-    def artifacts_dir(self) -> Path:
-        return (self.run_dir / "mlartifacts").resolve()
 
 
 def base_model_dir(model_dir: Path | None) -> Path:

@@ -15,14 +15,12 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from llm_alignment.errors import VerifierError
+
 WORD = re.compile(r"[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*")
 INTEGER = re.compile(r"-?\d+(?:,\d{3})*")
 BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+\S")
 CODE_FENCE = re.compile(r"^```[a-zA-Z]*\s*\n?(.*?)\n?```$", re.DOTALL)
-
-
-class VerifierError(ValueError):
-    """A check that names an unknown rule or lacks a parameter its rule needs."""
 
 
 def words(text: str) -> list[str]:

@@ -1,3 +1,6 @@
-from llm_quantize.quantize import main
+"""``python -m llm_quantize``: the command line (cli.py)."""
 
-raise SystemExit(main())
+from llm_quantize.cli import main
+
+if __name__ == "__main__":
+    main()

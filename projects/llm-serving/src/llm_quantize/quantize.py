@@ -1,21 +1,15 @@
 """Quantize SmolLM2-135M-Instruct with llmcompressor into a compressed-tensors folder vLLM loads.
 
-    python -m llm_quantize --scheme w8a8-int8      # SmoothQuant 0.8 + GPTQ, calibrated on reviews
-    python -m llm_quantize --scheme fp8            # GPU serving (no calibration data needed)
-
-Pants: ``./pants run projects/llm-serving:quantize -- --scheme w8a8-int8``. The result goes to
-``<cache>/models/smollm2-135m-instruct-<scheme>/`` (atomically: a folder is complete or absent),
-with ``quantization.json`` describing how it was made.
+The result is written atomically (a folder is complete or absent), with ``quantization.json``
+describing how it was made. The command line is cli.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,11 +17,10 @@ from typing import Any
 
 from roadmap_lab.assets import publish_dir
 from roadmap_lab.data import load_reviews
-from roadmap_lab.logs import setup_logging
 from roadmap_lab.machine import package_versions
 from roadmap_lab.models import smollm2_dir
 
-from llm_quantize.store import REPORT_FILE, SCHEMES, quantized_model_dir
+from llm_quantize.store import REPORT_FILE, SCHEMES
 
 logger = logging.getLogger("llm_quantize")
 
@@ -147,30 +140,3 @@ def quantize(
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("Wrote %s (%s) in %.0f s", out_dir, scheme, time.monotonic() - started)
     return out_dir
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="llm_quantize", description=__doc__.splitlines()[0])
-    parser.add_argument("--scheme", choices=sorted(SCHEMES), default="w8a8-int8")
-    parser.add_argument("--out", type=Path, help="output folder (default: the model cache)")
-    # 256 reviews: perplexity +1.2 % over bf16 here; 64 gave +1.6 % (see the README).
-    parser.add_argument("--samples", type=int, default=256, help="calibration samples")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--force", action="store_true", help="rebuild even if the folder exists")
-    args = parser.parse_args(argv)
-    setup_logging()
-    if args.samples < 1:
-        parser.error("--samples must be at least 1")
-    out_dir = args.out or quantized_model_dir(args.scheme)
-    if out_dir.is_dir() and not args.force:
-        logger.info("%s already exists (use --force to rebuild)", out_dir)
-        print(out_dir)
-        return 0
-    try:
-        quantize(args.scheme, out_dir, samples=args.samples, seed=args.seed)
-    except Exception as error:  # one clear line for the user; the traceback is in the log
-        logger.exception("Quantization failed")
-        print(f"error: quantization failed: {error}", file=sys.stderr)
-        return 1
-    print(out_dir)
-    return 0

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from roadmap_lab.models import models_dir
 
+from llm_quantize.errors import UnknownSchemeError
+
 # Scheme name -> what it is. W8A8 INT8 is the one faster than bf16 on CPU (see the README);
 # fp8 is for GPUs (Hopper/Ada); w4a16 trades quality for memory.
 SCHEMES = {
@@ -19,7 +21,7 @@ REPORT_FILE = "quantization.json"
 def quantized_model_dir(scheme: str) -> Path:
     """``<cache>/models/smollm2-135m-instruct-<scheme>``: the checkpoint ``llm_quantize`` writes."""
     if scheme not in SCHEMES:
-        raise ValueError(
+        raise UnknownSchemeError(
             f"unknown quantization scheme {scheme!r}; choose one of {', '.join(SCHEMES)}"
         )
     return models_dir() / f"smollm2-135m-instruct-{scheme}"

@@ -1,2 +1,4 @@
 """Serve SmolLM2 (bf16 or quantized) with vLLM behind an OpenAI-compatible API, and benchmark it
 against plain Hugging Face generation."""
+
+PROJECT = "llm-serving"

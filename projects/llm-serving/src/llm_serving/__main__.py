@@ -1,3 +1,6 @@
+"""``python -m llm_serving``: the command line (cli.py)."""
+
 from llm_serving.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":
+    main()

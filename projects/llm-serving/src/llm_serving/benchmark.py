@@ -23,10 +23,11 @@ from llm_quantize.store import REPORT_FILE
 from roadmap_lab.machine import describe_machine, package_versions
 
 from llm_serving import hf_baseline, online
-from llm_serving.config import ServingSettings
 from llm_serving.engine import run_engine_session
+from llm_serving.errors import BenchmarkSizeError, ServerError
 from llm_serving.models import resolve_model
-from llm_serving.server import ServerError, VllmServer, metric_value
+from llm_serving.server import VllmServer, metric_value
+from llm_serving.settings import ProjectSettings
 from llm_serving.throughput import Throughput, fastest
 from llm_serving.workload import (
     Workload,
@@ -110,31 +111,33 @@ class BenchmarkConfig:
         }
         for name, value in positive.items():
             if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+                raise BenchmarkSizeError(f"{name} must be at least 1, got {value}")
         if self.hf_sequential_requests is not None and not (
             1 <= self.hf_sequential_requests <= self.fixed_requests
         ):
-            raise ValueError(
+            raise BenchmarkSizeError(
                 f"hf_sequential_requests must be between 1 and the {self.fixed_requests} "
                 f"requests, got {self.hf_sequential_requests}"
             )
         if self.chat_median_tokens <= 0 or self.chat_sigma < 0:
-            raise ValueError("chat_median_tokens must be > 0 and chat_sigma >= 0")
+            raise BenchmarkSizeError("chat_median_tokens must be > 0 and chat_sigma >= 0")
         for name, sizes, requests in (
             ("hf_batch_sizes", self.hf_batch_sizes, self.fixed_requests),
             ("chat_batch_sizes", self.chat_batch_sizes, self.chat_requests),
         ):
             if not sizes or any(size < 1 or size > requests for size in sizes):
-                raise ValueError(
+                raise BenchmarkSizeError(
                     f"{name} must be between 1 and the {requests} requests, got {list(sizes)}"
                 )
         if not self.online_levels or any(c < 1 or n < 1 for c, n in self.online_levels.items()):
-            raise ValueError(
+            raise BenchmarkSizeError(
                 f"online levels need concurrency and requests >= 1, got {self.online_levels}"
             )
         unknown = [dtype for dtype in self.hf_dtypes if dtype not in HF_DTYPES]
         if not self.hf_dtypes or unknown:
-            raise ValueError(f"hf_dtypes must be among {', '.join(HF_DTYPES)}, got {unknown}")
+            raise BenchmarkSizeError(
+                f"hf_dtypes must be among {', '.join(HF_DTYPES)}, got {unknown}"
+            )
 
     @property
     def online_requests(self) -> int:
@@ -184,7 +187,7 @@ def greedy_agreement(a: list[list[int]], b: list[list[int]]) -> dict[str, float]
 
 
 def run_hf_baselines(
-    settings: ServingSettings,
+    settings: ProjectSettings,
     model_dir: Path,
     workloads: dict[str, Workload],
     config: BenchmarkConfig,
@@ -219,7 +222,7 @@ def run_hf_baselines(
 
 
 def run_online(
-    settings: ServingSettings, model_dir: Path, prompts: list[list[int]], config: BenchmarkConfig
+    settings: ProjectSettings, model_dir: Path, prompts: list[list[int]], config: BenchmarkConfig
 ) -> dict[str, Any]:
     server_settings = settings.model_copy(update={"port": 0})
     with VllmServer(server_settings, model_dir) as server:
@@ -303,7 +306,7 @@ def _with_runs(session: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_benchmark(settings: ServingSettings, config: BenchmarkConfig) -> dict[str, Any]:
+def run_benchmark(settings: ProjectSettings, config: BenchmarkConfig) -> dict[str, Any]:
     """Run everything and return the results dict (``report.write_results`` saves it)."""
     from roadmap_lab.results import BenchmarkConditions
     from transformers import AutoTokenizer
@@ -373,7 +376,7 @@ class Sessions:
 
 
 def summarise(
-    settings: ServingSettings,
+    settings: ProjectSettings,
     config: BenchmarkConfig,
     sessions: Sessions,
     model_names: dict[str, str],

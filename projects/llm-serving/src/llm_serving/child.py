@@ -23,6 +23,8 @@ from typing import Any
 from roadmap_lab.results import atomic_write_json
 from roadmap_lab.services import stop_process_group
 
+from llm_serving.errors import EngineError
+
 logger = logging.getLogger(__name__)
 
 # How long a child that has written its result may take to exit before it is killed (vLLM's
@@ -31,10 +33,6 @@ EXIT_GRACE_S = 60.0
 # How long a child being stopped (timeout, Ctrl-C) gets between SIGTERM and SIGKILL.
 STOP_GRACE_S = 10.0
 POLL_S = 1.0
-
-
-class EngineError(RuntimeError):
-    """A child process of the benchmark failed or did not finish in time."""
 
 
 def loaded_openmp() -> list[str]:

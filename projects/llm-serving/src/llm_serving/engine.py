@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llm_serving.child import loaded_openmp, run_in_child
-from llm_serving.config import ServingSettings
 from llm_serving.progress import progress_bar
+from llm_serving.settings import ProjectSettings
 from llm_serving.throughput import Throughput, count_output_tokens, median_run
 from llm_serving.workload import Workload
 
@@ -73,7 +73,7 @@ def _perplexity(llm: LLM, texts: list[list[int]]) -> dict[str, float]:
 
 def _session(settings_json: str, model_dir: str, tasks: dict[str, Any]) -> dict[str, Any]:
     """Child process body: start one engine, run the tasks, return the results."""
-    settings = ServingSettings.model_validate_json(settings_json)
+    settings = ProjectSettings.model_validate_json(settings_json)
     from roadmap_lab.logs import setup_logging
 
     setup_logging(settings.log_level)
@@ -117,7 +117,7 @@ def _session(settings_json: str, model_dir: str, tasks: dict[str, Any]) -> dict[
 
 
 def run_engine_session(
-    settings: ServingSettings,
+    settings: ProjectSettings,
     model_dir: Path,
     workloads: dict[str, Workload],
     eos_ids: set[int],

@@ -5,7 +5,7 @@ generate until every row is done (its EOS or its own ``max_tokens``), return, ta
 Finished rows keep occupying the batch (padding), and a batch is as slow as its longest row.
 
 The benchmark runs the baseline in a child process (``run_hf_session``) with the vLLM engine's
-runtime (see ``ServingSettings.baseline_env``), once per dtype it tries.
+runtime (see ``ProjectSettings.baseline_env``), once per dtype it tries.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llm_serving.child import loaded_openmp, run_in_child
-from llm_serving.config import ServingSettings
 from llm_serving.progress import progress_bar
+from llm_serving.settings import ProjectSettings
 from llm_serving.throughput import Throughput, count_output_tokens
 from llm_serving.workload import Workload
 
@@ -178,7 +178,7 @@ def _session(
     settings_json: str, model_dir: str, dtype: str, tasks: dict[str, Any]
 ) -> dict[str, Any]:
     """Child process body: load the model in ``dtype``, time each (workload, batch size)."""
-    settings = ServingSettings.model_validate_json(settings_json)
+    settings = ProjectSettings.model_validate_json(settings_json)
     from roadmap_lab.logs import setup_logging
 
     setup_logging(settings.log_level)
@@ -213,7 +213,7 @@ def _session(
 
 
 def run_hf_session(
-    settings: ServingSettings,
+    settings: ProjectSettings,
     model_dir: Path,
     dtype: str,
     workloads: dict[str, Workload],

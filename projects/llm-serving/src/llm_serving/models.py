@@ -7,6 +7,8 @@ from pathlib import Path
 from llm_quantize.store import quantized_model_dir
 from roadmap_lab.models import smollm2_dir
 
+from llm_serving.errors import ModelNotFoundError
+
 # Served name -> quantization scheme of llm_quantize (None: the bf16 model itself).
 MODELS: dict[str, str | None] = {
     "smollm2": None,
@@ -14,10 +16,6 @@ MODELS: dict[str, str | None] = {
     "smollm2-fp8": "fp8",
     "smollm2-w4a16": "w4a16",
 }
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """The model is neither a known name with a built folder nor a model folder."""
 
 
 def resolve_model(name_or_path: str) -> Path:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from llm_serving.errors import BenchmarkSizeError
 from llm_serving.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -163,7 +164,9 @@ def run_levels(
     """
     needed = sum(levels.values())
     if len(prompts) < needed:
-        raise ValueError(f"the online levels send {needed} requests; got {len(prompts)} prompts")
+        raise BenchmarkSizeError(
+            f"the online levels send {needed} requests; got {len(prompts)} prompts"
+        )
     summaries = []
     unused = iter(prompts)
     with progress_bar() as progress:

@@ -1,12 +1,10 @@
-"""Turn benchmark results into targets, vLLM-style lines, a table, plots and results.json."""
+"""Turn benchmark results into targets, vLLM-style lines, plots and results.json."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from rich.console import Console
-from rich.table import Table
 from roadmap_lab.results import (
     ResultsWriter,
     committed_results,
@@ -15,10 +13,10 @@ from roadmap_lab.results import (
     reference_headline,
 )
 
+from llm_serving import PROJECT
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-
-PROJECT = "llm-serving"
 
 # The issue's targets. CPU and GPU differ for the ratio to HF sequential.
 TARGETS = {
@@ -166,57 +164,6 @@ def throughput_lines(results: dict[str, Any]) -> list[str]:
                     f"{e['output_tokens_per_s']:.2f} output tokens/s"
                 )
     return lines
-
-
-def print_report(results: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console(width=max(Console().width, 140))
-    for line in throughput_lines(results):
-        console.print(line, highlight=False)
-    for workload, entries in results["offline"].items():
-        for key in ("vllm_bf16", "vllm_quantized"):
-            runs = ", ".join(f"{value:.1f}" for value in entries[key]["runs_output_tokens_per_s"])
-            console.print(f"[{workload}] {key} output tokens/s per run, in run order: {runs}")
-    tokens = results["offline"]["chat"]["output_tokens"]
-    console.print(
-        f"[chat] output tokens (budget {tokens['budget']}): vLLM bf16 {tokens['vllm_bf16']}, "
-        f"vLLM quantized {tokens['vllm_quantized']}, HF best static {tokens['hf_best_static']}",
-        highlight=False,
-    )
-    table = Table(
-        title=f"llm-serving targets ({results['device']}, {results['machine'].get('cpu_model')})"
-    )
-    for column in ("measure", "value", "baseline", "target", "verdict"):
-        table.add_column(column)
-    for t in targets(results):
-        table.add_row(
-            t["name"], f"{t['value']}", f"{t['baseline']} {t['baseline_unit']}",
-            t["target"] or "-", t["verdict"] or "-",
-        )  # fmt: skip
-    console.print(table)
-    online = Table(title=f"Online serving ({results['online']['model']}, OpenAI client, streaming)")
-    for column in (
-        "concurrency",
-        "ok/sent",
-        "req/s",
-        "out tok/s",
-        "TTFT p50/p99 ms",
-        "TPOT p50/p99 ms",
-        "latency p50/p99 ms",
-    ):
-        online.add_column(column)
-    for level in results["online"]["levels"]:
-        online.add_row(
-            str(level["concurrency"]),
-            f"{level['completed']}/{level['requests']}",
-            f"{level['requests_per_s']:.2f}",
-            f"{level['output_tokens_per_s']:.1f}",
-            f"{level['ttft_ms']['p50']}/{level['ttft_ms']['p99']}",
-            f"{level['tpot_ms']['p50']}/{level['tpot_ms']['p99']}",
-            f"{level['latency_ms']['p50']}/{level['latency_ms']['p99']}",
-        )
-    console.print(online)
-    for failure in results.get("failures", []):
-        console.print(f"FAILED: {failure}", style="bold red", highlight=False)
 
 
 def _throughput_bars(ax: Axes, workload: str, entries: dict[str, Any]) -> None:

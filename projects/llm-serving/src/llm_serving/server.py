@@ -16,7 +16,8 @@ from pathlib import Path
 
 from roadmap_lab.services import ManagedProcess, ServiceError, free_port
 
-from llm_serving.config import ServingSettings
+from llm_serving.errors import ServerError
+from llm_serving.settings import ProjectSettings
 
 logger = logging.getLogger(__name__)
 
@@ -25,14 +26,10 @@ logger = logging.getLogger(__name__)
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 
 
-class ServerError(ServiceError):
-    """The server did not start or stopped unexpectedly; the message carries its log tail."""
-
-
 class VllmServer:
     """One ``vllm serve`` process for ``model_dir`` configured by ``settings``."""
 
-    def __init__(self, settings: ServingSettings, model_dir: Path, log_path: Path | None = None):
+    def __init__(self, settings: ProjectSettings, model_dir: Path, log_path: Path | None = None):
         self.settings = settings
         self.model_dir = model_dir
         self.port = settings.port or free_port(settings.host)

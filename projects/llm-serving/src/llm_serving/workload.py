@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from roadmap_lab.data import load_freshqa, load_reviews
 
+from llm_serving.errors import BenchmarkSizeError
+
 if TYPE_CHECKING:
     import pandas as pd
     from transformers import PreTrainedTokenizerBase
@@ -56,7 +58,9 @@ def review_prompts(
     texts = test["text"].sample(frac=1.0, random_state=seed).tolist()
     prompts = [ids[:input_len] for ids in _tokenize(tokenizer, texts) if len(ids) >= input_len]
     if len(prompts) < n:
-        raise ValueError(f"only {len(prompts)} test reviews have {input_len} tokens; asked for {n}")
+        raise BenchmarkSizeError(
+            f"only {len(prompts)} test reviews have {input_len} tokens; asked for {n}"
+        )
     return prompts[:n]
 
 
@@ -92,7 +96,7 @@ def chat_workload(
     """``n`` FreshQA questions as chat prompts; budgets long-tailed; generation stops at EOS."""
     questions = _shuffled_freshqa(seed)["question"].tolist()[:n]
     if len(questions) < n:
-        raise ValueError(f"FreshQA has {len(questions)} questions; asked for {n}")
+        raise BenchmarkSizeError(f"FreshQA has {len(questions)} questions; asked for {n}")
     texts = [
         tokenizer.apply_chat_template(
             [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
@@ -120,7 +124,7 @@ def freshqa_texts(
     questions the chat workload asks."""
     rows = _shuffled_freshqa(seed).iloc[chat_requests:]
     if len(rows) < n:
-        raise ValueError(
+        raise BenchmarkSizeError(
             f"FreshQA has {len(rows)} questions beside the {chat_requests} chat ones; "
             f"asked for {n} perplexity texts"
         )

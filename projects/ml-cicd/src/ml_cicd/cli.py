@@ -14,91 +14,52 @@ python -m ml_cicd benchmark --publish                     # wrk: this service vs
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-import os
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from roadmap_lab.cli import (
+    DistDirOption,
+    PublishOption,
+    RunDirOption,
+    TrackingUriOption,
+    cli_errors,
+    given,
+    headline_table,
+    lab_app,
+)
 
+from ml_cicd import PROJECT
 from ml_cicd.settings import ProjectSettings, ServiceSettings, ValidationRules
 
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Review-classification service, its retrain pipeline (validate, train, gate, register) "
+app = lab_app(
+    "Review-classification service, its retrain pipeline (validate, train, gate, register) "
     "and rollback.",
+    PROJECT,
+    quiet_loggers=("uvicorn.access",),
 )
 console = Console()
-logger = logging.getLogger("ml_cicd")
+# MLflow warns about our pyfunc's missing type hints and its own deprecations: nothing a user
+# of this CLI can act on.
+warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
+warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
+warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+
+# The demo wipes its run folder: never the one the other commands use.
+DEMO_RUN_DIR = Path("runs/ml-cicd-demo")
 
 DataDir = Annotated[
     Path | None,
     typer.Option(help="Data folder with slices/*.csv (default: projects/ml-cicd/data)."),
-]
-RunDir = Annotated[
-    Path | None, typer.Option(help="Run folder: local MLflow store, default model (runs/ml-cicd).")
-]
-TrackingUri = Annotated[
-    str | None,
-    typer.Option(help="MLflow tracking/registry URI (default: MLFLOW_TRACKING_URI, else local)."),
 ]
 ModelName = Annotated[str | None, typer.Option(help="Registered model name.")]
 TestFile = Annotated[
     Path | None,
     typer.Option(help="Fixed held-out set, CSV text,label (default: reviews test split)."),
 ]
-DistDir = Annotated[Path | None, typer.Option(help="Results folder (results go under ml-cicd/).")]
-
-
-def _project_settings(**flags: Any) -> ProjectSettings:
-    """Settings from the environment; only the flags that were given override them."""
-    return ProjectSettings(**{k: v for k, v in flags.items() if v is not None})
-
-
-@contextlib.contextmanager
-def cli_errors() -> Iterator[None]:
-    """The project's own errors become one line on stderr and exit status 2; anything else is a
-    bug and keeps its traceback."""
-    from pydantic import ValidationError
-    from roadmap_lab.assets import AssetError
-
-    from ml_cicd.errors import MlCicdError
-
-    err = Console(stderr=True, soft_wrap=True)
-    try:
-        yield
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()
-        )
-        err.print(f"[red]error:[/] invalid settings: {problems}", highlight=False)
-        raise typer.Exit(2) from None
-    except (MlCicdError, AssetError) as error:
-        err.print(f"[red]error:[/] {error}", highlight=False)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]", highlight=False)
-        raise typer.Exit(130) from None
-
-
-def _setup() -> None:
-    from roadmap_lab.logs import setup_logging
-
-    setup_logging(os.environ.get("ML_CICD_LOG_LEVEL", "INFO"))
-    for noisy in ("mlflow", "alembic", "urllib3", "httpx", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
-    warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
-    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
 
 
 @app.command()
@@ -106,16 +67,15 @@ def train(
     output: Annotated[
         Path | None, typer.Option(help="Model folder to write (default: <run-dir>/model).")
     ] = None,
-    run_dir: RunDir = None,
+    run_dir: RunDirOption = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
 ) -> None:
     """Train the embedded default model (TF-IDF + logistic regression on the bundled reviews)
     and write it as an MLflow model folder."""
-    _setup()
     with cli_errors():
         from ml_cicd.training import train_default_model
 
-        settings = _project_settings(run_dir=run_dir, seed=seed)
+        settings = ProjectSettings(**given(run_dir=run_dir, seed=seed))
         target = output or settings.default_model_dir()
         with console.status("training the default model"):
             trained = train_default_model(target, settings.seed)
@@ -138,40 +98,36 @@ def serve(
             "embedded model, trained on first start)."
         ),
     ] = None,
-    run_dir: RunDir = None,
+    run_dir: RunDirOption = None,
 ) -> None:
     """Serve the model over HTTP (predict, model info, health, metrics, admin reload)."""
-    _setup()
     with cli_errors():
         from ml_cicd.service import run_server
 
-        settings = ServiceSettings()
-        if model_uri:
-            settings = settings.model_copy(update={"model_uri": model_uri})
-        if run_dir:
-            settings = settings.model_copy(update={"run_dir": run_dir})
+        settings = ServiceSettings(**given(model_uri=model_uri, run_dir=run_dir))
         run_server(settings, host=host, port=port, workers=workers)
 
 
 @app.command()
 def validate(
     data_dir: DataDir = None,
-    run_dir: RunDir = None,
-    tracking_uri: TrackingUri = None,
+    run_dir: RunDirOption = None,
+    tracking_uri: TrackingUriOption = None,
     model_name: ModelName = None,
 ) -> None:
     """Validate the slices the champion was not trained on; exit 1 when any rule fails."""
-    _setup()
     with cli_errors():
         from ml_cicd.registry import CHAMPION, client, version_for_alias
         from ml_cicd.slices import DataVersion, read_slices
         from ml_cicd.validation import validate_new_data
 
-        settings = _project_settings(
-            data_dir=data_dir,
-            run_dir=run_dir,
-            tracking_uri=tracking_uri,
-            registered_model=model_name,
+        settings = ProjectSettings(
+            **given(
+                data_dir=data_dir,
+                run_dir=run_dir,
+                tracking_uri=tracking_uri,
+                registered_model=model_name,
+            )
         )
         champion = version_for_alias(client(settings), settings.registered_model, CHAMPION)
         previous = DataVersion.from_tags(champion.tags) if champion else None
@@ -189,8 +145,8 @@ def validate(
 @app.command()
 def retrain(
     data_dir: DataDir = None,
-    run_dir: RunDir = None,
-    tracking_uri: TrackingUri = None,
+    run_dir: RunDirOption = None,
+    tracking_uri: TrackingUriOption = None,
     model_name: ModelName = None,
     test_file: TestFile = None,
     dry_run: Annotated[
@@ -207,19 +163,20 @@ def retrain(
 ) -> None:
     """Validate new data, train, evaluate, compare with @champion and promote only when the gate
     passes. Exit 1 when the data is invalid; a data version already trained is a no-op."""
-    _setup()
     with cli_errors():
         from roadmap_lab.results import atomic_write_json
 
         from ml_cicd.retrain import retrain as run_retrain
 
-        settings = _project_settings(
-            data_dir=data_dir,
-            run_dir=run_dir,
-            tracking_uri=tracking_uri,
-            registered_model=model_name,
-            test_file=test_file,
-            gate_margin=margin,
+        settings = ProjectSettings(
+            **given(
+                data_dir=data_dir,
+                run_dir=run_dir,
+                tracking_uri=tracking_uri,
+                registered_model=model_name,
+                test_file=test_file,
+                gate_margin=margin,
+            )
         )
         with console.status("retrain: validate, train, evaluate, compare"):
             outcome = run_retrain(settings, ValidationRules(), dry_run=dry_run, report_path=report)
@@ -242,15 +199,16 @@ def retrain(
 
 @app.command()
 def rollback(
-    run_dir: RunDir = None, tracking_uri: TrackingUri = None, model_name: ModelName = None
+    run_dir: RunDirOption = None,
+    tracking_uri: TrackingUriOption = None,
+    model_name: ModelName = None,
 ) -> None:
     """Move @champion back to the version the current champion replaced."""
-    _setup()
     with cli_errors():
         from ml_cicd.registry import rollback as run_rollback
 
-        settings = _project_settings(
-            run_dir=run_dir, tracking_uri=tracking_uri, registered_model=model_name
+        settings = ProjectSettings(
+            **given(run_dir=run_dir, tracking_uri=tracking_uri, registered_model=model_name)
         )
         moved = run_rollback(settings)
         console.print(f"{moved['model']}: @champion v{moved['from']} -> v{moved['to']}")
@@ -262,27 +220,25 @@ def demo(
     run_dir: Annotated[
         Path | None, typer.Option(help="Run folder of the demo (default: runs/ml-cicd-demo).")
     ] = None,
-    dist_dir: DistDir = None,
+    dist_dir: DistDirOption = None,
     load_seconds: Annotated[float, typer.Option(help="Seconds of each load phase.", min=1)] = 8.0,
 ) -> None:
     """The showcase's run: retrain on committed data, serve, commit a new slice in a temporary
     clone, retrain and gate, reload the service under load, refuse a bad slice."""
-    _setup()
     with cli_errors():
         from roadmap_lab.results import invocation
 
         from ml_cicd.demo import run_demo
 
-        settings = _project_settings(
-            data_dir=data_dir, run_dir=run_dir or Path("runs/ml-cicd-demo"), dist_dir=dist_dir
+        settings = ProjectSettings(
+            **given(data_dir=data_dir, run_dir=run_dir or DEMO_RUN_DIR, dist_dir=dist_dir)
         )
         if settings.tracking_uri:
             settings = settings.model_copy(update={"tracking_uri": None})  # always a fresh store
         path = run_demo(settings, invocation("ml_cicd"), load_seconds=load_seconds)
         results = json.loads(path.read_text())
-        for item in results["headline"]:
-            if not item.get("reference"):
-                console.print(f"{item['name']}: {item['value']} {item['unit']}".rstrip())
+        measured = [item for item in results["headline"] if not item.get("reference")]
+        console.print(headline_table("ml-cicd demo", measured))
         during = results["load_during_reload"]
         console.print(
             f"reload under load: {during['requests']} requests, {during['failed']} failed, "
@@ -310,21 +266,18 @@ def benchmark(
             "file holding it."
         ),
     ] = None,
-    dist_dir: DistDir = None,
-    publish: Annotated[
-        bool, typer.Option("--publish", help="Copy results to projects/ml-cicd/benchmarks/.")
-    ] = False,
+    dist_dir: DistDirOption = None,
+    publish: PublishOption = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress.")] = True,
 ) -> None:
     """wrk on loopback: this service vs `mlflow models serve` of the same model (requests/s,
     p50/p99 per concurrency, each at its best worker count); the retrain wall time."""
-    _setup()
     with cli_errors():
         from roadmap_lab.results import invocation
 
         from ml_cicd.benchmark import run_benchmark
 
-        settings = _project_settings(data_dir=data_dir, dist_dir=dist_dir)
+        settings = ProjectSettings(**given(data_dir=data_dir, dist_dir=dist_dir))
         path = run_benchmark(
             settings.dist_dir,
             invocation("ml_cicd"),
@@ -343,8 +296,4 @@ def benchmark(
 
 
 def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()
+    app()  # standalone: exits with the command's status

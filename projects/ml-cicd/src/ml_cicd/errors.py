@@ -1,13 +1,13 @@
 """The project's errors: each message says what is wrong and how to fix it. The CLI prints them
-as one line and exits with status 2 (``DataValidationError``: 1, the data is invalid)."""
+as one line and exits with status 2 (``roadmap_lab.cli.cli_errors``)."""
+
+from __future__ import annotations
+
+from roadmap_lab.errors import LabError
 
 
-class MlCicdError(Exception):
+class MlCicdError(LabError):
     """A problem the user can fix; the message says how."""
-
-
-class ConfigError(MlCicdError):
-    """Settings or arguments that cannot work together."""
 
 
 class DataError(MlCicdError):

@@ -3,10 +3,9 @@ diff, behavioural checks, the gate's decision and reason)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ml_cicd.retrain import RetrainOutcome
+from ml_cicd.outcome import RetrainOutcome
 
 HEADLINES = {
     "promoted": "promoted to champion",

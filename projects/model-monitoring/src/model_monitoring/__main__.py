@@ -1,3 +1,6 @@
+"""``python -m model_monitoring``: the command line (cli.py)."""
+
 from model_monitoring.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from model_monitoring.errors import MonitoringError
+from model_monitoring.errors import ModelMonitoringError
 
 # The project's monitoring/ folder: a Pants resource (repo-relative path on sys.path in PEXes and
 # test sandboxes), or beside src/ in a checkout.
@@ -43,13 +43,15 @@ def monitoring_file(relative: str) -> Path:
     for folder in candidates:
         if (folder / relative).is_file():
             return (folder / relative).resolve()  # servers started elsewhere read it too
-    raise MonitoringError(f"monitoring file {relative} not found (looked for {MONITORING_DIR})")
+    raise ModelMonitoringError(
+        f"monitoring file {relative} not found (looked for {MONITORING_DIR})"
+    )
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
     content = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(content, dict):
-        raise MonitoringError(f"{path}: expected a YAML mapping")
+        raise ModelMonitoringError(f"{path}: expected a YAML mapping")
     return content
 
 
@@ -57,7 +59,7 @@ def parse_duration(text: str) -> float:
     """Seconds of a Prometheus duration such as ``1h30m`` or ``500ms``."""
     parts = _DURATION.findall(text)
     if not parts or "".join(number + unit for number, unit in parts) != text:
-        raise MonitoringError(f"not a Prometheus duration: {text!r}")
+        raise ModelMonitoringError(f"not a Prometheus duration: {text!r}")
     return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
 
 

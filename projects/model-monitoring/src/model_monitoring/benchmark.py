@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import statistics
 import time
@@ -36,13 +35,13 @@ from roadmap_lab.results import (
 )
 from roadmap_lab.services import uvicorn_app
 
+from model_monitoring import PROJECT
 from model_monitoring.bundle import load_bundle
 from model_monitoring.datasets import housing_periods
-from model_monitoring.demo import PROJECT, ensure_bundle
+from model_monitoring.demo import ensure_bundle
 from model_monitoring.drift import KS_P_VALUE_THRESHOLD, PSI_DRIFT_THRESHOLD, window_drift
-from model_monitoring.settings import ENV_PREFIX, ServiceSettings
+from model_monitoring.settings import ENV_PREFIX, ProjectSettings
 
-logger = logging.getLogger(__name__)
 console = Console()
 BATCH_ROWS = 20
 DRIFT_WINDOW_ROWS = 10_000
@@ -109,7 +108,7 @@ def measure_request_path(bundle_dir: Path, folder: Path, batches: int = 500) -> 
     from model_monitoring.service import Monitor
 
     bundle = load_bundle(bundle_dir)
-    settings = ServiceSettings(bundle_dir=bundle_dir, run_dir=folder / "in-process")
+    settings = ProjectSettings(bundle_dir=bundle_dir, run_dir=folder / "in-process")
     monitor = Monitor(bundle, settings, ServiceMetrics(bundle.feature_names, bundle.classes))
     reference, _ = housing_periods()
     x = reference[bundle.feature_names].to_numpy(dtype=float)
@@ -266,7 +265,7 @@ def _headline(
     return item
 
 
-def run_benchmark(settings: ServiceSettings, *, requests: int, publish: bool) -> Path:
+def run_benchmark(settings: ProjectSettings, *, requests: int, publish: bool) -> Path:
     if publish:
         ensure_quiet_machine()
     conditions = BenchmarkConditions()

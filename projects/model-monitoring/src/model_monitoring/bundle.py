@@ -25,7 +25,7 @@ import pandas as pd
 from roadmap_lab.results import atomic_write_bytes, atomic_write_json
 
 from model_monitoring.drift import ReferenceFeature, reference_feature
-from model_monitoring.errors import MonitoringError
+from model_monitoring.errors import ModelMonitoringError
 
 MODEL_FILE = "model.joblib"
 BUNDLE_FILE = "bundle.json"
@@ -95,11 +95,11 @@ def feature_specs(frame: pd.DataFrame, features: list[str]) -> list[FeatureSpec]
     for name in features:
         column = frame[name]
         if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
-            raise MonitoringError(
+            raise ModelMonitoringError(
                 f"feature {name!r} is not numeric ({column.dtype}); encode it as numbers first"
             )
         if column.isna().all():
-            raise MonitoringError(f"feature {name!r} has no values")
+            raise ModelMonitoringError(f"feature {name!r} has no values")
         low, high = float(column.min()), float(column.max())
         margin = (high - low) * RANGE_MARGIN
         specs.append(FeatureSpec(name, _feature_type(column), low - margin, high + margin))
@@ -110,9 +110,9 @@ def encode_target(target: pd.Series) -> tuple[np.ndarray, list[str]]:
     """Binary target as 0/1 (the second of the sorted class values is the positive class)."""
     classes = sorted(target.dropna().unique().tolist())
     if target.isna().any():
-        raise MonitoringError(f"target {target.name!r} has missing values")
+        raise ModelMonitoringError(f"target {target.name!r} has missing values")
     if len(classes) != 2:
-        raise MonitoringError(
+        raise ModelMonitoringError(
             f"target {target.name!r} must have exactly 2 classes for binary classification, "
             f"found {len(classes)}"
         )
@@ -156,13 +156,13 @@ def select_window(
     """Rows with ``start <= timestamp < end`` (either bound optional), in time order."""
     if timestamp is None:
         if start or end:
-            raise MonitoringError("--start/--end need a --timestamp column")
+            raise ModelMonitoringError("--start/--end need a --timestamp column")
         return frame
     if timestamp not in frame.columns:
-        raise MonitoringError(f"no timestamp column {timestamp!r} in the data")
+        raise ModelMonitoringError(f"no timestamp column {timestamp!r} in the data")
     stamps = pd.to_datetime(frame[timestamp], errors="coerce")
     if stamps.isna().any():
-        raise MonitoringError(f"timestamp column {timestamp!r} has unparseable values")
+        raise ModelMonitoringError(f"timestamp column {timestamp!r} has unparseable values")
     keep = pd.Series(True, index=frame.index)
     if start:
         keep &= stamps >= pd.Timestamp(start)
@@ -170,7 +170,9 @@ def select_window(
         keep &= stamps < pd.Timestamp(end)
     window = frame[keep].assign(**{timestamp: stamps[keep]}).sort_values(timestamp, kind="stable")
     if window.empty:
-        raise MonitoringError(f"no rows with {start or '-inf'} <= {timestamp} < {end or '+inf'}")
+        raise ModelMonitoringError(
+            f"no rows with {start or '-inf'} <= {timestamp} < {end or '+inf'}"
+        )
     return window
 
 
@@ -198,20 +200,24 @@ def train_bundle(
     A random ``VALIDATION_SHARE`` of the window gives the out-of-sample reference
     figures (accuracy, AUC, confidence); the whole window gives the drift reference."""
     if target not in frame.columns:
-        raise MonitoringError(f"no target column {target!r}; columns: {', '.join(frame.columns)}")
+        raise ModelMonitoringError(
+            f"no target column {target!r}; columns: {', '.join(frame.columns)}"
+        )
     excluded = {target, *([timestamp] if timestamp else [])}
     if features is None:
         features = [c for c in frame.columns if c not in excluded and c != "id"]
         features = [c for c in features if pd.api.types.is_numeric_dtype(frame[c])]
     unknown = [name for name in features if name not in frame.columns]
     if unknown:
-        raise MonitoringError(f"feature column(s) not in the data: {', '.join(unknown)}")
+        raise ModelMonitoringError(f"feature column(s) not in the data: {', '.join(unknown)}")
     if not features:
-        raise MonitoringError("no numeric feature columns to train on")
+        raise ModelMonitoringError("no numeric feature columns to train on")
     window = select_window(frame, timestamp, start, end)
     y, classes = encode_target(window[target])
     if len(window) < 50:
-        raise MonitoringError(f"the reference window has {len(window)} rows; at least 50 needed")
+        raise ModelMonitoringError(
+            f"the reference window has {len(window)} rows; at least 50 needed"
+        )
     specs = feature_specs(window, features)
     # Plain arrays: the service predicts on arrays, and scikit-learn checks names it was fit with.
     x = window[features].to_numpy(dtype=float)
@@ -258,11 +264,13 @@ def rebaseline(
     bundle = load_bundle(bundle_dir)
     missing = [name for name in [*bundle.feature_names, bundle.target] if name not in frame]
     if missing:
-        raise MonitoringError(f"the data lacks column(s) {', '.join(missing)}")
+        raise ModelMonitoringError(f"the data lacks column(s) {', '.join(missing)}")
     window = select_window(frame, timestamp, start, end)
     y, classes = encode_target(window[bundle.target])
     if classes != bundle.classes:
-        raise MonitoringError(f"target classes {classes} differ from the model's {bundle.classes}")
+        raise ModelMonitoringError(
+            f"target classes {classes} differ from the model's {bundle.classes}"
+        )
     x = window[bundle.feature_names].to_numpy(dtype=float)
     bundle.reference = reference_statistics(window, bundle.feature_names)
     bundle.prediction_reference = _prediction_reference(bundle.pipeline, x, y)
@@ -277,11 +285,11 @@ def read_bundle_json(bundle_dir: Path) -> dict[str, Any]:
     try:
         payload: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise MonitoringError(f"no model bundle at {bundle_dir} (run `train` first)") from None
+        raise ModelMonitoringError(f"no model bundle at {bundle_dir} (run `train` first)") from None
     except json.JSONDecodeError as error:
-        raise MonitoringError(f"{path} is not valid JSON: {error}") from None
+        raise ModelMonitoringError(f"{path} is not valid JSON: {error}") from None
     if payload.get("format") != FORMAT_VERSION:
-        raise MonitoringError(f"{path}: unsupported bundle format {payload.get('format')!r}")
+        raise ModelMonitoringError(f"{path}: unsupported bundle format {payload.get('format')!r}")
     return payload
 
 
@@ -305,7 +313,9 @@ def load_bundle(bundle_dir: Path) -> Bundle:
     payload = read_bundle_json(bundle_dir)
     model_bytes = (bundle_dir / MODEL_FILE).read_bytes()
     if hashlib.sha256(model_bytes).hexdigest() != payload["model_sha256"]:
-        raise MonitoringError(f"{bundle_dir / MODEL_FILE} does not match {BUNDLE_FILE} (sha256)")
+        raise ModelMonitoringError(
+            f"{bundle_dir / MODEL_FILE} does not match {BUNDLE_FILE} (sha256)"
+        )
     return bundle_from_json(payload, joblib.load(io.BytesIO(model_bytes)))
 
 
@@ -313,6 +323,6 @@ def read_csv(path: Path) -> pd.DataFrame:
     try:
         return pd.read_csv(path)
     except FileNotFoundError:
-        raise MonitoringError(f"no such data file: {path}") from None
+        raise ModelMonitoringError(f"no such data file: {path}") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise MonitoringError(f"{path} is not a readable CSV: {error}") from None
+        raise ModelMonitoringError(f"{path} is not a readable CSV: {error}") from None

@@ -15,77 +15,41 @@ python -m model_monitoring benchmark --publish
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from roadmap_lab.cli import (
+    DistDirOption,
+    PublishOption,
+    RunDirOption,
+    cli_errors,
+    given,
+    lab_app,
+)
 
-from model_monitoring.settings import ENV_PREFIX, ServiceSettings
+from model_monitoring import PROJECT
+from model_monitoring.settings import ENV_PREFIX, ProjectSettings
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="A monitored model service: train a bundle, serve it with Prometheus metrics and drift "
+app = lab_app(
+    "A monitored model service: train a bundle, serve it with Prometheus metrics and drift "
     "detection, replay drift scenarios through Prometheus and Alertmanager.",
+    PROJECT,
+    quiet_loggers=("uvicorn.access", "roadmap_lab.services"),
 )
 console = Console()
-logger = logging.getLogger("model_monitoring")
 
 BundleDir = Annotated[Path | None, typer.Option(help="Bundle folder (default: <run-dir>/bundle).")]
-RunDir = Annotated[Path | None, typer.Option(help="Run folder (default: runs/model-monitoring).")]
 DataCsv = Annotated[
     Path | None, typer.Option("--data", help="CSV file (default: the embedded housing data).")
 ]
 TimestampCol = Annotated[str | None, typer.Option("--timestamp", help="Timestamp column.")]
 WindowStart = Annotated[str | None, typer.Option(help="Reference window start (inclusive).")]
 WindowEnd = Annotated[str | None, typer.Option(help="Reference window end (exclusive).")]
-DistDir = Annotated[Path | None, typer.Option(help="Results folder (model-monitoring/ inside).")]
-
-
-@contextlib.contextmanager
-def cli_errors() -> Iterator[None]:
-    """The project's own errors become one line on stderr and exit status 2; anything else is a
-    bug and keeps its traceback."""
-    from pydantic import ValidationError
-    from roadmap_lab.assets import AssetError
-    from roadmap_lab.services import ServiceError
-
-    from model_monitoring.errors import MonitoringError
-
-    err = Console(stderr=True, soft_wrap=True)
-    try:
-        yield
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()
-        )
-        err.print(f"[red]error:[/] invalid settings: {problems}", highlight=False)
-        raise typer.Exit(2) from None
-    except (MonitoringError, AssetError, ServiceError) as error:
-        err.print(f"[red]error:[/] {error}", highlight=False)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]", highlight=False)
-        raise typer.Exit(130) from None
-
-
-def _setup() -> None:
-    from roadmap_lab.logs import setup_logging
-
-    setup_logging(os.environ.get(f"{ENV_PREFIX}LOG_LEVEL", "INFO"))
-    for noisy in ("urllib3", "httpx", "uvicorn.access", "roadmap_lab.services"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _settings(run_dir: Path | None, bundle_dir: Path | None = None) -> ServiceSettings:
-    flags: dict[str, Any] = {"run_dir": run_dir, "bundle_dir": bundle_dir}
-    return ServiceSettings(**{k: v for k, v in flags.items() if v is not None})
 
 
 @app.command()
@@ -100,18 +64,17 @@ def train(
     start: WindowStart = None,
     end: WindowEnd = None,
     output: BundleDir = None,
-    run_dir: RunDir = None,
+    run_dir: RunDirOption = None,
 ) -> None:
     """Train a bundle (pipeline, feature schema, reference statistics) on a reference window.
 
     Without --data: nannyml's California housing, reference period, target clf_target."""
-    _setup()
     with cli_errors():
         from model_monitoring.bundle import read_csv, train_bundle
         from model_monitoring.datasets import default_training_frame
-        from model_monitoring.errors import MonitoringError
+        from model_monitoring.errors import ModelMonitoringError
 
-        settings = _settings(run_dir, output)
+        settings = ProjectSettings(**given(run_dir=run_dir, bundle_dir=output))
         if data is None:
             frame, defaults = default_training_frame()
             target = target or defaults["target"]
@@ -119,7 +82,7 @@ def train(
             features = features or defaults["features"]
         else:
             if target is None:
-                raise MonitoringError("--target is required with --data")
+                raise ModelMonitoringError("--target is required with --data")
             frame = read_csv(data)
         assert target is not None
         folder = settings.resolved_bundle_dir()
@@ -149,17 +112,16 @@ def rebaseline(
     start: WindowStart = None,
     end: WindowEnd = None,
     bundle_dir: BundleDir = None,
-    run_dir: RunDir = None,
+    run_dir: RunDirOption = None,
 ) -> None:
     """Recompute the bundle's reference statistics from a new window (after a retrain, or when
     the reference period moves). A running service's drift job picks it up by itself."""
-    _setup()
     with cli_errors():
         from model_monitoring.bundle import read_csv
         from model_monitoring.bundle import rebaseline as rebaseline_bundle
         from model_monitoring.datasets import default_training_frame
 
-        settings = _settings(run_dir, bundle_dir)
+        settings = ProjectSettings(**given(run_dir=run_dir, bundle_dir=bundle_dir))
         if data is None:
             frame, defaults = default_training_frame()
             timestamp = timestamp or defaults["timestamp"]
@@ -181,10 +143,9 @@ def serve(
     port: Annotated[int, typer.Option(help="Port.", min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes.", min=1)] = 1,
     bundle_dir: BundleDir = None,
-    run_dir: RunDir = None,
+    run_dir: RunDirOption = None,
 ) -> None:
     """Serve the bundle (trained from the embedded data first when missing)."""
-    _setup()
     with cli_errors():
         import uvicorn
 
@@ -192,7 +153,7 @@ def serve(
         from model_monitoring.datasets import default_training_frame
         from model_monitoring.metrics import MULTIPROC_ENV
 
-        settings = _settings(run_dir, bundle_dir)
+        settings = ProjectSettings(**given(run_dir=run_dir, bundle_dir=bundle_dir))
         folder = settings.resolved_bundle_dir()
         if not (folder / BUNDLE_FILE).is_file():
             console.print(f"no bundle at {folder}: training the embedded default")
@@ -227,14 +188,14 @@ def receiver(
 ) -> None:
     """The Alertmanager webhook receiver: records every notification (POST /<receiver>) and
     lists them (GET /notifications)."""
-    _setup()
-    from model_monitoring.alerting import AlertReceiver
+    with cli_errors():
+        from model_monitoring.alerting import AlertReceiver
 
-    with AlertReceiver(port=port, host=host, record_file=record_file) as running:
-        console.print(f"receiving on {running.url}, recording to {record_file}")
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                time.sleep(3600)
+        with AlertReceiver(port=port, host=host, record_file=record_file) as running:
+            console.print(f"receiving on {running.url}, recording to {record_file}")
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
 
 
 @app.command("scaled-config")
@@ -252,7 +213,6 @@ def scaled_config(
     ),
 ) -> None:
     """Write prometheus.yml, the rules and alertmanager.yml scaled to an accelerated clock."""
-    _setup()
     with cli_errors():
         from roadmap_lab.results import atomic_write_text
 
@@ -287,17 +247,16 @@ def replay(
     output: Annotated[Path, typer.Option(help="Report folder.")] = Path(
         "runs/model-monitoring/replay"
     ),
-    run_dir: RunDir = None,
+    run_dir: RunDirOption = None,
 ) -> None:
     """Start the full stack (service, Prometheus, Alertmanager, receiver) on an accelerated clock,
     replay reference rows, the synthetic scenarios and the analysis period, and write an HTML
     report (drift over time, alert firing times, detection delay per scenario)."""
-    _setup()
     with cli_errors():
         from model_monitoring.demo import run_monitoring_replay
         from model_monitoring.replay import ReplayPlan
 
-        settings = _settings(run_dir)
+        settings = ProjectSettings(**given(run_dir=run_dir))
         plan = ReplayPlan(
             rows_per_second=rows_per_second,
             reference_seconds=reference_seconds,
@@ -310,47 +269,39 @@ def replay(
 
 @app.command()
 def demo(
-    dist_dir: DistDir = None,
-    run_dir: RunDir = None,
+    dist_dir: DistDirOption = None,
+    run_dir: RunDirOption = None,
 ) -> None:
     """The showcase's run (<= 3 min on 2 cores): train, full stack, replay, report; writes
     dist/model-monitoring/results.json and its plots."""
-    _setup()
     with cli_errors():
         from model_monitoring.demo import run_demo
 
-        settings = _settings(run_dir)
-        if dist_dir is not None:
-            settings = settings.model_copy(update={"dist_dir": dist_dir})
+        settings = ProjectSettings(**given(run_dir=run_dir, dist_dir=dist_dir))
         path = run_demo(settings)
         console.print(f"results -> {path}")
 
 
 @app.command()
 def benchmark(
-    publish: Annotated[
-        bool, typer.Option(help="Copy the results to projects/model-monitoring/benchmarks/.")
-    ] = False,
-    dist_dir: DistDir = None,
-    run_dir: RunDir = None,
+    publish: PublishOption = False,
+    dist_dir: DistDirOption = None,
+    run_dir: RunDirOption = None,
     requests: Annotated[
         int, typer.Option(help="Predict requests per measured run.", min=50)
     ] = 2000,
 ) -> None:
     """Predict latency p50/p99 and throughput with instrumentation on vs off; drift computation
     time on a 10,000-row window vs evidently; agreement of drift decisions with evidently."""
-    _setup()
     with cli_errors():
         from model_monitoring.benchmark import run_benchmark
 
-        settings = _settings(run_dir)
-        if dist_dir is not None:
-            settings = settings.model_copy(update={"dist_dir": dist_dir})
+        settings = ProjectSettings(**given(run_dir=run_dir, dist_dir=dist_dir))
         run_benchmark(settings, requests=requests, publish=publish)
 
 
 def main() -> None:
-    app()
+    app()  # standalone: exits with the command's status
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ report and, for the demo, dist/model-monitoring/results.json with the report's p
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +18,14 @@ from roadmap_lab.results import (
 )
 from roadmap_lab.stats import poisson_rate
 
+from model_monitoring import PROJECT
 from model_monitoring.bundle import BUNDLE_FILE, load_bundle, train_bundle
 from model_monitoring.datasets import default_training_frame, housing_periods
 from model_monitoring.replay import PhaseResult, ReplayPlan, run_replay
 from model_monitoring.report import drift_series, write_report
-from model_monitoring.settings import ServiceSettings
+from model_monitoring.settings import ProjectSettings
 from model_monitoring.stack import monitoring_stack
 
-logger = logging.getLogger(__name__)
-PROJECT = "model-monitoring"
 DEMO_CLOCK = 60.0  # 15 s scrapes every 0.25 s: the demo fits in its 3 minutes
 
 
@@ -50,7 +48,7 @@ class ReplayOutcome:
         return [p for p in self.phases if p.kind == "scenario"]
 
 
-def ensure_bundle(settings: ServiceSettings) -> Path:
+def ensure_bundle(settings: ProjectSettings) -> Path:
     folder = settings.resolved_bundle_dir()
     if not (folder / BUNDLE_FILE).is_file():
         frame, defaults = default_training_frame()
@@ -59,7 +57,7 @@ def ensure_bundle(settings: ServiceSettings) -> Path:
 
 
 def run_monitoring_replay(
-    settings: ServiceSettings,
+    settings: ProjectSettings,
     output: Path,
     plan: ReplayPlan,
     *,
@@ -102,7 +100,7 @@ def run_monitoring_replay(
 FALSE_ALERT_TARGET = "< 1"  # false alerts per production hour, by the upper bound
 
 
-def run_demo(settings: ServiceSettings) -> Path:
+def run_demo(settings: ProjectSettings) -> Path:
     # Reference rows for longer than any scaled `for:` of the model alerts (15 min -> 15 s).
     plan = ReplayPlan(rows_per_second=500.0, reference_seconds=25.0)
     outcome = run_monitoring_replay(settings, settings.run_dir / "demo", plan, clock=DEMO_CLOCK)

@@ -1,5 +1,9 @@
-"""The project's own errors: a CLI prints them as one line and exits with status 2."""
+"""The project's errors: the CLI prints them as one line and exits with status 2."""
+
+from __future__ import annotations
+
+from roadmap_lab.errors import LabError
 
 
-class MonitoringError(RuntimeError):
+class ModelMonitoringError(LabError):
     """Bad input or configuration; the message says what is wrong and how to fix it."""

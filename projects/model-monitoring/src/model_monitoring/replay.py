@@ -26,7 +26,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from model_monitoring.errors import MonitoringError
+from model_monitoring.errors import ModelMonitoringError
 from model_monitoring.stack import Stack
 
 logger = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ class Streamer:
         self._next_send = max(self._next_send + self.interval_s, time.monotonic() - 1)
         reply = self.client.post("/predict", json=payload)
         if reply.status_code != 200:
-            raise MonitoringError(f"predict answered {reply.status_code}: {reply.text[:300]}")
+            raise ModelMonitoringError(f"predict answered {reply.status_code}: {reply.text[:300]}")
         ids = [item["id"] for item in reply.json()["predictions"]]
         self.rows_sent += len(ids)
         self.pending_labels.append((ids, rows[self.target].astype(int).tolist()))
@@ -197,7 +197,9 @@ class Streamer:
                 },
             )
             if answer.status_code != 202:
-                raise MonitoringError(f"labels answered {answer.status_code}: {answer.text[:300]}")
+                raise ModelMonitoringError(
+                    f"labels answered {answer.status_code}: {answer.text[:300]}"
+                )
 
     def close(self) -> None:
         self.client.close()

@@ -48,7 +48,7 @@ from model_monitoring.metrics import (
     observe_summary_many,
 )
 from model_monitoring.predlog import LABELS, PREDICTIONS, RotatingJsonLines
-from model_monitoring.settings import ServiceSettings
+from model_monitoring.settings import ProjectSettings
 
 logger = logging.getLogger(__name__)
 ENDPOINTS = frozenset(
@@ -124,7 +124,7 @@ class LabelsResponse(BaseModel):
 class Monitor:
     """Everything instrumentation does on the request path, aggregated per batch."""
 
-    def __init__(self, bundle: Bundle, settings: ServiceSettings, metrics: ServiceMetrics) -> None:
+    def __init__(self, bundle: Bundle, settings: ProjectSettings, metrics: ServiceMetrics) -> None:
         self.enabled = settings.instrumentation
         self.metrics = metrics
         self.bundle = bundle
@@ -258,9 +258,9 @@ def _reason(error_type: str) -> str:
     return "invalid"
 
 
-def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+def create_app(settings: ProjectSettings | None = None) -> FastAPI:
     """The app for the bundle ``settings`` names (an app factory: ``uvicorn --factory``)."""
-    settings = settings or ServiceSettings()
+    settings = settings or ProjectSettings()
     bundle_dir = settings.resolved_bundle_dir()
     bundle = load_bundle(bundle_dir)
     # One thread per worker: scale with workers; OpenMP threads of several workers would fight.

@@ -1,5 +1,6 @@
-"""Typed settings of the service, its drift job and the replay. Environment variables with the
-prefix ``MODEL_MONITORING_`` override the defaults; CLI flags override both."""
+"""Typed settings of the project: training, the service and its drift job, the replay and the
+benchmark. Environment variables with the prefix ``MODEL_MONITORING_`` override the defaults;
+CLI flags override both."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-from roadmap_lab.settings import LabSettings
+from roadmap_lab.settings import LabSettings, env_prefix
 
-ENV_PREFIX = "MODEL_MONITORING_"
+from model_monitoring import PROJECT
+
+# Also names the variables handed to the service's worker processes.
+ENV_PREFIX = env_prefix(PROJECT)
 
 
-class ServiceSettings(LabSettings):
-    """The HTTP service and its drift job. Prefix ``MODEL_MONITORING_``."""
+class ProjectSettings(LabSettings):
+    """Folders, the service's limits and the drift job. Prefix ``MODEL_MONITORING_``."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 

@@ -1,4 +1,4 @@
-"""``python -m prompt_registry`` runs the CLI."""
+"""``python -m prompt_registry``: the command line (cli.py)."""
 
 from prompt_registry.cli import main
 

@@ -12,21 +12,18 @@ neighbour's load spike can stall one run, and every run's figure is kept in run 
   the model, the rerun finds every generation in the cache and never loads it. The MLflow store
   is created before either (its schema migration is a one-off, not part of an eval).
 
-Results go to ``<dist>/prompt-registry/benchmark/``; ``--publish`` copies them to the committed
-``projects/prompt-registry/benchmarks/``.
+Results go to ``<dist>/prompt-registry/benchmark/`` (the CLI prints their headline); ``--publish``
+copies them to the committed ``projects/prompt-registry/benchmarks/``.
 """
 
 from __future__ import annotations
 
-import logging
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
 from roadmap_lab.machine import package_versions
 from roadmap_lab.results import (
     BenchmarkConditions,
@@ -40,14 +37,13 @@ from roadmap_lab.stats import Interval, paired_ratio
 
 from prompt_registry import PROJECT
 from prompt_registry.golden import load_golden
+from prompt_registry.harness import evaluate_prompt
 from prompt_registry.plots import throughput_figure
 from prompt_registry.prompts import load_prompt
 from prompt_registry.providers import GenerationRequest, LocalProvider
 from prompt_registry.registry import Registry
 from prompt_registry.settings import BenchmarkSizes, ProjectSettings
 
-logger = logging.getLogger(__name__)
-console = Console()
 BENCH_PROMPT = "review-sentiment"
 MEASURED_PACKAGES = ("torch", "transformers", "tokenizers", "mlflow", "numpy")
 
@@ -118,8 +114,6 @@ def measure_batching(settings: ProjectSettings, sizes: BenchmarkSizes) -> dict[s
 
 def measure_cache(settings: ProjectSettings, run_dir: Path, repeats: int) -> dict[str, Any]:
     """Per repeat: a cold ``eval`` in a fresh run folder, then the same command again."""
-    from prompt_registry.cli import run_eval_command
-
     runs: list[dict[str, Any]] = []
     ratios = []
     for repeat in range(repeats):
@@ -130,10 +124,10 @@ def measure_cache(settings: ProjectSettings, run_dir: Path, repeats: int) -> dic
         folder.mkdir(parents=True, exist_ok=True)
         # The store's schema migrations are a one-off, not part of an eval.
         Registry(repeat_settings.resolved_tracking_uri(), repeat_settings.experiment)
-        pair = {}
+        pair: dict[str, dict[str, Any]] = {}
         for label in ("cold", "cached"):
             started = time.perf_counter()
-            report = run_eval_command(repeat_settings, BENCH_PROMPT)
+            report = evaluate_prompt(repeat_settings, BENCH_PROMPT)
             seconds = time.perf_counter() - started
             pair[label] = {
                 "repeat": repeat,
@@ -213,24 +207,6 @@ def run_benchmark(
     batching = measure_batching(settings, sizes)
     with tempfile.TemporaryDirectory(prefix="prompt-bench-") as scratch:
         cache = measure_cache(settings, Path(scratch) / "run", sizes.repeats)
-    table = Table(title="prompt-registry benchmark (examples/s)")
-    for column in ("comparison", "baseline", "candidate", "ratio", "target"):
-        table.add_column(column)
-    table.add_row(
-        "batched vs one at a time",
-        f"{batching['one_at_a_time_examples_per_second']:.2f}",
-        f"{batching['batched_examples_per_second']:.2f}",
-        f"{batching['speedup']:.2f}x",
-        ">= 3",
-    )
-    table.add_row(
-        "cached rerun vs cold eval",
-        f"{cache['cold_examples_per_second']:.2f}",
-        f"{cache['cached_examples_per_second']:.2f}",
-        f"{cache['speedup']:.1f}x",
-        ">= 20",
-    )
-    console.print(table)
     writer = ResultsWriter(PROJECT, settings.dist_dir, command, kind="benchmark")
     writer.save_figure(
         throughput_figure(

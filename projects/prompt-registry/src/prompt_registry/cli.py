@@ -18,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
-import logging
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,82 +25,39 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from roadmap_lab.cli import (
+    DistDirOption,
+    ModelDirOption,
+    PublishOption,
+    RunDirOption,
+    TrackingUriOption,
+    cli_errors,
+    given,
+    headline_table,
+    lab_app,
+)
 
+from prompt_registry import PROJECT
 from prompt_registry.settings import BenchmarkSizes, ProjectSettings
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Versioned prompts in MLflow's prompt registry, golden-answer evals and a CI gate.",
+app = lab_app(
+    "Versioned prompts in MLflow's prompt registry, golden-answer evals and a CI gate.",
+    PROJECT,
+    quiet_loggers=("transformers",),
+    environment={"HF_HUB_DISABLE_PROGRESS_BARS": "1"},
 )
 console = Console()
-logger = logging.getLogger("prompt_registry")
 GATE_FAILED = 3
 BENCHMARK_DEFAULTS = BenchmarkSizes()
 
 PromptsDir = Annotated[
     Path | None, typer.Option(help="Folder of prompt folders (default: the shipped prompts).")
 ]
-RunDir = Annotated[
-    Path | None, typer.Option(help="Run folder (local MLflow store, generation cache).")
-]
-TrackingUri = Annotated[
-    str | None, typer.Option(help="MLflow tracking URI of the registry (default: local store).")
-]
 ProviderOpt = Annotated[str | None, typer.Option(help="local (transformers) or openai.")]
-ModelDir = Annotated[
-    Path | None, typer.Option(help="Local provider's model folder (default: SmolLM2-135M).")
-]
 BaseUrl = Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint, .../v1.")]
 CacheOpt = Annotated[
     bool | None, typer.Option("--cache/--no-cache", help="Reuse cached generations.")
 ]
-DistDir = Annotated[
-    Path | None, typer.Option(help="Results folder (results go under prompt-registry/).")
-]
-
-
-def _settings(**flags: Any) -> ProjectSettings:
-    """Settings from the environment; only the flags that were given override them."""
-    renamed = {"base_url": "openai_base_url", "max_drop": "gate_max_drop"}
-    return ProjectSettings(**{renamed.get(k, k): v for k, v in flags.items() if v is not None})
-
-
-@contextlib.contextmanager
-def cli_errors() -> Iterator[None]:
-    """The project's own errors become one line on stderr and exit status 2."""
-    from pydantic import ValidationError
-    from roadmap_lab.assets import AssetError
-
-    from prompt_registry.errors import PromptRegistryError
-
-    try:
-        yield
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()
-        )
-        Console(stderr=True, soft_wrap=True).print(
-            f"[red]error:[/] invalid settings: {problems}", highlight=False
-        )
-        raise typer.Exit(2) from None
-    except (PromptRegistryError, AssetError) as error:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {error}", highlight=False)
-        raise typer.Exit(2) from None
-
-
-def _setup() -> None:
-    from roadmap_lab.logs import setup_logging
-
-    setup_logging(os.environ.get("PROMPT_REGISTRY_LOG_LEVEL", "INFO"))
-    for noisy in ("mlflow", "alembic", "urllib3", "httpx", "transformers"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _report_table(title: str, rows: list[dict[str, Any]]) -> Table:
@@ -125,15 +80,18 @@ def _report_table(title: str, rows: list[dict[str, Any]]) -> Table:
 
 @app.command("list")
 def list_command(
-    prompts_dir: PromptsDir = None, run_dir: RunDir = None, tracking_uri: TrackingUri = None
+    prompts_dir: PromptsDir = None,
+    run_dir: RunDirOption = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """The prompt files, with their registry versions and aliases."""
-    _setup()
     with cli_errors():
         from prompt_registry.prompts import load_all
         from prompt_registry.registry import Registry
 
-        settings = _settings(prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri)
+        settings = ProjectSettings(
+            **given(prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri)
+        )
         folders = load_all(settings.prompts_dir)
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         registry = Registry(settings.resolved_tracking_uri(), settings.experiment)
@@ -185,13 +143,14 @@ def show(
     version: VersionOpt = None,
     alias: AliasOpt = None,
     prompts_dir: PromptsDir = None,
-    run_dir: RunDir = None,
-    tracking_uri: TrackingUri = None,
+    run_dir: RunDirOption = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """A prompt: the file, or a registry version (--version / --alias)."""
-    _setup()
     with cli_errors():
-        settings = _settings(prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri)
+        settings = ProjectSettings(
+            **given(prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri)
+        )
         content = _content(settings, name, version, alias)
         console.print(f"[bold]{content.name}[/] ({content.source}) digest {content.digest[:12]}")
         console.print(f"variables: {', '.join(content.variables)}")
@@ -205,13 +164,14 @@ def diff(
     version: VersionOpt = None,
     alias: Annotated[str, typer.Option(help="Registry alias to compare with.")] = "production",
     prompts_dir: PromptsDir = None,
-    run_dir: RunDir = None,
-    tracking_uri: TrackingUri = None,
+    run_dir: RunDirOption = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Unified diff of a registry version (default @production) against the prompt file."""
-    _setup()
     with cli_errors():
-        settings = _settings(prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri)
+        settings = ProjectSettings(
+            **given(prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri)
+        )
         old = _content(settings, name, version, None if version else alias)
         new = _content(settings, name, None, None)
 
@@ -232,16 +192,17 @@ def register(
     names: Annotated[list[str] | None, typer.Argument(help="Prompts (default: all).")] = None,
     message: Annotated[str | None, typer.Option(help="Commit message of new versions.")] = None,
     prompts_dir: PromptsDir = None,
-    run_dir: RunDir = None,
-    tracking_uri: TrackingUri = None,
+    run_dir: RunDirOption = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Register the prompt files (a new version only when the content changed; sets staging)."""
-    _setup()
     with cli_errors():
         from prompt_registry.prompts import load_prompt, prompt_names
         from prompt_registry.registry import Registry
 
-        settings = _settings(prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri)
+        settings = ProjectSettings(
+            **given(prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri)
+        )
         # Every folder is validated before anything is registered.
         folders = [
             load_prompt(settings.prompts_dir, n)
@@ -268,20 +229,6 @@ def generation_progress() -> Iterator[Callable[[int], None]]:
         yield lambda count: progress.advance(task, count)
 
 
-def _harness(
-    settings: ProjectSettings,
-    judge: str | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> Any:
-    from prompt_registry.harness import Harness, make_provider
-
-    return Harness(
-        settings,
-        provider=make_provider(settings, progress=progress),
-        judge=make_provider(settings, judge) if judge else None,
-    )
-
-
 JudgeOpt = Annotated[
     str | None, typer.Option(help="Judge provider for llm_judge scorers: local or openai.")
 ]
@@ -294,26 +241,27 @@ def eval_command(
     alias: AliasOpt = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N examples.")] = None,
     provider: ProviderOpt = None,
-    model_dir: ModelDir = None,
+    model_dir: ModelDirOption = None,
     base_url: BaseUrl = None,
     judge: JudgeOpt = None,
     cache: CacheOpt = None,
     output_json: Annotated[Path | None, typer.Option(help="Also write the results here.")] = None,
     prompts_dir: PromptsDir = None,
-    run_dir: RunDir = None,
-    tracking_uri: TrackingUri = None,
+    run_dir: RunDirOption = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Evaluate a prompt (the file, or a registry version) on its golden set; an MLflow run."""
-    _setup()
     with cli_errors():
         from roadmap_lab.results import atomic_write_json
 
-        settings = _settings(
+        from prompt_registry.harness import evaluate_prompt
+
+        settings = ProjectSettings(**given(
             prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri,
-            provider=provider, model_dir=model_dir, base_url=base_url, cache=cache,
-        )  # fmt: skip
+            provider=provider, model_dir=model_dir, openai_base_url=base_url, cache=cache,
+        ))  # fmt: skip
         with generation_progress() as progress:
-            report = run_eval_command(settings, name, version, alias, limit, judge, progress)
+            report = evaluate_prompt(settings, name, version, alias, limit, judge, progress)
         console.print(_report_table("eval", [report.summary()]))
         console.print(f"MLflow run {report.run_id} in {settings.resolved_tracking_uri()}")
         if output_json is not None:
@@ -321,31 +269,6 @@ def eval_command(
                 output_json,
                 {"summary": report.summary(), "examples": [vars(e) for e in report.examples]},
             )
-
-
-def run_eval_command(
-    settings: ProjectSettings,
-    name: str,
-    version: int | None = None,
-    alias: str | None = None,
-    limit: int | None = None,
-    judge: str | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> Any:
-    """The ``eval`` command without its printing (the benchmark times exactly this)."""
-    harness = _harness(settings, judge, progress)
-    folder = harness.folder(name)
-    if limit is not None:
-        spec = folder.spec.model_copy(
-            update={"eval": folder.spec.eval.model_copy(update={"limit": limit})}
-        )
-        folder = type(folder)(folder.path, spec, folder.template)
-    content = (
-        folder.content()
-        if version is None and alias is None
-        else harness.registry.content(name, version, alias)
-    )
-    return harness.evaluate(folder, content)
 
 
 @app.command()
@@ -364,26 +287,26 @@ def gate(
     markdown: Annotated[Path | None, typer.Option(help="Write the PR comment here.")] = None,
     output_json: Annotated[Path | None, typer.Option(help="Write the results here.")] = None,
     provider: ProviderOpt = None,
-    model_dir: ModelDir = None,
+    model_dir: ModelDirOption = None,
     base_url: BaseUrl = None,
     judge: JudgeOpt = None,
     prompts_dir: PromptsDir = None,
-    run_dir: RunDir = None,
-    tracking_uri: TrackingUri = None,
+    run_dir: RunDirOption = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Changed prompts vs their production version on the same examples; exit 3 on a failure."""
-    _setup()
     with cli_errors():
         from roadmap_lab.results import atomic_write_json, atomic_write_text
 
         from prompt_registry.changes import changed_prompts
         from prompt_registry.gate import markdown_report
+        from prompt_registry.harness import build_harness
         from prompt_registry.prompts import prompt_names
 
-        settings = _settings(
-            prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri,
-            provider=provider, model_dir=model_dir, base_url=base_url, max_drop=max_drop,
-        )  # fmt: skip
+        settings = ProjectSettings(**given(
+            prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri, provider=provider,
+            model_dir=model_dir, openai_base_url=base_url, gate_max_drop=max_drop,
+        ))  # fmt: skip
         if names:
             selected = list(names)
         elif changed_since:
@@ -392,7 +315,7 @@ def gate(
             selected = prompt_names(settings.prompts_dir)
         console.print(f"gating {', '.join(selected) or 'no prompts'}")
         with generation_progress() as progress:
-            results = _harness(settings, judge, progress).gate(selected, changed_since)
+            results = build_harness(settings, judge, progress).gate(selected, changed_since)
         report = markdown_report(results, settings.gate_max_drop)
         if markdown is not None:
             atomic_write_text(markdown, report)
@@ -414,22 +337,22 @@ def promote(
     to: Annotated[str, typer.Option(help="staging or production (gated).")] = "production",
     max_drop: Annotated[float | None, typer.Option(help="Largest pass-rate drop allowed.")] = None,
     provider: ProviderOpt = None,
-    model_dir: ModelDir = None,
+    model_dir: ModelDirOption = None,
     base_url: BaseUrl = None,
     prompts_dir: PromptsDir = None,
-    run_dir: RunDir = None,
-    tracking_uri: TrackingUri = None,
+    run_dir: RunDirOption = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Point an alias at a version; production needs a passing gate (exit 3 otherwise)."""
-    _setup()
     with cli_errors():
         from prompt_registry.errors import PromptRegistryError
+        from prompt_registry.harness import build_harness
         from prompt_registry.registry import PRODUCTION, STAGING, Registry
 
-        settings = _settings(
-            prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri,
-            provider=provider, model_dir=model_dir, base_url=base_url, max_drop=max_drop,
-        )  # fmt: skip
+        settings = ProjectSettings(**given(
+            prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri, provider=provider,
+            model_dir=model_dir, openai_base_url=base_url, gate_max_drop=max_drop,
+        ))  # fmt: skip
         if to not in (STAGING, PRODUCTION):
             raise PromptRegistryError(f"--to {to!r}: use {STAGING} or {PRODUCTION}")
         settings.run_dir.mkdir(parents=True, exist_ok=True)
@@ -442,7 +365,7 @@ def promote(
             console.print(f"{name}: {STAGING} -> v{version}")
             return
         with generation_progress() as progress:
-            result, previous = _harness(settings, progress=progress).promote(name, version)
+            result, previous = build_harness(settings, progress=progress).promote(name, version)
         colour = "green" if result.passed else "red"
         console.print(f"[{colour}]{name} v{version}: {result.reason}[/]", highlight=False)
         if result.passed:
@@ -453,13 +376,14 @@ def promote(
 
 
 @app.command()
-def rollback(name: str, run_dir: RunDir = None, tracking_uri: TrackingUri = None) -> None:
+def rollback(
+    name: str, run_dir: RunDirOption = None, tracking_uri: TrackingUriOption = None
+) -> None:
     """Production back to the version it replaced (previous-production)."""
-    _setup()
     with cli_errors():
         from prompt_registry.registry import Registry
 
-        settings = _settings(run_dir=run_dir, tracking_uri=tracking_uri)
+        settings = ProjectSettings(**given(run_dir=run_dir, tracking_uri=tracking_uri))
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         current, previous = Registry(settings.resolved_tracking_uri()).rollback(name)
         console.print(f"{name}: production v{current} -> v{previous}")
@@ -467,20 +391,19 @@ def rollback(name: str, run_dir: RunDir = None, tracking_uri: TrackingUri = None
 
 @app.command()
 def demo(
-    dist_dir: DistDir = None,
+    dist_dir: DistDirOption = None,
     run_dir: Annotated[
         Path | None, typer.Option(help="Demo run folder (emptied first; default <run_dir>/demo).")
     ] = None,
-    model_dir: ModelDir = None,
+    model_dir: ModelDirOption = None,
 ) -> None:
     """Register the prompts, gate an improvement and a regression of one (< 3 min)."""
-    _setup()
     with cli_errors():
         from roadmap_lab.results import invocation
 
         from prompt_registry.demo import run_demo
 
-        settings = _settings(dist_dir=dist_dir, model_dir=model_dir)
+        settings = ProjectSettings(**given(dist_dir=dist_dir, model_dir=model_dir))
         settings = settings.model_copy(
             update={"run_dir": run_dir or settings.run_dir / "demo", "tracking_uri": None}
         )
@@ -500,18 +423,11 @@ def benchmark(
     repeats: Annotated[
         int, typer.Option(help="Interleaved repeats of each comparison.")
     ] = BENCHMARK_DEFAULTS.repeats,
-    publish: Annotated[
-        bool,
-        typer.Option(
-            "--publish/--no-publish",
-            help="Also copy the results to the committed projects/prompt-registry/benchmarks/.",
-        ),
-    ] = False,
-    dist_dir: DistDir = None,
-    model_dir: ModelDir = None,
+    publish: PublishOption = False,
+    dist_dir: DistDirOption = None,
+    model_dir: ModelDirOption = None,
 ) -> None:
     """Batched vs one-at-a-time generation, cached rerun vs cold eval (examples/s)."""
-    _setup()
     with cli_errors():
         from roadmap_lab.results import invocation
 
@@ -520,16 +436,19 @@ def benchmark(
         sizes = BenchmarkSizes(
             examples=examples, batch_size=batch_size, max_new_tokens=max_new_tokens, repeats=repeats
         )
-        settings = _settings(dist_dir=dist_dir, model_dir=model_dir)
+        settings = ProjectSettings(**given(dist_dir=dist_dir, model_dir=model_dir))
         results_file, published = run_benchmark(
             settings, sizes, invocation("prompt_registry"), publish=publish
         )
+        headline = json.loads(results_file.read_text(encoding="utf-8"))["headline"]
+        console.print(headline_table(f"{PROJECT} benchmark", headline))
         console.print(f"results: {results_file}")
         if published is not None:
             console.print(f"published: {published}")
 
 
 def main() -> None:
+    """Run the CLI; it exits with the command's status."""
     app()
 
 

@@ -2,8 +2,10 @@
 an unreachable registry or endpoint). The CLI shows them as one ``error:`` line with exit status 2;
 any other exception is a bug and keeps its traceback."""
 
+from roadmap_lab.errors import LabError
 
-class PromptRegistryError(Exception):
+
+class PromptRegistryError(LabError):
     """A problem the message explains, with what to do about it."""
 
 

@@ -1,5 +1,6 @@
-"""What the commands share: the provider, the cache, the registry, and the gate of changed
-prompts against production (from the registry, or from the files at a git commit)."""
+"""What the commands share: the provider, the cache, the registry, the evaluation of one prompt
+version, and the gate of changed prompts against production (from the registry, or from the files
+at a git commit)."""
 
 from __future__ import annotations
 
@@ -154,3 +155,41 @@ class Harness:
         if not result.passed:
             return result, None
         return result, registry.promote_production(name, version)
+
+
+def build_harness(
+    settings: ProjectSettings, judge: str | None = None, progress: Progress | None = None
+) -> Harness:
+    """A harness on the settings' provider (``progress`` hears of each generation) and, for
+    ``llm_judge`` scorers, the ``judge`` provider (local or openai)."""
+    return Harness(
+        settings,
+        provider=make_provider(settings, progress=progress),
+        judge=make_provider(settings, judge) if judge else None,
+    )
+
+
+def evaluate_prompt(
+    settings: ProjectSettings,
+    name: str,
+    version: int | None = None,
+    alias: str | None = None,
+    limit: int | None = None,
+    judge: str | None = None,
+    progress: Progress | None = None,
+) -> EvalReport:
+    """The ``eval`` command's work without its printing (the benchmark times exactly this): the
+    prompt file, or a registry version, on the first ``limit`` examples of its golden set."""
+    harness = build_harness(settings, judge, progress)
+    folder = harness.folder(name)
+    if limit is not None:
+        spec = folder.spec.model_copy(
+            update={"eval": folder.spec.eval.model_copy(update={"limit": limit})}
+        )
+        folder = PromptFolder(folder.path, spec, folder.template)
+    content = (
+        folder.content()
+        if version is None and alias is None
+        else harness.registry.content(name, version, alias)
+    )
+    return harness.evaluate(folder, content)

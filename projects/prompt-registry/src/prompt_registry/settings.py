@@ -7,9 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
-from roadmap_lab.settings import LabSettings
+from roadmap_lab.settings import TrackedSettings, env_prefix
+
+from prompt_registry import PROJECT
 
 ProviderName = Literal["local", "openai"]
 SHIPPED_PROMPTS = Path(__file__).parent / "prompts"
@@ -24,25 +26,17 @@ class BenchmarkSizes(BaseModel):
     max_new_tokens: int = Field(default=16, ge=1, description="tokens generated per example")
 
 
-class ProjectSettings(LabSettings):
-    """Where things live and which registry and provider are used."""
+class ProjectSettings(TrackedSettings):
+    """Where things live and which registry and provider are used.
 
-    model_config = SettingsConfigDict(
-        env_prefix="PROMPT_REGISTRY_", extra="ignore", populate_by_name=True
-    )
+    ``tracking_uri`` None means no registry is configured: application code then loads prompts
+    from their files, and the CLI uses a local sqlite store in ``run_dir``."""
 
-    dist_dir: Path = Path("dist")
+    model_config = SettingsConfigDict(env_prefix=env_prefix(PROJECT), extra="ignore")
+
     # The prompt folders (one folder per prompt); default: those shipped with the package.
     prompts_dir: Path = SHIPPED_PROMPTS
     run_dir: Path = Path("runs/prompt-registry")
-    # The registry (an MLflow tracking URI). None: no registry is configured; application code
-    # then loads prompts from their files, and the CLI uses a local sqlite store in run_dir.
-    tracking_uri: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices(
-            "tracking_uri", "PROMPT_REGISTRY_TRACKING_URI", "MLFLOW_TRACKING_URI"
-        ),
-    )
     experiment: str = "prompt-evals"
     provider: ProviderName = "local"
     # Local provider: an HF causal LM folder (default: SmolLM2-135M-Instruct from the cache).
@@ -55,6 +49,7 @@ class ProjectSettings(LabSettings):
     openai_concurrency: int = Field(default=8, ge=1)
     openai_timeout_s: float = Field(default=60.0, gt=0)
     cache: bool = True
+    # The project's own gate (a pass-rate drop, not roadmap_lab.gate's macro-F1 rule).
     gate_max_drop: float = Field(
         default=0.05,
         ge=0,
@@ -62,11 +57,6 @@ class ProjectSettings(LabSettings):
         description="largest drop of the pass rate (candidate minus production) the gate accepts",
     )
     gate_resamples: int = Field(default=2000, ge=100, description="paired bootstrap resamples")
-
-    def resolved_tracking_uri(self) -> str:
-        if self.tracking_uri:
-            return self.tracking_uri
-        return f"sqlite:///{(self.run_dir / 'mlflow.db').resolve()}"
 
     def cache_file(self) -> Path:
         return self.run_dir / "generations.sqlite"

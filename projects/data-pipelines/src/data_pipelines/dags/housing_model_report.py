@@ -10,14 +10,14 @@ from airflow.sdk import dag, get_current_context, task
 
 from data_pipelines import steps
 from data_pipelines.names import REPORT_DAG_ID
-from data_pipelines.settings import FIRST_SLICE_DATE, PipelineSettings
+from data_pipelines.settings import FIRST_SLICE_DATE, ProjectSettings
 from data_pipelines.tasks import MODEL_ASSET, default_args, run_step
 
-SETTINGS = PipelineSettings()
+SETTINGS = ProjectSettings()
 
 
 def _latest_published() -> str:
-    models = steps.layout(PipelineSettings()).root / "models"
+    models = steps.layout(ProjectSettings()).root / "models"
     published = sorted(p.parent.name for p in models.glob("*/CURRENT"))
     if not published:
         raise ValueError(f"no published model under {models}")

@@ -10,10 +10,10 @@ from airflow.sdk import dag, get_current_context, task
 
 from data_pipelines import steps
 from data_pipelines.names import PIPELINE_DAG_ID
-from data_pipelines.settings import FIRST_SLICE_DATE, LAST_SLICE_DATE, PipelineSettings
+from data_pipelines.settings import FIRST_SLICE_DATE, LAST_SLICE_DATE, ProjectSettings
 from data_pipelines.tasks import MODEL_ASSET, current_slice_id, default_args, run_step
 
-SETTINGS = PipelineSettings()
+SETTINGS = ProjectSettings()
 
 
 @dag(

