@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds a Dockerfile of this repo without a Docker engine, using buildah (vfs storage, chroot
-# isolation), against a local Debian bookworm base image made once with debootstrap; and runs,
-# sizes and removes the images it built.
+# Builds a Dockerfile of this repo without a Docker engine, using buildah (overlay storage where
+# the kernel mounts overlayfs, else vfs; chroot isolation), against a local Debian bookworm base
+# image made once with debootstrap; and runs, sizes and removes the images it built.
 #
 # Usage: docker/build-image.sh <Dockerfile> <context> <tag> [--target STAGE] [--smoke CMD...]
 #        docker/build-image.sh --run <tag> CMD...
@@ -18,8 +18,10 @@
 #   --remove        remove the image and the layers no other image uses.
 #
 # Settings (environment):
-#   ROADMAP_LAB_IMAGE_CACHE  folder for the base image's root filesystem and buildah's image store
+#   ROADMAP_LAB_IMAGE_CACHE  folder for the base image's root filesystem and buildah's image stores
 #                            (default: ~/.cache/roadmap-lab/images)
+#   ROADMAP_LAB_STORAGE_DRIVER  overlay or vfs (default: overlay when an overlayfs mount works in
+#                            the cache folder, else vfs); each driver has its own store
 #   DEBIAN_MIRROR            Debian mirror for debootstrap (default: debootstrap's own default)
 #   BUILD_CA_BUNDLE          the CA bundle mounted into every RUN step as the image's system bundle,
 #                            so RUN steps trust what this machine trusts (a proxy with its own CA,
@@ -71,6 +73,7 @@ if [[ $EUID -ne 0 ]]; then
   if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
     exec sudo -n env "PATH=$PATH" \
       "ROADMAP_LAB_IMAGE_CACHE=${ROADMAP_LAB_IMAGE_CACHE:-}" \
+      "ROADMAP_LAB_STORAGE_DRIVER=${ROADMAP_LAB_STORAGE_DRIVER:-}" \
       "DEBIAN_MIRROR=${DEBIAN_MIRROR:-}" "BUILD_CA_BUNDLE=${BUILD_CA_BUNDLE:-${SSL_CERT_FILE:-}}" \
       bash "$0" "${original_args[@]}"
   fi
@@ -79,8 +82,35 @@ fi
 
 cache="${ROADMAP_LAB_IMAGE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/roadmap-lab/images}"
 mkdir -p "$cache"
-# A store of our own: no clash with a machine-wide store that uses another storage driver.
-bh() { buildah --storage-driver vfs --root "$cache/storage" --runroot "$cache/run" "$@"; }
+
+overlay_mounts() {  # whether the kernel mounts overlayfs on the cache folder's filesystem
+  local probe status=1
+  probe="$(mktemp -d "$cache/.overlay-probe.XXXXXX")"
+  mkdir "$probe/lower" "$probe/upper" "$probe/work" "$probe/merged"
+  if mount -t overlay overlay \
+      -o "lowerdir=$probe/lower,upperdir=$probe/upper,workdir=$probe/work" "$probe/merged" \
+      2>/dev/null; then
+    umount "$probe/merged"
+    status=0
+  fi
+  rm -rf "$probe"
+  return "$status"
+}
+
+# overlay shares layers between images, stages and containers; vfs copies the whole file tree
+# for each of them (minutes and gigabytes per project image).
+driver="${ROADMAP_LAB_STORAGE_DRIVER:-}"
+if [[ -z "$driver" ]]; then
+  if overlay_mounts; then driver=overlay; else driver=vfs; fi
+fi
+case "$driver" in
+  overlay) store="$cache/storage-overlay"; runroot="$cache/run-overlay" ;;
+  vfs) store="$cache/storage"; runroot="$cache/run" ;;
+  *) die "ROADMAP_LAB_STORAGE_DRIVER must be overlay or vfs, not $driver" ;;
+esac
+# A store of our own per driver: a store is tied to the driver that made it, and a machine-wide
+# store may use another.
+bh() { buildah --storage-driver "$driver" --root "$store" --runroot "$runroot" "$@"; }
 
 apt_updated=false
 ensure_tool() {  # ensure_tool COMMAND PACKAGE...
@@ -118,7 +148,7 @@ ensure_base_image() {
   local tarball="$cache/python-base-$DEBIAN_SUITE.tar.gz" ctr
   bh inspect --type image "$BASE_IMAGE_REF" >/dev/null 2>&1 && return
   [[ -f "$tarball" ]] || make_base_rootfs "$tarball"
-  log "importing $tarball as $BASE_IMAGE_REF"
+  log "importing $tarball as $BASE_IMAGE_REF ($driver storage)"
   ctr="$(bh from scratch)"
   bh add "$ctr" "$tarball" / >/dev/null
   bh config --env LANG=C.UTF-8 \
@@ -129,10 +159,10 @@ ensure_base_image() {
 
 ensure_tool buildah buildah
 
-# Builds may run side by side (one test process per project image): each holds a shared lock on
-# the store; importing the base image and pruning unused layers (which would take a running
-# build's intermediate layers) hold it exclusively.
-exec {store_lock}>"$cache/.store.lock"
+# One build at a time (Pants runs the image tests side by side): a build holds the store's lock
+# exclusively until its image is committed and smoke-tested, so the disk holds one build's
+# intermediate layers at a time, and pruning never takes a running build's layers.
+exec {store_lock}>"$store.lock"
 
 case $mode in
   size)
@@ -144,8 +174,13 @@ case $mode in
     else
       log "no image $tag to remove"
     fi
-    flock -x "$store_lock"
-    bh rmi --prune >/dev/null 2>&1 || true  # layers of intermediate stages that nothing uses now
+    # Layers of intermediate stages that nothing uses now; while a build holds the store, the
+    # next remove prunes instead (waiting would make a remove take as long as someone's build).
+    if flock -x -n "$store_lock"; then
+      bh rmi --prune >/dev/null 2>&1 || true
+    else
+      log "a build holds the store: unused layers are pruned by the next remove"
+    fi
     exit 0 ;;
   run)
     ctr="$(bh from --pull=never "$tag")"
@@ -155,9 +190,9 @@ case $mode in
     exit ;;
 esac
 
+log "waiting for the image store's lock (one build at a time)"
 flock -x "$store_lock"
 ensure_base_image
-flock -s "$store_lock"
 
 build_args=(--isolation chroot --layers --build-arg "BASE_IMAGE=$BASE_IMAGE_REF")
 if [[ -n "$target" ]]; then
