@@ -20,7 +20,8 @@ pytest_plugins = ["roadmap_lab.testing.pytest_plugin"]
 @pytest.fixture(scope="session")
 def environment_isolation() -> Isolation:
     return Isolation(
-        prefixes=("ML_CICD_",), names=("MLFLOW_TRACKING_URI", "PROMETHEUS_MULTIPROC_DIR")
+        prefixes=("ML_CICD_",),
+        names=("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "PROMETHEUS_MULTIPROC_DIR"),
     )
 
 

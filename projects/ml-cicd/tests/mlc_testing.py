@@ -7,7 +7,9 @@ module, which ``python_child_env`` puts on its path."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -18,6 +20,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pandas as pd
 from roadmap_lab.services import LOCALHOST, ManagedProcess, free_port, python_child_env
 
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -51,13 +54,35 @@ class SlowClassifier:
 SLOW_DELAY_S = 0.5
 
 
+class LoadsOnceClassifier:
+    """Unpickles once: the first process that loads it leaves ``marker``, any later load fails.
+    With two workers, the one that leads a reload loads it and the other cannot."""
+
+    classes_ = np.array(["great", "other"])
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        try:
+            self.marker.touch(exist_ok=False)
+        except FileExistsError:
+            raise RuntimeError("this model was loaded once already") from None
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return np.tile([0.6, 0.4], (len(texts), 1))
+
+
 @dataclass(frozen=True)
 class ModelFolders:
+    root: Path  # the folder holding all but good
     good: Path  # the embedded default model
     second: Path  # the same pipeline saved again: another model (uuid), as good
     broken: Path  # a copy of good whose pipeline.joblib is garbage: fails to load
     nan: Path  # loads, answers NaN: fails the smoke prediction
     slow: Path  # loads, SLOW_DELAY_S per text
+    loads_once: Path  # loads in the first process that tries, fails in every later one
     data_version: str
     macro_f1: float
 
@@ -84,15 +109,28 @@ def build_model_folders(root: Path, good: Path, trained: Any) -> ModelFolders:
         trained.metrics,
         root / "slow",
     )
+    marker = root / "loaded-once"
+    loads_once = save_model_folder(
+        LoadsOnceClassifier(marker), trained.data, trained.metrics, root / "loads-once"
+    )
+    marker.unlink(missing_ok=True)  # saving may have loaded it
     return ModelFolders(
+        root=root,
         good=good,
         second=second,
         broken=broken,
         nan=nan,
         slow=slow,
+        loads_once=loads_once,
         data_version=trained.data.version,
         macro_f1=float(trained.metrics["macro_f1"]),
     )
+
+
+def allow_reloads_from(*folders: Path) -> str:
+    """The ML_CICD_RELOAD_FOLDERS value that lets a reload load the model folders under
+    ``folders`` (a JSON list)."""
+    return json.dumps([str(folder) for folder in folders])
 
 
 def service_env(run_dir: Path, model_uri: str | Path | None, **settings: Any) -> dict[str, str]:
@@ -111,8 +149,8 @@ class RunningService:
 
 
 def start_service_process(folder: Path, env: Mapping[str, str], workers: int = 1) -> RunningService:
-    """Start the service as the CLI does (``run_server``, settings from ``env``) and wait until it
-    is ready; the caller stops it (``process.stop()``)."""
+    """Start the service as the CLI does (``run_server``, settings from ``env``) and wait until
+    every worker serves (ready means one answers); the caller stops it (``process.stop()``)."""
     port = free_port()
     url = f"http://{LOCALHOST}:{port}"
     code = (
@@ -131,6 +169,12 @@ def start_service_process(folder: Path, env: Mapping[str, str], workers: int = 1
     )
     process.start()
     process.wait_ready()
+    deadline = time.monotonic() + 120
+    while len(httpx.get(f"{url}/model", timeout=30).json()["workers"]) < workers:
+        if time.monotonic() > deadline:
+            process.stop()
+            raise AssertionError(f"not all {workers} workers started: {process.log_tail()}")
+        time.sleep(0.1)
     return RunningService(url, process)
 
 
@@ -173,3 +217,30 @@ def reload(
 ) -> httpx.Response:
     body = {"model_uri": None if model_uri is None else str(model_uri)}
     return client.post("/admin/reload", json=body, headers={"X-API-Key": key}, timeout=60)
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@localhost", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def commit_slice(repo: Path, name: str, frame: pd.DataFrame) -> None:
+    """Write a data slice into ``repo``'s slices/ and commit it."""
+    (repo / "slices").mkdir(parents=True, exist_ok=True)
+    frame.loc[:, ["text", "label"]].to_csv(repo / "slices" / name, index=False)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", f"data: {name}")
+
+
+def new_data_repo(folder: Path, first_slice: pd.DataFrame) -> Path:
+    """A git repository holding one committed slice, 0001-reviews.csv."""
+    repo = folder / "data"
+    (repo / "slices").mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    commit_slice(repo, "0001-reviews.csv", first_slice)
+    return repo

@@ -6,7 +6,6 @@ same data version is a no-op; rollback restores the previous champion."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -16,21 +15,12 @@ from ml_cicd.outcome import RetrainOutcome
 from ml_cicd.registry import CHAMPION, PREVIOUS_CHAMPION, client, rollback, version_for_alias
 from ml_cicd.retrain import retrain
 from ml_cicd.settings import ProjectSettings
-from ml_cicd.training import bundled_training_rows
+from ml_cicd.training import bundled_training_rows, held_out_set
 from ml_cicd.validation import RuleResult
+from mlc_testing import commit_slice, git, new_data_repo
 from typer.testing import CliRunner
 
 INITIAL_ROWS = 1100  # as the committed slice 0001-reviews.csv
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@localhost", *args],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 def alias_version(mlflow_client, alias: str) -> str | None:
@@ -43,12 +33,6 @@ def failed_rules(outcome: RetrainOutcome) -> list[RuleResult]:
     return outcome.validation.failures()
 
 
-def commit_slice(repo: Path, name: str, frame: pd.DataFrame) -> None:
-    frame.loc[:, ["text", "label"]].to_csv(repo / "slices" / name, index=False)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", f"data: {name}")
-
-
 @pytest.fixture(scope="module")
 def reviews() -> pd.DataFrame:
     return bundled_training_rows().sample(frac=1, random_state=0).reset_index(drop=True)
@@ -56,11 +40,7 @@ def reviews() -> pd.DataFrame:
 
 @pytest.fixture
 def data_repo(tmp_path: Path, reviews: pd.DataFrame) -> Path:
-    repo = tmp_path / "data"
-    (repo / "slices").mkdir(parents=True)
-    git(repo, "init", "-q", "-b", "main")
-    commit_slice(repo, "0001-reviews.csv", reviews.iloc[:INITIAL_ROWS])
-    return repo
+    return new_data_repo(tmp_path, reviews.iloc[:INITIAL_ROWS])
 
 
 @pytest.fixture
@@ -213,3 +193,45 @@ def test_cli_exit_codes_and_report(
     assert done.exit_code == 2 and "no slices folder" in done.output
     done = runner.invoke(app, ["rollback", "--run-dir", str(settings.run_dir), "--model-name", "x"])
     assert done.exit_code == 2 and "nothing to roll back" in done.output
+
+
+def _three_words_changed(text: str) -> str:
+    words = text.split()
+    for position, word in zip((5, 15, 25), ("really", "honestly", "truly"), strict=True):
+        words[position] = word
+    return " ".join(words)
+
+
+def test_a_slice_with_held_out_reviews_is_refused(
+    settings: ProjectSettings, data_repo: Path, reviews: pd.DataFrame, tmp_path: Path
+) -> None:
+    test = held_out_set()
+    long = test[test["text"].str.split().str.len() >= 40].reset_index(drop=True)
+    copies = [
+        long.loc[0, "text"],  # verbatim
+        long.loc[1, "text"].upper(),  # case changed
+        " ".join(long.loc[2, "text"].replace(".", " ").split()) + "!!",  # spacing, punctuation
+        *(_three_words_changed(long.loc[i, "text"]) for i in (3, 4, 5)),  # a few words changed
+    ]
+    clean = reviews.iloc[INITIAL_ROWS : INITIAL_ROWS + 200]
+    leaky = pd.concat(
+        [clean, pd.DataFrame({"text": copies, "label": long.loc[:5, "label"].tolist()})]
+    )
+    commit_slice(data_repo, "0002-leaky.csv", leaky)  # the copies are rows 201 to 206
+    report, outcome_file = tmp_path / "leaky.md", tmp_path / "leaky.json"
+    done = CliRunner().invoke(
+        app,
+        ["retrain", "--data-dir", str(data_repo), "--run-dir", str(settings.run_dir),
+         "--model-name", "reviews", "--report", str(report), "--json", str(outcome_file)],
+    )  # fmt: skip
+    assert done.exit_code == 1, done.output
+    outcome = json.loads(outcome_file.read_text())
+    assert outcome["status"] == "invalid" and outcome["challenger_metrics"] is None
+    failed = {r["rule"]: r for r in outcome["validation"]["results"] if not r["passed"]}
+    assert set(failed) == {"text_in_held_out", "text_near_held_out"}
+    assert all(r["slice"] == "0002-leaky.csv" for r in failed.values())
+    assert failed["text_in_held_out"]["rows"] == [201, 202, 203]
+    assert failed["text_near_held_out"]["rows"] == [204, 205, 206]
+    text = report.read_text()
+    assert "text_near_held_out" in text and "held-out row" in text
+    assert client(settings).search_model_versions("name='reviews'") == []  # nothing registered

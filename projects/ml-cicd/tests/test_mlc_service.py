@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +28,7 @@ from mlc_testing import (
     SLOW_DELAY_S,
     ModelFolders,
     RunningService,
+    allow_reloads_from,
     metric_samples,
     metric_value,
     reload,
@@ -47,6 +52,7 @@ def server(
     env = service_env(
         folder / "run",
         model_folders.good,
+        reload_folders=allow_reloads_from(tmp_path_factory.getbasetemp()),
         max_batch=MAX_BATCH,
         max_text_chars=MAX_TEXT_CHARS,
         max_body_bytes=MAX_BODY_BYTES,
@@ -214,7 +220,8 @@ def test_a_failed_reload_keeps_the_old_model_serving(
     assert body["switched"] is False
     assert reason in body["reason"]
     assert body["detail"] == body["reason"]
-    assert body["model"] == before
+    assert body["model"] == {k: v for k, v in before.items() if k not in ("worker_pid", "workers")}
+    assert body["workers"] == before["workers"]
     assert client.get("/model").json() == before
     assert _predict(client, [GREAT_TEXT]).json()["predictions"][0]["label"] == "great"
 
@@ -322,6 +329,73 @@ def test_a_second_reload_while_one_runs_gets_409_then_slow_predictions_time_out(
     assert metric_value(metrics, "mlcicd_http_requests_total", route="/predict", status="504") >= 1
 
 
+def test_a_reload_loads_from_the_registry_or_an_allowed_folder_only(
+    client: httpx.Client, model_folders: ModelFolders, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # A good model, but outside the allowed folders (the test's base temp folder): refused
+    # before anything loads it.
+    outside = Path(tempfile.mkdtemp(prefix="ml-cicd-outside-"))
+    try:
+        shutil.copytree(model_folders.second, outside / "model")
+        allowed = tmp_path_factory.mktemp("allowed")
+        (allowed / "escape").symlink_to(outside / "model")
+        refused = {
+            str(outside / "model"): "not under a folder allowed for reloads",
+            str(allowed / ".." / ".." / outside.name / "model"): "not under a folder allowed",
+            str(allowed / "escape"): "not under a folder allowed",  # a symlink out of it
+            "runs:/0123456789abcdef/model": "registry models only",
+            "s3://bucket/model": "registry models only",
+            "models:/name/1/extra": "cannot read model URI",
+        }
+        before = client.get("/model").json()
+        for uri, reason in refused.items():
+            response = reload(client, uri)
+            assert response.status_code == 422, (uri, response.text)
+            assert reason in response.json()["reason"], (uri, response.text)
+            assert response.json()["switched"] is False
+        assert client.get("/model").json() == before
+    finally:
+        shutil.rmtree(outside)
+
+
+def test_a_full_prediction_queue_answers_503_at_once(
+    model_folders: ModelFolders, tmp_path: Path
+) -> None:
+    # Two slots; each slow request (8 texts) holds one for 4 s, well within its timeout.
+    env = service_env(
+        tmp_path / "run", model_folders.slow, max_pending_predictions=2, predict_timeout_s=30
+    )
+    with running_service(tmp_path, env) as service, httpx.Client(base_url=service.url) as client:
+        slow_replies: list[httpx.Response] = []
+        senders = [httpx.Client(base_url=service.url, timeout=30) for _ in range(2)]
+        threads = [
+            threading.Thread(target=lambda c=c: slow_replies.append(_predict(c, ["x"] * 8)))
+            for c in senders
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # until both slots are taken
+            metrics = client.get("/metrics").text
+            if metric_value(metrics, "mlcicd_http_requests_in_progress", route="/predict") >= 2:
+                break
+            time.sleep(0.02)
+        shed = _predict(client, ["one more"])
+        replies_before_the_503 = len(slow_replies)
+        for thread in threads:
+            thread.join(timeout=30)
+        for sender in senders:
+            sender.close()
+        assert shed.status_code == 503, shed.text
+        assert shed.headers["Retry-After"] == "1"
+        assert "busy: 2 predictions already waiting or running" in shed.json()["detail"]
+        assert replies_before_the_503 == 0  # refused at once, not after waiting for a slot
+        assert [r.status_code for r in slow_replies] == [200, 200]
+        assert metric_value(client.get("/metrics").text, "mlcicd_predictions_shed_total") == 1
+        # The slots are free again.
+        assert _predict(client, ["fine"]).status_code == 200
+
+
 def test_metrics_count_requests_predictions_and_reloads(
     client: httpx.Client, model_folders: ModelFolders
 ) -> None:
@@ -396,34 +470,67 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(
         service.process.stop()
 
 
+def _fresh_connection_model(service: RunningService) -> dict[str, Any]:
+    return httpx.get(f"{service.url}/model", timeout=30).json()
+
+
 @pytest.mark.slow
-def test_two_workers_share_their_metrics(model_folders: ModelFolders, tmp_path: Path) -> None:
+def test_two_workers_switch_models_together_and_share_their_metrics(
+    model_folders: ModelFolders, tmp_path: Path
+) -> None:
     run_dir = tmp_path / "run"
-    service = start_service_process(tmp_path, service_env(run_dir, model_folders.good), workers=2)
+    env = service_env(
+        run_dir, model_folders.good, reload_folders=allow_reloads_from(model_folders.root)
+    )
+    service = start_service_process(tmp_path, env, workers=2)
     try:
-        with httpx.Client(base_url=service.url, timeout=30) as http:
-            # Fresh connections until both workers have answered some (on a loaded machine the
-            # kernel may hand many connections in a row to the same worker).
-            sent, workers = 0, set[str]()
-            deadline = time.monotonic() + 120
-            while len(workers) < 2 and time.monotonic() < deadline:
+        with httpx.Client(base_url=service.url, timeout=60) as http:
+            switched = reload(http, model_folders.second)
+            assert switched.status_code == 200, switched.text
+            workers = switched.json()["workers"]
+            assert len(workers) == 2 and len({w["pid"] for w in workers}) == 2
+            assert {(w["uri"], w["generation"]) for w in workers} == {
+                (str(model_folders.second), 1)
+            }
+            # Every reply after the 200 comes from the new model, whichever worker answers:
+            # fresh connections until both workers have answered (the kernel may hand many
+            # connections in a row to one worker).
+            answered: dict[int, str] = {}
+            sent, deadline = 0, time.monotonic() + 120
+            while len(answered) < 2 and time.monotonic() < deadline:
                 for _ in range(10):
                     reply = httpx.post(f"{service.url}/predict", json={"texts": ["x", "y"]})
                     assert reply.status_code == 200
+                    assert reply.json()["model"]["name"] == model_folders.second.name
+                    info = _fresh_connection_model(service)
+                    answered[info["worker_pid"]] = info["uri"]
                 sent += 10
-                metrics = http.get("/metrics").text
-                # One model-info series per worker (their pid), both serving the good model.
-                workers = {
-                    labels["pid"]
-                    for labels, value in metric_samples(metrics, "mlcicd_model_info")
-                    if value == 1 and labels["uri"] == str(model_folders.good)
-                }
+            assert answered == {w["pid"]: str(model_folders.second) for w in workers}
+
+            # A model one worker cannot load: no worker switches, the reply names the worker.
+            refused = reload(http, model_folders.loads_once)
+            assert refused.status_code == 422, refused.text
+            assert re.search(r"worker \d+: cannot load model", refused.json()["reason"])
+            assert "loaded once already" in refused.json()["reason"]
+            assert {(w["uri"], w["generation"]) for w in refused.json()["workers"]} == {
+                (str(model_folders.second), 1)
+            }
+            for _ in range(10):
+                assert _fresh_connection_model(service)["uri"] == str(model_folders.second)
+
+            # The counts of both workers add up: two texts per request.
+            metrics = http.get("/metrics").text
+            serving = {
+                labels["pid"]
+                for labels, value in metric_samples(metrics, "mlcicd_model_info")
+                if value == 1 and labels["uri"] == str(model_folders.second)
+            }
+            assert len(serving) == 2  # one model-info series per worker
+            assert metric_value(metrics, "mlcicd_predictions_total") == 2 * sent
             multiproc_dirs = list(run_dir.glob("prometheus-multiproc-*"))
             assert len(multiproc_dirs) == 1 and any(multiproc_dirs[0].iterdir())
-        assert len(workers) == 2
-        # The counts of both workers add up: two texts per request.
-        assert metric_value(metrics, "mlcicd_predictions_total") == 2 * sent
     finally:
         code = service.process.stop()
     assert code == 0, service.process.log_tail()
     assert not list(run_dir.glob("prometheus-multiproc-*"))
+    assert not list(run_dir.glob("workers-*"))

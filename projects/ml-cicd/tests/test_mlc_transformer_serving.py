@@ -14,6 +14,7 @@ from mlc_testing import (
     OTHER_TEXT,
     ModelFolders,
     RunningService,
+    allow_reloads_from,
     reload,
     running_service,
     service_env,
@@ -42,7 +43,12 @@ def server(
     model_folders: ModelFolders, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningService]:
     folder = tmp_path_factory.mktemp("service")
-    with running_service(folder, service_env(folder / "run", model_folders.good)) as service:
+    env = service_env(
+        folder / "run",
+        model_folders.good,
+        reload_folders=allow_reloads_from(tmp_path_factory.getbasetemp()),
+    )
+    with running_service(folder, env) as service:
         yield service
 
 

@@ -7,11 +7,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from ml_cicd.errors import DataError
+from ml_cicd.leakage import HeldOutIndex, normalise
 from ml_cicd.settings import ValidationRules
 from ml_cicd.slices import DataVersion, data_version, read_slices
 from ml_cicd.validation import validate_new_data
 
 RULES = ValidationRules(min_rows=4, max_text_chars=200)
+# A stand-in for the fixed held-out set: no slice text below repeats these unless a test says so.
+HELD_OUT = [
+    "The green tea tastes of grass and honey when brewed three minutes in water that is not "
+    "quite boiling, and the tin keeps it fresh for months",
+    "Short and sweet.",
+]
 
 
 def reviews(n: int, start: int = 0, great_every: int = 2, length: int = 1) -> pd.DataFrame:
@@ -52,7 +59,7 @@ def test_missing_or_empty_data_folder_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_a_clean_first_slice_passes(tmp_path: Path) -> None:
     write(tmp_path, "0001.csv", reviews(10))
-    report = validate_new_data(read_slices(tmp_path), None, RULES)
+    report = validate_new_data(read_slices(tmp_path), None, RULES, HELD_OUT)
     assert report.passed, report.summary()
     assert report.new_slices == ["0001.csv"]
 
@@ -72,7 +79,7 @@ def test_a_clean_first_slice_passes(tmp_path: Path) -> None:
 )
 def test_each_schema_rule_names_its_rows(tmp_path: Path, edit, rule: str, rows: list[int]) -> None:
     write(tmp_path, "0001.csv", edit(reviews(10)))
-    report = validate_new_data(read_slices(tmp_path), None, RULES)
+    report = validate_new_data(read_slices(tmp_path), None, RULES, HELD_OUT)
     assert not report.passed
     failed = {result.rule: result for result in report.failures()}
     assert rule in failed, report.summary()
@@ -87,18 +94,18 @@ def test_drift_and_duplicates_against_the_previous_data(tmp_path: Path) -> None:
     drifted = reviews(20, start=40, great_every=1, length=30)
     drifted.loc[3, "text"] = reviews(40)["text"][7]
     write(tmp_path, "0002.csv", drifted)
-    report = validate_new_data(read_slices(tmp_path), previous, RULES)
+    report = validate_new_data(read_slices(tmp_path), previous, RULES, HELD_OUT)
     assert report.new_slices == ["0002.csv"]
     failed = {result.rule: result for result in report.failures()}
     assert failed["text_not_in_previous_data"].rows == [4]
     # Drift checks run once the schema passes.
     drifted.loc[3, "text"] = "a new text " + "word " * 30
     write(tmp_path, "0002.csv", drifted)
-    report = validate_new_data(read_slices(tmp_path), previous, RULES)
+    report = validate_new_data(read_slices(tmp_path), previous, RULES, HELD_OUT)
     assert {r.rule for r in report.failures()} == {"label_balance", "length_drift"}
     # A similar slice passes.
     write(tmp_path, "0002.csv", reviews(20, start=40))
-    assert validate_new_data(read_slices(tmp_path), previous, RULES).passed
+    assert validate_new_data(read_slices(tmp_path), previous, RULES, HELD_OUT).passed
 
 
 def test_previous_slices_are_append_only(tmp_path: Path) -> None:
@@ -106,6 +113,42 @@ def test_previous_slices_are_append_only(tmp_path: Path) -> None:
     write(tmp_path, "0002.csv", reviews(10, start=10))
     previous = data_version(read_slices(tmp_path))
     (tmp_path / "slices" / "0002.csv").unlink()
-    report = validate_new_data(read_slices(tmp_path), previous, RULES)
+    report = validate_new_data(read_slices(tmp_path), previous, RULES, HELD_OUT)
     assert [(r.rule, r.slice) for r in report.failures()] == [("append_only", "0002.csv")]
     assert "removed" in report.failures()[0].detail
+
+
+def test_normalising_ignores_case_whitespace_and_punctuation() -> None:
+    assert normalise("  Great TEA!!\tIt's   <br />GOOD...") == "great tea it s br good"
+    assert normalise("Ｃａｆé") == normalise("café")  # NFKC: full-width letters
+    index = HeldOutIndex(["Great tea, it's good."])
+    found = index.matches(["GREAT tea -- it s good", "great tea it is good", "other"])
+    assert found.exact.tolist() == [0, -1, -1]
+
+
+def test_near_copies_are_found_by_token_jaccard() -> None:
+    words = HELD_OUT[0].split()
+    for position, word in ((2, "black"), (9, "five"), (20, "box")):  # three words changed
+        words[position] = word
+    index = HeldOutIndex(HELD_OUT, jaccard=0.8)
+    found = index.matches([" ".join(words), "Short and very sweet.", HELD_OUT[0]])
+    assert found.near.tolist() == [0, -1, -1]  # the exact copy is not also a near one
+    assert found.exact.tolist() == [-1, -1, 0]
+    assert 0.8 <= found.similarity[0] < 1
+    # Jaccard {short, and, sweet} / {short, and, very, sweet} = 0.75: below the threshold.
+    assert HeldOutIndex(HELD_OUT, jaccard=0.75).matches(["Short and very sweet."]).near[0] == 1
+
+
+def test_a_slice_with_held_out_texts_is_refused_naming_rows(tmp_path: Path) -> None:
+    frame = reviews(10)
+    frame.loc[1, "text"] = HELD_OUT[0].upper() + "!!!"  # an exact copy after normalising
+    frame.loc[4, "text"] = HELD_OUT[0].replace("three minutes", "four minutes")  # a near copy
+    write(tmp_path, "0001.csv", frame)
+    report = validate_new_data(read_slices(tmp_path), None, RULES, HELD_OUT)
+    failed = {result.rule: result for result in report.failures()}
+    assert set(failed) == {"text_in_held_out", "text_near_held_out"}, report.summary()
+    assert failed["text_in_held_out"].rows == [2]
+    assert "row 2 ~ held-out row 1" in failed["text_in_held_out"].detail
+    assert failed["text_near_held_out"].rows == [5]
+    assert "row 5 ~ held-out row 1 (Jaccard 0.9" in failed["text_near_held_out"].detail
+    assert "text_near_held_out" in report.summary()

@@ -1,4 +1,4 @@
-"""Command line: train, serve, validate, retrain, rollback, demo, benchmark.
+"""Command line: train, serve, validate, retrain, rollback, rollout, demo, benchmark.
 
 python -m ml_cicd train                                   # the embedded default model, ~5 s
 python -m ml_cicd serve --port 8000                       # that model (trained if missing)
@@ -8,6 +8,7 @@ python -m ml_cicd validate --data-dir projects/ml-cicd/data
 python -m ml_cicd retrain --dry-run --report report.md   # a pull request: nothing registered
 python -m ml_cicd retrain                                 # after a merge: register, gate, promote
 python -m ml_cicd rollback                                # @champion back to the previous one
+python -m ml_cicd rollout --replicas "http://a:8000 http://b:8000" --expect-version 7
 python -m ml_cicd demo                                    # the showcase's run, ~1-2 min
 python -m ml_cicd benchmark --publish                     # wrk: this service vs mlflow models serve
 """
@@ -114,11 +115,14 @@ def validate(
     run_dir: RunDirOption = None,
     tracking_uri: TrackingUriOption = None,
     model_name: ModelName = None,
+    test_file: TestFile = None,
 ) -> None:
-    """Validate the slices the champion was not trained on; exit 1 when any rule fails."""
+    """Validate the slices the champion was not trained on (schema, held-out leakage, drift);
+    exit 1 when any rule fails."""
     with cli_errors():
-        from ml_cicd.registry import CHAMPION, client, version_for_alias
+        from ml_cicd.registry import CHAMPION, client, registry_errors, version_for_alias
         from ml_cicd.slices import DataVersion, read_slices
+        from ml_cicd.training import held_out_set
         from ml_cicd.validation import validate_new_data
 
         settings = ProjectSettings(
@@ -127,11 +131,16 @@ def validate(
                 run_dir=run_dir,
                 tracking_uri=tracking_uri,
                 registered_model=model_name,
+                test_file=test_file,
             )
         )
-        champion = version_for_alias(client(settings), settings.registered_model, CHAMPION)
+        with registry_errors(settings, "reading the champion"):
+            champion = version_for_alias(client(settings), settings.registered_model, CHAMPION)
         previous = DataVersion.from_tags(champion.tags) if champion else None
-        report = validate_new_data(read_slices(settings.data_dir), previous, ValidationRules())
+        held_out = held_out_set(settings.test_file)["text"].astype(str).tolist()
+        report = validate_new_data(
+            read_slices(settings.data_dir), previous, ValidationRules(), held_out
+        )
         for result in report.results:
             mark = "[green]pass[/]" if result.passed else "[red]FAIL[/]"
             rows = f" rows {', '.join(map(str, result.rows))}" if result.rows else ""
@@ -215,6 +224,29 @@ def rollback(
 
 
 @app.command()
+def rollout(
+    replicas: Annotated[
+        str, typer.Option(help="The replicas' base URLs, separated by spaces or commas.")
+    ],
+    expect_version: Annotated[
+        str | None, typer.Option(help="The registry version every worker must serve after it.")
+    ] = None,
+) -> None:
+    """Reload each replica onto the registry's champion, one at a time (the API key from
+    ML_CICD_API_KEY); stop at the first replica that fails."""
+    from ml_cicd.rollout import RolloutError, replica_urls, roll_out
+
+    with cli_errors(RolloutError):
+        key = ServiceSettings().api_key
+        rolled = roll_out(
+            replica_urls(replicas), key.get_secret_value() if key else "", expect_version
+        )
+        for replica in rolled:
+            console.print(f"{replica.url}: {replica.workers} worker(s) serve version "
+                          f"{replica.version}")  # fmt: skip
+
+
+@app.command()
 def demo(
     data_dir: DataDir = None,
     run_dir: Annotated[
@@ -256,29 +288,35 @@ def benchmark(
     workers: Annotated[
         list[int] | None, typer.Option(help="uvicorn workers to try per server (repeat).")
     ] = None,
-    repeats: Annotated[int, typer.Option(help="Interleaved repeats.", min=1)] = 2,
+    repeats: Annotated[
+        int, typer.Option(help="Interleaved repeats (at least 5 to publish).", min=1)
+    ] = 5,
     warmup: Annotated[int, typer.Option(help="Warm-up seconds per start (0: none).", min=0)] = 2,
     data_dir: DataDir = None,
-    image_size: Annotated[
+    image: Annotated[
         str | None,
         typer.Option(
-            help='The image\'s size ("1.11 GB", as build-image.sh --size prints) or a '
-            "file holding it."
+            help="An image tag built before (docker/build-image.sh): its size is measured with "
+            "docker/build-image.sh --size. Without it the size is left out."
         ),
     ] = None,
     dist_dir: DistDirOption = None,
     publish: PublishOption = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress.")] = True,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="A line per measurement.")
+    ] = True,
 ) -> None:
-    """wrk on loopback: this service vs `mlflow models serve` of the same model (requests/s,
-    p50/p99 per concurrency, each at its best worker count); the retrain wall time."""
+    """wrk on loopback: this service vs `mlflow models serve` of the same model, each at its best
+    worker count: requests per server CPU-second, requests/s and p50/p99 per concurrency; the
+    retrain wall time; the image size when --image is given."""
     with cli_errors():
         from roadmap_lab.results import invocation
 
+        from ml_cicd.bench.report import tables
         from ml_cicd.benchmark import run_benchmark
 
         settings = ProjectSettings(**given(data_dir=data_dir, dist_dir=dist_dir))
-        path = run_benchmark(
+        run = run_benchmark(
             settings.dist_dir,
             invocation("ml_cicd"),
             concurrency=tuple(concurrency or (1, 8, 32)),
@@ -288,11 +326,15 @@ def benchmark(
             repeats=repeats,
             warmup_s=warmup,
             publish=publish,
-            progress=progress,
             data_dir=settings.data_dir,
-            image_size_of=image_size,
+            image=image,
+            progress=(lambda line: console.print(line, highlight=False)) if progress else None,
         )
-        console.print(f"results -> {path}")
+        for table in tables(run.summary, run.headline):
+            console.print(table)
+        console.print(f"results -> {run.results_file}")
+        if run.published is not None:
+            console.print(f"published -> {run.published}")
 
 
 def main() -> None:

@@ -20,3 +20,8 @@ class ModelLoadError(MlCicdError):
 
 class RegistryError(MlCicdError):
     """The registry cannot do what was asked."""
+
+
+class BenchmarkError(MlCicdError):
+    """The benchmark cannot run, a server failed under load, or the results cannot be written;
+    the message says why."""

@@ -1,12 +1,18 @@
 """The MLflow model registry the retrain pipeline writes to: versions tagged with their data
 version and metrics, the ``champion`` alias that the service loads, ``previous-champion``, and a
 one-command rollback along the chain of promotions (each promoted version records the version it
-replaced in the tag ``promoted_over``)."""
+replaced in the tag ``promoted_over``).
+
+Fail closed: only the registry's "registered model does not exist" means there is no champion,
+and a missing alias is read from the model's aliases; any other error (an outage, a 403, a 500)
+is raised, and ``registry_errors`` turns it into one line that stops the pipeline."""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ml_cicd.errors import RegistryError
@@ -19,27 +25,30 @@ logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
-TRACKING_URI_VAR = "MLFLOW_TRACKING_URI"
+# mlflow.set_tracking_uri / set_registry_uri export these; use_store puts them back.
+EXPORTED_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 def use_store(settings: ProjectSettings) -> None:
     """Point MLflow at the settings' store (a local sqlite store in run_dir by default).
 
-    ``mlflow.set_tracking_uri`` also exports MLFLOW_TRACKING_URI, which settings made later in
-    this process would read as theirs: the variable is put back as it was (MLflow's own global
-    takes precedence over it)."""
+    ``mlflow.set_tracking_uri`` and ``set_registry_uri`` also export MLFLOW_TRACKING_URI and
+    MLFLOW_REGISTRY_URI, which settings made later in this process, and its child processes,
+    would read as theirs: the variables are put back as they were (MLflow's own globals take
+    precedence over them)."""
     import mlflow
 
     if settings.uses_local_store():
         settings.run_dir.mkdir(parents=True, exist_ok=True)
     uri = settings.resolved_tracking_uri()
-    exported = os.environ.get(TRACKING_URI_VAR)
+    exported = {name: os.environ.get(name) for name in EXPORTED_VARS}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    if exported is None:
-        os.environ.pop(TRACKING_URI_VAR, None)
-    else:
-        os.environ[TRACKING_URI_VAR] = exported
+    for name, value in exported.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def configure(settings: ProjectSettings) -> str:
@@ -64,37 +73,71 @@ def client(settings: ProjectSettings) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def model_exists(mlflow_client: MlflowClient, name: str) -> bool:
+# The only registry answer that means "no such registered model" (MLflow's error code).
+DOES_NOT_EXIST = "RESOURCE_DOES_NOT_EXIST"
+# Set last on a registered version, once its gate decision is carried out (alias moved or not):
+# a version without it was interrupted, and a rerun trains and registers its data again.
+REGISTRATION_TAG = "registration"
+REGISTRATION_DONE = "complete"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+@contextmanager
+def registry_errors(settings: ProjectSettings, doing: str) -> Iterator[None]:
+    """Any registry error inside (an outage, a refusal, an answer that cannot be read) becomes
+    RegistryError, one line naming the registry and what failed: the pipeline stops, fail
+    closed, instead of reading the error as "no champion"."""
     from mlflow.exceptions import MlflowException
 
     try:
-        mlflow_client.get_registered_model(name)
-    except MlflowException:
-        return False
-    return True
+        yield
+    except (MlflowException, OSError) as error:  # requests' errors are OSErrors
+        raise RegistryError(
+            f"the registry at {settings.resolved_tracking_uri()} failed while {doing}: "
+            f"{_first_line(error)[:300]}"
+        ) from error
+
+
+def registered_model(mlflow_client: MlflowClient, name: str) -> Any | None:
+    """The registered model, or None when the registry says it does not exist. Every other error
+    is raised: an outage or a refusal is not an empty registry."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow_client.get_registered_model(name)
+    except MlflowException as error:
+        if error.error_code == DOES_NOT_EXIST:
+            return None
+        raise
 
 
 def version_for_alias(mlflow_client: MlflowClient, name: str, alias: str) -> Any | None:
-    """The model version an alias points at, or None (no such model or alias)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return mlflow_client.get_model_version_by_alias(name, alias)
-    except MlflowException:
+    """The model version an alias points at, or None when the model or the alias does not exist
+    (read from the model's aliases, not from an error). Any registry error is raised."""
+    model = registered_model(mlflow_client, name)
+    if model is None or alias not in (model.aliases or {}):
         return None
+    return mlflow_client.get_model_version(name, model.aliases[alias])
 
 
 def versions(mlflow_client: MlflowClient, name: str) -> list[Any]:
-    if not model_exists(mlflow_client, name):
+    if registered_model(mlflow_client, name) is None:
         return []
     found = mlflow_client.search_model_versions(f"name='{name}'")
     return sorted(found, key=lambda v: int(v.version))
 
 
 def version_trained_on(mlflow_client: MlflowClient, name: str, data_version: str) -> Any | None:
-    """The newest version trained on exactly this data version, if any."""
+    """The newest version trained on exactly this data version whose registration completed."""
     matches = [
-        v for v in versions(mlflow_client, name) if v.tags.get("data_version") == data_version
+        v
+        for v in versions(mlflow_client, name)
+        if v.tags.get("data_version") == data_version
+        and v.tags.get(REGISTRATION_TAG) == REGISTRATION_DONE
     ]
     return matches[-1] if matches else None
 
@@ -115,8 +158,11 @@ def promote(mlflow_client: MlflowClient, name: str, version: str) -> str | None:
 def rollback(settings: ProjectSettings) -> dict[str, str | None]:
     """Move ``champion`` back to the version the current champion replaced; the current one is
     tagged ``rolled_back``. Raises RegistryError when there is nothing to roll back to."""
-    mlflow_client = client(settings)
-    name = settings.registered_model
+    with registry_errors(settings, "rolling back the champion"):
+        return _rollback(client(settings), settings.registered_model)
+
+
+def _rollback(mlflow_client: MlflowClient, name: str) -> dict[str, str | None]:
     current = version_for_alias(mlflow_client, name, CHAMPION)
     if current is None:
         raise RegistryError(f"{name} has no '{CHAMPION}' alias: nothing to roll back")

@@ -6,8 +6,9 @@ gain at its lower bound, plus the behavioural suites) -> register the model -> m
 ``@champion`` only when the gate passes.
 
 ``dry_run`` stops after the comparison: nothing is logged or registered. A data version that is
-already registered is a no-op. Invalid data stops the run before training. Every outcome writes
-the markdown report (atomically) when a path is given.
+already registered is a no-op. Invalid data stops the run before training. A registry error stops
+it too (RegistryError, fail closed): an outage is never read as "no champion". Every outcome
+writes the markdown report (atomically) when a path is given.
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ from ml_cicd.model import (
 from ml_cicd.outcome import RetrainOutcome
 from ml_cicd.registry import (
     CHAMPION,
+    REGISTRATION_DONE,
+    REGISTRATION_TAG,
     client,
     configure,
     promote,
+    registry_errors,
     version_for_alias,
     version_trained_on,
 )
@@ -86,11 +90,9 @@ def _data_stats(frame: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _champion_state(settings: ProjectSettings, test: pd.DataFrame) -> ChampionState | None:
-    mlflow_client = client(settings)
-    version = version_for_alias(mlflow_client, settings.registered_model, CHAMPION)
-    if version is None:
-        return None
+def _champion_state(settings: ProjectSettings, version: Any, test: pd.DataFrame) -> ChampionState:
+    """The champion read at the start of the run, scored on the held-out set (a model that does
+    not load stops the run: ModelLoadError)."""
     model = load_pyfunc(f"models:/{settings.registered_model}/{version.version}")
     p_great = p_great_function(model)(test["text"].astype(str).tolist())
     predictions = predict_labels(p_great)
@@ -115,7 +117,16 @@ def _register(
     settings: ProjectSettings, outcome: RetrainOutcome, trained: Any, report_text: str
 ) -> None:
     """Log the run and the model, register the version with its tags, move the champion when
-    the gate passed. Runs last, once every figure is known."""
+    the gate passed, then mark the registration complete. Runs last, once every figure is
+    known; a registry error stops it (RegistryError) before the champion moves or, at worst,
+    leaves a registered version without its completion tag, which a rerun does not count."""
+    with registry_errors(settings, "registering the challenger"):
+        _log_and_register(settings, outcome, trained, report_text)
+
+
+def _log_and_register(
+    settings: ProjectSettings, outcome: RetrainOutcome, trained: Any, report_text: str
+) -> None:
     import mlflow
 
     experiment_id = configure(settings)
@@ -153,6 +164,9 @@ def _register(
     mlflow_client = client(settings)
     if outcome.status == "promoted":
         promote(mlflow_client, settings.registered_model, outcome.registered_version)
+    mlflow_client.set_model_version_tag(
+        settings.registered_model, outcome.registered_version, REGISTRATION_TAG, REGISTRATION_DONE
+    )
     outcome.aliases = dict(mlflow_client.get_registered_model(settings.registered_model).aliases)
 
 
@@ -169,7 +183,9 @@ def retrain(
     slices = read_slices(settings.data_dir)
     data = data_version(slices)
     mlflow_client = client(settings)
-    champion_version = version_for_alias(mlflow_client, name, CHAMPION)
+    with registry_errors(settings, "reading the champion and the registered versions"):
+        champion_version = version_for_alias(mlflow_client, name, CHAMPION)
+        existing = version_trained_on(mlflow_client, name, data.version)
     previous = DataVersion.from_tags(champion_version.tags) if champion_version else None
     outcome = RetrainOutcome(
         status="unchanged",
@@ -182,7 +198,6 @@ def retrain(
         thresholds=asdict(thresholds),
     )
 
-    existing = version_trained_on(mlflow_client, name, data.version)
     if existing is not None:
         outcome.reason = (
             f"data version {data.short} was already trained as {name} version "
@@ -191,7 +206,10 @@ def retrain(
         )
         return _finish(outcome, report_path, started)
 
-    outcome.validation = validate_new_data(slices, previous, rules)
+    test = held_out_set(settings.test_file)
+    outcome.validation = validate_new_data(
+        slices, previous, rules, test["text"].astype(str).tolist()
+    )
     frame = combined(slices)
     outcome.data_stats = {"new": _data_stats(frame)}
     if previous is not None:
@@ -201,7 +219,6 @@ def retrain(
         outcome.reason = f"invalid data, nothing trained: {outcome.validation.summary()}"
         return _finish(outcome, report_path, started)
 
-    test = held_out_set(settings.test_file)
     logger.info(
         "training on %d rows of %d slice(s), data version %s", len(frame), len(slices), data.short
     )
@@ -209,9 +226,9 @@ def retrain(
     outcome.challenger_metrics = trained.metrics
     behaviour = _behaviour(trained.pipeline, test, settings.seed)
     outcome.behaviour = behaviour.as_dict()
-    champion = _champion_state(settings, test)
     gain = None
-    if champion is not None:
+    if champion_version is not None:
+        champion = _champion_state(settings, champion_version, test)
         outcome.champion_metrics = champion.metrics
         gain = macro_f1_difference(
             test["label"].astype(str).tolist(),

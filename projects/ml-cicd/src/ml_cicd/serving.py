@@ -1,9 +1,7 @@
 """The model the service serves: loaded from a registry URI (``models:/<name>@<alias>``,
-``models:/<name>/<version>``, ``models:/<name>/latest``), any other MLflow URI or a model folder;
-checked with a smoke prediction; swapped atomically by ``ModelHolder``.
-
-A request reads ``holder.current`` once and uses that immutable ``LoadedModel`` to the end, so a
-reload that swaps the reference meanwhile never mixes two models in one reply.
+``models:/<name>/<version>``, ``models:/<name>/latest``), any other MLflow URI or a model folder,
+and checked with a smoke prediction; which URIs a reload may load (``reload_source_problem``).
+``reloads.py`` swaps models in every worker.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,6 +74,7 @@ class LoadedModel:
     model_uuid: str | None
     loaded_at: datetime
     p_great: PGreat = field(repr=False, compare=False)
+    generation: int = 0  # set when the service installs it (reloads.py)
     # A registry model's downloaded files; removed once the model is no longer served.
     download_dir: Path | None = field(default=None, repr=False, compare=False)
 
@@ -98,6 +96,7 @@ class LoadedModel:
             "run_id": self.run_id,
             "model_uuid": self.model_uuid,
             "loaded_at": self.loaded_at.isoformat(),
+            "generation": self.generation,
         }
 
     def discard_files(self) -> None:
@@ -214,13 +213,16 @@ def smoke_test(p_great: PGreat) -> np.ndarray:
     return values
 
 
-def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
+def load_model(
+    uri: str, tracking_uri: str | None = None, version: str | None = None
+) -> LoadedModel:
     """Load ``uri`` and smoke-test it; ModelLoadError (one line) says why it cannot serve.
 
-    A ``models:/`` URI is resolved to its version first, then that version is downloaded, so the
-    reported version is the one loaded even when the alias moves meanwhile."""
+    A ``models:/`` URI is resolved to its version first (or to ``version``, when given: every
+    worker of a service loads the version the first one resolved), then that version is
+    downloaded, so the reported version is the one loaded even when the alias moves meanwhile."""
     reference = parse_registry_uri(uri)
-    version = None
+    registered = None
     download_dir = None
     tags: Mapping[str, str] = {}
     try:
@@ -230,11 +232,12 @@ def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
             pyfunc = _load_pyfunc(uri)
         else:
             tracking_uri = tracking_uri or os.environ.get(TRACKING_URI_ENV)
-            version = resolve_version(reference, tracking_uri)
-            tags = dict(version.tags or {})
+            pinned = RegistryReference(reference.name, version, None) if version else reference
+            registered = resolve_version(pinned, tracking_uri)
+            tags = dict(registered.tags or {})
             download_dir = Path(tempfile.mkdtemp(prefix="ml-cicd-model-"))
-            local = _download(reference.name, str(version.version), tracking_uri, download_dir)
-            pyfunc = _load_pyfunc(local, shown_as=f"{uri} (version {version.version})")
+            local = _download(reference.name, str(registered.version), tracking_uri, download_dir)
+            pyfunc = _load_pyfunc(local, shown_as=f"{uri} (version {registered.version})")
         p_great = p_great_function(pyfunc)
         smoke_test(p_great)
     except BaseException:
@@ -252,12 +255,12 @@ def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
     loaded = LoadedModel(
         uri=uri,
         name=name,
-        version=str(version.version) if version is not None else None,
+        version=str(registered.version) if registered is not None else None,
         alias=reference.alias if reference is not None else None,
         data_version=str(data_version) if data_version else None,
         metrics=MappingProxyType(metrics),
         model_type=str(metadata["model_type"]) if metadata.get("model_type") else None,
-        run_id=getattr(mlmodel, "run_id", None) or getattr(version, "run_id", None),
+        run_id=getattr(mlmodel, "run_id", None) or getattr(registered, "run_id", None),
         model_uuid=getattr(mlmodel, "model_uuid", None),
         loaded_at=datetime.now(UTC),
         p_great=p_great,
@@ -320,98 +323,36 @@ def ensure_default_model(settings: ServiceSettings) -> str:
     return str(folder.resolve())
 
 
+def configured_model_uri(settings: ServiceSettings) -> str:
+    """The URI the service starts with: ``settings.model_uri``, else the default model folder."""
+    return settings.model_uri or str(default_model_dir(settings).resolve())
+
+
 def served_model_uri(settings: ServiceSettings) -> str:
-    """What the service serves: ``settings.model_uri``, else the embedded default folder."""
-    return settings.model_uri or ensure_default_model(settings)
+    """``configured_model_uri``, the default model trained first when it is missing."""
+    if not settings.model_uri:
+        ensure_default_model(settings)
+    return configured_model_uri(settings)
 
 
-# --- The holder -----------------------------------------------------------------------------------
-
-
-@dataclass
-class ReloadTicket:
-    """One reload in progress: it holds the holder's reload lock until the load finishes."""
-
-    uri: str
-    abandoned: bool = False
-    switched: bool = False
-
-
-@dataclass(frozen=True)
-class ReloadResult:
-    switched: bool
-    reason: str | None
-    model: LoadedModel | None  # the model serving after the reload
-
-
-class ModelHolder:
-    """The serving model behind one reference. ``current`` is a single attribute read; a switch
-    is a single attribute write of an immutable LoadedModel. One reload at a time."""
-
-    def __init__(self, loader: Callable[[str, str | None], LoadedModel] = load_model) -> None:
-        self._loader = loader
-        self._current: LoadedModel | None = None
-        self._reload_lock = threading.Lock()
-        # Makes "switch unless abandoned" and "abandon unless switched" exclusive.
-        self._switch_lock = threading.Lock()
-
-    @property
-    def current(self) -> LoadedModel | None:
-        return self._current
-
-    @property
-    def reloading(self) -> bool:
-        return self._reload_lock.locked()
-
-    def install(self, model: LoadedModel) -> LoadedModel | None:
-        """Serve ``model`` from now on; returns the model it replaced (its files removed)."""
-        with self._switch_lock:
-            previous, self._current = self._current, model
-        if previous is not None and previous.download_dir != model.download_dir:
-            previous.discard_files()
-        return previous
-
-    def begin_reload(self, uri: str) -> ReloadTicket | None:
-        """A ticket for one reload, or None while another reload runs. Never blocks."""
-        if not self._reload_lock.acquire(blocking=False):
+def reload_source_problem(uri: str, settings: ServiceSettings) -> str | None:
+    """Why an admin reload may not load ``uri``, or None when it may. A reload loads from the
+    registry (``models:/``); besides, only the URI the service was started with and folders
+    under ``settings.reload_folders``: loading a pyfunc runs its code (unpickling), so an
+    arbitrary folder or URI is refused. ModelLoadError for a malformed ``models:/`` URI."""
+    if parse_registry_uri(uri) is not None or uri == configured_model_uri(settings):
+        return None
+    allowed = [Path(folder).resolve() for folder in settings.reload_folders]
+    if _is_path(uri):
+        real = Path(uri).resolve()  # symlinks and ".." resolved: no way out of an allowed folder
+        if any(real.is_relative_to(folder) for folder in allowed):
             return None
-        return ReloadTicket(uri)
-
-    def run_reload(self, ticket: ReloadTicket, tracking_uri: str | None) -> ReloadResult:
-        """Load beside the serving model; switch only when the load and the smoke prediction
-        pass and the caller has not abandoned the reload. Releases the reload lock (blocking:
-        run it in a worker thread)."""
-        try:
-            try:
-                candidate = self._loader(ticket.uri, tracking_uri)
-            except ModelLoadError as error:
-                logger.warning("reload refused, the old model keeps serving: %s", error)
-                return ReloadResult(False, str(error), self._current)
-            with self._switch_lock:
-                if ticket.abandoned:
-                    switch = False
-                else:
-                    previous, self._current = self._current, candidate
-                    ticket.switched = switch = True
-            if not switch:
-                candidate.discard_files()
-                return ReloadResult(False, "the reload was abandoned (timed out)", self._current)
-            if previous is not None and previous.download_dir != candidate.download_dir:
-                previous.discard_files()
-            logger.info("switched to %s (version %s)", candidate.uri, candidate.version)
-            return ReloadResult(True, None, candidate)
-        finally:
-            self._reload_lock.release()
-
-    def abandon(self, ticket: ReloadTicket) -> bool:
-        """Give up waiting for a reload: it will not switch any more. True when it already did."""
-        with self._switch_lock:
-            ticket.abandoned = True
-            return ticket.switched
-
-    def release(self) -> None:
-        """Stop serving (shutdown): drop the model and its downloaded files."""
-        with self._switch_lock:
-            previous, self._current = self._current, None
-        if previous is not None:
-            previous.discard_files()
+        listed = ", ".join(map(str, allowed)) or "none configured"
+        return (
+            f"{uri} is not under a folder allowed for reloads (ML_CICD_RELOAD_FOLDERS: {listed}); "
+            "reload a registry model: models:/<name>@<alias> or models:/<name>/<version>"
+        )
+    return (
+        f"a reload loads registry models only (models:/<name>@<alias> or "
+        f"models:/<name>/<version>), not {uri.split(':', 1)[0]}: URIs"
+    )

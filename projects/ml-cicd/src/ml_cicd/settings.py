@@ -31,6 +31,8 @@ class ValidationRules(LabSettings):
     max_label_share_shift: float = Field(default=0.15, ge=0, le=1)
     # Kolmogorov-Smirnov statistic of text lengths, new slice vs previous data.
     max_length_ks: float = Field(default=0.25, ge=0, le=1)
+    # A text this similar to a held-out one (token Jaccard) is a near copy of it (leakage.py).
+    held_out_jaccard: float = Field(default=0.8, gt=0, le=1)
 
 
 class ProjectSettings(GatedSettings):
@@ -64,10 +66,18 @@ class ServiceSettings(TrackedSettings):
     model_uri: str | None = None
     # The admin endpoints answer 503 while no key is configured.
     api_key: SecretStr | None = None
+    # Folders an admin reload may load a model from (a JSON list in the environment); besides
+    # them, only registry URIs (models:/...) and the URI the service started with.
+    reload_folders: list[Path] = Field(default_factory=list)
     max_batch: int = Field(default=256, ge=1, description="texts per predict request")
     max_text_chars: int = Field(default=20_000, ge=1)
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
     predict_timeout_s: float = Field(default=10.0, gt=0)
+    # Predictions waiting or running per worker; one more is refused at once (503, Retry-After).
+    max_pending_predictions: int = Field(default=64, ge=1)
     reload_timeout_s: float = Field(default=120.0, gt=0)
     # One log line per request costs more than a prediction: off unless asked for.
     access_log: bool = False
+    # The folder the workers of one service share to switch models together (reloads.py);
+    # run_server makes a fresh one per start. None: a lone app (tests), nothing shared.
+    workers_dir: Path | None = None

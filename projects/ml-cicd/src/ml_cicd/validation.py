@@ -2,20 +2,25 @@
 
 Per slice, a pandera schema: exactly the columns text and label, string types, labels in the
 label set, no empty or over-long text, no duplicate text within the slice nor with the data it
-adds to, and a size floor. Against the previous data version (the champion's): slices are
-append-only (a committed slice may not change or disappear), the share of "great" may not move
-by more than ``max_label_share_shift``, and text lengths may not drift beyond a
+adds to, and a size floor. Against the fixed held-out set (``leakage.py``): no text that is a
+held-out review after normalising case, whitespace and punctuation, nor a near copy of one
+(token Jaccard >= ``held_out_jaccard``). Against the previous data version (the champion's):
+slices are append-only (a committed slice may not change or disappear), the share of "great"
+may not move by more than ``max_label_share_shift``, and text lengths may not drift beyond a
 Kolmogorov-Smirnov statistic of ``max_length_ks``. Every failed rule names its slice and, where
 rows are at fault, the row numbers (1 = the first data row of the file).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from ml_cicd.leakage import HeldOutIndex
 from ml_cicd.model import LABELS
 from ml_cicd.settings import ValidationRules
 from ml_cicd.slices import COLUMNS, DataVersion, Slice
@@ -149,6 +154,43 @@ def _schema_results(item: Slice, rules: ValidationRules, previous: set[str]) -> 
     return [RuleResult("schema", name, True, f"{len(item.frame)} rows match the schema")]
 
 
+def _leak_results(item: Slice, held_out: HeldOutIndex) -> list[RuleResult]:
+    """The held-out rules on one slice's texts: each failure names the slice's rows and, for the
+    first few, the held-out row each one copies."""
+    if "text" not in item.frame.columns:
+        return []  # the schema reports the missing column
+    found = held_out.matches(item.frame["text"].astype(str).tolist())
+    name = item.info.name
+    rules = (
+        ("text_in_held_out", found.exact, "text of the held-out set (after normalising case, "
+         "whitespace and punctuation)"),
+        ("text_near_held_out", found.near, f"near copy of a held-out text (token Jaccard >= "
+         f"{held_out.jaccard:g})"),
+    )  # fmt: skip
+    results = []
+    for rule, copied, what in rules:
+        rows = np.flatnonzero(copied >= 0)
+        if not rows.size:
+            results.append(RuleResult(rule, name, True, f"no {what}"))
+            continue
+        pairs = ", ".join(
+            f"row {row + 1} ~ held-out row {copied[row] + 1}"
+            + (f" (Jaccard {found.similarity[row]:.2f})" if rule == "text_near_held_out" else "")
+            for row in rows[:3]
+        )
+        results.append(
+            RuleResult(
+                rule,
+                name,
+                False,
+                f"{what}: {pairs}; training on it would score the model on its own training data",
+                rows=[int(row) + 1 for row in rows[:MAX_ROWS_NAMED]],
+                failed_rows=int(rows.size),
+            )
+        )
+    return results
+
+
 def _label_share(frame: pd.DataFrame) -> float:
     return float((frame["label"] == "great").mean()) if len(frame) else 0.0
 
@@ -208,9 +250,14 @@ def _append_only(slices: list[Slice], previous: DataVersion | None) -> list[Rule
 
 
 def validate_new_data(
-    slices: list[Slice], previous: DataVersion | None, rules: ValidationRules
+    slices: list[Slice],
+    previous: DataVersion | None,
+    rules: ValidationRules,
+    held_out: Sequence[str],
 ) -> ValidationReport:
-    """Validate the slices that the previous data version (None: nothing yet) lacks."""
+    """Validate the slices that the previous data version (None: nothing yet) lacks, against
+    the previous data and the ``held_out`` texts (the fixed evaluation set)."""
+    held_out_index = HeldOutIndex(held_out, rules.held_out_jaccard)
     known = previous.names() if previous else set()
     new = [item for item in slices if item.info.name not in known]
     old = [item for item in slices if item.info.name in known]
@@ -223,6 +270,7 @@ def validate_new_data(
     for item in new:
         schema_results = _schema_results(item, rules, seen)
         results += schema_results
+        results += _leak_results(item, held_out_index)
         if all(r.passed for r in schema_results) and len(previous_rows):
             results += _drift_results(item, previous_rows, rules)
         if "text" in item.frame.columns:
