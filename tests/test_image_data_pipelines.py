@@ -15,7 +15,7 @@ CHECK = ImageCheck(
     smoke=(
         Smoke(("python", "-m", "data_pipelines", "--help"), "backfill"),
         Smoke(("python", "-m", "airflow", "version"), "3.3.2"),
-        Smoke(("python", "-m", "data_pipelines", "run", "--date", "2021-02-14"), "success"),
+        Smoke(("python", "-m", "data_pipelines", "run", "--date", "2020-10-11"), "success"),
     ),
 )
 

@@ -1,4 +1,5 @@
-"""Test helpers: a webhook receiver on 127.0.0.1 and output-tree inspection."""
+"""Test helpers: a webhook receiver on 127.0.0.1, output-tree inspection, and a search for local
+paths in the values tasks passed each other."""
 
 from __future__ import annotations
 
@@ -47,3 +48,22 @@ def files_under(root: Path) -> list[str]:
     if not root.exists():
         return []
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def strings_in(value: Any) -> list[str]:
+    """Every string inside ``value`` (nested dicts and lists), keys left out."""
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in strings_in(item)]
+    if isinstance(value, list | tuple):
+        return [s for item in value for s in strings_in(item)]
+    return [value] if isinstance(value, str) else []
+
+
+def local_paths(value: Any) -> list[str]:
+    """The strings inside ``value`` that are local paths rather than store URIs: anything with a
+    slash but no scheme, or naming something on this disk."""
+    return [s for s in strings_in(value) if "://" not in s and ("/" in s or Path(s).exists())]
+
+
+def uris(value: Any) -> list[str]:
+    return [s for s in strings_in(value) if "://" in s]

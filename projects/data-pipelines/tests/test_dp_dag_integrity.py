@@ -1,5 +1,6 @@
 """DAG integrity: both DAG files import cleanly into a DagBag, the graph has no cycles, every task
-retries with a timeout and an alert, and the Asset links the pipeline to its downstream DAG."""
+retries with a timeout and alerts through the Airflow notifier, tasks are routed to the ingest and
+train queues, and the Asset links the pipeline to its downstream DAG."""
 
 from __future__ import annotations
 
@@ -42,13 +43,31 @@ def test_no_cycles_and_a_single_chain_start(dags: dict[str, Any], dag_id: str) -
 def test_every_task_retries_with_backoff_timeout_and_alert(
     dags: dict[str, Any], dag_id: str
 ) -> None:
-    from data_pipelines.alerts import on_failure
+    from airflow.sdk import BaseNotifier
+    from data_pipelines.alerts import AlertNotifier
 
     for task in dags[dag_id].tasks:
         assert task.retries >= 1, task.task_id
         assert task.retry_exponential_backoff > 1, task.task_id
         assert task.execution_timeout is not None and task.execution_timeout.total_seconds() > 0
-        assert on_failure in (task.on_failure_callback or []), task.task_id
+        callbacks = task.on_failure_callback or []
+        assert [type(c) for c in callbacks] == [AlertNotifier], task.task_id
+        assert isinstance(callbacks[0], BaseNotifier)
+
+
+def test_tasks_are_routed_to_the_ingest_and_train_queues(
+    airflow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+    from data_pipelines.runner import DAGS_FOLDER
+
+    monkeypatch.setenv("DATA_PIPELINES_INGEST_QUEUE", "ingest")
+    monkeypatch.setenv("DATA_PIPELINES_TRAIN_QUEUE", "train")
+    dag = DagBag(dag_folder=str(DAGS_FOLDER)).get_dag(PIPELINE_DAG_ID)
+    assert {t.task_id: t.queue for t in dag.tasks} == {
+        "fetch": "ingest", "validate": "ingest", "preprocess": "train", "train": "train",
+        "evaluate": "train", "publish": "train",
+    }  # fmt: skip
 
 
 def test_publish_emits_the_asset_the_report_dag_is_scheduled_on(dags: dict[str, Any]) -> None:

@@ -63,3 +63,23 @@ def test_fault_spec_parsing() -> None:
     for bad in ("2021-02-14", "2021-02-14=teapot", "yesterday=503", "2021-02-14=503:x"):
         with pytest.raises(ValueError, match="fault"):
             FaultSpec.parse(bad)
+
+
+def test_changed_chunked_and_html_faults(source: SourceServer) -> None:
+    clean = requests.get(f"{source.url}/slices/{KEY}.csv", timeout=5)
+    source.set_faults({KEY: FaultSpec("changed")})
+    changed = requests.get(
+        f"{source.url}/slices/{KEY}.csv",
+        headers={"If-None-Match": clean.headers["ETag"]},
+        timeout=5,
+    )
+    assert changed.status_code == 200  # a new body: the old ETag no longer matches
+    assert changed.content != clean.content
+    assert changed.headers["X-Content-SHA256"] == hashlib.sha256(changed.content).hexdigest()
+    assert len(changed.content.splitlines()) == len(clean.content.splitlines())
+    source.set_faults({KEY: FaultSpec("chunked")})
+    chunked = requests.get(f"{source.url}/slices/{KEY}.csv", timeout=5)
+    assert "Content-Length" not in chunked.headers and chunked.content == clean.content
+    source.set_faults({KEY: FaultSpec("html")})
+    html = requests.get(f"{source.url}/slices/{KEY}.csv", timeout=5)
+    assert html.headers["Content-Type"] == "text/html"

@@ -1,10 +1,13 @@
-"""The on-failure callback: one log line always, and a JSON POST to the webhook when one is set
-(DATA_PIPELINES_ALERT_WEBHOOK_URL). Airflow calls it once per task, after its final failed try."""
+"""Failure alerts as an Airflow notifier (``BaseNotifier``): every task's ``on_failure_callback``,
+which Airflow calls once per task, after its final failed try. It logs one line and, when
+DATA_PIPELINES_ALERT_WEBHOOK_URL is set, POSTs the alert there as JSON."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+
+from airflow.sdk import BaseNotifier
 
 logger = logging.getLogger("data_pipelines.alerts")
 
@@ -24,25 +27,29 @@ def alert_payload(context: Any) -> dict[str, Any]:
     }
 
 
-def on_failure(context: Any) -> None:
-    """Never raises: an alert that fails must not hide the task's own failure."""
-    from data_pipelines.settings import ProjectSettings
+class AlertNotifier(BaseNotifier):
+    """The webhook is read from the settings when the alert is sent (in the task's process), so
+    one DAG file serves every deployment."""
 
-    payload = alert_payload(context)
-    logger.error(
-        "ALERT data-pipelines: %s.%s failed on try %s (%s): %s",
-        payload["dag_id"],
-        payload["task_id"],
-        payload["try_number"],
-        payload["logical_date"],
-        payload["error"],
-    )
-    url = ProjectSettings().alert_webhook_url
-    if not url:
-        return
-    try:
-        import requests
+    def notify(self, context: Any) -> None:
+        """Never raises: an alert that fails must not hide the task's own failure."""
+        from data_pipelines.settings import ProjectSettings
 
-        requests.post(url, json=payload, timeout=5).raise_for_status()
-    except Exception as error:  # noqa: BLE001 (see docstring)
-        logger.error("ALERT webhook %s failed: %s", url, error)
+        payload = alert_payload(context)
+        logger.error(
+            "ALERT data-pipelines: %s.%s failed on try %s (%s): %s",
+            payload["dag_id"],
+            payload["task_id"],
+            payload["try_number"],
+            payload["logical_date"],
+            payload["error"],
+        )
+        url = ProjectSettings().alert_webhook_url
+        if not url:
+            return
+        try:
+            import requests
+
+            requests.post(url, json=payload, timeout=5).raise_for_status()
+        except Exception as error:  # noqa: BLE001 (see docstring)
+            logger.error("ALERT webhook %s failed: %s", url, error)

@@ -1,19 +1,19 @@
 """Command line: run, backfill, release, serve, demo, benchmark.
 
-python -m data_pipelines run --date 2021-01-03             # one logical date, dag.test() on sqlite
-python -m data_pipelines backfill --start 2021-01-03 --end 2021-01-31
-python -m data_pipelines release 2021-01-17                # a quarantined slice, then rerun it
+python -m data_pipelines backfill --start 2020-10-11 --end 2020-11-08   # the history's first weeks
+python -m data_pipelines run --date 2020-11-15             # one logical date, dag.test() on sqlite
+python -m data_pipelines release 2020-11-15                # a quarantined slice, then rerun it
 python -m data_pipelines serve --port 8765 --fault 2021-01-10=503:2   # the source on its own
 python -m data_pipelines demo                              # the showcase's run, ~1-2 min
 python -m data_pipelines benchmark --publish               # DAG run vs a plain Python loop
 
-Without DATA_PIPELINES_SOURCE_URL the embedded source serves the data on 127.0.0.1 for the run.
+Without DATA_PIPELINES_SOURCE_URL the embedded source serves the data on 127.0.0.1 for the run;
+with DATA_PIPELINES_AIRFLOW_API_URL (and _PASSWORD), backfill runs on that Airflow's scheduler.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -35,11 +35,17 @@ app = lab_app(
 )
 console = Console()
 
-OutputRoot = Annotated[Path | None, typer.Option(help="Artefact root (default: settings).")]
+OutputRoot = Annotated[
+    str | None, typer.Option(help="Artefact store: a folder or an fsspec URL (default: settings).")
+]
 SourceUrl = Annotated[
     str | None, typer.Option(help="HTTP(S) source of slices (default: the embedded one).")
 ]
 RetryDelay = Annotated[float | None, typer.Option(help="Base retry delay in seconds.")]
+StartDate = Annotated[
+    str | None,
+    typer.Option(help="First week of the model history (default: settings, 2020-10-11)."),
+]
 Fault = Annotated[
     list[str] | None,
     typer.Option(help="Embedded source fault, DATE=KIND[:COUNT] (503, reset, truncate, slow, "
@@ -80,18 +86,28 @@ def _print_outcomes(outcomes: list[Any]) -> None:
     console.print(table)
 
 
-def _run_dates(dates: list[datetime], settings: ProjectSettings, faults: dict[str, Any]) -> None:
+def _run_dates(
+    dates: list[datetime],
+    settings: ProjectSettings,
+    faults: dict[str, Any],
+    release_key: str | None = None,
+) -> None:
+    """Run ``dates`` with Airflow's test runner here (after releasing ``release_key``)."""
     from data_pipelines.local import local_pipeline
     from data_pipelines.names import PIPELINE_DAG_ID
     from data_pipelines.runner import run_dag
+    from data_pipelines.steps import release
 
     outcomes = []
     with local_pipeline(settings, faults) as (settings, _server):
+        if release_key is not None:
+            archive = release(settings, release_key)
+            console.print(f"released {release_key}: slice and report archived in {archive}")
         for logical_date in dates:
             with console.status(f"housing_pipeline {logical_date.date()}"):
                 outcomes.append(run_dag(PIPELINE_DAG_ID, logical_date))
     _print_outcomes(outcomes)
-    console.print(f"artefacts under {settings.output_root.resolve()}")
+    console.print(f"artefacts under {settings.output_url}")
     if not all(o.succeeded for o in outcomes):
         raise typer.Exit(1)
 
@@ -102,13 +118,16 @@ def run(
     output_root: OutputRoot = None,
     source_url: SourceUrl = None,
     retry_delay_s: RetryDelay = None,
+    start_date: StartDate = None,
     fault: Fault = None,
 ) -> None:
-    """Run housing_pipeline for one logical date; exit 1 when the run fails."""
+    """Run housing_pipeline for one logical date; exit 1 when the run fails (also when the
+    week before it has no model yet: backfill from the start date first)."""
     with cli_errors():
         settings = ProjectSettings(
-            **given(output_root=output_root, source_url=source_url, retry_delay_s=retry_delay_s)
-        )
+            **given(output_root=output_root, source_url=source_url, retry_delay_s=retry_delay_s,
+                    start_date=start_date)
+        )  # fmt: skip
         _run_dates([_date(date)], settings, _faults(fault))
 
 
@@ -119,24 +138,68 @@ def backfill(
     output_root: OutputRoot = None,
     source_url: SourceUrl = None,
     retry_delay_s: RetryDelay = None,
+    start_date: StartDate = None,
     fault: Fault = None,
 ) -> None:
-    """Run every weekly logical date from start to end, in order (a model trains on the slices
-    before it); rerunning a date rewrites nothing that is already the same."""
+    """Run every weekly logical date from start to end, oldest first (week t needs week t-1's
+    model). With DATA_PIPELINES_AIRFLOW_API_URL set, Airflow's own backfill on that server's
+    scheduler runs them; without, Airflow's test runner here, one date after another."""
     from data_pipelines.settings import SLICE_PERIOD
 
     with cli_errors():
         first, last = _date(start), _date(end)
         if last < first:
             raise DataPipelinesError("--end is before --start")
+        settings = ProjectSettings(
+            **given(output_root=output_root, source_url=source_url, retry_delay_s=retry_delay_s,
+                    start_date=start_date)
+        )  # fmt: skip
+        if settings.airflow_api_url:
+            local = given(output_root=output_root, source_url=source_url, fault=fault,
+                          retry_delay_s=retry_delay_s, start_date=start_date)  # fmt: skip
+            if local:
+                raise DataPipelinesError(
+                    f"{', '.join('--' + n.replace('_', '-') for n in local)}: a server backfill "
+                    "runs with the server's own settings"
+                )
+            _server_backfill(settings, first, last)
+            return
         dates = []
         while first <= last:
             dates.append(first)
             first += SLICE_PERIOD
-        settings = ProjectSettings(
-            **given(output_root=output_root, source_url=source_url, retry_delay_s=retry_delay_s)
-        )
         _run_dates(dates, settings, _faults(fault))
+
+
+def _server_backfill(settings: ProjectSettings, first: datetime, last: datetime) -> None:
+    """Airflow's backfill on a running server (REST API): created, awaited, its runs listed."""
+    from data_pipelines.airflow_api import AirflowApi, parse_time
+    from data_pipelines.names import PIPELINE_DAG_ID
+
+    if settings.airflow_password is None:
+        raise DataPipelinesError("DATA_PIPELINES_AIRFLOW_PASSWORD is not set (the API's user)")
+    api = AirflowApi(
+        str(settings.airflow_api_url),
+        settings.airflow_username,
+        settings.airflow_password.get_secret_value(),
+        timeout_s=settings.api_timeout_s,
+    )
+    created = api.create_backfill(PIPELINE_DAG_ID, first, last)
+    console.print(f"backfill {created['id']} of {PIPELINE_DAG_ID} created on {api.base_url}")
+    with console.status(f"backfill {created['id']}: waiting for the scheduler"):
+        api.wait_for_backfill(created["id"], settings.backfill_timeout_s)
+    runs = [
+        run
+        for run in api.dag_runs(PIPELINE_DAG_ID)
+        if run["run_type"] == "backfill" and first <= parse_time(run["logical_date"]) <= last
+    ]
+    table = Table("logical date", "state", "run id")
+    for run in runs:
+        colour = "green" if run["state"] == "success" else "red"
+        table.add_row(run["logical_date"][:10], f"[{colour}]{run['state']}[/]", run["dag_run_id"])
+    console.print(table)
+    if not runs or any(run["state"] != "success" for run in runs):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -144,18 +207,15 @@ def release(
     date: Annotated[str, typer.Argument(help="Logical date of the quarantined slice.")],
     output_root: OutputRoot = None,
     source_url: SourceUrl = None,
-    rerun: Annotated[bool, typer.Option(help="Run the date again after releasing.")] = True,
+    start_date: StartDate = None,
 ) -> None:
     """Release a quarantined slice once its source is fixed (archived under released/), then run
     its logical date again."""
-    from data_pipelines.steps import release as release_slice
-
     with cli_errors():
-        settings = ProjectSettings(**given(output_root=output_root, source_url=source_url))
-        archive = release_slice(settings, _date(date).strftime("%Y-%m-%d"))
-        console.print(f"released {date}: quarantined slice and report archived in {archive}")
-        if rerun:
-            _run_dates([_date(date)], settings, {})
+        settings = ProjectSettings(
+            **given(output_root=output_root, source_url=source_url, start_date=start_date)
+        )
+        _run_dates([_date(date)], settings, {}, release_key=_date(date).strftime("%Y-%m-%d"))
 
 
 @app.command()
@@ -196,8 +256,18 @@ def demo(dist_dir: DistDirOption = None) -> None:
 
 
 @app.command()
-def benchmark(publish: PublishOption = False, dist_dir: DistDirOption = None) -> None:
-    """End-to-end wall time per logical date and Airflow's overhead vs a plain Python loop."""
+def benchmark(
+    publish: PublishOption = False,
+    dist_dir: DistDirOption = None,
+    dates: Annotated[
+        int, typer.Option(help="Timed logical dates (after a warm-up one).", min=2)
+    ] = 10,
+    executors: Annotated[
+        str, typer.Option(help="Scheduler paths, comma-separated: local, celery.")
+    ] = "local,celery",
+) -> None:
+    """Wall time per logical date under the real scheduler (LocalExecutor, CeleryExecutor with
+    two workers) and under dag.test(), each against a plain Python loop on the same dates."""
     from roadmap_lab.results import ensure_quiet_machine, invocation, publish_benchmark
 
     from data_pipelines.benchmark import run_benchmark
@@ -206,15 +276,19 @@ def benchmark(publish: PublishOption = False, dist_dir: DistDirOption = None) ->
         if publish:
             ensure_quiet_machine()
         settings = ProjectSettings(**given(dist_dir=dist_dir))
-        path, results = run_benchmark(settings, invocation("data_pipelines"))
-        table = Table("logical date", "dag.test() s", "plain loop s")
-        for key, dag_s, plain_s in zip(
-            results["logical_dates"], results["dag_wall_s"], results["plain_wall_s"], strict=True
-        ):
-            table.add_row(key, f"{dag_s:.2f}", f"{plain_s:.3f}")
+        chosen = [name.strip() for name in executors.split(",") if name.strip()]
+        path, results = run_benchmark(
+            settings, invocation("data_pipelines"), dates=dates, executors=chosen
+        )
+        table = Table("logical date", *(f"{p} s" for p in results["paths"]),
+                      *(f"plain ({p}) s" for p in results["paths"]))  # fmt: skip
+        for index, key in enumerate(results["logical_dates"]):
+            runs = results["paths"].values()
+            table.add_row(key, *(f"{r['wall_s'][index]:.2f}" for r in runs),
+                          *(f"{r['plain_wall_s'][index]:.3f}" for r in runs))  # fmt: skip
         console.print(table)
         console.print(headline_table(f"{PROJECT} benchmark", results["headline"]))
-        console.print(f"artefacts identical (DAG vs plain loop): {results['artefacts_identical']}")
+        console.print(f"artefacts identical across paths: {results['artefacts_identical']}")
         console.print(f"results -> {path}")
         if publish:
             console.print(f"published -> {publish_benchmark(path)}")

@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from pydantic import SecretStr
 from roadmap_lab.settings import env_prefix
 
 from data_pipelines import PROJECT
@@ -18,13 +19,17 @@ from data_pipelines.source import FaultSpec, SourceServer
 
 def export_settings(settings: ProjectSettings) -> None:
     """Put the settings into os.environ, so that the DAG file (parsed by Airflow) and its tasks
-    see the same values as the CLI."""
+    see the same values as the CLI (paths made absolute, the store as its URL)."""
     for name, value in settings.model_dump().items():
         variable = f"{env_prefix(PROJECT)}{name.upper()}"
         if value is None:
             os.environ.pop(variable, None)
+        elif name == "output_root":
+            os.environ[variable] = settings.output_url
         elif isinstance(value, Path):
             os.environ[variable] = str(value.resolve())
+        elif isinstance(value, SecretStr):
+            os.environ[variable] = value.get_secret_value()
         else:
             os.environ[variable] = str(value)
 
@@ -47,7 +52,7 @@ def local_pipeline(
         yield settings, server
 
 
-def tree_digest(root: Path, exclude: tuple[str, ...] = (".staging",)) -> dict[str, str]:
+def tree_digest(root: Path, exclude: tuple[str, ...] = ("staging",)) -> dict[str, str]:
     """sha256 of every file under ``root`` (relative path -> hex), for byte-identity checks."""
     digests = {}
     for path in sorted(root.rglob("*")):

@@ -170,6 +170,21 @@ def task_attempts(dag_id: str, run_id: str) -> list[Attempt]:
     )
 
 
+def xcom_values(dag_id: str, run_id: str) -> dict[str, Any]:
+    """Every XCom a run stored, as ``task_id/key`` -> its value (JSON, as the tasks passed it)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select  # pants: no-infer-dep (Airflow's own dependency)
+
+    with create_session() as session:
+        rows = session.execute(
+            select(XComModel.task_id, XComModel.key, XComModel.value).where(
+                XComModel.dag_id == dag_id, XComModel.run_id == run_id
+            )
+        ).all()
+    return {f"{task_id}/{key}": value for task_id, key, value in rows}
+
+
 def _attempt(ti: Any, dag_id: str, run_id: str) -> Attempt:
     """One try from a task_instance or task_instance_history row."""
     dag_run = getattr(ti, "dag_run", None)  # task_instance rows only

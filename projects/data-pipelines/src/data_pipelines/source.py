@@ -8,9 +8,12 @@ over HTTP on 127.0.0.1, with an ETag and a SHA-256 header, and faults to inject 
 
 Faults (``FaultSpec``) apply per slice id, to the first ``count`` requests of that slice:
 ``503`` answers 503, ``reset`` resets the connection, ``truncate`` sends half the body with the
-full Content-Length, ``slow`` waits ``delay_s`` before answering; ``404`` always answers 404 and
-``corrupt`` always serves a damaged slice (negative incomes, nulls, duplicate rows, a bad
-coordinate) whose checksum matches, so only validation can catch it.
+full Content-Length, ``slow`` waits ``delay_s`` before answering, ``trickle`` sends the body in
+ten pieces ``delay_s`` apart, ``chunked`` sends it without a Content-Length (chunked transfer
+encoding), ``html`` labels it text/html. ``404`` always answers 404; ``corrupt`` always serves a
+damaged slice (negative incomes, nulls, duplicate rows, a bad coordinate) and ``changed`` a
+slightly different but valid one (an upstream that rewrote a past week), both with a matching
+checksum, so only validation or the store's history can catch them.
 """
 
 from __future__ import annotations
@@ -40,7 +43,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FaultKind = Literal["503", "reset", "truncate", "slow", "404", "corrupt"]
+FaultKind = Literal[
+    "503", "reset", "truncate", "slow", "trickle", "chunked", "html", "404", "corrupt", "changed"
+]
+ALWAYS = ("404", "corrupt", "changed")  # every request, not only the first `count`
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 SLICE_COLUMNS = ["id", *HOUSING_FEATURES, "timestamp", "clf_target"]
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S"
@@ -72,8 +78,8 @@ def sha256_hex(data: bytes) -> str:
 @dataclass(frozen=True)
 class FaultSpec:
     kind: FaultKind
-    count: int = 1  # first `count` requests of the slice (404 and corrupt: every request)
-    delay_s: float = 5.0  # `slow` only
+    count: int = 1  # first `count` requests of the slice (ALWAYS kinds: every request)
+    delay_s: float = 5.0  # `slow`: before answering; `trickle`: between pieces
 
     @classmethod
     def parse(cls, text: str) -> tuple[str, Self]:
@@ -141,6 +147,17 @@ class HousingSlices:
         rows = pd.concat([rows, rows.iloc[[30, 31]]], ignore_index=True)  # duplicated rows
         return rows.to_csv(index=False, lineterminator="\n").encode()
 
+    def changed_bytes(self, key: str) -> bytes | None:
+        """The slice as an upstream that re-exported it would serve it: one income revised by a
+        small amount, still valid, so only the hash differs from what was ingested."""
+        clean = self.csv_bytes(key)
+        if clean is None:
+            return None
+        header, first, rest = clean.split(b"\n", 2)
+        fields = first.split(b",")
+        fields[1] = f"{float(fields[1]) + 0.01:.4f}".encode()  # MedInc
+        return b"\n".join([header, b",".join(fields), rest])
+
 
 @dataclass
 class SourceServer:
@@ -174,6 +191,7 @@ class SourceServer:
             self.requests.clear()
 
     def start(self) -> Self:
+        _ = self.slices.frame  # load the data first: a first request must not wait for it
         handler = _handler_for(self)
         self._server = ThreadingHTTPServer((self.host, self.port), handler)
         self._server.daemon_threads = True
@@ -204,7 +222,7 @@ class SourceServer:
             fault = self.faults.get(key)
         if fault is None:
             return number, None
-        if fault.kind in ("404", "corrupt") or number <= fault.count:
+        if fault.kind in ALWAYS or number <= fault.count:
             return number, fault
         return number, None
 
@@ -254,22 +272,48 @@ def _handler_for(source: SourceServer) -> type[BaseHTTPRequestHandler]:
                 return
             if kind == "slow" and fault is not None:
                 time.sleep(fault.delay_s)
-            body = (
-                source.slices.corrupt_bytes(key)
-                if kind == "corrupt"
-                else source.slices.csv_bytes(key)
-            )
+            if kind == "corrupt":
+                body = source.slices.corrupt_bytes(key)
+            elif kind == "changed":
+                body = source.slices.changed_bytes(key)
+            else:
+                body = source.slices.csv_bytes(key)
             assert body is not None  # checked above
             etag = f'"{sha256_hex(body)}"'
-            if self.headers.get("If-None-Match") == etag and kind == "ok":
+            if self.headers.get("If-None-Match") == etag and kind in ("ok", "changed"):
                 self._send(304, b"", "text/csv", {"ETag": etag})
                 return
             headers = {"ETag": etag, "X-Content-SHA256": sha256_hex(body)}
             if kind == "truncate":
                 self._send(200, body, "text/csv", headers, send_bytes=len(body) // 2)
                 self.close_connection = True
-                return
-            self._send(200, body, "text/csv", headers)
+            elif kind == "trickle" and fault is not None:
+                self._trickle(body, headers, fault.delay_s)
+            elif kind == "chunked":
+                self._send_chunked(body, headers)
+            else:
+                self._send(200, body, "text/html" if kind == "html" else "text/csv", headers)
+
+        def _trickle(self, body: bytes, headers: Mapping[str, str], delay_s: float) -> None:
+            self._send(200, body, "text/csv", headers, send_bytes=0)
+            piece = len(body) // 10 + 1
+            for start in range(0, len(body), piece):
+                time.sleep(delay_s)
+                self.wfile.write(body[start : start + piece])
+                self.wfile.flush()
+
+        def _send_chunked(self, body: bytes, headers: Mapping[str, str]) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/csv")
+            self.send_header("Transfer-Encoding", "chunked")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            for start in range(0, len(body), 4096):
+                piece = body[start : start + 4096]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
 
         def _send(
             self,

@@ -1,42 +1,33 @@
 """The pipeline's steps as plain functions: the DAG's tasks call them, and so does the benchmark's
 plain Python loop. Each takes the settings, the slice id (derived from the logical date) and the
-small JSON-ready dicts earlier steps returned (Airflow passes them as XComs), and writes atomically
-under the output root:
+small JSON-ready dicts earlier steps returned (Airflow passes them as XComs: URIs in the artefact
+store and hashes, never local paths), and writes through the store (store.py has the layout).
 
-    slices/<id>.csv                       validated slices, the exact bytes fetched
-    quarantine/<id>/{slice.csv,report.json}   a slice that failed validation
-    released/<id>/<sha12>/...             a quarantined slice after `release`
-    models/<id>/<version>/{model.json,metrics.json,manifest.json}, models/<id>/CURRENT
-    reports/<id>.json                     the downstream DAG's model report
-    .staging/<id>/                        work in progress of one run, removed by publish
-
-Everything written is derived from the logical date and the data, never from the clock, so a rerun
+The history is a chain of weeks from ``start_date``: week t runs only once week t-1 has published
+its model, so a window is always complete and a model is evaluated on the week after its window.
+Everything written derives from the logical date and the data, never from the clock, so a rerun
 or a backfill writes the same bytes (and publish finds the version already there)."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import io
 import json
 import logging
-import os
-import shutil
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from roadmap_lab.results import atomic_write_bytes
-
 from data_pipelines import __version__
-from data_pipelines.errors import PermanentError, QuarantinedError, TransientError
+from data_pipelines.download import download
+from data_pipelines.errors import PermanentError, QuarantinedError
 from data_pipelines.model import MODEL_FORMAT, model_bytes, predict_proba, train_model
 from data_pipelines.source import SLICE_COLUMNS, previous_slice_id, sha256_hex, window_slice_ids
+from data_pipelines.store import ArtefactStore, scratch_folder
 from data_pipelines.validation import FEATURES, TARGET, read_slice, validate_slice
 
 if TYPE_CHECKING:
     import pandas as pd
+    from airflow.sdk import ObjectStoragePath
 
     from data_pipelines.settings import ProjectSettings
 
@@ -44,127 +35,81 @@ logger = logging.getLogger(__name__)
 
 ENGINEERED = ["RoomsPerOccupant", "BedroomShare", "LogPopulation", "LogAveOccup"]
 MODEL_FEATURES = [*FEATURES, *ENGINEERED]
-TEST_EVERY = 5  # rows whose id is a multiple of 5 are the held-out test set
-MANIFEST_FORMAT = 1
+TEST_EVERY = 5  # in-window evaluation: rows whose id is a multiple of 5 are held out
+MANIFEST_FORMAT = 2
 
 
 def json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
 
 
-@dataclass(frozen=True)
-class OutputLayout:
-    root: Path
-
-    def slice_file(self, key: str) -> Path:
-        return self.root / "slices" / f"{key}.csv"
-
-    def quarantine_dir(self, key: str) -> Path:
-        return self.root / "quarantine" / key
-
-    def released_dir(self, key: str) -> Path:
-        return self.root / "released" / key
-
-    def staging_dir(self, key: str) -> Path:
-        return self.root / ".staging" / key
-
-    def models_dir(self, key: str) -> Path:
-        return self.root / "models" / key
-
-    def current_model_dir(self, key: str) -> Path | None:
-        pointer = self.models_dir(key) / "CURRENT"
-        if not pointer.is_file():
-            return None
-        return self.models_dir(key) / pointer.read_text().strip()
-
-    def report_file(self, key: str) -> Path:
-        return self.root / "reports" / f"{key}.json"
+# --- the history ----------------------------------------------------------------------------
 
 
-def layout(settings: ProjectSettings) -> OutputLayout:
-    return OutputLayout(settings.output_root.resolve())
+def check_history(settings: ProjectSettings, store: ArtefactStore, key: str) -> None:
+    """Week ``key`` may run only on the weekly grid from the start date, and only once the week
+    before it has published its model (a backfill runs oldest first)."""
+    day, start = date.fromisoformat(key), settings.start_date
+    if day < start:
+        raise PermanentError(
+            f"{key} is before the history's start date {start} (DATA_PIPELINES_START_DATE)"
+        )
+    if (day - start).days % 7:
+        raise PermanentError(f"{key} is not a weekly date of the history that starts on {start}")
+    previous = previous_slice_id(key)
+    if day > start and store.current_version(previous) is None:
+        raise PermanentError(
+            f"history incomplete: week {previous} has no published model, so {key} cannot run "
+            f"yet; run the weeks from {start} in order (a backfill runs oldest first)"
+        )
 
 
-def write_folder(target: Path, files: dict[str, bytes]) -> Path:
-    """Create folder ``target`` holding ``files``, all or nothing: written into a temp folder
-    beside it, then renamed into place (one atomic step on a POSIX filesystem)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
-        for name, data in files.items():
-            (building / name).write_bytes(data)
-            os.chmod(building / name, 0o644)
-        os.chmod(building, 0o755)
-        os.rename(building, target)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
-    return target
+def window_members(settings: ProjectSettings, key: str) -> list[str]:
+    """The trailing window of week ``key``, oldest first, cut at the start date."""
+    start = settings.start_date.isoformat()
+    return [m for m in window_slice_ids(key, settings.window_slices) if m >= start]
 
 
 # --- fetch ----------------------------------------------------------------------------------
 
 
 def fetch(settings: ProjectSettings, key: str) -> dict[str, Any]:
-    """Download slice ``key`` and check it before anything downstream sees it: HTTP status,
-    Content-Length, SHA-256 (X-Content-SHA256 or the ETag), size, parseable as a slice CSV.
-    A slice already validated is revalidated with If-None-Match (304: the stored bytes)."""
-    import requests
-
-    out = layout(settings)
-    if out.quarantine_dir(key).exists():
+    """Download slice ``key`` through the task's local scratch and check it (download.py, then
+    parseable as a slice CSV) before staging it in the store. An ingested slice is revalidated
+    with If-None-Match; a different body for it is quarantined, and the ingested bytes stay."""
+    store = ArtefactStore.of(settings)
+    check_history(settings, store, key)
+    if store.is_quarantined(key):
         raise QuarantinedError(
-            f"slice {key} is quarantined ({out.quarantine_dir(key)}); fix the source, then run "
+            f"slice {key} is quarantined ({store.quarantine(key)}); fix the source, then run "
             f"`release {key}`"
         )
     if not settings.source_url:
         raise PermanentError("no source URL configured (DATA_PIPELINES_SOURCE_URL)")
     url = f"{settings.source_url}/slices/{key}.csv"
-    stored = out.slice_file(key)
-    headers = {"If-None-Match": f'"{sha256_hex(stored.read_bytes())}"'} if stored.is_file() else {}
-    try:
-        response = requests.get(url, headers=headers, timeout=settings.request_timeout_s)
-        body = response.content
-    except requests.Timeout as error:
-        raise TransientError(f"GET {url}: timed out ({error.__class__.__name__})") from error
-    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as error:
-        raise TransientError(f"GET {url}: connection failed ({error})") from error
-    if response.status_code == 304 and stored.is_file():
-        body = stored.read_bytes()
-    elif response.status_code >= 500 or response.status_code == 429:
-        raise TransientError(f"GET {url}: HTTP {response.status_code} {response.reason}")
-    elif response.status_code != 200:
-        raise PermanentError(f"GET {url}: HTTP {response.status_code} {response.reason}")
-    else:
-        _check_payload(url, response.headers, body, settings)
-    digest = sha256_hex(body)
-    frame = _parse(url, body)
-    staged = atomic_write_bytes(out.staging_dir(key) / "raw.csv", body)
-    logger.info(
-        "fetched slice %s: %d rows, %d bytes, sha256 %s", key, len(frame), len(body), digest
-    )
+    ingested = store.slice(key)
+    held_data = ingested.read_bytes() if ingested.exists() else None
+    held = sha256_hex(held_data) if held_data is not None else None
+    with scratch_folder(settings, f"fetch-{key}") as scratch:
+        body = download(url, scratch / "slice.csv", settings, if_none_match=held)
+        if body.not_modified:
+            assert held_data is not None  # a 304 answers our If-None-Match only
+            staged, digest, rows = ingested, held, len(_parse(url, held_data))
+        else:
+            assert body.path is not None and body.sha256 is not None
+            data = body.path.read_bytes()
+            rows = len(_parse(url, data))
+            if held is not None and body.sha256 != held:
+                _quarantine_changed(store, key, data, held)
+            staged, digest = store.upload(store.staging(key) / "raw.csv", body.path), body.sha256
+    logger.info("fetched slice %s: %d rows, sha256 %s", key, rows, digest)
     return {
         "slice_id": key,
-        "path": str(staged),
+        "uri": str(staged),
         "sha256": digest,
-        "bytes": len(body),
-        "rows": len(frame),
-        "not_modified": response.status_code == 304,
+        "rows": rows,
+        "not_modified": body.not_modified,
     }
-
-
-def _check_payload(url: str, headers: Any, body: bytes, settings: ProjectSettings) -> None:
-    expected_length = headers.get("Content-Length")
-    if expected_length is not None and int(expected_length) != len(body):
-        raise TransientError(f"GET {url}: truncated, {len(body)} of {expected_length} bytes")
-    if len(body) > settings.max_payload_bytes:
-        raise PermanentError(f"GET {url}: {len(body)} bytes, over {settings.max_payload_bytes}")
-    claimed = headers.get("X-Content-SHA256") or headers.get("ETag", "").removeprefix("W/")
-    claimed = claimed.strip('"')
-    if len(claimed) == 64 and claimed != sha256_hex(body):
-        raise TransientError(f"GET {url}: checksum mismatch (damaged in transit)")
-    if len(claimed) != 64:
-        logger.warning("GET %s: no SHA-256 to check the payload against", url)
 
 
 def _parse(url: str, body: bytes) -> pd.DataFrame:
@@ -182,28 +127,60 @@ def _parse(url: str, body: bytes) -> pd.DataFrame:
     return frame
 
 
+def _quarantine_changed(store: ArtefactStore, key: str, data: bytes, held: str) -> None:
+    details: dict[str, Any] = {
+        "slice_id": key,
+        "passed": False,
+        "rules": ["changed_after_ingest"],
+        "sha256": sha256_hex(data),
+        "ingested_sha256": held,
+        "detail": "the source now serves a different body for a slice already ingested; the "
+        "ingested bytes stay in slices/ and every model built on them stands",
+    }
+    folder = quarantine(store, key, data, details)
+    raise QuarantinedError(
+        f"slice {key} changed upstream after it was ingested (sha256 {held[:12]} -> "
+        f"{details['sha256'][:12]}); quarantined in {folder}, nothing overwritten"
+    )
+
+
+def quarantine(
+    store: ArtefactStore, key: str, data: bytes, details: dict[str, Any]
+) -> ObjectStoragePath:
+    """Keep refused bytes and their report (written last: it marks the quarantine)."""
+    folder = store.quarantine(key)
+    store.write(folder / "slice.csv", data)
+    store.write(folder / "report.json", json_bytes(details))
+    return folder
+
+
 # --- validate -------------------------------------------------------------------------------
 
 
 def validate(settings: ProjectSettings, fetched: dict[str, Any]) -> dict[str, Any]:
-    """Validate the fetched slice against the schema and the previous valid slice. Valid: stored
-    under slices/. Invalid: quarantined with a report, and QuarantinedError."""
-    out = layout(settings)
+    """Validate the fetched slice against the schema and the previous week's slice (always
+    there after the start date: check_history). Valid: stored under slices/ (once). Invalid:
+    quarantined with a report, and QuarantinedError."""
+    store = ArtefactStore.of(settings)
     key = fetched["slice_id"]
-    data = Path(fetched["path"]).read_bytes()
-    previous_file = out.slice_file(previous_slice_id(key))
-    previous = read_slice(previous_file.read_bytes()) if previous_file.is_file() else None
+    data = store.read_pinned(fetched["uri"], fetched["sha256"])
+    previous = None
+    if key > settings.start_date.isoformat():
+        previous_file = store.slice(previous_slice_id(key))
+        if not previous_file.exists():
+            raise PermanentError(f"previous slice {previous_slice_id(key)} is not ingested")
+        previous = read_slice(previous_file.read_bytes())
     report, _ = validate_slice(key, data, settings, previous)
     if not report.passed:
-        folder = out.quarantine_dir(key)
         details = {**report.as_dict(), "sha256": sha256_hex(data), "rules": report.rules()}
-        write_folder(folder, {"slice.csv": data, "report.json": json_bytes(details)})
-        shutil.rmtree(out.staging_dir(key), ignore_errors=True)  # the quarantine holds the bytes
+        folder = quarantine(store, key, data, details)
+        store.remove(store.staging(key))  # the quarantine holds the bytes
         raise QuarantinedError(f"{report.summary()}; quarantined in {folder}")
-    atomic_write_bytes(out.slice_file(key), data)
+    if not store.slice(key).exists():
+        store.write(store.slice(key), data)
     return {
         "slice_id": key,
-        "path": str(out.slice_file(key)),
+        "uri": str(store.slice(key)),
         "sha256": sha256_hex(data),
         "rows": report.rows,
         "previous_slice": previous_slice_id(key) if previous is not None else None,
@@ -225,88 +202,138 @@ def add_features(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def preprocess(settings: ProjectSettings, validated: dict[str, Any]) -> dict[str, Any]:
-    """The trailing window of validated slices (those present) -> model features + target, with
-    a deterministic held-out split."""
+    """The complete trailing window (every member ingested, or a clear failure) -> model
+    features + target with the in-window held-out split; each member's hash is pinned."""
     import pandas as pd
 
-    out = layout(settings)
+    store = ArtefactStore.of(settings)
     key = validated["slice_id"]
-    window, missing, frames = [], [], []
-    for member in window_slice_ids(key, settings.window_slices):
-        path = out.slice_file(member)
-        if not path.is_file():
-            missing.append(member)
-            continue
-        data = path.read_bytes()
+    members = window_members(settings, key)
+    missing = [m for m in members if not store.slice(m).exists()]
+    if missing:
+        raise PermanentError(
+            f"the window of {key} is incomplete: slice(s) {', '.join(missing)} not ingested; "
+            "run their weeks first"
+        )
+    window, frames = [], []
+    for member in members:
+        data = store.slice(member).read_bytes()
         frames.append(read_slice(data))
         window.append({"slice_id": member, "sha256": sha256_hex(data), "rows": len(frames[-1])})
-    rows = pd.concat(frames, ignore_index=True)
-    prepared = add_features(rows)[["id", *MODEL_FEATURES, TARGET]]
+    prepared = add_features(pd.concat(frames, ignore_index=True))[["id", *MODEL_FEATURES, TARGET]]
     prepared = prepared.assign(is_test=(prepared["id"] % TEST_EVERY == 0).astype(int))
-    text = prepared.to_csv(index=False, lineterminator="\n", float_format="%.12g")
-    path = atomic_write_bytes(out.staging_dir(key) / "features.csv", text.encode())
+    data = prepared.to_csv(index=False, lineterminator="\n", float_format="%.12g").encode()
+    staged = store.write(store.staging(key) / "features.csv", data)
     return {
         "slice_id": key,
-        "path": str(path),
-        "sha256": sha256_hex(text.encode()),
+        "uri": str(staged),
+        "sha256": sha256_hex(data),
         "window": window,
-        "missing_slices": missing,
         "rows": len(prepared),
     }
 
 
-def _load_prepared(prepared: dict[str, Any]) -> pd.DataFrame:
+def _features(store: ArtefactStore, staged: dict[str, Any]) -> pd.DataFrame:
     import pandas as pd
 
-    return pd.read_csv(prepared["path"])
+    return pd.read_csv(io.BytesIO(store.read_pinned(staged["uri"], staged["sha256"])))
 
 
 # --- train, evaluate ------------------------------------------------------------------------
 
 
 def train(settings: ProjectSettings, prepared: dict[str, Any]) -> dict[str, Any]:
-    out = layout(settings)
-    frame = _load_prepared(prepared)
+    store = ArtefactStore.of(settings)
+    frame = _features(store, prepared)
     training = frame[frame["is_test"] == 0]
     classes = sorted(int(c) for c in training[TARGET].unique())
     if len(classes) < 2:
         windows = ", ".join(w["slice_id"] for w in prepared["window"])
         raise PermanentError(
             f"the training window ({windows}) holds only class {classes}: a classifier needs "
-            "both; widen DATA_PIPELINES_WINDOW_SLICES or backfill earlier slices"
+            "both; widen DATA_PIPELINES_WINDOW_SLICES or start the history earlier"
         )
-    model = train_model(training[MODEL_FEATURES], training[TARGET], seed=settings.seed)
-    data = model_bytes(model)
-    path = atomic_write_bytes(out.staging_dir(prepared["slice_id"]) / "model.json", data)
-    return {"slice_id": prepared["slice_id"], "path": str(path), "sha256": sha256_hex(data)}
+    data = model_bytes(train_model(training[MODEL_FEATURES], training[TARGET], seed=settings.seed))
+    staged = store.write(store.staging(prepared["slice_id"]) / "model.json", data)
+    return {"slice_id": prepared["slice_id"], "uri": str(staged), "sha256": sha256_hex(data)}
+
+
+def classification_metrics(
+    model: dict[str, Any], rows: pd.DataFrame, majority: int
+) -> dict[str, Any]:
+    """Accuracy, ROC AUC (None with one class), log loss, and the accuracy of always answering
+    ``majority`` (the training rows' majority class) on ``rows``."""
+    import numpy as np
+    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+
+    proba = predict_proba(model, rows)
+    truth = rows[TARGET].to_numpy()
+    return {
+        "accuracy": round(float(accuracy_score(truth, proba >= 0.5)), 6),
+        "roc_auc": round(float(roc_auc_score(truth, proba)), 6)
+        if len(np.unique(truth)) == 2
+        else None,
+        "log_loss": round(float(log_loss(truth, proba, labels=[0, 1])), 6),
+        "baseline_accuracy": round(float(np.mean(truth == majority)), 6),
+        "rows": len(rows),
+    }
 
 
 def evaluate(
     settings: ProjectSettings, prepared: dict[str, Any], trained: dict[str, Any]
 ) -> dict[str, Any]:
-    """Held-out metrics of the model, and of the majority-class baseline for comparison."""
-    import numpy as np
-    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
-
-    out = layout(settings)
-    frame = _load_prepared(prepared)
+    """Two figures: the new model on its window's held-out rows (in-window), and the model the
+    previous week published on this week's slice, which it never saw (forward in time)."""
+    store = ArtefactStore.of(settings)
+    key = prepared["slice_id"]
+    frame = _features(store, prepared)
     test, training = frame[frame["is_test"] == 1], frame[frame["is_test"] == 0]
-    model = json.loads(Path(trained["path"]).read_text())
-    proba = predict_proba(model, test)
-    truth = test[TARGET].to_numpy()
+    model = json.loads(store.read_pinned(trained["uri"], trained["sha256"]))
     majority = int(training[TARGET].mean() >= 0.5)
-    both_classes = len(np.unique(truth)) == 2
     metrics = {
-        "accuracy": round(float(accuracy_score(truth, proba >= 0.5)), 6),
-        "roc_auc": round(float(roc_auc_score(truth, proba)), 6) if both_classes else None,
-        "log_loss": round(float(log_loss(truth, proba, labels=[0, 1])), 6),
-        "baseline_accuracy": round(float(np.mean(truth == majority)), 6),
-        "train_rows": len(training),
-        "test_rows": len(test),
+        "in_window": {
+            **classification_metrics(model, test, majority),
+            "train_rows": len(training),
+            "train_majority_class": majority,
+        },
+        "forward": forward_evaluation(settings, store, key),
     }
     data = json_bytes(metrics)
-    path = atomic_write_bytes(out.staging_dir(prepared["slice_id"]) / "metrics.json", data)
-    return {"slice_id": prepared["slice_id"], "path": str(path), "metrics": metrics}
+    staged = store.write(store.staging(key) / "metrics.json", data)
+    return {"slice_id": key, "uri": str(staged), "sha256": sha256_hex(data), "metrics": metrics}
+
+
+def forward_evaluation(
+    settings: ProjectSettings, store: ArtefactStore, key: str
+) -> dict[str, Any] | None:
+    """The model published for the previous week, scored on week ``key``'s slice; None for the
+    first week of the history (no earlier model)."""
+    if key == settings.start_date.isoformat():
+        return None
+    previous = previous_slice_id(key)
+    version = store.current_version(previous)
+    if version is None:
+        raise PermanentError(f"week {previous} has no published model to evaluate on {key}")
+    folder = store.models(previous) / version
+    manifest_data = (folder / "manifest.json").read_bytes()
+    manifest = json.loads(manifest_data)
+    model_data = (folder / "model.json").read_bytes()
+    if sha256_hex(model_data) != manifest["model"]["sha256"]:
+        raise PermanentError(f"model {previous}/{version} does not match its manifest")
+    if key in [member["slice_id"] for member in manifest["window"]]:
+        raise PermanentError(f"model {previous}/{version} was trained on {key}")
+    slice_data = store.slice(key).read_bytes()
+    rows = add_features(read_slice(slice_data))
+    majority = manifest["metrics"]["in_window"]["train_majority_class"]
+    return {
+        "model": {
+            "slice_id": previous,
+            "version": version,
+            "manifest_sha256": sha256_hex(manifest_data),
+        },
+        "slice": {"slice_id": key, "sha256": sha256_hex(slice_data)},
+        "metrics": classification_metrics(json.loads(model_data), rows, majority),
+    }
 
 
 # --- publish --------------------------------------------------------------------------------
@@ -324,95 +351,122 @@ def publish(
     trained: dict[str, Any],
     evaluated: dict[str, Any],
 ) -> dict[str, Any]:
-    """Write models/<id>/<version>/ (model, metrics, manifest) in one directory rename, then point
-    models/<id>/CURRENT at it. The version is the manifest's hash: a rerun finds it present."""
-    out = layout(settings)
+    """Write models/<id>/<version>/ (model, metrics, then the manifest), point models/<id>/CURRENT
+    at it, record the forward evaluation beside the evaluated model, and move models/CURRENT if
+    this week is newer. The version is the manifest's hash: a rerun finds it present."""
+    store = ArtefactStore.of(settings)
     key = validated["slice_id"]
-    model_data = Path(trained["path"]).read_bytes()
-    metrics_data = Path(evaluated["path"]).read_bytes()
+    model_data = store.read_pinned(trained["uri"], trained["sha256"])
+    metrics_data = store.read_pinned(evaluated["uri"], evaluated["sha256"])
+    metrics, forward = evaluated["metrics"], evaluated["metrics"]["forward"]
     manifest = {
         "format": MANIFEST_FORMAT,
         "pipeline": "housing_pipeline",
         "logical_date": f"{key}T00:00:00+00:00",
+        "history_start": settings.start_date.isoformat(),
         "slice": {"slice_id": key, "sha256": validated["sha256"], "rows": validated["rows"]},
         "window": prepared["window"],
-        "missing_slices": prepared["missing_slices"],
         "features": {"inputs": FEATURES, "engineered": ENGINEERED, "target": TARGET},
-        "split": f"test: id % {TEST_EVERY} == 0",
+        "split": f"in-window test: id % {TEST_EVERY} == 0",
         "model": {"file": "model.json", "format": MODEL_FORMAT, "sha256": sha256_hex(model_data)},
-        "metrics": {"file": "metrics.json", **evaluated["metrics"]},
+        "metrics": {"file": "metrics.json", "in_window": metrics["in_window"]},
+        "forward_evaluation": forward,
         "versions": _versions(),
     }
     manifest_data = json_bytes(manifest)
     version = sha256_hex(manifest_data)[:12]
-    models = out.models_dir(key)
-    target = models / version
-    if not (target / "manifest.json").is_file():
-        write_folder(
-            target,
-            {
-                "model.json": model_data,
-                "metrics.json": metrics_data,
-                "manifest.json": manifest_data,
-            },
-        )
-    atomic_write_bytes(models / "CURRENT", f"{version}\n".encode())
-    shutil.rmtree(out.staging_dir(key), ignore_errors=True)
-    logger.info("published slice %s model version %s -> %s", key, version, target)
+    folder = store.models(key) / version
+    if not (folder / "manifest.json").exists():
+        store.write(folder / "model.json", model_data)
+        store.write(folder / "metrics.json", metrics_data)
+        store.write(folder / "manifest.json", manifest_data)  # last: the version is complete
+    store.write(store.models(key) / "CURRENT", f"{version}\n".encode())
+    if forward is not None:
+        evaluated_model = store.models(forward["model"]["slice_id"]) / forward["model"]["version"]
+        record = {**forward, "by": {"slice_id": key, "version": version}}
+        store.write(evaluated_model / "forward" / f"{key}.json", json_bytes(record))
+    current = advance_current(store, key, version)
+    store.remove(store.staging(key))
+    logger.info("published slice %s model version %s -> %s", key, version, folder)
     return {
         "slice_id": key,
         "version": version,
-        "path": str(target),
+        "uri": str(folder),
         "manifest_sha256": sha256_hex(manifest_data),
-        "accuracy": evaluated["metrics"]["accuracy"],
+        "accuracy": metrics["in_window"]["accuracy"],
+        "current": current,
     }
+
+
+def advance_current(store: ArtefactStore, key: str, version: str) -> dict[str, str]:
+    """Point models/CURRENT at week ``key`` unless it already names a later week (a backfill of
+    an old week never moves it back); the pointer as it is afterwards."""
+    pointer = store.models() / "CURRENT"
+    current = json.loads(pointer.read_bytes()) if pointer.exists() else None
+    if current is not None and current["slice_id"] > key:
+        logger.info("models/CURRENT stays at %s (newer than %s)", current["slice_id"], key)
+        return dict(current)
+    moved = {"slice_id": key, "version": version}
+    if moved != current:
+        store.write(pointer, json_bytes(moved))
+    return moved
 
 
 # --- release, report ------------------------------------------------------------------------
 
 
-def release(settings: ProjectSettings, key: str) -> Path:
+def release(settings: ProjectSettings, key: str) -> str:
     """Move a quarantined slice (and its report) to released/<id>/<sha12>/, so the next run of
-    that logical date fetches and validates it afresh; the archive's path."""
-    out = layout(settings)
-    folder = out.quarantine_dir(key)
-    if not folder.is_dir():
+    that week fetches and checks it afresh; the archive's URI."""
+    store = ArtefactStore.of(settings)
+    folder = store.quarantine(key)
+    if not store.is_quarantined(key):
         raise PermanentError(f"slice {key} is not quarantined (no {folder})")
-    digest = hashlib.sha256((folder / "slice.csv").read_bytes()).hexdigest()[:12]
-    archive = out.released_dir(key) / digest
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    if archive.exists():  # the same bytes were quarantined and released before
-        shutil.rmtree(folder)
-    else:
-        os.rename(folder, archive)
-    return archive
+    data = (folder / "slice.csv").read_bytes()
+    archive = store.released(key) / sha256_hex(data)[:12]
+    store.write(archive / "slice.csv", data)
+    store.write(archive / "report.json", (folder / "report.json").read_bytes())
+    store.remove(folder / "report.json")  # first: the slice is no longer quarantined
+    store.remove(folder)
+    return str(archive)
+
+
+def published_weeks(store: ArtefactStore) -> list[str]:
+    """The weeks with a model folder, oldest first."""
+    if not store.models().exists():
+        return []
+    return sorted(path.name for path in store.models().iterdir() if path.is_dir())
 
 
 def model_report(settings: ProjectSettings, key: str, triggered_by: list[str]) -> dict[str, Any]:
-    """The downstream DAG's job: every published model up to ``key`` with its metrics (a trend
-    a person reads to decide on a retrain), written to reports/<id>.json."""
-    out = layout(settings)
+    """The downstream DAG's job: every published model up to week ``key`` with its in-window
+    and forward metrics (a trend a person reads to decide on a retrain), as reports/<id>.json
+    and an HTML page with a plot, reports/<id>.html."""
+    from data_pipelines.trend import trend_page
+
+    store = ArtefactStore.of(settings)
     models = []
-    for pointer in sorted((out.root / "models").glob("*/CURRENT")):
-        slice_key = pointer.parent.name
-        if slice_key > key:
+    for week in published_weeks(store):
+        version = store.current_version(week)
+        if week > key or version is None:
             continue
-        version = pointer.read_text().strip()
-        manifest = json.loads((pointer.parent / version / "manifest.json").read_text())
-        metrics = manifest["metrics"]
+        manifest = json.loads((store.models(week) / version / "manifest.json").read_bytes())
+        forward = manifest["forward_evaluation"]
         models.append(
             {
-                "slice_id": slice_key,
+                "slice_id": week,
                 "version": version,
-                "accuracy": metrics["accuracy"],
-                "roc_auc": metrics["roc_auc"],
-                "baseline_accuracy": metrics["baseline_accuracy"],
+                "in_window": manifest["metrics"]["in_window"],
+                "forward": None
+                if forward is None
+                else {"model": forward["model"]["slice_id"], **forward["metrics"]},
                 "window": [w["slice_id"] for w in manifest["window"]],
             }
         )
     report = {"slice_id": key, "triggered_by": sorted(triggered_by), "models": models}
-    atomic_write_bytes(out.report_file(key), json_bytes(report))
-    return {"slice_id": key, "path": str(out.report_file(key)), "models": len(models)}
+    store.write(store.report(key, "json"), json_bytes(report))
+    store.write(store.report(key, "html"), trend_page(report).encode())
+    return {"slice_id": key, "uri": str(store.report(key, "html")), "models": len(models)}
 
 
 def run_plain(settings: ProjectSettings, key: str) -> dict[str, Any]:

@@ -1,8 +1,10 @@
-"""What the DAGs share: the Asset, default task arguments from the settings, and the glue that
-turns the project's permanent errors into AirflowFailException (fail now, no retry)."""
+"""What the DAGs share: the Asset, default task arguments from the settings, the glue that
+turns the project's permanent errors into AirflowFailException (fail now, no retry), and the
+worker's name for Airflow's ``[core] hostname_callable``."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -10,7 +12,7 @@ from typing import Any, TypeVar
 from airflow.sdk import Asset, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
-from data_pipelines.alerts import on_failure
+from data_pipelines.alerts import AlertNotifier
 from data_pipelines.errors import PermanentError
 from data_pipelines.settings import ProjectSettings
 from data_pipelines.source import slice_id
@@ -30,7 +32,7 @@ def default_args(settings: ProjectSettings) -> dict[str, Any]:
         "retry_exponential_backoff": settings.retry_backoff,
         "max_retry_delay": timedelta(seconds=settings.max_retry_delay_s),
         "execution_timeout": timedelta(seconds=settings.task_timeout_s),
-        "on_failure_callback": on_failure,
+        "on_failure_callback": AlertNotifier(),
     }
 
 
@@ -48,3 +50,9 @@ def current_slice_id() -> str:
     if logical_date is None:
         raise AirflowFailException("housing_pipeline needs a logical date (the slice's week end)")
     return slice_id(logical_date)
+
+
+def worker_hostname() -> str:
+    """What a task instance records as its host: DATA_PIPELINES_WORKER_HOSTNAME, so that workers
+    on one machine tell apart, else the machine's name (Airflow's own default)."""
+    return ProjectSettings().worker_hostname or socket.getfqdn()

@@ -1,6 +1,8 @@
 """housing_pipeline: fetch -> validate -> preprocess -> train -> evaluate -> publish, one weekly
-slice of California-housing data per logical date (the week that ends at it). Publish emits the
-housing_model Asset. Settings: DATA_PIPELINES_* (see data_pipelines.settings)."""
+slice of California-housing data per logical date (the week that ends at it). Tasks exchange URIs
+in the artefact store, never local paths, so fetch and validate may run on one worker (the ingest
+queue) and the rest on another (the train queue). Publish emits the housing_model Asset.
+Settings: DATA_PIPELINES_* (see data_pipelines.settings)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from airflow.sdk import dag, get_current_context, task
 
 from data_pipelines import steps
 from data_pipelines.names import PIPELINE_DAG_ID
-from data_pipelines.settings import FIRST_SLICE_DATE, LAST_SLICE_DATE, ProjectSettings
+from data_pipelines.settings import LAST_SLICE_DATE, ProjectSettings
 from data_pipelines.tasks import MODEL_ASSET, current_slice_id, default_args, run_step
 
 SETTINGS = ProjectSettings()
@@ -19,37 +21,37 @@ SETTINGS = ProjectSettings()
 @dag(
     dag_id=PIPELINE_DAG_ID,
     schedule=SETTINGS.schedule_or_none(),
-    start_date=FIRST_SLICE_DATE,
+    start_date=SETTINGS.start,
     end_date=LAST_SLICE_DATE,
     catchup=False,
-    # Each run trains on the slices before it: one at a time, in logical-date order.
+    # Week t needs week t-1's model: one run at a time, in logical-date order.
     max_active_runs=1,
     default_args=default_args(SETTINGS),
     tags=["data-pipelines", "ml"],
     doc_md=__doc__,
 )
 def housing_pipeline() -> None:
-    @task
+    @task(queue=SETTINGS.ingest_queue)
     def fetch() -> dict[str, Any]:
         return run_step(steps.fetch, current_slice_id())
 
-    @task
+    @task(queue=SETTINGS.ingest_queue)
     def validate(fetched: dict[str, Any]) -> dict[str, Any]:
         return run_step(steps.validate, fetched)
 
-    @task
+    @task(queue=SETTINGS.train_queue)
     def preprocess(validated: dict[str, Any]) -> dict[str, Any]:
         return run_step(steps.preprocess, validated)
 
-    @task
+    @task(queue=SETTINGS.train_queue)
     def train(prepared: dict[str, Any]) -> dict[str, Any]:
         return run_step(steps.train, prepared)
 
-    @task
+    @task(queue=SETTINGS.train_queue)
     def evaluate(prepared: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
         return run_step(steps.evaluate, prepared, trained)
 
-    @task(outlets=[MODEL_ASSET])
+    @task(queue=SETTINGS.train_queue, outlets=[MODEL_ASSET])
     def publish(
         validated: dict[str, Any],
         prepared: dict[str, Any],
