@@ -260,6 +260,17 @@ def test_a_headline_figure_takes_its_value_from_the_interval_and_computes_its_ve
     assert headline_figure("cold start", 12.0, "s", target="< 60")["verdict"] == "unverified"
 
 
+def test_a_stored_interval_is_rounded_outward_so_rounding_never_earns_met() -> None:
+    just_short = Interval(2.2, 1.9995, 2.4001, 0.95, "paired ratio (t on log ratios)", 5)
+    item = headline_figure("throughput", None, "x", target=">= 2", interval=just_short, digits=3)
+    assert (item["interval"]["low"], item["interval"]["high"]) == (1.999, 2.401)
+    assert item["verdict"] == "within noise"
+    p99 = Interval(0.9, 0.8, 1.0004, 0.95, "paired ratio (t on log ratios)", 5)
+    assert headline_figure("p99", None, "x", target="<= 1", interval=p99, digits=3)["verdict"] == (
+        "within noise"
+    )
+
+
 def test_a_short_replay_cannot_earn_met_by_seeing_nothing() -> None:
     # 0 false alerts in 10 minutes: the exact upper bound is ~22 per hour.
     short = headline_figure(

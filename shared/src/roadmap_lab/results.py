@@ -29,6 +29,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
@@ -151,11 +152,17 @@ def verdict(
     return "within noise"
 
 
+def _rounded(value: float, digits: int, rounding: str) -> float:
+    return float(Decimal(repr(value)).quantize(Decimal(1).scaleb(-digits), rounding=rounding))
+
+
 def interval_fields(interval: Interval, digits: int = 4) -> IntervalFields:
-    """An ``roadmap_lab.stats.Interval`` as a headline stores it (rounded to ``digits``)."""
+    """An ``roadmap_lab.stats.Interval`` as a headline stores it: rounded outward to ``digits``
+    (low down, high up), so the verdict of the stored interval is never kinder than the
+    measured one's (a low bound of 1.99995 must not become 2.0 and meet ``>= 2``)."""
     return {
-        "low": round(interval.low, digits),
-        "high": round(interval.high, digits),
+        "low": _rounded(interval.low, digits, ROUND_FLOOR),
+        "high": _rounded(interval.high, digits, ROUND_CEILING),
         "confidence": interval.confidence,
         "method": interval.method,
         "n": interval.n,
