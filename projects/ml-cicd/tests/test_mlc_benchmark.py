@@ -1,20 +1,34 @@
 """The benchmark: wrk's summary parser, the image size, the request mix, the summary's arithmetic
-(best worker count, per-CPU-second and latency ratios with their paired intervals), and a tiny
-real run of both servers under wrk (slow)."""
+(best worker count per figure, per-CPU-second and latency ratios with their paired intervals), the
+balance rule and its redone starts, the response-size check, the server order, publishing only
+the default sizes, and a tiny real run of both servers under wrk (slow)."""
 
 from __future__ import annotations
 
 import json
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from ml_cicd import benchmark
 from ml_cicd.bench.image import measure_image_size, parse_size
 from ml_cicd.bench.requests import MLFLOW, OURS, request_batches, request_body
 from ml_cicd.bench.servers import Measurement
 from ml_cicd.bench.summary import headlines, summarise
 from ml_cicd.bench.wrk import WRK_PACKAGE, WrkResult, parse_wrk_output
+from ml_cicd.benchmark import (
+    CONCURRENCY,
+    DURATION_S,
+    MAX_REDONE_STARTS,
+    REPEATS,
+    WARMUP_S,
+    WORKERS,
+    check_response_sizes,
+    expected_seconds,
+    measure_start,
+)
 from ml_cicd.cli import app
 from ml_cicd.errors import BenchmarkError
 from typer.testing import CliRunner
@@ -102,26 +116,34 @@ def test_both_servers_get_every_text_in_their_own_shape() -> None:
 
 
 def _measurement(run: int, repeat: int, server: str, workers: int, concurrency: int,
-                 rps: float, p99_ms: float, cpu_cores: float) -> Measurement:  # fmt: skip
+                 rps: float, p99_ms: float, cpu_cores: float,
+                 shares: tuple[float, ...] | None = None,
+                 bytes_each: int = 600) -> Measurement:  # fmt: skip
+    """A 10 s run; ``shares``: each worker's share of the server's CPU (even by default)."""
     result = WrkResult(
         requests=int(rps * 10),
         duration_s=10.0,
-        bytes_read=int(rps * 10) * 600,
+        bytes_read=int(rps * 10) * bytes_each,
         errors={"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0},
         latency_ms={"p50": p99_ms / 3, "p90": p99_ms / 2, "p99": p99_ms, "max": p99_ms * 2,
                     "mean": p99_ms / 3, "stdev": 1.0},
     )  # fmt: skip
-    return Measurement(run, repeat, server, workers, concurrency, result, cpu_cores * 10, 0.5)
+    cpu_s = cpu_cores * 10
+    shares = shares or (1 / workers,) * workers
+    return Measurement(run, repeat, server, workers, concurrency, result, cpu_s, 0.5,
+                       tuple(cpu_s * share for share in shares))  # fmt: skip
 
 
-def test_each_server_is_compared_at_its_best_worker_count_per_cpu_second() -> None:
-    # At c=8 ours is best with 2 workers, MLflow with 1 (its 2 workers lose at c=8). Figures:
-    # (req/s, p99 ms, server CPU cores used).
+def test_each_figure_compares_each_server_at_its_best_worker_count_for_it() -> None:
+    # At c=8 the rules pick different counts: per CPU-second ours is best with 1 worker (300
+    # req/s on 1 core vs 500 on 2) and MLflow with 1 (200 vs 150 on 1.5 cores); the lowest p99
+    # is ours with 2 (30 ms) and MLflow's with 2 (60 ms); requests/s ours 2, MLflow 1.
+    # Figures: (req/s, p99 ms, server CPU cores used).
     figures = {
         (OURS, 1): {1: (100, 5.0, 0.5), 8: (300, 40.0, 1.0)},
         (OURS, 2): {1: (90, 6.0, 0.5), 8: (500, 30.0, 2.0)},
         (MLFLOW, 1): {1: (60, 9.0, 0.6), 8: (200, 80.0, 1.0)},
-        (MLFLOW, 2): {1: (50, 12.0, 0.6), 8: (150, 120.0, 1.5)},
+        (MLFLOW, 2): {1: (50, 12.0, 0.6), 8: (150, 60.0, 1.5)},
     }
     measurements: list[Measurement] = []
     for repeat, scale in ((1, 1.0), (2, 1.1), (3, 0.9)):
@@ -130,37 +152,160 @@ def test_each_server_is_compared_at_its_best_worker_count_per_cpu_second() -> No
                 measurements.append(_measurement(len(measurements) + 1, repeat, server, workers,
                                                  level, rps * scale, p99, cores))  # fmt: skip
     summary = summarise(measurements, (1, 8), (1, 2))
-    assert summary["best_workers"] == {OURS: 2, MLFLOW: 1}
-    top = summary["comparison"][-1]
+    best = summary["best_workers"]
+    assert best["requests_per_cpu_s"][8] == {OURS: 1, MLFLOW: 1}
+    assert best["p99_ms"][8] == {OURS: 2, MLFLOW: 2}
+    assert best["requests_per_s"][8] == {OURS: 2, MLFLOW: 1}
+    assert best["requests_per_cpu_s"][1] == {OURS: 1, MLFLOW: 1}
+    low, top = summary["comparison"]
     assert top["concurrency"] == 8
     assert top["ours_requests_per_s"] == pytest.approx(500.0)  # median of 450, 500, 550
     assert top["mlflow_requests_per_s"] == pytest.approx(200.0)
     assert top["requests_per_s_ratio"] == pytest.approx(2.5)
-    # Per CPU-second: ours 500 req/s on 2 cores = 250, MLflow's 200 on 1 core = 200.
-    assert top["ours_requests_per_cpu_s"] == pytest.approx(250.0)
-    assert top["requests_per_cpu_s_ratio"] == pytest.approx(1.25)
+    # Per CPU-second: ours 300 req/s on 1 core, MLflow's 200 on 1 core.
+    assert top["ours_requests_per_cpu_s"] == pytest.approx(300.0)
+    assert top["requests_per_cpu_s_ratio"] == pytest.approx(1.5)
+    assert top["requests_per_cpu_s_workers"] == {OURS: 1, MLFLOW: 1}
+    assert (top["p99_ms_ratio"], top["p99_ms_workers"]) == (0.5, {OURS: 2, MLFLOW: 2})
+    # At c=1: ours 100 req/s on 0.5 cores = 200 per CPU-second, MLflow's 60 on 0.6 = 100.
+    assert low["requests_per_cpu_s_ratio"] == pytest.approx(2.0)
     assert summary["server_cpu_s_per_repeat"]["ml-cicd w2"] == {1: 25.0, 2: 25.0, 3: 25.0}
 
-    cpu, latency, throughput = headlines(summary, (1, 8))
-    assert cpu["name"] == "requests per server CPU-second, ours / mlflow (c=8)"
-    assert (cpu["value"], cpu["unit"], cpu["target"]) == (1.25, "x", ">= 2")
+    cpu, latency, throughput, cpu_low = headlines(summary, (1, 8), 8)
+    assert cpu["name"] == "requests per server CPU-second, ours / mlflow (c=8, 8 texts/request)"
+    assert (cpu["value"], cpu["unit"], cpu["target"]) == (1.5, "x", ">= 2")
     assert (cpu["baseline"], cpu["baseline_unit"]) == (200.0, "requests per CPU-second")
-    # Every repeat gave exactly 1.25: the paired interval is [1.25, 1.25], all below 2.
+    assert cpu["workers"] == {OURS: 1, MLFLOW: 1}
+    # Every repeat gave exactly 1.5: the paired interval is [1.5, 1.5], all below 2.
     assert cpu["interval"]["n"] == 3 and cpu["verdict"] == "missed"
-    assert cpu["per_repeat"] == [1.25, 1.25, 1.25]
-    assert latency["name"] == "p99 latency, ours / mlflow (c=8)"
-    assert (latency["value"], latency["baseline"], latency["verdict"]) == (0.375, 80.0, "met")
-    assert throughput["name"] == "requests per second, ours / mlflow (c=8)"
+    assert cpu["per_repeat"] == [1.5, 1.5, 1.5]
+    assert latency["name"] == "p99 latency, ours / mlflow (c=8, 8 texts/request)"
+    assert (latency["value"], latency["baseline"], latency["verdict"]) == (0.5, 60.0, "met")
+    assert latency["workers"] == {OURS: 2, MLFLOW: 2}
+    assert throughput["name"] == "requests per second, ours / mlflow (c=8, 8 texts/request)"
     assert (throughput["value"], throughput["target"], throughput["verdict"]) == (2.5, None, None)
+    assert throughput["workers"] == {OURS: 2, MLFLOW: 1}
+    # The lower concurrency per CPU-second: reported, no target.
+    assert cpu_low["name"] == "requests per server CPU-second, ours / mlflow (c=1, 8 texts/request)"
+    assert (cpu_low["value"], cpu_low["target"], cpu_low["verdict"]) == (2.0, None, None)
+    assert cpu_low["interval"]["n"] == 3
 
 
-def test_publishing_needs_five_repeats(tmp_path: Path) -> None:
-    done = CliRunner().invoke(
-        app, ["benchmark", "--repeats", "3", "--publish", "--dist-dir", str(tmp_path)]
+def test_a_run_with_an_idle_worker_breaks_the_balance_rule() -> None:
+    # 2 workers: the least busy one needs 30% of the server's CPU, in runs of 8+ connections.
+    assert not _measurement(1, 1, MLFLOW, 2, 32, 300, 50.0, 1.9, (0.6, 0.4)).uneven
+    idle = _measurement(1, 1, MLFLOW, 2, 32, 140, 400.0, 1.05, (0.97, 0.03))
+    assert idle.uneven and idle.least_busy_worker_share == pytest.approx(0.03)
+    assert _measurement(1, 1, OURS, 2, 32, 300, 50.0, 1.9, (0.71, 0.29)).uneven
+    # 4 workers: 15% each at least.
+    assert not _measurement(1, 1, OURS, 4, 32, 300, 50.0, 1.9, (0.38, 0.3, 0.16, 0.16)).uneven
+    assert _measurement(1, 1, OURS, 4, 32, 300, 50.0, 1.9, (0.45, 0.3, 0.15, 0.1)).uneven
+    # One connection cannot reach two workers: not checked below 4 connections per worker.
+    assert not _measurement(1, 1, OURS, 2, 1, 100, 9.0, 1.0, (1.0, 0.0)).uneven
+    # A worker that never logged its start counts as idle.
+    assert _measurement(1, 1, OURS, 2, 8, 300, 9.0, 1.0, (1.0,)).uneven
+    assert not _measurement(1, 1, OURS, 1, 32, 300, 9.0, 1.0).uneven
+
+
+def _start(
+    shares: list[tuple[float, ...]], calls: list[int]
+) -> Callable[[int], tuple[list[Measurement], dict]]:
+    """A stand-in for one server start: attempt i measures c=1 and c=8 with ``shares[i]``."""
+
+    def start(attempt: int) -> tuple[list[Measurement], dict]:
+        calls.append(attempt)
+        done = [_measurement(1, 1, MLFLOW, 2, level, 200, 20.0, 1.8, shares[attempt])
+                for level in (1, 8)]  # fmt: skip
+        return done, {"server": MLFLOW, "workers": 2}
+
+    return start
+
+
+def test_an_uneven_start_is_redone_on_a_fresh_start_until_even() -> None:
+    calls: list[int] = []
+    lines: list[str] = []
+    done, record = measure_start(
+        _start([(0.95, 0.05), (0.8, 0.2), (0.55, 0.45)], calls), "mlflow (2 workers)", lines.append
     )
+    assert calls == [0, 1, 2]
+    assert record["redone_starts"] == 2
+    assert [run["least_busy_worker_share"] for run in record["uneven_runs"]] == [0.05, 0.2]
+    assert all(run["concurrency"] == 8 for run in record["uneven_runs"])  # c=1 is not checked
+    assert done[1].least_busy_worker_share == pytest.approx(0.45)
+    assert len(lines) == 2 and "redo on a fresh start" in lines[0]
+
+
+def test_a_server_that_stays_uneven_stops_the_benchmark() -> None:
+    calls: list[int] = []
+    with pytest.raises(BenchmarkError, match=f"{MAX_REDONE_STARTS + 1} starts in a row"):
+        measure_start(_start([(1.0, 0.0)] * 10, calls), "mlflow (2 workers)", lambda line: None)
+    assert calls == list(range(MAX_REDONE_STARTS + 1))
+
+
+def test_a_server_whose_answers_change_size_fails_the_run() -> None:
+    runs = [_measurement(1, 1, OURS, 1, 8, 300, 9.0, 1.0, bytes_each=600),
+            _measurement(2, 1, MLFLOW, 1, 8, 200, 9.0, 1.0, bytes_each=900),
+            _measurement(3, 2, OURS, 2, 8, 300, 9.0, 1.0, bytes_each=603)]  # fmt: skip
+    check_response_sizes(runs)  # 0.5% apart: a run ends part-way through the bodies
+    runs.append(_measurement(4, 2, OURS, 1, 32, 300, 9.0, 1.0, bytes_each=560))
+    with pytest.raises(BenchmarkError, match="560.0 bytes per response in run 4 but 600.0"):
+        check_response_sizes(runs)
+
+
+def test_repeats_alternate_which_server_goes_first(monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:  # fmt: skip
+    # The servers stand in: this checks the order, the records and the redo wiring.
+    started: list[tuple[str, int, int, int]] = []
+
+    def fake_server(server, workers, repeat, plan, model_dir, folder, first_run, measured,
+                    attempt=0):  # fmt: skip
+        started.append((server, workers, repeat, attempt))
+        uneven = server == MLFLOW and workers == 2 and repeat == 1 and attempt == 0
+        shares = (0.9, 0.1) if uneven else None
+        m = _measurement(first_run, repeat, server, workers, 8, 300, 9.0, 1.0, shares)
+        measured(m)
+        return [m], {"repeat": repeat, "server": server, "workers": workers}
+
+    monkeypatch.setattr(benchmark, "measure_server", fake_server)
+    lines: list[str] = []
+    measurements, starts, orders = benchmark.measure_load(
+        None, (1, 2), 4, tmp_path, tmp_path, lines.append  # type: ignore[arg-type]
+    )
+    assert orders == [[OURS, MLFLOW], [MLFLOW, OURS], [OURS, MLFLOW], [MLFLOW, OURS]]
+    assert started[:5] == [(OURS, 1, 1, 0), (OURS, 2, 1, 0), (MLFLOW, 1, 1, 0),
+                           (MLFLOW, 2, 1, 0), (MLFLOW, 2, 1, 1)]  # fmt: skip
+    assert started[5:7] == [(MLFLOW, 1, 2, 0), (MLFLOW, 2, 2, 0)]
+    assert [record["redone_starts"] for record in starts[:4]] == [0, 0, 0, 1]
+    assert [m.run for m in measurements] == list(range(1, 17))
+    assert sum(1 for line in lines if "redo on a fresh start" in line) == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "problem"),
+    [
+        (["--repeats", "3"], "repeats 3 (at least 6 and even)"),
+        (["--repeats", "7"], "repeats 7 (at least 6 and even)"),
+        (["--batch", "4"], "batch 4 (default 8)"),
+        (["--workers", "1", "--workers", "2"], "workers [1, 2] (default [1, 2, 3, 4])"),
+        (["--concurrency", "32"], "concurrency [32] (default [1, 8, 32])"),
+        (["--duration", "3", "--warmup", "0"], "duration 3 (default 8), warm-up 0 (default 2)"),
+    ],
+)
+def test_publishing_needs_the_default_sizes(tmp_path: Path, flags: list[str], problem: str) -> None:
+    done = CliRunner().invoke(
+        app, ["benchmark", *flags, "--publish", "--dist-dir", str(tmp_path)],
+        env={"COLUMNS": "250"},
+    )  # fmt: skip
     assert done.exit_code == 2
-    assert "repeats must be at least 5 to publish, got 3" in done.output
+    assert f"publishing needs the default sizes: {problem}" in done.output
+    assert len(done.output.strip().splitlines()) == 1  # one line
     assert not list(tmp_path.iterdir())  # nothing measured or written
+
+
+def test_the_default_sizes_are_estimated_at_under_half_an_hour() -> None:
+    # The estimate the benchmark prints first (load only, no redone start), not a timing.
+    load_s = expected_seconds(CONCURRENCY, DURATION_S, WORKERS, REPEATS, WARMUP_S)
+    assert 25 * 60 < load_s < 30 * 60
 
 
 def _data_dir(folder: Path, rows: int = 400) -> Path:
@@ -183,22 +328,24 @@ def test_a_tiny_benchmark_measures_both_servers_under_wrk(tmp_path: Path) -> Non
     )
     done = CliRunner().invoke(
         app,
-        ["benchmark", "--concurrency", "2", "--duration", "1", "--batch", "4", "--workers", "1",
+        ["benchmark", "--concurrency", "2", "--duration", "1", "--batch", "4", "--workers", "2",
          "--repeats", "1", "--warmup", "0", "--data-dir", str(_data_dir(tmp_path / "data")),
          "--dist-dir", str(tmp_path / "dist")],
         env={"COLUMNS": "250"},  # rich wraps at 80 columns otherwise
     )  # fmt: skip
     assert done.exit_code == 0, done.output
     assert "requests per server CPU-second" in done.output  # the headline table
+    assert re.search(r"expected duration: ~\d+ min", done.output)  # printed first
     lines = [line for line in done.output.splitlines() if re.match(r"r1 (ml-cicd|mlflow) ", line)]
-    assert len(lines) == 2 and all("req/CPU-s" in line for line in lines)  # one per run
+    assert len(lines) == 2  # one per run
+    assert all("req/CPU-s" in line and "least busy worker" in line for line in lines)
     results_file = tmp_path / "dist" / "ml-cicd" / "benchmark" / "results.json"
     results = json.loads(results_file.read_text())
     names = [item["name"] for item in results["headline"]]
     assert names == [  # no image given: no image size
-        "requests per server CPU-second, ours / mlflow (c=2)",
-        "p99 latency, ours / mlflow (c=2)",
-        "requests per second, ours / mlflow (c=2)",
+        "requests per server CPU-second, ours / mlflow (c=2, 4 texts/request)",
+        "p99 latency, ours / mlflow (c=2, 4 texts/request)",
+        "requests per second, ours / mlflow (c=2, 4 texts/request)",
         "retrain wall time (validate, train, evaluate, gate, register)",
     ]
     for item in results["headline"]:
@@ -225,8 +372,17 @@ def test_a_tiny_benchmark_measures_both_servers_under_wrk(tmp_path: Path) -> Non
         assert measurement["errors"] == {"connect": 0, "read": 0, "write": 0, "status": 0,
                                          "timeout": 0}  # fmt: skip
         assert measurement["p99_ms"] >= measurement["p50_ms"] > 0
+        # Each of the two workers' own CPU, read by the pid uvicorn logged for it.
+        assert len(measurement["worker_cpu_s"]) == 2
+        assert 0 < sum(measurement["worker_cpu_s"]) <= measurement["server_cpu_s"] + 0.05
+        assert 0 <= measurement["least_busy_worker_share"] <= 0.5 + 0.01
     assert [m["run"] for m in results["measurements"]] == [1, 2]
-    assert results["best_workers"] == {OURS: 1, MLFLOW: 1}
+    # One connection per worker: below the balance rule's 4, so never redone.
+    assert results["redone_starts"] == 0
+    for start in results["server_starts"]:
+        assert len(start["worker_pids"]) == 2 and start["redone_starts"] == 0
+    assert results["server_order_per_repeat"] == [[OURS, MLFLOW]]
+    assert results["best_workers"]["requests_per_cpu_s"] == {"2": {OURS: 2, MLFLOW: 2}}
     assert results["retrain"]["status"] in ("promoted", "rejected")
     assert results["sizes"]["concurrency"] == [2] and results["sizes"]["repeats"] == 1
     assert results["versions"]["mlflow"] and results["versions"]["wrk"]

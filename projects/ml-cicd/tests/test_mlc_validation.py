@@ -152,3 +152,57 @@ def test_a_slice_with_held_out_texts_is_refused_naming_rows(tmp_path: Path) -> N
     assert failed["text_near_held_out"].rows == [5]
     assert "row 5 ~ held-out row 1 (Jaccard 0.9" in failed["text_near_held_out"].detail
     assert "text_near_held_out" in report.summary()
+
+
+def _changed(words: list[str], count: int) -> str:
+    """``words`` with the first ``count`` replaced by words they do not contain."""
+    return " ".join([f"other{i}" for i in range(count)] + words[count:])
+
+
+def test_the_default_rules_refuse_a_near_copy_above_0_8_and_pass_one_below(tmp_path: Path) -> None:
+    rules = ValidationRules()
+    assert rules.held_out_jaccard == 0.8  # the documented default
+    # A held-out review of 40 distinct words; changing k of them leaves (40 - k) / (40 + k).
+    words = [f"word{i}" for i in range(40)]
+    held_out = [" ".join(words)]
+    for changed, jaccard, refused in ((5, 35 / 45, False), (4, 36 / 44, True)):
+        text = _changed(words, changed)
+        assert len(set(text.split()) & set(words)) / len(set(text.split()) | set(words)) == (
+            pytest.approx(jaccard)
+        )
+        frame = reviews(60)
+        frame.loc[3, "text"] = text
+        write(tmp_path, "0001.csv", frame)
+        report = validate_new_data(read_slices(tmp_path), None, rules, held_out)
+        if refused:  # Jaccard 0.818
+            assert [r.rule for r in report.failures()] == ["text_near_held_out"]
+            assert report.failures()[0].rows == [4]
+            assert f"(Jaccard {jaccard:.2f}" in report.failures()[0].detail
+        else:  # Jaccard 0.778
+            assert report.passed, report.summary()
+
+
+def test_the_bundled_training_rows_leave_out_every_copy_of_a_held_out_review() -> None:
+    from ml_cicd.training import bundled_training_rows
+    from roadmap_lab.data import load_reviews
+
+    train, test = load_reviews()
+    unique = train.drop_duplicates("text")
+    kept = bundled_training_rows(test)
+    dropped = unique[~unique["text"].isin(set(kept["text"]))]
+    held_out = set(test["text"].map(normalise))
+    exact = dropped[dropped["text"].map(normalise).isin(held_out)]
+    near = dropped.drop(exact.index)
+    # 7 reviews are in both splits, 1 more with a sentence changed: exactly these 8 go.
+    assert (len(exact), len(near)) == (7, 1)
+    assert len(kept) == len(unique) - 8
+    # The near copy's closest held-out review, measured here with plain sets.
+    tokens = set(normalise(near["text"].iloc[0]).split())
+    closest = max(
+        len(tokens & other) / len(tokens | other)
+        for other in (set(normalise(text).split()) for text in test["text"])
+    )
+    assert 0.8 <= closest < 1
+    # Nothing left is a copy by either rule.
+    assert not kept["text"].map(normalise).isin(held_out).any()
+    assert not HeldOutIndex(test["text"]).leaks(kept["text"].tolist()).any()

@@ -281,17 +281,25 @@ def demo(
 @app.command()
 def benchmark(
     concurrency: Annotated[
-        list[int] | None, typer.Option(help="wrk connections (repeat the flag).")
+        list[int] | None, typer.Option(help="wrk connections (repeat the flag; default 1 8 32).")
     ] = None,
-    duration: Annotated[int, typer.Option(help="Seconds per measurement.", min=1)] = 10,
-    batch: Annotated[int, typer.Option(help="Reviews per request.", min=1)] = 8,
+    duration: Annotated[
+        int | None, typer.Option(help="Seconds per measurement (default 8).", min=1)
+    ] = None,
+    batch: Annotated[
+        int | None, typer.Option(help="Reviews per request (default 8).", min=1)
+    ] = None,
     workers: Annotated[
-        list[int] | None, typer.Option(help="uvicorn workers to try per server (repeat).")
+        list[int] | None,
+        typer.Option(help="uvicorn workers to try per server (repeat; default 1 2 3 4)."),
     ] = None,
     repeats: Annotated[
-        int, typer.Option(help="Interleaved repeats (at least 5 to publish).", min=1)
-    ] = 5,
-    warmup: Annotated[int, typer.Option(help="Warm-up seconds per start (0: none).", min=0)] = 2,
+        int | None,
+        typer.Option(help="Interleaved repeats (default 6; to publish 6 or more, even).", min=1),
+    ] = None,
+    warmup: Annotated[
+        int | None, typer.Option(help="Warm-up seconds per start (0: none; default 2).", min=0)
+    ] = None,
     data_dir: DataDir = None,
     image: Annotated[
         str | None,
@@ -307,8 +315,9 @@ def benchmark(
     ] = True,
 ) -> None:
     """wrk on loopback: this service vs `mlflow models serve` of the same model, each at its best
-    worker count: requests per server CPU-second, requests/s and p50/p99 per concurrency; the
-    retrain wall time; the image size when --image is given."""
+    worker count per figure: requests per server CPU-second, requests/s and p50/p99 per
+    concurrency; the retrain wall time; the image size when --image is given. --publish needs
+    the default sizes (~29 min on 2 cores)."""
     with cli_errors():
         from roadmap_lab.results import invocation
 
@@ -319,16 +328,18 @@ def benchmark(
         run = run_benchmark(
             settings.dist_dir,
             invocation("ml_cicd"),
-            concurrency=tuple(concurrency or (1, 8, 32)),
-            duration_s=duration,
-            batch=batch,
-            workers=tuple(workers or (1, 2)),
-            repeats=repeats,
-            warmup_s=warmup,
             publish=publish,
             data_dir=settings.data_dir,
             image=image,
             progress=(lambda line: console.print(line, highlight=False)) if progress else None,
+            **given(
+                concurrency=tuple(concurrency) if concurrency else None,
+                duration_s=duration,
+                batch=batch,
+                workers=tuple(workers) if workers else None,
+                repeats=repeats,
+                warmup_s=warmup,
+            ),
         )
         for table in tables(run.summary, run.headline):
             console.print(table)

@@ -8,7 +8,7 @@ from typing import Any
 from rich.table import Table
 from roadmap_lab.results import Headline, ResultsWriter
 
-from ml_cicd.bench.requests import LABELS, SERVERS
+from ml_cicd.bench.requests import LABELS, MLFLOW, OURS, SERVERS
 from ml_cicd.bench.servers import Measurement
 
 PLOT = "throughput_latency"
@@ -21,26 +21,39 @@ def measurement_line(m: Measurement) -> str:
         f"r{m.repeat} {m.server:<7} w{m.workers} c{m.concurrency:<3} "
         f"{row['requests_per_s']:8.1f} req/s {row['requests_per_cpu_s']:7.1f} req/CPU-s "
         f"p50 {row['p50_ms']:6.1f} p99 {row['p99_ms']:6.1f} ms "
-        f"cpu server {row['server_cpu_cores']:.2f} wrk {row['client_cpu_cores']:.2f} cores"
+        f"cpu server {row['server_cpu_cores']:.2f} wrk {row['client_cpu_cores']:.2f} cores, "
+        f"least busy worker {row['least_busy_worker_share']:.0%}"
     )
 
 
-def tables(summary: dict[str, Any], headline: list[Headline]) -> tuple[Table, Table]:
-    """Every configuration's medians (best worker counts marked), and the headline."""
+# The figures each server's best worker count is chosen for (summary.BEST), as the table shows.
+SHORT = {"requests_per_cpu_s": "req/CPU-s", "p99_ms": "p99", "requests_per_s": "req/s"}
+
+
+def best_for(summary: dict[str, Any], server: str, count: int, level: int) -> str:
+    """The figures for which ``count`` workers is ``server``'s best at ``level``."""
     best = summary["best_workers"]
+    return ", ".join(SHORT[figure] for figure in best if best[figure][level][server] == count)
+
+
+def tables(summary: dict[str, Any], headline: list[Headline]) -> tuple[Table, Table]:
+    """Every configuration's medians (with the figures it is the server's best count for), and
+    the headline."""
     runs = Table(title="ml-cicd benchmark: wrk on loopback (medians over repeats)")
     for column in ("server", "workers", "concurrency", "req/s", "req/CPU-s", "server CPU-s",
-                   "p50 ms", "p99 ms"):  # fmt: skip
-        runs.add_column(column, justify="left" if column == "server" else "right")
+                   "least busy worker", "p50 ms", "p99 ms", "best for"):  # fmt: skip
+        runs.add_column(column, justify="left" if column in ("server", "best for") else "right")
     for c in summary["configurations"]:
-        mark = " *" if c["workers"] == best[c["server"]] else ""
         runs.add_row(
-            LABELS[c["server"]], f"{c['workers']}{mark}", str(c["concurrency"]),
+            LABELS[c["server"]], str(c["workers"]), str(c["concurrency"]),
             f"{c['requests_per_s']:.1f}", f"{c['requests_per_cpu_s']:.1f}",
-            f"{c['server_cpu_s']:.2f}", f"{c['p50_ms']:.2f}", f"{c['p99_ms']:.2f}",
+            f"{c['server_cpu_s']:.2f}", f"{c['least_busy_worker_share']:.0%}",
+            f"{c['p50_ms']:.2f}", f"{c['p99_ms']:.2f}",
+            best_for(summary, c["server"], c["workers"], c["concurrency"]),
         )  # fmt: skip
-    heads = Table(title="headline (* = each server's best worker count)")
-    for column in ("figure", "value [interval]", "baseline", "target", "verdict"):
+    heads = Table(title="headline (each server at its best worker count for the figure)")
+    for column in ("figure", "value [interval]", "baseline", "target", "verdict",
+                   "workers ours / mlflow"):  # fmt: skip
         heads.add_column(column)
     for item in headline:
         interval = item.get("interval")
@@ -49,8 +62,10 @@ def tables(summary: dict[str, Any], headline: list[Headline]) -> tuple[Table, Ta
             value += f" [{interval['low']}, {interval['high']}]"
         unit = item.get("baseline_unit", item["unit"])
         baseline = "" if item["baseline"] is None else f"{item['baseline']} {unit}"
+        counts = item.get("workers")
+        workers = f"{counts[OURS]} / {counts[MLFLOW]}" if counts else ""
         heads.add_row(item["name"], value, baseline, item["target"] or "",
-                      item.get("verdict") or "")  # fmt: skip
+                      item.get("verdict") or "", workers)  # fmt: skip
     return runs, heads
 
 
@@ -74,7 +89,7 @@ def save_figure(
     levels = sorted(concurrency)
     for server in SERVERS:
         for count in sorted({m.workers for m in measurements if m.server == server}):
-            best = count == summary["best_workers"][server]
+            best = count == summary["best_workers"]["requests_per_cpu_s"][levels[-1]][server]
             label = f"{LABELS[server]}, {count} worker{'s' if count > 1 else ''}"
             configs = sorted((c for c in summary["configurations"]
                               if c["server"] == server and c["workers"] == count),
@@ -84,7 +99,7 @@ def save_figure(
                 axis.plot([c["concurrency"] for c in configs], [c[key] for c in configs],
                           "-" if best else ":", marker="o", color=colors[server],
                           alpha=1.0 if best else 0.6,
-                          label=label + (" (best)" if best else ""))  # fmt: skip
+                          label=label + (" (best per CPU-second)" if best else ""))  # fmt: skip
                 axis.scatter([m.concurrency for m in points], [m.as_dict()[key] for m in points],
                              s=10, color=colors[server], alpha=0.4)  # fmt: skip
     for axis, (_, title) in zip(axes, panels, strict=True):

@@ -19,13 +19,24 @@ Every start waits until each worker has logged its startup, checks one request a
 model's own predictions and, with a warm-up, runs wrk once at the highest concurrency before it
 is measured. Each wrk run reads the CPU-seconds of the server's whole process tree (the server
 and its workers, ``roadmap_lab.results.process_tree_cpu_seconds``) before and after, and wrk's
-own from its rusage: the server's figure is the headline's denominator.
+own from its rusage: the server's figure is the headline's denominator. It also reads each
+worker's own CPU-seconds (``/proc/<pid>/stat``; the pids from the line uvicorn logs as each worker
+starts), for the balance rule below.
+
+**The balance rule**, declared before measuring and the same for both servers: uvicorn's workers
+share one listening socket and each serves the connections it happens to accept, so one worker can
+sit idle for a whole run (in the earlier data one of MLflow's two workers did, and that run's
+ratios moved far from the others). A run with at least ``CHECKED_CONNECTIONS_PER_WORKER``
+connections per worker counts only when its least busy worker used at least ``EVEN_SHARE_FLOOR``
+of an even share of the process tree's CPU: 30% with 2 workers, 20% with 3, 15% with 4. A start
+with a run that breaks it is redone on a fresh start (``benchmark.measure_start``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -51,6 +62,10 @@ logger = logging.getLogger(__name__)
 READY_PATH = {OURS: "/health/ready", MLFLOW: "/health"}
 STARTUP_TIMEOUT_S = 120.0
 STARTUP_LINE = "Application startup complete."  # uvicorn's, once per worker
+WORKER_STARTED = re.compile(r"Started server process \[(\d+)\]")  # uvicorn's, once per worker
+# The balance rule (module docstring).
+CHECKED_CONNECTIONS_PER_WORKER = 4
+EVEN_SHARE_FLOOR = 0.6
 
 
 @dataclass
@@ -65,10 +80,29 @@ class Measurement:
     result: WrkResult
     server_cpu_s: float  # the server's process tree during the run
     client_cpu_s: float  # wrk's
+    worker_cpu_s: tuple[float, ...]  # each worker's own during the run, one per worker started
 
     @property
     def requests_per_s(self) -> float:
         return self.result.requests_per_s
+
+    @property
+    def bytes_per_response(self) -> float:
+        return self.result.bytes_read / self.result.requests if self.result.requests else 0.0
+
+    @property
+    def least_busy_worker_share(self) -> float:
+        """The least busy worker's share of the server's CPU during the run (0 when a worker
+        never logged its start)."""
+        if len(self.worker_cpu_s) < self.workers or self.server_cpu_s <= 0:
+            return 0.0
+        return min(self.worker_cpu_s) / self.server_cpu_s
+
+    @property
+    def uneven(self) -> bool:
+        """True when the run breaks the balance rule (module docstring)."""
+        checked = self.concurrency >= CHECKED_CONNECTIONS_PER_WORKER * self.workers
+        return checked and self.least_busy_worker_share < EVEN_SHARE_FLOOR / self.workers
 
     @property
     def requests_per_cpu_s(self) -> float:
@@ -94,8 +128,10 @@ class Measurement:
             "requests": self.result.requests,
             "duration_s": round(self.result.duration_s, 3),
             "errors": self.result.errors,
-            "bytes_per_response": round(self.result.bytes_read / requests, 1),
+            "bytes_per_response": round(self.bytes_per_response, 1),
             "server_cpu_s": round(self.server_cpu_s, 3),
+            "worker_cpu_s": [round(seconds, 3) for seconds in self.worker_cpu_s],
+            "least_busy_worker_share": round(self.least_busy_worker_share, 3),
             "server_cpu_cores": round(self.server_cpu_s / seconds, 3),
             "server_cpu_ms_per_request": round(self.server_cpu_s * 1000 / requests, 3),
             "client_cpu_s": round(self.client_cpu_s, 3),
@@ -159,6 +195,21 @@ def wait_for_workers(process: ManagedProcess, workers: int) -> float | None:
     return None
 
 
+def worker_pids(log: str) -> list[int]:
+    """The pids of the workers uvicorn started, in the order they logged it."""
+    return list(dict.fromkeys(int(pid) for pid in WORKER_STARTED.findall(log)))
+
+
+def pid_cpu_seconds(pid: int) -> float:
+    """CPU-seconds (user and system) process ``pid`` used so far; 0 once it has gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()
+    except OSError:
+        return 0.0
+    # After "(comm)": state ppid ... utime(12) stime(13), 1-based from state.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def access_log_lines(log: str, server: str) -> int:
     return log.count(f'"POST {PREDICT_PATH[server]} HTTP/1.1"')
 
@@ -188,16 +239,18 @@ def measure_server(
     folder: Path,
     first_run: int,
     measured: Callable[[Measurement], None],
+    attempt: int = 0,
 ) -> tuple[list[Measurement], dict[str, Any]]:
     """Start ``server`` with ``workers``, check and warm it up, run wrk at each concurrency
-    (``measured`` is called with each measurement); (the measurements, the start's record)."""
+    (``measured`` is called with each measurement); (the measurements, the start's record).
+    ``attempt``: how many starts of this configuration were redone before this one."""
     port = free_port()
     base = f"http://{LOCALHOST}:{port}"
     url = base + PREDICT_PATH[server]
     process = ManagedProcess(
         server_argv(server, model_dir, port, workers),
         name=f"{LABELS[server]} ({workers} worker{'s' if workers > 1 else ''})",
-        log_path=folder / f"{server}-w{workers}-r{repeat}.log",
+        log_path=folder / f"{server}-w{workers}-r{repeat}-a{attempt}.log",
         ready=base + READY_PATH[server],
         env=server_env(server, folder / "shim"),
         cwd=folder,
@@ -210,6 +263,7 @@ def measure_server(
         start_s = time.monotonic() - started
         # Ready means one worker answers; the others may still be loading the model.
         all_started = wait_for_workers(process, workers)
+        pids = worker_pids(process.log_tail(10**9))
         check_predictions(server, url, *plan.check)
         record: dict[str, Any] = {
             "repeat": repeat,
@@ -217,6 +271,7 @@ def measure_server(
             "workers": workers,
             "start_s": round(start_s, 2),
             "all_workers_started_s": None if all_started is None else round(all_started, 2),
+            "worker_pids": pids,
         }
         if plan.warmup_s > 0:
             result, _ = run_wrk(plan.wrk, url, plan.script, plan.bodies[server],
@@ -225,9 +280,11 @@ def measure_server(
             record["warmup_requests_per_s"] = round(result.requests_per_s, 2)
         for concurrency in plan.concurrency:
             cpu_before = process_tree_cpu_seconds(process.pid)
+            workers_before = [pid_cpu_seconds(pid) for pid in pids]
             result, client_s = run_wrk(plan.wrk, url, plan.script, plan.bodies[server],
                                        concurrency, plan.duration_s, plan.cpu)  # fmt: skip
             cpu_after = process_tree_cpu_seconds(process.pid)
+            workers_after = [pid_cpu_seconds(pid) for pid in pids]
             if process.poll() is not None:
                 raise BenchmarkError(
                     f"{process.name} exited during the load; log tail:\n{process.log_tail(20)}"
@@ -236,6 +293,8 @@ def measure_server(
             measurement = Measurement(
                 first_run + len(measurements), repeat, server, workers, concurrency, result,
                 server_cpu_s=cpu_after - cpu_before, client_cpu_s=client_s,
+                worker_cpu_s=tuple(max(0.0, after - before) for before, after
+                                   in zip(workers_before, workers_after, strict=True)),
             )  # fmt: skip
             measurements.append(measurement)
             measured(measurement)

@@ -1,15 +1,20 @@
 """From measurements to figures: each configuration's medians over the repeats, each server's
-best worker count, the comparison per concurrency, and the headline.
+best worker count per figure, the comparison per concurrency, and the headline.
 
-The headline compares the two servers at their best worker count (the highest median requests/s
-at the highest concurrency: what one would deploy) at the highest concurrency, as paired ratios
-over the interleaved repeats (repeat i of both servers ran back to back):
+Each figure compares each server at the worker count that does best on that figure, at that
+concurrency (``BEST``: the highest median requests per CPU-second, the lowest median p99, the
+highest median requests/s), so a count chosen for one figure never handicaps another. The ratios
+are paired over the interleaved repeats (repeat i of both servers ran in the same repeat):
 
-- requests per server CPU-second, ours / MLflow's (target >= 2): the work each server does per
-  request, whatever share of the two cores it got. Raw requests/s would reward a server for
-  taking more CPU (in the earlier figure one of MLflow's two workers sat idle);
-- p99 latency, ours / MLflow's (target <= 1);
-- requests per second, ours / MLflow's (no target: what a client sees on this machine).
+- requests per server CPU-second, ours / MLflow's: the work each server does per request,
+  whatever share of the two cores it got (raw requests/s would reward a server for taking more
+  CPU). Target >= 2 at the highest concurrency; the lower concurrencies are reported beside it
+  without a target, so the highest one is not read as the general case;
+- p99 latency, ours / MLflow's at the highest concurrency (target <= 1);
+- requests per second, ours / MLflow's at the highest concurrency (no target: what a client sees
+  on this machine).
+
+Every name carries the batch size (texts per request): the ratio depends on it.
 """
 
 from __future__ import annotations
@@ -34,19 +39,23 @@ FIGURES: dict[str, Key] = {
     "p99_ms": lambda m: m.result.latency_ms["p99"],
     "server_cpu_s": lambda m: m.server_cpu_s,
     "client_cpu_s": lambda m: m.client_cpu_s,
+    "least_busy_worker_share": lambda m: m.least_busy_worker_share,
 }
+# The figures compared, each with each server at its best worker count for it: True when
+# higher is better.
+BEST = {"requests_per_cpu_s": True, "p99_ms": False, "requests_per_s": True}
 
 
-def cpu_figure_name(top: int) -> str:
-    return f"requests per server CPU-second, ours / mlflow (c={top})"
+def cpu_figure_name(level: int, batch: int) -> str:
+    return f"requests per server CPU-second, ours / mlflow (c={level}, {batch} texts/request)"
 
 
-def p99_figure_name(top: int) -> str:
-    return f"p99 latency, ours / mlflow (c={top})"
+def p99_figure_name(level: int, batch: int) -> str:
+    return f"p99 latency, ours / mlflow (c={level}, {batch} texts/request)"
 
 
-def throughput_figure_name(top: int) -> str:
-    return f"requests per second, ours / mlflow (c={top})"
+def throughput_figure_name(level: int, batch: int) -> str:
+    return f"requests per second, ours / mlflow (c={level}, {batch} texts/request)"
 
 
 def _median(values: Sequence[float]) -> float:
@@ -69,12 +78,26 @@ def _configuration(group: list[Measurement]) -> dict[str, Any]:
     return summary
 
 
+def _find(configurations: list[dict[str, Any]], server: str, count: int,
+          level: int) -> dict[str, Any]:  # fmt: skip
+    key = (server, count, level)
+    return next(c for c in configurations
+                if (c["server"], c["workers"], c["concurrency"]) == key)  # fmt: skip
+
+
+def _best_count(configurations: list[dict[str, Any]], figure: str, server: str, level: int,
+                workers: Sequence[int]) -> int:  # fmt: skip
+    """The worker count of ``server`` that does best on ``figure`` at ``level`` (``BEST``)."""
+    medians = {count: _find(configurations, server, count, level)[figure] for count in workers}
+    return sorted(workers, key=medians.__getitem__, reverse=BEST[figure])[0]
+
+
 def summarise(
     measurements: list[Measurement], concurrency: Sequence[int], workers: Sequence[int]
 ) -> dict[str, Any]:
-    """Every configuration's medians and per-repeat values, each server's best worker count,
-    the comparison at those counts per concurrency, and the CPU-seconds per repeat."""
-    top = max(concurrency)
+    """Every configuration's medians and per-repeat values; per figure and concurrency, each
+    server's best worker count (``best_workers[figure][concurrency][server]``) and the
+    comparison at those counts; the CPU-seconds per repeat."""
     configurations = []
     for server in SERVERS:
         for count in workers:
@@ -83,26 +106,24 @@ def summarise(
                 group = [m for m in measurements if (m.server, m.workers, m.concurrency) == key]
                 if group:
                     configurations.append(_configuration(group))
-
-    def config(server: str, count: int, level: int) -> dict[str, Any]:
-        key = (server, count, level)
-        return next(c for c in configurations
-                    if (c["server"], c["workers"], c["concurrency"]) == key)  # fmt: skip
-
     best = {
-        server: max(workers, key=lambda count: config(server, count, top)["requests_per_s"])
-        for server in SERVERS
+        figure: {
+            level: {server: _best_count(configurations, figure, server, level, workers)
+                    for server in SERVERS}  # fmt: skip
+            for level in concurrency
+        }
+        for figure in BEST
     }
     comparison = []
     for level in concurrency:
-        ours, theirs = config(OURS, best[OURS], level), config(MLFLOW, best[MLFLOW], level)
         row: dict[str, Any] = {"concurrency": level}
-        for name in ("requests_per_s", "requests_per_cpu_s", "p50_ms", "p99_ms"):
-            row[f"ours_{name}"], row[f"mlflow_{name}"] = ours[name], theirs[name]
-        row["requests_per_s_ratio"] = round(ours["requests_per_s"] / theirs["requests_per_s"], 3)
-        row["requests_per_cpu_s_ratio"] = round(
-            ours["requests_per_cpu_s"] / theirs["requests_per_cpu_s"], 3
-        )
+        for figure in BEST:
+            counts = best[figure][level]
+            ours = _find(configurations, OURS, counts[OURS], level)[figure]
+            theirs = _find(configurations, MLFLOW, counts[MLFLOW], level)[figure]
+            row[f"{figure}_workers"] = counts
+            row[f"ours_{figure}"], row[f"mlflow_{figure}"] = ours, theirs
+            row[f"{figure}_ratio"] = round(ours / theirs, 3)
         comparison.append(row)
     # Every CPU-second each server start used under load (all concurrency levels), per repeat.
     cpu_per_repeat: dict[str, dict[int, float]] = {}
@@ -117,47 +138,48 @@ def summarise(
     }
 
 
-def _at(summary: dict[str, Any], server: str, level: int) -> dict[str, Any]:
-    """The configuration of ``server`` at its best worker count and concurrency ``level``."""
-    key = (server, summary["best_workers"][server], level)
-    return next(c for c in summary["configurations"]
-                if (c["server"], c["workers"], c["concurrency"]) == key)  # fmt: skip
-
-
-def _paired(ours: dict[str, Any], theirs: dict[str, Any], name: str) -> dict[str, Any]:
-    """The ratio of ``name``, ours / MLflow's, over the repeats both ran: the paired interval
-    with two or more, the one ratio (no interval) with one."""
+def _paired(summary: dict[str, Any], figure: str, level: int) -> dict[str, Any]:
+    """The ratio of ``figure``, ours / MLflow's at ``level``, each server at its best count for
+    it, over the repeats both ran: the paired interval with two or more, the one ratio (no
+    interval) with one; with both sides' medians and the counts."""
+    counts = summary["best_workers"][figure][level]
+    ours = _find(summary["configurations"], OURS, counts[OURS], level)
+    theirs = _find(summary["configurations"], MLFLOW, counts[MLFLOW], level)
     repeats = sorted(set(ours["repeats"]) & set(theirs["repeats"]))
-    a = [ours[f"{name}_per_repeat"][ours["repeats"].index(r)] for r in repeats]
-    b = [theirs[f"{name}_per_repeat"][theirs["repeats"].index(r)] for r in repeats]
+    a = [ours[f"{figure}_per_repeat"][ours["repeats"].index(r)] for r in repeats]
+    b = [theirs[f"{figure}_per_repeat"][theirs["repeats"].index(r)] for r in repeats]
     ratios = [round(x / y, 3) for x, y in zip(a, b, strict=True)]
-    if len(repeats) > 1:
-        return {"value": None, "interval": paired_ratio(a, b), "per_repeat": ratios}
-    return {"value": ratios[0], "interval": None, "per_repeat": ratios}
+    several = len(repeats) > 1
+    return {
+        "value": None if several else ratios[0],
+        "interval": paired_ratio(a, b) if several else None,
+        "per_repeat": ratios,
+        "ours": ours[figure],
+        "baseline": theirs[figure],
+        "workers": counts,
+    }
 
 
-def headlines(summary: dict[str, Any], concurrency: Sequence[int]) -> list[Headline]:
+def _figure(name: str, paired: dict[str, Any], baseline_unit: str,
+            target: str | None = None) -> Headline:  # fmt: skip
+    return headline_figure(
+        name, paired["value"], "x", baseline=paired["baseline"], baseline_unit=baseline_unit,
+        target=target, interval=paired["interval"], digits=3, workers=paired["workers"],
+        per_repeat=paired["per_repeat"], ours=paired["ours"],
+    )  # fmt: skip
+
+
+def headlines(summary: dict[str, Any], concurrency: Sequence[int], batch: int) -> list[Headline]:
+    """Per CPU-second, p99 and requests/s at the highest concurrency, then per CPU-second at
+    each lower one (no target)."""
     top = max(concurrency)
-    ours, theirs = _at(summary, OURS, top), _at(summary, MLFLOW, top)
-    workers = summary["best_workers"]
-    cpu = _paired(ours, theirs, "requests_per_cpu_s")
-    p99 = _paired(ours, theirs, "p99_ms")
-    rps = _paired(ours, theirs, "requests_per_s")
+    per_cpu = "requests per CPU-second"
     return [
-        headline_figure(
-            cpu_figure_name(top), cpu["value"], "x", baseline=theirs["requests_per_cpu_s"],
-            baseline_unit="requests per CPU-second", target=CPU_TARGET, interval=cpu["interval"],
-            digits=3, workers=workers, per_repeat=cpu["per_repeat"],
-            ours=ours["requests_per_cpu_s"],
-        ),
-        headline_figure(
-            p99_figure_name(top), p99["value"], "x", baseline=theirs["p99_ms"],
-            baseline_unit="ms", target=P99_TARGET, interval=p99["interval"], digits=3,
-            workers=workers, per_repeat=p99["per_repeat"], ours=ours["p99_ms"],
-        ),
-        headline_figure(
-            throughput_figure_name(top), rps["value"], "x", baseline=theirs["requests_per_s"],
-            baseline_unit="req/s", interval=rps["interval"], digits=3, workers=workers,
-            per_repeat=rps["per_repeat"], ours=ours["requests_per_s"],
-        ),
+        _figure(cpu_figure_name(top, batch), _paired(summary, "requests_per_cpu_s", top),
+                per_cpu, CPU_TARGET),
+        _figure(p99_figure_name(top, batch), _paired(summary, "p99_ms", top), "ms", P99_TARGET),
+        _figure(throughput_figure_name(top, batch), _paired(summary, "requests_per_s", top),
+                "req/s"),
+        *(_figure(cpu_figure_name(level, batch), _paired(summary, "requests_per_cpu_s", level),
+                  per_cpu) for level in sorted(concurrency) if level != top),
     ]  # fmt: skip
