@@ -101,7 +101,7 @@ def celery_stack(
     }
     database = postgres.create_database("airflow_celery", driver="postgresql+psycopg2")
     with contextlib.ExitStack() as stack:
-        broker = stack.enter_context(redis_server(folder / "redis"))
+        broker = stack.enter_context(redis_server(folder / "redis")).url
         yield stack.enter_context(
             airflow_stack(
                 folder / "airflow",

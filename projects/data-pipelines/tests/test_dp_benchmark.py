@@ -1,7 +1,8 @@
 """The benchmark end to end on a tiny size: two timed dates after the warm-up, under dag.test()
 and the real scheduler with the LocalExecutor on PostgreSQL (the CeleryExecutor path is the same
 code on the stack that test_dp_celery.py runs); the results file carries the targeted figures
-with intervals, every date of every path, the conditions, and byte-identical artefacts."""
+with intervals, the slowest date, every date of every path, the conditions (PostgreSQL's CPU and
+the deployment's non-default settings), no report run, and byte-identical artefacts."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from data_pipelines import benchmark
 from data_pipelines.benchmark import wall_time_name
 from data_pipelines.cli import app
+from data_pipelines.errors import DataPipelinesError
 from roadmap_lab.services import python_child_env
 from typer.testing import CliRunner
 
@@ -51,8 +54,31 @@ def test_the_benchmark_runs_end_to_end_on_a_tiny_size(tmp_path: Path) -> None:
         assert all(w > 0 for w in path_results["wall_s"] + path_results["plain_wall_s"])
     assert set(results["paths"]) == {"dag.test", "local"}
     assert results["artefacts_identical"] is True
-    cpu = results["conditions"]["cpu_seconds"]
-    assert cpu["local: scheduler"] > 0 and "local: api-server" in cpu
+    slowest = by_name["slowest logical date, trigger to success (LocalExecutor on PostgreSQL)"]
+    assert slowest["value"] == max(results["paths"]["local"]["wall_s"])
+    assert slowest["target"] is None
+    conditions = results["conditions"]
+    cpu = conditions["cpu_seconds"]
+    assert cpu["local: scheduler"] > 0 and cpu["local: PostgreSQL"] > 0
+    assert "local: api-server" in cpu
+    assert "fsync=off" in conditions["deployment"]["postgresql"]
+    assert "HEARTBEAT_SEC=1" in conditions["deployment"]["scheduler"]
+    assert "paused" in conditions["deployment"]["report_dag"]
+
+
+def test_different_artefacts_or_a_retried_date_are_errors(tmp_path: Path) -> None:
+    same, other = tmp_path / "same", tmp_path / "other"
+    for store, body in ((tmp_path / "first", b"a"), (same, b"a"), (other, b"b")):
+        (store / "models").mkdir(parents=True)
+        (store / "models" / "CURRENT").write_bytes(body)
+    (same / "staging").mkdir()
+    (same / "staging" / "work").write_bytes(b"in progress")  # work in progress does not count
+    benchmark._check_identical([tmp_path / "first", same])
+    with pytest.raises(DataPipelinesError, match=f"artefacts differ .* in {other}"):
+        benchmark._check_identical([tmp_path / "first", same, other])
+    benchmark._check_one_try("2021-02-21", 1)
+    with pytest.raises(DataPipelinesError, match="2021-02-21 needed a retry"):
+        benchmark._check_one_try("2021-02-21", 2)
 
 
 def test_the_cli_refuses_a_single_date() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +168,53 @@ def test_a_week_runs_only_after_the_week_before(settings: ProjectSettings) -> No
     assert files_under(Path(settings.output_root)) == []
 
 
+def test_a_logical_date_must_be_midnight_utc() -> None:
+    assert steps.logical_slice_id(datetime(2021, 2, 14, tzinfo=UTC)) == KEY
+    one_hour_east = timezone(timedelta(hours=1))
+    assert steps.logical_slice_id(datetime(2021, 2, 14, 1, tzinfo=one_hour_east)) == KEY
+    with pytest.raises(PermanentError, match="not at 00:00 UTC"):
+        steps.logical_slice_id(datetime(2021, 2, 14, 6, tzinfo=UTC))
+
+
+def test_two_runs_of_one_date_stage_apart(settings: ProjectSettings) -> None:
+    """A backfill's run and a manual run of the same week: neither removes the other's work."""
+    store = ArtefactStore.of(settings)
+    other = steps.fetch(settings, KEY, "backfill__2021-02-14T00:00:00+00:00")
+    first = steps.run_plain(settings, KEY, "manual__2021-02-14T00:00:00+00:00")
+    assert store.at(other["uri"]).exists()
+    validated = steps.validate(settings, other)
+    prepared = steps.preprocess(settings, validated)
+    trained = steps.train(settings, prepared)
+    evaluated = steps.evaluate(settings, prepared, trained)
+    assert steps.publish(settings, validated, prepared, trained, evaluated) == first
+    assert files_under(Path(settings.output_root) / "staging") == []
+
+
+def test_validate_keeps_the_bytes_ingested_first(settings: ProjectSettings) -> None:
+    """Another run stored other bytes for the week between this run's fetch and its validate:
+    they stay, and this run's bytes are quarantined (no check-then-write hole)."""
+    steps.run_plain(settings, KEY)
+    fetched = steps.fetch(settings, NEXT)
+    ingested = Path(settings.output_root) / "slices" / f"{NEXT}.csv"
+    ingested.write_bytes(b"the other run's bytes\n")
+    with pytest.raises(QuarantinedError, match="changed upstream"):
+        steps.validate(settings, fetched)
+    assert ingested.read_bytes() == b"the other run's bytes\n"
+    quarantined = Path(settings.output_root) / "quarantine" / NEXT
+    report = json.loads((quarantined / "report.json").read_text())
+    assert report["ingested_sha256"] == sha256_hex(b"the other run's bytes\n")
+    assert files_under(Path(settings.output_root) / "staging") == []
+
+
+def test_preprocess_refuses_a_slice_changed_since_validate(settings: ProjectSettings) -> None:
+    steps.run_plain(settings, KEY)
+    validated = steps.validate(settings, steps.fetch(settings, NEXT))
+    output = Path(settings.output_root) / "slices"
+    (output / f"{NEXT}.csv").write_bytes((output / f"{KEY}.csv").read_bytes())
+    with pytest.raises(PermanentError, match="changed since validate"):
+        steps.preprocess(settings, validated)
+
+
 def test_a_changed_past_slice_is_quarantined_and_nothing_is_overwritten(
     settings: ProjectSettings, source: SourceServer
 ) -> None:
@@ -234,6 +282,23 @@ def test_publish_is_idempotent_and_pins_every_input(settings: ProjectSettings) -
     assert manifest["model"]["sha256"] == sha256_hex((folder / "model.json").read_bytes())
     in_window = manifest["metrics"]["in_window"]
     assert in_window["accuracy"] > in_window["baseline_accuracy"]
+
+
+def test_a_publish_retry_after_its_staging_went_finds_its_version(
+    settings: ProjectSettings,
+) -> None:
+    """Publish removed the staging, then the task died before Airflow recorded its success: the
+    retry finds this run's version published and finishes, instead of failing on the staging."""
+    steps.run_plain(settings, KEY)
+    validated = steps.validate(settings, steps.fetch(settings, NEXT))
+    prepared = steps.preprocess(settings, validated)
+    trained = steps.train(settings, prepared)
+    evaluated = steps.evaluate(settings, prepared, trained)
+    first = steps.publish(settings, validated, prepared, trained, evaluated)
+    assert not ArtefactStore.of(settings).at(trained["uri"]).exists()
+    before = tree_digest(Path(settings.output_root))
+    assert steps.publish(settings, validated, prepared, trained, evaluated) == first
+    assert tree_digest(Path(settings.output_root)) == before
 
 
 def test_the_trend_report_has_a_page_with_a_plot(settings: ProjectSettings) -> None:

@@ -32,9 +32,15 @@ ADMIN = "admin"
 STARTUP_TIMEOUT_S = 300.0
 
 
+@dataclass(frozen=True)
+class RedisServer:
+    url: str
+    pid: int  # for its CPU-seconds
+
+
 @contextlib.contextmanager
-def redis_server(folder: Path, port: int | None = None) -> Iterator[str]:
-    """Redis (Debian package redis-server) on 127.0.0.1, nothing persisted; its URL."""
+def redis_server(folder: Path, port: int | None = None) -> Iterator[RedisServer]:
+    """Redis (Debian package redis-server) on 127.0.0.1, nothing persisted."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise ServiceError(f"redis-server not found on PATH: apt-get install {REDIS_PACKAGE}")
@@ -43,8 +49,8 @@ def redis_server(folder: Path, port: int | None = None) -> Iterator[str]:
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
             "no", "--dir", str(folder), "--daemonize", "no"]  # fmt: skip
     with ManagedProcess(argv, name="Redis", log_path=folder / "redis.log",
-                        ready=_redis_ping(port), cwd=folder):  # fmt: skip
-        yield f"redis://127.0.0.1:{port}/0"
+                        ready=_redis_ping(port), cwd=folder) as process:  # fmt: skip
+        yield RedisServer(f"redis://127.0.0.1:{port}/0", process.pid)
 
 
 def _redis_ping(port: int) -> Callable[[], bool]:

@@ -14,14 +14,20 @@ import importlib.metadata
 import io
 import json
 import logging
-from datetime import date
+from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Any
 
 from data_pipelines import __version__
 from data_pipelines.download import download
 from data_pipelines.errors import PermanentError, QuarantinedError
 from data_pipelines.model import MODEL_FORMAT, model_bytes, predict_proba, train_model
-from data_pipelines.source import SLICE_COLUMNS, previous_slice_id, sha256_hex, window_slice_ids
+from data_pipelines.source import (
+    SLICE_COLUMNS,
+    previous_slice_id,
+    sha256_hex,
+    slice_id,
+    window_slice_ids,
+)
 from data_pipelines.store import ArtefactStore, scratch_folder
 from data_pipelines.validation import FEATURES, TARGET, read_slice, validate_slice
 
@@ -44,6 +50,20 @@ def json_bytes(obj: Any) -> bytes:
 
 
 # --- the history ----------------------------------------------------------------------------
+
+
+def logical_slice_id(logical_date: datetime | None) -> str:
+    """The slice of a run's logical date, which must be midnight UTC (a slice is the week that
+    ends at it: 06:00 would name the same slice id for other hours)."""
+    if logical_date is None:
+        raise PermanentError("housing_pipeline needs a logical date (the slice's week end)")
+    utc = logical_date.astimezone(UTC)
+    if utc.time() != time(0):
+        raise PermanentError(
+            f"logical date {logical_date.isoformat()} is not at 00:00 UTC: a slice's week ends "
+            "at midnight UTC"
+        )
+    return slice_id(utc)
 
 
 def check_history(settings: ProjectSettings, store: ArtefactStore, key: str) -> None:
@@ -73,11 +93,13 @@ def window_members(settings: ProjectSettings, key: str) -> list[str]:
 # --- fetch ----------------------------------------------------------------------------------
 
 
-def fetch(settings: ProjectSettings, key: str) -> dict[str, Any]:
+def fetch(settings: ProjectSettings, key: str, run_id: str = "plain") -> dict[str, Any]:
     """Download slice ``key`` through the task's local scratch and check it (download.py, then
-    parseable as a slice CSV) before staging it in the store. An ingested slice is revalidated
-    with If-None-Match; a different body for it is quarantined, and the ingested bytes stay."""
+    parseable as a slice CSV) before staging it in run ``run_id``'s folder of the store. An
+    ingested slice is revalidated with If-None-Match; a different body for it is quarantined,
+    and the ingested bytes stay. Later steps stage their work in the folder this passes on."""
     store = ArtefactStore.of(settings)
+    staging = store.staging(key, run_id)
     check_history(settings, store, key)
     if store.is_quarantined(key):
         raise QuarantinedError(
@@ -101,10 +123,11 @@ def fetch(settings: ProjectSettings, key: str) -> dict[str, Any]:
             rows = len(_parse(url, data))
             if held is not None and body.sha256 != held:
                 _quarantine_changed(store, key, data, held)
-            staged, digest = store.upload(store.staging(key) / "raw.csv", body.path), body.sha256
+            staged, digest = store.upload(staging / "raw.csv", body.path), body.sha256
     logger.info("fetched slice %s: %d rows, sha256 %s", key, rows, digest)
     return {
         "slice_id": key,
+        "staging": str(staging),
         "uri": str(staged),
         "sha256": digest,
         "rows": rows,
@@ -134,8 +157,9 @@ def _quarantine_changed(store: ArtefactStore, key: str, data: bytes, held: str) 
         "rules": ["changed_after_ingest"],
         "sha256": sha256_hex(data),
         "ingested_sha256": held,
-        "detail": "the source now serves a different body for a slice already ingested; the "
-        "ingested bytes stay in slices/ and every model built on them stands",
+        "detail": "a different body for a slice already ingested (the source changed it, or "
+        "another run ingested other bytes first); the ingested bytes stay in slices/ and every "
+        "model built on them stands",
     }
     folder = quarantine(store, key, data, details)
     raise QuarantinedError(
@@ -159,10 +183,11 @@ def quarantine(
 
 def validate(settings: ProjectSettings, fetched: dict[str, Any]) -> dict[str, Any]:
     """Validate the fetched slice against the schema and the previous week's slice (always
-    there after the start date: check_history). Valid: stored under slices/ (once). Invalid:
-    quarantined with a report, and QuarantinedError."""
+    there after the start date: check_history). Valid: stored under slices/ once (the first
+    writer wins; different bytes already there are quarantined). Invalid: quarantined with a
+    report, and QuarantinedError."""
     store = ArtefactStore.of(settings)
-    key = fetched["slice_id"]
+    key, staging = fetched["slice_id"], store.at(fetched["staging"])
     data = store.read_pinned(fetched["uri"], fetched["sha256"])
     previous = None
     if key > settings.start_date.isoformat():
@@ -174,12 +199,15 @@ def validate(settings: ProjectSettings, fetched: dict[str, Any]) -> dict[str, An
     if not report.passed:
         details = {**report.as_dict(), "sha256": sha256_hex(data), "rules": report.rules()}
         folder = quarantine(store, key, data, details)
-        store.remove(store.staging(key))  # the quarantine holds the bytes
+        store.remove(staging)  # the quarantine holds the bytes
         raise QuarantinedError(f"{report.summary()}; quarantined in {folder}")
-    if not store.slice(key).exists():
-        store.write(store.slice(key), data)
+    held = sha256_hex(store.write_once(store.slice(key), data))
+    if held != sha256_hex(data):
+        store.remove(staging)
+        _quarantine_changed(store, key, data, held)
     return {
         "slice_id": key,
+        "staging": str(staging),
         "uri": str(store.slice(key)),
         "sha256": sha256_hex(data),
         "rows": report.rows,
@@ -203,7 +231,8 @@ def add_features(frame: pd.DataFrame) -> pd.DataFrame:
 
 def preprocess(settings: ProjectSettings, validated: dict[str, Any]) -> dict[str, Any]:
     """The complete trailing window (every member ingested, or a clear failure) -> model
-    features + target with the in-window held-out split; each member's hash is pinned."""
+    features + target with the in-window held-out split; each member's hash is pinned, and
+    this week's must be the one validate stored."""
     import pandas as pd
 
     store = ArtefactStore.of(settings)
@@ -220,12 +249,15 @@ def preprocess(settings: ProjectSettings, validated: dict[str, Any]) -> dict[str
         data = store.slice(member).read_bytes()
         frames.append(read_slice(data))
         window.append({"slice_id": member, "sha256": sha256_hex(data), "rows": len(frames[-1])})
+    if window[-1]["sha256"] != validated["sha256"]:
+        raise PermanentError(f"slices/{key}.csv changed since validate stored it (sha256 differs)")
     prepared = add_features(pd.concat(frames, ignore_index=True))[["id", *MODEL_FEATURES, TARGET]]
     prepared = prepared.assign(is_test=(prepared["id"] % TEST_EVERY == 0).astype(int))
     data = prepared.to_csv(index=False, lineterminator="\n", float_format="%.12g").encode()
-    staged = store.write(store.staging(key) / "features.csv", data)
+    staged = store.write(store.at(validated["staging"]) / "features.csv", data)
     return {
         "slice_id": key,
+        "staging": validated["staging"],
         "uri": str(staged),
         "sha256": sha256_hex(data),
         "window": window,
@@ -254,7 +286,7 @@ def train(settings: ProjectSettings, prepared: dict[str, Any]) -> dict[str, Any]
             "both; widen DATA_PIPELINES_WINDOW_SLICES or start the history earlier"
         )
     data = model_bytes(train_model(training[MODEL_FEATURES], training[TARGET], seed=settings.seed))
-    staged = store.write(store.staging(prepared["slice_id"]) / "model.json", data)
+    staged = store.write(store.at(prepared["staging"]) / "model.json", data)
     return {"slice_id": prepared["slice_id"], "uri": str(staged), "sha256": sha256_hex(data)}
 
 
@@ -299,7 +331,7 @@ def evaluate(
         "forward": forward_evaluation(settings, store, key),
     }
     data = json_bytes(metrics)
-    staged = store.write(store.staging(key) / "metrics.json", data)
+    staged = store.write(store.at(prepared["staging"]) / "metrics.json", data)
     return {"slice_id": key, "uri": str(staged), "sha256": sha256_hex(data), "metrics": metrics}
 
 
@@ -352,13 +384,53 @@ def publish(
     evaluated: dict[str, Any],
 ) -> dict[str, Any]:
     """Write models/<id>/<version>/ (model, metrics, then the manifest), point models/<id>/CURRENT
-    at it, record the forward evaluation beside the evaluated model, and move models/CURRENT if
-    this week is newer. The version is the manifest's hash: a rerun finds it present."""
+    at it, record the forward evaluation beside the evaluated model, move models/CURRENT if this
+    week is newer, and remove the run's staging. The version is the manifest's hash: a rerun
+    finds it present. A retry after the staging was removed (the task died before Airflow
+    recorded its success) finds this run's version already published and finishes from it."""
     store = ArtefactStore.of(settings)
+    key = validated["slice_id"]
+    version = _published_version(store, validated, prepared, trained, evaluated)
+    if version is None:
+        version = _write_version(settings, store, validated, prepared, trained, evaluated)
+    return _point_at(store, key, version, store.at(validated["staging"]))
+
+
+def _published_version(
+    store: ArtefactStore,
+    validated: dict[str, Any],
+    prepared: dict[str, Any],
+    trained: dict[str, Any],
+    evaluated: dict[str, Any],
+) -> str | None:
+    """The version models/<id>/CURRENT names when it holds exactly this run's slice, window,
+    model and metrics; else None."""
+    version = store.current_version(validated["slice_id"])
+    if version is None:
+        return None
+    folder = store.models(validated["slice_id"]) / version
+    manifest = json.loads((folder / "manifest.json").read_bytes())
+    same = (
+        manifest["slice"]["sha256"] == validated["sha256"]
+        and manifest["window"] == prepared["window"]
+        and manifest["model"]["sha256"] == trained["sha256"]
+        and sha256_hex((folder / "metrics.json").read_bytes()) == evaluated["sha256"]
+    )
+    return version if same else None
+
+
+def _write_version(
+    settings: ProjectSettings,
+    store: ArtefactStore,
+    validated: dict[str, Any],
+    prepared: dict[str, Any],
+    trained: dict[str, Any],
+    evaluated: dict[str, Any],
+) -> str:
     key = validated["slice_id"]
     model_data = store.read_pinned(trained["uri"], trained["sha256"])
     metrics_data = store.read_pinned(evaluated["uri"], evaluated["sha256"])
-    metrics, forward = evaluated["metrics"], evaluated["metrics"]["forward"]
+    metrics = evaluated["metrics"]
     manifest = {
         "format": MANIFEST_FORMAT,
         "pipeline": "housing_pipeline",
@@ -370,7 +442,7 @@ def publish(
         "split": f"in-window test: id % {TEST_EVERY} == 0",
         "model": {"file": "model.json", "format": MODEL_FORMAT, "sha256": sha256_hex(model_data)},
         "metrics": {"file": "metrics.json", "in_window": metrics["in_window"]},
-        "forward_evaluation": forward,
+        "forward_evaluation": metrics["forward"],
         "versions": _versions(),
     }
     manifest_data = json_bytes(manifest)
@@ -380,20 +452,33 @@ def publish(
         store.write(folder / "model.json", model_data)
         store.write(folder / "metrics.json", metrics_data)
         store.write(folder / "manifest.json", manifest_data)  # last: the version is complete
+    return version
+
+
+def _point_at(
+    store: ArtefactStore, key: str, version: str, staging: ObjectStoragePath
+) -> dict[str, Any]:
+    """Everything after the version is complete (each step safe to repeat): the week's CURRENT,
+    the forward record (forward/<key>.json in the evaluated model's version folder, which its
+    manifest does not list), models/CURRENT, the staging; publish's result."""
+    folder = store.models(key) / version
+    manifest_data = (folder / "manifest.json").read_bytes()
+    manifest = json.loads(manifest_data)
     store.write(store.models(key) / "CURRENT", f"{version}\n".encode())
+    forward = manifest["forward_evaluation"]
     if forward is not None:
         evaluated_model = store.models(forward["model"]["slice_id"]) / forward["model"]["version"]
         record = {**forward, "by": {"slice_id": key, "version": version}}
         store.write(evaluated_model / "forward" / f"{key}.json", json_bytes(record))
     current = advance_current(store, key, version)
-    store.remove(store.staging(key))
+    store.remove(staging)
     logger.info("published slice %s model version %s -> %s", key, version, folder)
     return {
         "slice_id": key,
         "version": version,
         "uri": str(folder),
         "manifest_sha256": sha256_hex(manifest_data),
-        "accuracy": metrics["in_window"]["accuracy"],
+        "accuracy": manifest["metrics"]["in_window"]["accuracy"],
         "current": current,
     }
 
@@ -469,9 +554,9 @@ def model_report(settings: ProjectSettings, key: str, triggered_by: list[str]) -
     return {"slice_id": key, "uri": str(store.report(key, "html")), "models": len(models)}
 
 
-def run_plain(settings: ProjectSettings, key: str) -> dict[str, Any]:
+def run_plain(settings: ProjectSettings, key: str, run_id: str = "plain") -> dict[str, Any]:
     """All steps in a plain Python loop, no Airflow (the benchmark's baseline)."""
-    fetched = fetch(settings, key)
+    fetched = fetch(settings, key, run_id)
     validated = validate(settings, fetched)
     prepared = preprocess(settings, validated)
     trained = train(settings, prepared)

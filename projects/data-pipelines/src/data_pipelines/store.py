@@ -5,7 +5,7 @@ that share no disk pass each other URLs of the store, never local paths. Layout:
     slices/<id>.csv                               ingested slices: the bytes fetched, never replaced
     quarantine/<id>/{slice.csv,report.json}       a refused slice (failed validation, changed body)
     released/<id>/<sha12>/{slice.csv,report.json} a quarantined slice after `release`
-    staging/<id>/...                              one run's work in progress, removed by publish
+    staging/<id>/<run>/...                        one run's work in progress, removed by publish
     models/<id>/<version>/{model.json,metrics.json,manifest.json}
     models/<id>/<version>/forward/<next id>.json  the model evaluated on the following week
     models/<id>/CURRENT                           the week's version
@@ -13,7 +13,8 @@ that share no disk pass each other URLs of the store, never local paths. Layout:
     reports/<id>.{json,html}                      the report DAG's metric trend
 
 Each object is written under a temporary name and renamed into place: an atomic rename on a
-POSIX filesystem, a copy of a complete object on an object store. A set of files has a marker
+POSIX filesystem, a copy of a complete object on an object store. An ingested slice is written
+once (``write_once``: exclusive on a POSIX filesystem). A set of files has a marker
 written last (a version's manifest.json, a quarantine's report.json), and pointers (CURRENT) are
 written only after what they point at. A task's local scratch is a temp folder under
 ``scratch_dir``, deleted when the task ends."""
@@ -21,6 +22,8 @@ written only after what they point at. A task's local scratch is a temp folder u
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -59,8 +62,9 @@ class ArtefactStore:
     def released(self, key: str) -> ObjectStoragePath:
         return self.root / "released" / key
 
-    def staging(self, key: str) -> ObjectStoragePath:
-        return self.root / "staging" / key
+    def staging(self, key: str, run_id: str) -> ObjectStoragePath:
+        """One run's folder: two runs of a date (a backfill beside a manual run) never share it."""
+        return self.root / "staging" / key / re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
 
     def models(self, key: str | None = None) -> ObjectStoragePath:
         return self.root / "models" if key is None else self.root / "models" / key
@@ -105,6 +109,26 @@ class ArtefactStore:
             if partial.exists():
                 partial.unlink()
         return path
+
+    def write_once(self, path: ObjectStoragePath, data: bytes) -> bytes:
+        """Write ``data`` to ``path`` unless an object is there already; the bytes at ``path``
+        afterwards (the first writer's). On a POSIX filesystem the name is taken by a hard link,
+        which fails when it exists, so of two writers at once one wins and the other sees its
+        bytes; on an object store it is a check, then a write (no exclusive create here)."""
+        if path.protocol != "file":
+            if not path.exists():
+                self.write(path, data)
+            return path.read_bytes()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.parent / f".{path.name}.{uuid.uuid4().hex}.partial"
+        try:
+            partial.write_bytes(data)
+            with contextlib.suppress(FileExistsError):
+                os.link(partial.path, path.path)
+        finally:
+            if partial.exists():
+                partial.unlink()
+        return path.read_bytes()
 
     def upload(self, path: ObjectStoragePath, local: Path) -> ObjectStoragePath:
         """Copy the local file ``local`` to ``path`` all or nothing, streaming."""

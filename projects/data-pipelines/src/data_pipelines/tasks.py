@@ -15,7 +15,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from data_pipelines.alerts import AlertNotifier
 from data_pipelines.errors import PermanentError
 from data_pipelines.settings import ProjectSettings
-from data_pipelines.source import slice_id
+from data_pipelines.steps import logical_slice_id
 
 T = TypeVar("T")
 
@@ -46,10 +46,11 @@ def run_step(step: Callable[..., T], *args: Any) -> T:
 
 
 def current_slice_id() -> str:
-    logical_date = get_current_context().get("logical_date")
-    if logical_date is None:
-        raise AirflowFailException("housing_pipeline needs a logical date (the slice's week end)")
-    return slice_id(logical_date)
+    """The slice of the running DAG run's logical date (midnight UTC, or the task fails)."""
+    try:
+        return logical_slice_id(get_current_context().get("logical_date"))
+    except PermanentError as error:
+        raise AirflowFailException(str(error)) from error
 
 
 def worker_hostname() -> str:

@@ -33,7 +33,7 @@ SETTINGS = ProjectSettings()
 def housing_pipeline() -> None:
     @task(queue=SETTINGS.ingest_queue)
     def fetch() -> dict[str, Any]:
-        return run_step(steps.fetch, current_slice_id())
+        return run_step(steps.fetch, current_slice_id(), get_current_context()["run_id"])
 
     @task(queue=SETTINGS.ingest_queue)
     def validate(fetched: dict[str, Any]) -> dict[str, Any]:
