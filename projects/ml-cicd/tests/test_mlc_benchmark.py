@@ -118,7 +118,7 @@ def test_both_servers_get_every_text_in_their_own_shape() -> None:
 def _measurement(run: int, repeat: int, server: str, workers: int, concurrency: int,
                  rps: float, p99_ms: float, cpu_cores: float,
                  shares: tuple[float, ...] | None = None,
-                 bytes_each: int = 600) -> Measurement:  # fmt: skip
+                 bytes_each: int = 600, cores: int = 2) -> Measurement:  # fmt: skip
     """A 10 s run; ``shares``: each worker's share of the server's CPU (even by default)."""
     result = WrkResult(
         requests=int(rps * 10),
@@ -131,7 +131,7 @@ def _measurement(run: int, repeat: int, server: str, workers: int, concurrency: 
     cpu_s = cpu_cores * 10
     shares = shares or (1 / workers,) * workers
     return Measurement(run, repeat, server, workers, concurrency, result, cpu_s, 0.5,
-                       tuple(cpu_s * share for share in shares))  # fmt: skip
+                       tuple(cpu_s * share for share in shares), cores)  # fmt: skip
 
 
 def test_each_figure_compares_each_server_at_its_best_worker_count_for_it() -> None:
@@ -191,30 +191,37 @@ def test_each_figure_compares_each_server_at_its_best_worker_count_for_it() -> N
     assert cpu_low["interval"]["n"] == 3
 
 
-def test_a_run_with_an_idle_worker_breaks_the_balance_rule() -> None:
-    # 2 workers: the least busy one needs 30% of the server's CPU, in runs of 8+ connections.
-    assert not _measurement(1, 1, MLFLOW, 2, 32, 300, 50.0, 1.9, (0.6, 0.4)).uneven
-    idle = _measurement(1, 1, MLFLOW, 2, 32, 140, 400.0, 1.05, (0.97, 0.03))
+def test_a_run_that_leaves_a_core_idle_breaks_the_balance_rule() -> None:
+    # 2 workers on 2 cores: the server must keep 1.3 cores busy in runs of 8+ connections.
+    assert not _measurement(1, 1, MLFLOW, 2, 32, 300, 50.0, 1.9, (0.6, 0.4), cores=2).uneven
+    idle = _measurement(1, 1, MLFLOW, 2, 32, 140, 400.0, 1.05, (0.97, 0.03), cores=2)
     assert idle.uneven and idle.least_busy_worker_share == pytest.approx(0.03)
-    assert _measurement(1, 1, OURS, 2, 32, 300, 50.0, 1.9, (0.71, 0.29)).uneven
-    # 4 workers: 15% each at least.
-    assert not _measurement(1, 1, OURS, 4, 32, 300, 50.0, 1.9, (0.38, 0.3, 0.16, 0.16)).uneven
-    assert _measurement(1, 1, OURS, 4, 32, 300, 50.0, 1.9, (0.45, 0.3, 0.15, 0.1)).uneven
-    # One connection cannot reach two workers: not checked below 4 connections per worker.
-    assert not _measurement(1, 1, OURS, 2, 1, 100, 9.0, 1.0, (1.0, 0.0)).uneven
-    # A worker that never logged its start counts as idle.
-    assert _measurement(1, 1, OURS, 2, 8, 300, 9.0, 1.0, (1.0,)).uneven
-    assert not _measurement(1, 1, OURS, 1, 32, 300, 9.0, 1.0).uneven
+    # An uneven split that keeps both cores busy counts: the figure is per CPU-second.
+    assert not _measurement(1, 1, OURS, 2, 32, 300, 50.0, 1.6, (0.75, 0.25), cores=2).uneven
+    # 4 workers on 2 cores: two idle workers are harmless while the cores are busy...
+    assert not _measurement(1, 1, OURS, 4, 32, 300, 50.0, 1.8, (0.5, 0.5, 0.0, 0.0),
+                            cores=2).uneven  # fmt: skip
+    # ... but one busy worker alone is not (one start in the first 4-worker run used 1.05 cores).
+    assert _measurement(1, 1, OURS, 4, 32, 300, 50.0, 1.05, (0.97, 0.01, 0.01, 0.01),
+                        cores=2).uneven  # fmt: skip
+    # On 4 cores the same 4 workers must keep 2.6 cores busy.
+    assert _measurement(1, 1, OURS, 4, 32, 300, 50.0, 1.8, cores=4).uneven
+    # One connection cannot reach two workers: not checked below 4 connections per usable core.
+    assert not _measurement(1, 1, OURS, 2, 1, 100, 9.0, 1.0, (1.0, 0.0), cores=2).uneven
+    # One worker: 0.65 cores at 4+ connections.
+    assert not _measurement(1, 1, OURS, 1, 32, 300, 9.0, 1.0, cores=2).uneven
+    assert _measurement(1, 1, OURS, 1, 8, 300, 9.0, 0.5, cores=2).uneven
 
 
 def _start(
-    shares: list[tuple[float, ...]], calls: list[int]
+    busy_cores: list[float], calls: list[int]
 ) -> Callable[[int], tuple[list[Measurement], dict]]:
-    """A stand-in for one server start: attempt i measures c=1 and c=8 with ``shares[i]``."""
+    """A stand-in for one 2-worker server start: attempt i measures c=1 and c=8 with the server
+    keeping ``busy_cores[i]`` cores busy."""
 
     def start(attempt: int) -> tuple[list[Measurement], dict]:
         calls.append(attempt)
-        done = [_measurement(1, 1, MLFLOW, 2, level, 200, 20.0, 1.8, shares[attempt])
+        done = [_measurement(1, 1, MLFLOW, 2, level, 200, 20.0, busy_cores[attempt])
                 for level in (1, 8)]  # fmt: skip
         return done, {"server": MLFLOW, "workers": 2}
 
@@ -225,20 +232,20 @@ def test_an_uneven_start_is_redone_on_a_fresh_start_until_even() -> None:
     calls: list[int] = []
     lines: list[str] = []
     done, record = measure_start(
-        _start([(0.95, 0.05), (0.8, 0.2), (0.55, 0.45)], calls), "mlflow (2 workers)", lines.append
+        _start([1.02, 1.2, 1.85], calls), "mlflow (2 workers)", lines.append
     )
     assert calls == [0, 1, 2]
     assert record["redone_starts"] == 2
-    assert [run["least_busy_worker_share"] for run in record["uneven_runs"]] == [0.05, 0.2]
+    assert [run["server_cpu_cores"] for run in record["uneven_runs"]] == [1.02, 1.2]
     assert all(run["concurrency"] == 8 for run in record["uneven_runs"])  # c=1 is not checked
-    assert done[1].least_busy_worker_share == pytest.approx(0.45)
+    assert done[1].server_cpu_cores == pytest.approx(1.85)
     assert len(lines) == 2 and "redo on a fresh start" in lines[0]
 
 
 def test_a_server_that_stays_uneven_stops_the_benchmark() -> None:
     calls: list[int] = []
     with pytest.raises(BenchmarkError, match=f"{MAX_REDONE_STARTS + 1} starts in a row"):
-        measure_start(_start([(1.0, 0.0)] * 10, calls), "mlflow (2 workers)", lambda line: None)
+        measure_start(_start([1.0] * 10, calls), "mlflow (2 workers)", lambda line: None)
     assert calls == list(range(MAX_REDONE_STARTS + 1))
 
 
@@ -261,8 +268,7 @@ def test_repeats_alternate_which_server_goes_first(monkeypatch: pytest.MonkeyPat
                     attempt=0):  # fmt: skip
         started.append((server, workers, repeat, attempt))
         uneven = server == MLFLOW and workers == 2 and repeat == 1 and attempt == 0
-        shares = (0.9, 0.1) if uneven else None
-        m = _measurement(first_run, repeat, server, workers, 8, 300, 9.0, 1.0, shares)
+        m = _measurement(first_run, repeat, server, workers, 8, 300, 9.0, 1.0 if uneven else 1.8)
         measured(m)
         return [m], {"repeat": repeat, "server": server, "workers": workers}
 
@@ -377,7 +383,7 @@ def test_a_tiny_benchmark_measures_both_servers_under_wrk(tmp_path: Path) -> Non
         assert 0 < sum(measurement["worker_cpu_s"]) <= measurement["server_cpu_s"] + 0.05
         assert 0 <= measurement["least_busy_worker_share"] <= 0.5 + 0.01
     assert [m["run"] for m in results["measurements"]] == [1, 2]
-    # One connection per worker: below the balance rule's 4, so never redone.
+    # One connection per worker: below the balance rule's 4 per core, so never redone.
     assert results["redone_starts"] == 0
     for start in results["server_starts"]:
         assert len(start["worker_pids"]) == 2 and start["redone_starts"] == 0

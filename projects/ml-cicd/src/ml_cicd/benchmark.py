@@ -18,9 +18,10 @@ Fairness, on a machine as small as 2 cores where the client competes with the se
   shares that core between wrk and the server the same way for both. The headline divides by the
   CPU-seconds each server's process tree used in each run, so a server that got (or took) less
   CPU is not penalised for it; wrk's CPU is recorded beside it.
-- Every worker takes part: a start with a run whose least busy worker sat (nearly) idle is
-  redone on a fresh start, by one rule for both servers (``bench/servers.py``), at most
-  ``MAX_REDONE_STARTS`` times; the redone starts are counted in the results.
+- The server's workers keep its cores busy: a start with a run whose server used too few cores
+  (a worker sat idle while a core was free) is redone on a fresh start, by one rule for both
+  servers (``bench/servers.py``), at most ``MAX_REDONE_STARTS`` times; the redone starts are
+  counted in the results.
 - Same model folder, interpreter and libraries (``bench/servers.py``); every start is checked
   against the model's own predictions and warmed up before it is measured.
 - Repeats are interleaved and the server that goes first alternates, so with an even number of
@@ -67,8 +68,8 @@ from ml_cicd.bench.image import measure_image_size
 from ml_cicd.bench.report import measurement_line, save_figure
 from ml_cicd.bench.requests import LABELS, MLFLOW, OURS, SERVERS, request_batches, write_bodies
 from ml_cicd.bench.servers import (
-    CHECKED_CONNECTIONS_PER_WORKER,
-    EVEN_SHARE_FLOOR,
+    BUSY_FLOOR,
+    CHECKED_CONNECTIONS_PER_CORE,
     LoadPlan,
     Measurement,
     measure_server,
@@ -76,8 +77,8 @@ from ml_cicd.bench.servers import (
 )
 from ml_cicd.bench.summary import headlines, summarise
 from ml_cicd.bench.wrk import (
+    CONNECT_STAGGER_S,
     WRK_SCRIPT,
-    WRK_THREADS,
     WRK_TIMEOUT_S,
     client_cpu,
     find_wrk,
@@ -181,17 +182,16 @@ def measure_start(
         if not uneven:
             return done, {**record, "redone_starts": attempt, "uneven_runs": uneven_runs}
         uneven_runs += [{"attempt": attempt, "concurrency": m.concurrency,
-                         "worker_cpu_s": [round(s, 3) for s in m.worker_cpu_s],
-                         "least_busy_worker_share": round(m.least_busy_worker_share, 3)}
+                         "server_cpu_cores": round(m.server_cpu_cores, 3),
+                         "worker_cpu_s": [round(s, 3) for s in m.worker_cpu_s]}
                         for m in uneven]  # fmt: skip
-        shares = ", ".join(f"c={m.concurrency} {m.least_busy_worker_share:.0%}" for m in uneven)
-        progress(f"  {what}: least busy worker's CPU share {shares}, below "
-                 f"{EVEN_SHARE_FLOOR / uneven[0].workers:.0%}: redo on a fresh start")  # fmt: skip
-    shares = ", ".join(str(run["least_busy_worker_share"]) for run in uneven_runs)
+        used = ", ".join(f"c={m.concurrency} {m.server_cpu_cores:.2f}" for m in uneven)
+        progress(f"  {what}: server kept {used} cores busy, below "
+                 f"{BUSY_FLOOR * uneven[0].usable_cores:.2f}: redo on a fresh start")  # fmt: skip
+    used = ", ".join(str(run["server_cpu_cores"]) for run in uneven_runs)
     raise BenchmarkError(
-        f"{what}: a worker sat (nearly) idle in {MAX_REDONE_STARTS + 1} starts in a row (least "
-        f"busy worker's CPU share {shares}); the figures would depend on how uvicorn spread the "
-        "connections"
+        f"{what}: the server left a core idle in {MAX_REDONE_STARTS + 1} starts in a row (cores "
+        f"busy {used}); the figures would depend on how uvicorn spread the connections"
     )
 
 
@@ -252,7 +252,8 @@ def _setup(cpu: int | None, batches: list[list[str]], bodies: dict[str, Path]) -
         for server, path in bodies.items()
     }  # fmt: skip
     return {
-        "client": f"wrk, {WRK_THREADS} thread, {pinned}",
+        "client": f"wrk, one thread per connection, connections opened {CONNECT_STAGGER_S} s "
+        f"apart, {pinned}",
         "client_cpu": cpu,
         "servers_pinned": False,
         "cpus_available": cpus,
@@ -270,9 +271,9 @@ def _setup(cpu: int | None, batches: list[list[str]], bodies: dict[str, Path]) -
         "cpu_seconds": "server: its process tree (server and workers) from /proc before and "
         "after each wrk run (roadmap_lab.results.process_tree_cpu_seconds), and each worker's "
         "own (/proc/<pid>/stat); client: wrk's rusage",
-        "balance_rule": f"a run with at least {CHECKED_CONNECTIONS_PER_WORKER} connections per "
-        f"worker counts only when its least busy worker used at least {EVEN_SHARE_FLOOR} / "
-        f"workers of the process tree's CPU; otherwise the start is redone on a fresh start "
+        "balance_rule": f"a run with at least {CHECKED_CONNECTIONS_PER_CORE} connections per "
+        f"usable core (min(workers, cores)) counts only when the server's process tree kept at "
+        f"least {BUSY_FLOOR} of those cores busy; otherwise the start is redone on a fresh start "
         f"(at most {MAX_REDONE_STARTS} times), the same rule for both servers",
         "response_size": f"a server's mean bytes per response may move at most "
         f"{RESPONSE_SIZE_TOLERANCE:.0%} between its runs",
@@ -413,7 +414,8 @@ def run_benchmark(
             "workers": list(workers),
             "repeats": repeats,
             "warmup_s": warmup_s,
-            "wrk_threads": WRK_THREADS,
+            "wrk_threads": "one per connection",
+            "wrk_connect_stagger_s": CONNECT_STAGGER_S,
             "wrk_timeout_s": WRK_TIMEOUT_S,
         },
         "setup": setup,

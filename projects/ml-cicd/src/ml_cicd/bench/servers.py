@@ -24,12 +24,15 @@ worker's own CPU-seconds (``/proc/<pid>/stat``; the pids from the line uvicorn l
 starts), for the balance rule below.
 
 **The balance rule**, declared before measuring and the same for both servers: uvicorn's workers
-share one listening socket and each serves the connections it happens to accept, so one worker can
-sit idle for a whole run (in the earlier data one of MLflow's two workers did, and that run's
-ratios moved far from the others). A run with at least ``CHECKED_CONNECTIONS_PER_WORKER``
-connections per worker counts only when its least busy worker used at least ``EVEN_SHARE_FLOOR``
-of an even share of the process tree's CPU: 30% with 2 workers, 20% with 3, 15% with 4. A start
-with a run that breaks it is redone on a fresh start (``benchmark.measure_start``).
+share one listening socket and each serves the connections it happens to accept, so a worker can
+sit idle for a whole run (in the earlier data one of MLflow's two workers did: its server used one
+core of two, and that run's ratios moved far from the others). A run with at least
+``CHECKED_CONNECTIONS_PER_CORE`` connections per core it can use (``min(workers, cores)``) counts
+only when the server's process tree kept at least ``BUSY_FLOOR`` of those cores busy: 0.65 cores
+with 1 worker, 1.3 with 2 or more on 2 cores, which one busy process (at most one core) cannot
+reach. With more workers than cores an idle worker is harmless as long as the cores are busy, so
+the rule is on the cores, not on each worker (each worker's share is recorded). A start with a
+run that breaks it is redone on a fresh start (``benchmark.measure_start``).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +67,12 @@ STARTUP_TIMEOUT_S = 120.0
 STARTUP_LINE = "Application startup complete."  # uvicorn's, once per worker
 WORKER_STARTED = re.compile(r"Started server process \[(\d+)\]")  # uvicorn's, once per worker
 # The balance rule (module docstring).
-CHECKED_CONNECTIONS_PER_WORKER = 4
-EVEN_SHARE_FLOOR = 0.6
+CHECKED_CONNECTIONS_PER_CORE = 4
+BUSY_FLOOR = 0.65
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass
@@ -81,6 +88,10 @@ class Measurement:
     server_cpu_s: float  # the server's process tree during the run
     client_cpu_s: float  # wrk's
     worker_cpu_s: tuple[float, ...]  # each worker's own during the run, one per worker started
+    cores: int = field(default_factory=available_cores)  # the cores the server could use
+    # Wall time of the whole wrk process, over which both CPU figures are read (wrk's own timed
+    # run is shorter by the connections' stagger); None: wrk's timed run.
+    wall_s: float | None = None
 
     @property
     def requests_per_s(self) -> float:
@@ -99,10 +110,23 @@ class Measurement:
         return min(self.worker_cpu_s) / self.server_cpu_s
 
     @property
+    def cpu_window_s(self) -> float:
+        return self.wall_s or self.result.duration_s
+
+    @property
+    def server_cpu_cores(self) -> float:
+        """The cores the server's process tree kept busy during the run."""
+        return self.server_cpu_s / self.cpu_window_s if self.cpu_window_s > 0 else 0.0
+
+    @property
+    def usable_cores(self) -> int:
+        return min(self.workers, self.cores)
+
+    @property
     def uneven(self) -> bool:
         """True when the run breaks the balance rule (module docstring)."""
-        checked = self.concurrency >= CHECKED_CONNECTIONS_PER_WORKER * self.workers
-        return checked and self.least_busy_worker_share < EVEN_SHARE_FLOOR / self.workers
+        checked = self.concurrency >= CHECKED_CONNECTIONS_PER_CORE * self.usable_cores
+        return checked and self.server_cpu_cores < BUSY_FLOOR * self.usable_cores
 
     @property
     def requests_per_cpu_s(self) -> float:
@@ -110,7 +134,6 @@ class Measurement:
         return self.result.requests / self.server_cpu_s if self.server_cpu_s > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        seconds = self.result.duration_s or 1.0
         requests = self.result.requests or 1
         return {
             "run": self.run,
@@ -132,10 +155,11 @@ class Measurement:
             "server_cpu_s": round(self.server_cpu_s, 3),
             "worker_cpu_s": [round(seconds, 3) for seconds in self.worker_cpu_s],
             "least_busy_worker_share": round(self.least_busy_worker_share, 3),
-            "server_cpu_cores": round(self.server_cpu_s / seconds, 3),
+            "server_cpu_cores": round(self.server_cpu_cores, 3),
             "server_cpu_ms_per_request": round(self.server_cpu_s * 1000 / requests, 3),
             "client_cpu_s": round(self.client_cpu_s, 3),
-            "client_cpu_cores": round(self.client_cpu_s / seconds, 3),
+            "client_cpu_cores": round(self.client_cpu_s / (self.cpu_window_s or 1.0), 3),
+            "wrk_wall_s": None if self.wall_s is None else round(self.wall_s, 3),
         }
 
 
@@ -279,12 +303,14 @@ def measure_server(
             _fail_on_errors(result, f"{process.name}, warm-up", process, need_requests=False)
             record["warmup_requests_per_s"] = round(result.requests_per_s, 2)
         for concurrency in plan.concurrency:
+            started = time.monotonic()
             cpu_before = process_tree_cpu_seconds(process.pid)
             workers_before = [pid_cpu_seconds(pid) for pid in pids]
             result, client_s = run_wrk(plan.wrk, url, plan.script, plan.bodies[server],
                                        concurrency, plan.duration_s, plan.cpu)  # fmt: skip
             cpu_after = process_tree_cpu_seconds(process.pid)
             workers_after = [pid_cpu_seconds(pid) for pid in pids]
+            wall_s = time.monotonic() - started
             if process.poll() is not None:
                 raise BenchmarkError(
                     f"{process.name} exited during the load; log tail:\n{process.log_tail(20)}"
@@ -295,6 +321,7 @@ def measure_server(
                 server_cpu_s=cpu_after - cpu_before, client_cpu_s=client_s,
                 worker_cpu_s=tuple(max(0.0, after - before) for before, after
                                    in zip(workers_before, workers_after, strict=True)),
+                wall_s=wall_s,
             )  # fmt: skip
             measurements.append(measurement)
             measured(measurement)
