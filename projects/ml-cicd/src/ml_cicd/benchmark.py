@@ -85,6 +85,7 @@ from ml_cicd.bench.wrk import (
     wrk_version,
 )
 from ml_cicd.errors import BenchmarkError
+from ml_cicd.pyfunc_model import TextScorer
 from ml_cicd.settings import DEFAULT_DATA_DIR, ProjectSettings, ServiceSettings, ValidationRules
 
 MEASURED_PACKAGES = (
@@ -175,20 +176,18 @@ def measure_start(
     """``start(attempt)`` until none of its runs breaks the balance rule (``bench/servers.py``),
     at most ``MAX_REDONE_STARTS`` redone starts; (its measurements, its record with the count of
     redone starts and the uneven runs they replaced)."""
-    uneven_runs: list[dict[str, Any]] = []
+    replaced_runs: list[dict[str, Any]] = []
     for attempt in range(MAX_REDONE_STARTS + 1):
         done, record = start(attempt)
         uneven = [m for m in done if m.uneven]
         if not uneven:
-            return done, {**record, "redone_starts": attempt, "uneven_runs": uneven_runs}
-        uneven_runs += [{"attempt": attempt, "concurrency": m.concurrency,
-                         "server_cpu_cores": round(m.server_cpu_cores, 3),
-                         "worker_cpu_s": [round(s, 3) for s in m.worker_cpu_s]}
-                        for m in uneven]  # fmt: skip
+            return done, {**record, "redone_starts": attempt, "replaced_runs": replaced_runs}
+        # Every run of the replaced start, so the redo's effect on the figures can be checked.
+        replaced_runs += [{"attempt": attempt, "uneven": m.uneven, **m.as_dict()} for m in done]
         used = ", ".join(f"c={m.concurrency} {m.server_cpu_cores:.2f}" for m in uneven)
         progress(f"  {what}: server kept {used} cores busy, below "
                  f"{BUSY_FLOOR * uneven[0].usable_cores:.2f}: redo on a fresh start")  # fmt: skip
-    used = ", ".join(str(run["server_cpu_cores"]) for run in uneven_runs)
+    used = ", ".join(str(run["server_cpu_cores"]) for run in replaced_runs if run["uneven"])
     raise BenchmarkError(
         f"{what}: the server left a core idle in {MAX_REDONE_STARTS + 1} starts in a row (cores "
         f"busy {used}); the figures would depend on how uvicorn spread the connections"
@@ -423,6 +422,9 @@ def run_benchmark(
             "train_seconds": round(train_s, 2),
             "macro_f1": trained.metrics["macro_f1"],
             "data_version": trained.data.version,
+            # Both servers load this model file, so both score the same way.
+            "scoring": "plain Python (pyfunc_model.TextScorer)"
+            if TextScorer.supports(trained.pipeline) else "scikit-learn predict_proba",
         },
         "retrain": retrain_figures,
         **({"image": image_size} if image_size is not None else {}),

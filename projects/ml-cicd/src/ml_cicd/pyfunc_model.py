@@ -27,9 +27,10 @@ GREAT = "great"
 
 
 # The TfidfVectorizer settings TextScorer reproduces (those of model.build_pipeline).
-SCORER_SETTINGS = {"analyzer": "word", "lowercase": True, "ngram_range": (1, 2), "norm": "l2",
-                   "preprocessor": None, "tokenizer": None, "stop_words": None,
-                   "strip_accents": None, "sublinear_tf": True, "use_idf": True}  # fmt: skip
+SCORER_SETTINGS = {"analyzer": "word", "binary": False, "dtype": np.float64, "input": "content",
+                   "lowercase": True, "ngram_range": (1, 2), "norm": "l2", "preprocessor": None,
+                   "stop_words": None, "strip_accents": None, "sublinear_tf": True,
+                   "tokenizer": None, "use_idf": True}  # fmt: skip
 
 
 class TextScorer:

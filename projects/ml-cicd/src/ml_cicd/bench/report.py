@@ -89,7 +89,7 @@ def save_figure(
     levels = sorted(concurrency)
     for server in SERVERS:
         for count in sorted({m.workers for m in measurements if m.server == server}):
-            best = count == summary["best_workers"]["requests_per_cpu_s"][levels[-1]][server]
+            best = count == summary["compared_workers"]["requests_per_cpu_s"][levels[-1]][server]
             label = f"{LABELS[server]}, {count} worker{'s' if count > 1 else ''}"
             configs = sorted((c for c in summary["configurations"]
                               if c["server"] == server and c["workers"] == count),

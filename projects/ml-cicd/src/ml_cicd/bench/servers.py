@@ -66,6 +66,7 @@ READY_PATH = {OURS: "/health/ready", MLFLOW: "/health"}
 STARTUP_TIMEOUT_S = 120.0
 STARTUP_LINE = "Application startup complete."  # uvicorn's, once per worker
 WORKER_STARTED = re.compile(r"Started server process \[(\d+)\]")  # uvicorn's, once per worker
+SETTLE_S = 0.2
 # The balance rule (module docstring).
 CHECKED_CONNECTIONS_PER_CORE = 4
 BUSY_FLOOR = 0.65
@@ -308,6 +309,7 @@ def measure_server(
             workers_before = [pid_cpu_seconds(pid) for pid in pids]
             result, client_s = run_wrk(plan.wrk, url, plan.script, plan.bodies[server],
                                        concurrency, plan.duration_s, plan.cpu)  # fmt: skip
+            time.sleep(SETTLE_S)  # the requests in flight when wrk stopped finish on this clock
             cpu_after = process_tree_cpu_seconds(process.pid)
             workers_after = [pid_cpu_seconds(pid) for pid in pids]
             wall_s = time.monotonic() - started
