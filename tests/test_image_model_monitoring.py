@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from project_images import ImageCheck, Service, Smoke, check_project_image, post_json
 
+# POST /labels needs an API key (issue 21); the service in the image gets this one.
+LABELS_KEY = "image-test-labels-key"
 ROWS = [
     {"MedInc": 8.3, "HouseAge": 41, "AveRooms": 6.9, "AveBedrms": 1.0, "Population": 322,
      "AveOccup": 2.5, "Latitude": 37.9, "Longitude": -122.2},
@@ -28,7 +30,7 @@ def _predict_label_and_scrape(base_url: str) -> None:
     labels = {"labels": [{"id": p["id"], "label": 1} for p in predictions]}
     request = urllib.request.Request(
         f"{base_url}/labels", data=json.dumps(labels).encode(),
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", "X-API-Key": LABELS_KEY},
     )  # fmt: skip
     with urllib.request.urlopen(request, timeout=30) as reply:
         assert reply.status == 202 and json.loads(reply.read())["accepted"] == 2
@@ -53,8 +55,9 @@ CHECK = ImageCheck(
         ),
     ),
     service=Service(
-        command=("python", "-m", "model_monitoring", "serve", "--host", "127.0.0.1",
-                 "--port", "{port}", "--workers", "2"),
+        command=("env", f"MODEL_MONITORING_LABELS_API_KEY={LABELS_KEY}", "python", "-m",
+                 "model_monitoring", "serve", "--host", "127.0.0.1", "--port", "{port}",
+                 "--workers", "2"),
         ready_path="/health/ready",
         call=_predict_label_and_scrape,
         startup_timeout_s=180.0,

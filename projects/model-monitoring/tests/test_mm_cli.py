@@ -1,4 +1,5 @@
-"""The CLI on any CSV by configuration: train a bundle, rebaseline it, and one-line errors."""
+"""The CLI on any CSV by configuration: train a bundle (numeric and categorical features),
+rebaseline it, and one-line errors."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pandas as pd
 import pytest
 from model_monitoring.bundle import load_bundle
 from model_monitoring.cli import app
+from model_monitoring.drift import ReferenceFeature
 from typer.testing import CliRunner
 
 runner = CliRunner()
@@ -16,8 +18,9 @@ runner = CliRunner()
 
 @pytest.fixture
 def churn_csv(tmp_path: Path) -> Path:
-    """A small tabular data set that is not the default: two numeric features, a string target
-    and a timestamp; the second half drifts in `tenure`."""
+    """A small tabular data set that is not the default: two numeric features, a text and a
+    boolean column (categorical), a numeric-coded region, a string target and a timestamp; the
+    second half drifts in `tenure`."""
     rng = np.random.default_rng(0)
     rows = 800
     tenure = np.concatenate([rng.normal(24, 6, rows // 2), rng.normal(40, 6, rows // 2)])
@@ -28,6 +31,9 @@ def churn_csv(tmp_path: Path) -> Path:
             "signup": pd.date_range("2024-01-01", periods=rows, freq="h").astype(str),
             "tenure": tenure.round(),
             "spend": spend,
+            "plan": rng.choice(["basic", "plus", "family"], rows),
+            "autopay": rng.random(rows) < 0.6,
+            "region": rng.integers(1, 4, rows),
             "churned": churned,
         }
     )
@@ -41,16 +47,24 @@ def test_train_any_csv_by_configuration_then_rebaseline(churn_csv: Path, tmp_pat
     result = runner.invoke(
         app,
         ["train", "--data", str(churn_csv), "--target", "churned", "--timestamp", "signup",
-         "--end", "2024-01-17 16:00", "--output", str(bundle_dir)],
+         "--categorical", "region", "--end", "2024-01-17 16:00", "--output", str(bundle_dir)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert "(3 categorical)" in result.output
     bundle = load_bundle(bundle_dir)
-    assert bundle.feature_names == ["tenure", "spend"]
-    assert [(f.name, f.type) for f in bundle.features] == [("tenure", "int"), ("spend", "float")]
+    assert bundle.feature_names == ["tenure", "spend", "plan", "autopay", "region"]
+    assert [(f.name, f.type, f.categories) for f in bundle.features] == [
+        ("tenure", "int", None), ("spend", "float", None),
+        ("plan", "category", ["basic", "family", "plus"]),
+        ("autopay", "category", ["False", "True"]), ("region", "category", ["1", "2", "3"]),
+    ]  # fmt: skip
+    assert bundle.reference["plan"].proportions == pytest.approx([1 / 3] * 3, abs=0.06)
     assert bundle.classes == ["no", "yes"]
     assert bundle.reference_window["rows"] == 400
-    assert bundle.features[0].min < 24 < bundle.features[0].max
-    old_mean = bundle.reference["tenure"].mean
+    tenure = bundle.reference["tenure"]
+    assert isinstance(tenure, ReferenceFeature)
+    low, high = bundle.features[0].min, bundle.features[0].max
+    assert low is not None and high is not None and low < 24 < high
     result = runner.invoke(
         app,
         ["rebaseline", "--data", str(churn_csv), "--timestamp", "signup",
@@ -58,7 +72,9 @@ def test_train_any_csv_by_configuration_then_rebaseline(churn_csv: Path, tmp_pat
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     rebased = load_bundle(bundle_dir)
-    assert rebased.reference["tenure"].mean > old_mean + 10  # the new window's distribution
+    rebased_tenure = rebased.reference["tenure"]
+    assert isinstance(rebased_tenure, ReferenceFeature)
+    assert rebased_tenure.mean > tenure.mean + 10  # the new window's distribution
     assert rebased.version == bundle.version  # same model
     assert rebased.rebaselined_at is not None
 
@@ -70,6 +86,9 @@ def test_train_any_csv_by_configuration_then_rebaseline(churn_csv: Path, tmp_pat
         (["--target", "spend"], "exactly 2 classes"),
         (["--target", "churned", "--feature", "colour"], "not in the data: colour"),
         (["--target", "churned", "--timestamp", "signup", "--start", "2030-01-01"], "no rows"),
+        (["--target", "churned", "--dataset", "car-loan"], "not both"),
+        # Without --timestamp the timestamp is one more text column: too many categories.
+        (["--target", "churned"], "'signup' has 800 categories"),
     ],
 )
 def test_bad_configuration_is_one_line_and_exit_2(

@@ -1,9 +1,11 @@
-"""Drift statistics, the bulk metric updates and the clock scaling of rules and configs."""
+"""Drift statistics (numeric and categorical), the bulk metric updates and the clock scaling of
+rules and configs."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +18,14 @@ from model_monitoring.alerting import (
     scaled_alertmanager_config,
     scaled_rules,
 )
-from model_monitoring.drift import PSI_DRIFT_THRESHOLD, feature_drift, psi, reference_feature
+from model_monitoring.drift import (
+    PSI_DRIFT_THRESHOLD,
+    category_drift,
+    category_reference,
+    feature_drift,
+    psi,
+    reference_feature,
+)
 from model_monitoring.errors import ModelMonitoringError
 from model_monitoring.metrics import observe_many, observe_summary_many
 from scipy import stats
@@ -29,7 +38,8 @@ def test_psi_is_small_on_the_same_distribution_and_large_on_a_shift() -> None:
     shifted = feature_drift(reference, rng.normal(0.8, 1, 2000))
     assert same.psi < 0.05 and not same.drifted
     assert shifted.psi > PSI_DRIFT_THRESHOLD and shifted.drifted
-    assert shifted.ks_p_value < 1e-6 < same.ks_p_value
+    assert shifted.p_value < 1e-6 < same.p_value
+    assert same.test == shifted.test == "ks"
 
 
 def test_ks_equals_scipy_called_directly_on_the_same_windows() -> None:
@@ -39,8 +49,8 @@ def test_ks_equals_scipy_called_directly_on_the_same_windows() -> None:
     current = rng.normal(0.1, 1.2, 1500)
     ours = feature_drift(reference, current)
     direct = stats.ks_2samp(values, current, method="asymp")  # sample == all 3000 values
-    assert ours.ks_statistic == pytest.approx(direct.statistic)
-    assert ours.ks_p_value == pytest.approx(direct.pvalue)
+    assert ours.statistic == pytest.approx(direct.statistic)
+    assert ours.p_value == pytest.approx(direct.pvalue)
 
 
 def test_missing_values_are_left_out_of_psi_and_counted_apart() -> None:
@@ -52,6 +62,44 @@ def test_missing_values_are_left_out_of_psi_and_counted_apart() -> None:
     result = feature_drift(reference, holed)
     assert result.missing_rate == pytest.approx(0.3)
     assert result.psi == pytest.approx(psi(reference, current[300:]))
+
+
+CATEGORIES = ["a", "b", "c"]
+
+
+def categories(counts: dict[Any, int], seed: int = 0) -> np.ndarray:
+    values = np.array([v for v, n in counts.items() for _ in range(n)], dtype=object)
+    return np.random.default_rng(seed).permutation(values)
+
+
+def test_category_psi_is_small_on_the_same_frequencies_and_large_on_a_new_mix() -> None:
+    reference = category_reference(categories({"a": 5000, "b": 3000, "c": 2000}), CATEGORIES)
+    assert reference.proportions == pytest.approx([0.5, 0.3, 0.2])
+    same = category_drift(reference, categories({"a": 1000, "b": 600, "c": 400}, seed=1))
+    mixed = category_drift(reference, categories({"a": 400, "b": 600, "c": 1000}, seed=2))
+    assert same.psi == pytest.approx(0.0, abs=1e-9) and not same.drifted
+    assert mixed.psi > PSI_DRIFT_THRESHOLD and mixed.drifted
+    assert mixed.test == "chi2" and mixed.p_value < 1e-6
+
+
+def test_chi_square_equals_scipy_called_directly() -> None:
+    reference = category_reference(categories({"a": 500, "b": 300, "c": 200}), CATEGORIES)
+    counts = {"a": 230, "b": 170, "c": 100}
+    ours = category_drift(reference, categories(counts))
+    direct = stats.chisquare([230, 170, 100], [250, 150, 100])
+    assert ours.statistic == pytest.approx(direct.statistic)
+    assert ours.p_value == pytest.approx(direct.pvalue)
+
+
+def test_unknown_and_missing_categories_are_left_out_and_reported_apart() -> None:
+    reference = category_reference(categories({"a": 500, "b": 300, "c": 200}), CATEGORIES)
+    clean = categories({"a": 250, "b": 150, "c": 100})
+    holed = np.concatenate([clean, np.array([None] * 100 + ["zz"] * 400, dtype=object)])
+    result = category_drift(reference, holed)
+    assert result.missing_rate == pytest.approx(0.1)
+    assert result.unknown_rate == pytest.approx(0.4)
+    assert result.psi == pytest.approx(category_drift(reference, clean).psi)
+    assert result.p_value == pytest.approx(category_drift(reference, clean).p_value)
 
 
 def test_discrete_reference_merges_tied_bins() -> None:

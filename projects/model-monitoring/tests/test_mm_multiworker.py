@@ -1,15 +1,19 @@
 """Two uvicorn workers in multi-process mode: counts combine across workers, one worker's drift
-job publishes the gauges, and the exposition holds exactly the catalogued metrics."""
+job publishes the gauges, the exposition holds exactly the catalogued metrics, and when the
+worker running the job dies another takes the job over and prunes the dead one's log file."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from mm_testing import payload, reference_rows
-from model_monitoring.metrics import METRIC_NAMES, MULTIPROC_ENV
+from mm_testing import LABELS_KEY, payload, reference_rows
+from model_monitoring.api import API_KEY_HEADER
+from model_monitoring.metrics import CATEGORICAL_METRIC_NAMES, METRIC_NAMES, MULTIPROC_ENV
 from prometheus_client.parser import text_string_to_metric_families
 from roadmap_lab.services import uvicorn_app
 
@@ -39,6 +43,7 @@ def test_two_workers_share_metrics_and_one_runs_the_drift_job(
         "MODEL_MONITORING_DRIFT_INTERVAL_S": "0.2",
         "MODEL_MONITORING_DRIFT_MIN_ROWS": "100",
         "MODEL_MONITORING_LABELLED_MIN_ROWS": "50",
+        "MODEL_MONITORING_LABELS_API_KEY": LABELS_KEY,
     }
     with uvicorn_app(
         "model_monitoring.service:create_app", tmp_path / "service", factory=True, workers=2,
@@ -59,7 +64,10 @@ def test_two_workers_share_metrics_and_one_runs_the_drift_job(
                 {"id": p["id"], "label": int(y)}
                 for p, y in zip(reply.json()["predictions"], rows["clf_target"], strict=True)
             ]
-            assert client.post("/labels", json={"labels": labels}).status_code == 202
+            answer = client.post(
+                "/labels", json={"labels": labels}, headers={API_KEY_HEADER: LABELS_KEY}
+            )
+            assert answer.status_code == 202
         assert client.post("/predict", json={"rows": []}).status_code == 422
         assert len(list(log_files.glob("predictions-*.jsonl"))) == 2
         found = {}
@@ -86,4 +94,17 @@ def test_two_workers_share_metrics_and_one_runs_the_drift_job(
         holder = (log_files / ".drift-job.lock").read_text().strip()
         assert holder in workers
         assert len(found["model_info"]) == 1
-        assert set(found) == METRIC_NAMES
+        assert set(found) == METRIC_NAMES - CATEGORICAL_METRIC_NAMES  # housing: numbers only
+        assert found["model_drift_job_failures_total"][()] == 0
+
+        # The worker running the job dies: the other takes the job over, reads the dead
+        # worker's log once more (its window is its own) and then deletes that file.
+        os.kill(int(holder), signal.SIGKILL)
+        dead_log = log_files / f"predictions-{holder}.jsonl"
+        deadline = time.monotonic() + 30
+        while dead_log.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not dead_log.exists(), "the dead worker's log was not pruned"
+        assert (log_files / ".drift-job.lock").read_text().strip() != holder
+        found = samples(url)
+        assert found["model_drift_window_rows"][()] == min(requests * 25, 2000)

@@ -22,6 +22,9 @@ ROUTES = [
     ({"alertname": "ModelFeatureDrift", "component": "model", "feature": "MedInc"}, "model-team"),
     ({"alertname": "ModelServiceDown", "component": "service"}, "oncall"),
     ({"alertname": "ModelHighLatencyP95", "component": "service"}, "oncall"),
+    ({"alertname": "ModelDriftJobStale", "component": "service"}, "oncall"),
+    ({"alertname": "ModelFeatureUnknownCategories", "component": "model",
+      "feature": "size_of_downpayment"}, "model-team"),
     ({"alertname": "SomethingElse"}, "model-team"),
 ]
 
@@ -135,3 +138,28 @@ def test_compose_file_and_grafana_provisioning_point_at_committed_files() -> Non
     dashboard = json.loads(monitoring_file("grafana/dashboards/model-monitoring.json").read_text())
     uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p.get("targets", [])}
     assert uids == {datasource["datasources"][0]["uid"]}
+
+
+def test_compose_builds_by_pip_waits_for_health_binds_locally_and_has_no_default_secret() -> None:
+    compose_path = monitoring_file("prometheus.yml").parent.parent / "docker-compose.yml"
+    text = compose_path.read_text()
+    services = yaml.safe_load(text)["services"]
+    dockerfile = compose_path.parent / "Dockerfile"
+    for name in ("model-service", "alert-receiver"):  # the project's own image, built by pip
+        build = services[name]["build"]
+        assert build["dockerfile"] == "projects/model-monitoring/Dockerfile"
+        assert (compose_path.parent / build["context"] / build["dockerfile"]).resolve() == (
+            dockerfile.resolve()
+        )
+        assert re.search(rf"^FROM \S+ AS {build['target']}$", dockerfile.read_text(), re.M)
+    for name, service in services.items():
+        assert "test" in service["healthcheck"], name
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), (name, port)
+        for needed in service.get("depends_on", {}).values():
+            assert needed == {"condition": "service_healthy"}, name
+    # Secrets come from the environment or compose stops: no default to fall back on.
+    secrets = {"MODEL_MONITORING_LABELS_API_KEY", "GRAFANA_ADMIN_PASSWORD"}
+    for secret in secrets:
+        assert re.search(rf"\$\{{{secret}:\?[^}}]+\}}", text), secret
+    assert "admin/admin" not in text and ":-" not in text

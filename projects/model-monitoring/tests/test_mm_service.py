@@ -1,9 +1,13 @@
-"""The service in-process (one worker): predictions, delayed labels, strict input with counted
-4xx, the prediction log, and the drift job's gauges."""
+"""The service in-process (one worker): predictions, delayed labels behind an API key, strict input
+with counted 4xx, body limits while streaming, the prediction log (rotation, pruning of dead
+workers' files), the drift job's gauges and its health, and the bundle written in one step."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,21 +15,23 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from mm_testing import payload, reference_rows
+from mm_testing import (
+    LABELS_KEY,
+    metric_values,
+    payload,
+    reference_rows,
+    train_default_bundle,
+    wait_for,
+)
+from model_monitoring import bundle as bundle_module
+from model_monitoring.api import API_KEY_HEADER
+from model_monitoring.bundle import BUNDLE_FILE, load_bundle
 from model_monitoring.predlog import LogTailer, RotatingJsonLines
 from model_monitoring.service import create_app
 from model_monitoring.settings import ProjectSettings
-from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
-
-def metric_values(client: TestClient, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    text = client.get("/metrics").text
-    return {
-        tuple(sorted(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name
-    }
+KEY = {API_KEY_HEADER: LABELS_KEY}
 
 
 @pytest.fixture
@@ -36,6 +42,7 @@ def settings(bundle_dir: Path, tmp_path: Path) -> ProjectSettings:
         drift_interval_s=0.1,
         drift_min_rows=50,
         labelled_min_rows=20,
+        labels_api_key=SecretStr(LABELS_KEY),
     )
 
 
@@ -43,16 +50,6 @@ def settings(bundle_dir: Path, tmp_path: Path) -> ProjectSettings:
 def client(settings: ProjectSettings) -> Iterator[TestClient]:
     with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
         yield test_client
-
-
-def wait_for(check: Any, timeout_s: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_batch_predict_returns_an_id_per_row_and_logs_the_batch(
@@ -111,10 +108,13 @@ def test_bad_input_gets_a_4xx_with_a_message_and_is_counted(client: TestClient, 
         (b'{"rows": [{"MedInc": Infinity}]}', 422, "not_finite"),
         (b'{"rows": [', 400, "invalid_json"),
         (b"x" * 5_000_000, 413, "body_too_large"),
+        # No Content-Length: a chunked body is counted as it streams in and cut off at the limit.
+        ((b"x" * 100_000 for _ in range(50)), 413, "body_too_large"),
     ],
+    ids=["nan", "infinity", "broken_json", "huge", "huge_chunked"],
 )
 def test_non_json_numbers_broken_json_and_huge_bodies(
-    client: TestClient, body: bytes, status: int, reason: str
+    client: TestClient, body: Any, status: int, reason: str
 ) -> None:
     reply = client.post("/predict", content=body, headers={"content-type": "application/json"})
     assert reply.status_code == status
@@ -147,10 +147,10 @@ def test_delayed_labels_give_accuracy_and_auc(client: TestClient) -> None:
         {"id": p["id"], "label": int(label)}
         for p, label in zip(predictions, rows["clf_target"], strict=True)
     ]
-    assert client.post("/labels", json={"labels": labels}).status_code == 202
+    assert client.post("/labels", json={"labels": labels}, headers=KEY).status_code == 202
     unknown = {"labels": [{"id": "no-such-id", "label": "1"}]}
-    assert client.post("/labels", json=unknown).status_code == 202
-    bad = client.post("/labels", json={"labels": [{"id": "x", "label": 7}]})
+    assert client.post("/labels", json=unknown, headers=KEY).status_code == 202
+    bad = client.post("/labels", json={"labels": [{"id": "x", "label": 7}]}, headers=KEY)
     assert bad.status_code == 422 and "not one of" in bad.json()["detail"]
     accuracy = wait_for(lambda: metric_values(client, "model_labelled_window_rows")[()] >= 300)
     assert accuracy
@@ -222,3 +222,78 @@ def test_prediction_log_rotates_and_the_tailer_loses_nothing(tmp_path: Path) -> 
     assert len(list((tmp_path / "few").glob("labels-*-*.jsonl"))) == 2
     last = json.loads((tmp_path / "few").joinpath(kept.path.name).read_text().splitlines()[-1])
     assert last["ids"] == ["b299"]
+
+
+def test_labels_need_the_api_key(client: TestClient, settings: ProjectSettings) -> None:
+    body = {"labels": [{"id": "a", "label": 1}]}
+    for headers in ({}, {API_KEY_HEADER: "wrong"}, {API_KEY_HEADER: LABELS_KEY[:-1]}):
+        refused = client.post("/labels", json=body, headers=headers)
+        assert refused.status_code == 401 and API_KEY_HEADER in refused.json()["detail"]
+    errors = metric_values(client, "model_client_errors_total")
+    assert errors[(("endpoint", "/labels"), ("reason", "unauthorized"))] == 3
+    assert metric_values(client, "model_labels_received_total")[()] == 0
+    assert client.post("/labels", json=body, headers=KEY).status_code == 202
+    # Without a configured key nobody may write labels, and the answer says why.
+    unset = {"labels_api_key": None, "run_dir": settings.run_dir / "keyless"}
+    keyless = settings.model_copy(update=unset)
+    with TestClient(create_app(keyless)) as bare:
+        disabled = bare.post("/labels", json=body, headers=KEY)
+        assert disabled.status_code == 503
+        assert "LABELS_API_KEY" in disabled.json()["detail"]
+
+
+def test_the_drift_job_counts_failed_runs_and_keeps_its_last_success(
+    client: TestClient, settings: ProjectSettings, tmp_path: Path
+) -> None:
+    bundle_dir = train_default_bundle(tmp_path / "bundle")  # a copy this test may break
+    broken = settings.model_copy(update={"bundle_dir": bundle_dir, "run_dir": tmp_path / "run"})
+    with TestClient(create_app(broken)) as service:
+        interval = wait_for(lambda: metric_values(service, "model_drift_interval_seconds")[()])
+        assert interval == pytest.approx(0.1)
+        healthy = wait_for(
+            lambda: metric_values(service, "model_drift_last_success_timestamp_seconds")[()]
+        )
+        assert metric_values(service, "model_drift_job_failures_total")[()] == 0
+        (bundle_dir / BUNDLE_FILE).write_text("{ not json")  # a broken rebaseline
+        wait_for(lambda: metric_values(service, "model_drift_job_failures_total")[()] >= 3)
+        last = metric_values(service, "model_drift_last_success_timestamp_seconds")[()]
+        assert last < time.time() - 0.25  # stale: no success since the break
+        assert last >= healthy
+
+
+def test_a_dead_workers_log_is_pruned_once_consumed(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead_pid = int(dead.stdout)
+    files = [f"predictions-{dead_pid}.jsonl", f"predictions-{dead_pid}-1.jsonl",
+             f"predictions-{os.getpid()}.jsonl"]  # fmt: skip
+    for age, name in enumerate(files):  # the tailer reads the oldest first
+        (tmp_path / name).write_text(f'{{"ids": ["{name}"]}}\n')
+        os.utime(tmp_path / name, (1000 + age, 1000 + age))
+    tailer = LogTailer(tmp_path, "predictions")
+    reading = tailer.read_new()
+    assert next(reading)["ids"] == [files[0]]
+    assert (tmp_path / files[0]).exists()  # deleted only once the caller took every line
+    assert [r["ids"][0] for r in reading] == files[1:]
+    remaining = sorted(path.name for path in tmp_path.glob("*.jsonl"))
+    assert remaining == [f"predictions-{os.getpid()}.jsonl"]  # the live writer's file stays
+
+
+def test_the_bundle_is_written_to_a_new_folder_and_renamed_into_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = train_default_bundle(tmp_path / "bundle")
+    first = load_bundle(folder)
+    train_default_bundle(folder)  # again, over the old one
+    second = load_bundle(folder)
+    assert second.model_sha256 == first.model_sha256  # same data, same model
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no leftovers
+
+    def failing_rename(source: Any, target: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bundle_module.os, "rename", failing_rename)
+    with pytest.raises(OSError, match="disk full"):
+        train_default_bundle(folder)
+    assert load_bundle(folder).version == second.version  # the old bundle, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]

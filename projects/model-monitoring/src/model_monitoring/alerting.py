@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,10 +22,8 @@ from typing import Any
 import yaml
 
 from model_monitoring.errors import ModelMonitoringError
+from model_monitoring.project_files import project_file
 
-# The project's monitoring/ folder: a Pants resource (repo-relative path on sys.path in PEXes and
-# test sandboxes), or beside src/ in a checkout.
-MONITORING_DIR = "projects/model-monitoring/monitoring"
 RULES_FILE = "rules/model-monitoring.rules.yml"
 PROMETHEUS_FILE = "prometheus.yml"
 ALERTMANAGER_FILE = "alertmanager.yml"
@@ -38,14 +35,7 @@ _RANGE = re.compile(r"\[((?:\d+(?:ms|s|m|h|d|w|y))+)(?=[\]:])")
 
 def monitoring_file(relative: str) -> Path:
     """A file of the committed monitoring configuration (prometheus.yml, rules, ...)."""
-    candidates = [Path(entry) / MONITORING_DIR for entry in sys.path if entry]
-    candidates.append(Path(__file__).resolve().parents[2] / "monitoring")
-    for folder in candidates:
-        if (folder / relative).is_file():
-            return (folder / relative).resolve()  # servers started elsewhere read it too
-    raise ModelMonitoringError(
-        f"monitoring file {relative} not found (looked for {MONITORING_DIR})"
-    )
+    return project_file(f"monitoring/{relative}")
 
 
 def load_yaml(path: Path) -> dict[str, Any]:

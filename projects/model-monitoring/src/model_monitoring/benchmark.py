@@ -1,21 +1,35 @@
-"""The benchmark, in one run:
+"""The benchmark, in one run; every part measures its baseline in the same run:
 
-1. predict latency (p50/p99) and throughput over HTTP with the instrumentation on vs off (the same
-   service, MODEL_MONITORING_INSTRUMENTATION=false), two servers called alternately with the same
-   batches; plus the request path's own cost per batch, measured in-process;
-2. drift computation time for a 10,000-row window (8 features): ours (PSI + KS) vs evidently's
-   DataDriftPreset report on the same data;
-3. agreement of drift decisions with evidently (its PSI test at the same 0.2 threshold, its KS
-   test at the same p-value) on the same windows: reference samples, synthetic shifts, and the
-   analysis period's windows in time order.
+1. instrumentation overhead over HTTP: the same service with MODEL_MONITORING_INSTRUMENTATION on
+   and off (the default housing bundle: the cheapest predict, so the least flattering share;
+   metrics in multi-process mode, as deployed), two servers called with the same 20-row batches,
+   ``repeats`` times: one request at a time for the p50 latency, several in flight for the
+   throughput at saturation; the per-repeat figures give paired ratios with t intervals. Plus the
+   request path's own cost per batch, in-process (no interval: a diagnostic);
+2. drift computation vs evidently on equal work: both start from the raw reference rows and the
+   raw window (ours: reference statistics, then PSI and KS / chi-square per feature; evidently:
+   a DataDriftPreset PSI report), imports and a warm-up run outside the timed region, the same
+   number of interleaved repeats; the speed-up is a paired ratio with its interval;
+3. agreement of drift decisions with evidently (its PSI at the same 0.2 threshold, its KS /
+   chi-square tests at the same p-value) reported apart on stable windows (held-out reference
+   time) and on drifted windows (the data set's shifts, and the late analysis period's real drift);
+4. the replay through the full stack (real Prometheus and Alertmanager, production settings on an
+   accelerated clock): a long replay of held-out reference time plus the control gives false
+   alerts per production hour with the exact Poisson interval; every scenario at each traffic level
+   gives the detection delay in production minutes as a function of traffic.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import statistics
+import sys
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +38,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+from roadmap_lab.machine import package_versions
 from roadmap_lab.results import (
     BenchmarkConditions,
     Headline,
@@ -31,84 +46,174 @@ from roadmap_lab.results import (
     ensure_quiet_machine,
     headline_figure,
     invocation,
+    process_tree_cpu_seconds,
     publish_benchmark,
 )
-from roadmap_lab.services import uvicorn_app
+from roadmap_lab.services import ManagedProcess, free_port, python_child_env
+from roadmap_lab.stats import Interval, paired_ratio, wilson_interval
 
 from model_monitoring import PROJECT
-from model_monitoring.bundle import load_bundle
-from model_monitoring.datasets import housing_periods
-from model_monitoring.demo import ensure_bundle
-from model_monitoring.drift import KS_P_VALUE_THRESHOLD, PSI_DRIFT_THRESHOLD, window_drift
+from model_monitoring.bundle import Bundle, load_bundle, reference_statistics
+from model_monitoring.datasets import REPLAY_DATASET, housing_periods
+from model_monitoring.demo import (
+    ReplayData,
+    chosen_scenarios,
+    ensure_bundle,
+    false_alert_figure,
+    phase_summary,
+    replay_data,
+)
+from model_monitoring.drift import P_VALUE_THRESHOLD, PSI_DRIFT_THRESHOLD, window_drift
+from model_monitoring.errors import ModelMonitoringError
+from model_monitoring.metrics import MULTIPROC_ENV
+from model_monitoring.replay import (
+    CONTROL,
+    PhaseResult,
+    Replay,
+    ReplayPlan,
+    Scenario,
+    ScenarioRows,
+    attribute_alerts,
+    fired_alerts,
+    verify_detections,
+)
 from model_monitoring.settings import ENV_PREFIX, ProjectSettings
+from model_monitoring.stack import monitoring_stack
 
 console = Console()
 BATCH_ROWS = 20
-DRIFT_WINDOW_ROWS = 10_000
-AGREEMENT_WINDOW_ROWS = 1000
+# Requests in flight for the throughput: enough to keep one uvicorn worker busy.
+CLIENT_THREADS = 4
+AGREEMENT_WINDOW_ROWS = 2000  # the production drift window
+# Shifts whose windows count as drifted for the agreement (see comparable_shift).
+AGREEMENT_SHIFTS = ("scale", "subpopulation", "prior", "category")
+# Milder versions of the first scale shift, near the PSI threshold, where the two disagree most.
+MILD_FACTORS = (1.05, 1.1, 1.2)
+OVERHEAD_TARGET = "< 5"
+SPEEDUP_TARGET = ">= 5"
 
 
-def _percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q))
+@dataclass(frozen=True)
+class BenchmarkSizes:
+    repeats: int = 10  # overhead: paired repeats
+    requests: int = 300  # overhead: requests per server per repeat
+    drift_repeats: int = 10
+    drift_window_rows: int = 10_000
+    agreement_windows: int = 10  # stable windows, and as many drifted ones
+    traffic: tuple[float, ...] = (2.0, 5.0, 20.0)  # production rows per second
+    held_out_hours: float = 6.0  # production hours of held-out reference time
+    # The highest traffic level: the most drift windows per hour, so the least flattering rate.
+    held_out_rows_per_second: float = 20.0
+    control_minutes: float = 30.0
+    clock: float = 60.0
+    scenarios: tuple[str, ...] | None = None  # None: all of the data set's
+    dataset: str = REPLAY_DATASET
 
 
-def measure_http(
-    bundle_dir: Path, folder: Path, payloads: list[dict[str, Any]]
-) -> dict[str, dict[str, float]]:
-    """Two servers side by side, instrumentation on and off, called alternately with the same
-    batches (the order flips every request): both see the same load from the rest of the
-    machine, which on a shared 2-core host moves latencies more than the instrumentation does."""
-    urls = {}
+# --- 1. instrumentation overhead ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def service_process(
+    bundle_dir: Path, folder: Path, *, instrumentation: bool
+) -> Iterator[tuple[str, ManagedProcess]]:
+    """One uvicorn worker serving the bundle; yields its URL and process (for its CPU time). It
+    keeps its metrics in multi-process mode, as `serve --workers N` and the image do: each update
+    writes to a memory-mapped file, which costs more than the single-process default."""
+    port = free_port()
+    multiproc = folder / "multiproc"
+    shutil.rmtree(multiproc, ignore_errors=True)
+    multiproc.mkdir(parents=True)
+    env = python_child_env(**{
+        MULTIPROC_ENV: str(multiproc.resolve()),
+        f"{ENV_PREFIX}BUNDLE_DIR": str(bundle_dir.resolve()),
+        f"{ENV_PREFIX}LOG_DIR": str((folder / "predictions").resolve()),
+        f"{ENV_PREFIX}INSTRUMENTATION": str(instrumentation).lower(),
+    })  # fmt: skip
+    argv = [sys.executable, "-m", "uvicorn", "model_monitoring.service:create_app", "--factory",
+            "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with ManagedProcess(argv, name="benchmark service", log_path=folder / "service.log",
+                        ready=f"{url}/health/ready", env=env, cwd=folder) as process:  # fmt: skip
+        yield url, process
+
+
+def measure_overhead(
+    bundle_dir: Path,
+    folder: Path,
+    payloads: list[dict[str, Any]],
+    repeats: int,
+    conditions: BenchmarkConditions,
+) -> dict[str, Any]:
+    """Both servers side by side. Each repeat measures latency (one request at a time, the two
+    servers called alternately, the order flipping every request: both see the same load from the
+    rest of the machine), then throughput at saturation (``CLIENT_THREADS`` requests in flight,
+    one server after the other, the order flipping every repeat)."""
+    latencies: dict[str, list[list[float]]] = {"on": [], "off": []}
+    throughput: dict[str, list[float]] = {"on": [], "off": []}
     with contextlib.ExitStack() as stack:
-        for mode in ("on", "off"):
-            env = {
-                f"{ENV_PREFIX}BUNDLE_DIR": str(bundle_dir.resolve()),
-                f"{ENV_PREFIX}LOG_DIR": str((folder / "predictions").resolve()),
-                f"{ENV_PREFIX}INSTRUMENTATION": str(mode == "on").lower(),
-            }
-            urls[mode] = stack.enter_context(
-                uvicorn_app(
-                    "model_monitoring.service:create_app", folder / mode, factory=True, env=env,
-                    ready_path="/health/ready", extra_args=["--no-access-log"],
-                )
-            )  # fmt: skip
+        servers = {
+            mode: stack.enter_context(
+                service_process(bundle_dir, folder / mode, instrumentation=mode == "on")
+            )
+            for mode in ("on", "off")
+        }
         clients = {mode: stack.enter_context(httpx.Client(base_url=url, timeout=30))
-                   for mode, url in urls.items()}  # fmt: skip
-        for body in payloads[:100]:  # warm-up
+                   for mode, (url, _) in servers.items()}  # fmt: skip
+        for body in payloads[:50]:  # warm-up
             for client in clients.values():
-                client.post("/predict", json=body)
-        latencies: dict[str, list[float]] = {"on": [], "off": []}
-        for index, body in enumerate(payloads):
-            for mode in ("on", "off") if index % 2 else ("off", "on"):
-                sent = time.perf_counter()
-                reply = clients[mode].post("/predict", json=body)
-                latencies[mode].append(time.perf_counter() - sent)
-                reply.raise_for_status()
-    paired = [on - off for on, off in zip(latencies["on"], latencies["off"], strict=True)]
+                client.post("/predict", json=body).raise_for_status()
+        cpu = {mode: process_tree_cpu_seconds(server.pid) for mode, (_, server) in servers.items()}
+        for repeat in range(repeats):
+            run: dict[str, list[float]] = {"on": [], "off": []}
+            for index, body in enumerate(payloads):
+                for mode in ("on", "off") if (index + repeat) % 2 else ("off", "on"):
+                    sent = time.perf_counter()
+                    reply = clients[mode].post("/predict", json=body)
+                    run[mode].append(time.perf_counter() - sent)
+                    reply.raise_for_status()
+            for mode in run:
+                latencies[mode].append(run[mode])
+            for mode in ("on", "off") if repeat % 2 else ("off", "on"):
+                throughput[mode].append(saturated_rows_per_s(clients[mode], payloads))
+        for mode, (_, process) in servers.items():
+            used = process_tree_cpu_seconds(process.pid) - cpu[mode]
+            conditions.add_cpu(f"service, instrumentation {mode}", used)
+    p50 = {mode: [statistics.median(run) * 1000 for run in runs]
+           for mode, runs in latencies.items()}  # fmt: skip
     return {
-        "paired_median_difference_ms": {"value": statistics.median(paired) * 1000},
-        **{
-            mode: {
-                "p50_ms": _percentile(values, 50) * 1000,
-                "p99_ms": _percentile(values, 99) * 1000,
-                # A sequential client: rows over the time spent waiting for this server.
-                "rows_per_s": len(values) * BATCH_ROWS / sum(values),
-                "requests": len(values),
-            }
-            for mode, values in latencies.items()
-        },
+        "latency": paired_ratio(p50["on"], p50["off"]).map(lambda r: 100 * (r - 1)),
+        # off / on throughput: 1 - 1/that is the share of throughput the instrumentation costs.
+        "throughput": paired_ratio(throughput["off"], throughput["on"]).map(
+            lambda r: 100 * (1 - 1 / r)
+        ),
+        "p50_ms": p50,
+        "rows_per_s": throughput,
+        "p99_ms": {mode: [float(np.percentile(run, 99)) * 1000 for run in runs]
+                   for mode, runs in latencies.items()},  # fmt: skip
     }
 
 
-def measure_request_path(bundle_dir: Path, folder: Path, batches: int = 500) -> dict[str, float]:
+def saturated_rows_per_s(client: httpx.Client, payloads: list[dict[str, Any]]) -> float:
+    """Rows per second with ``CLIENT_THREADS`` requests in flight until every payload is served."""
+
+    def post(body: dict[str, Any]) -> None:
+        client.post("/predict", json=body).raise_for_status()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CLIENT_THREADS) as pool:
+        list(pool.map(post, payloads))
+    return len(payloads) * BATCH_ROWS / (time.perf_counter() - started)
+
+
+def measure_request_path(bundle: Bundle, folder: Path, batches: int = 500) -> dict[str, float]:
     """In-process: predict_proba vs the per-batch instrumentation (metrics + prediction log)."""
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     from model_monitoring.metrics import ServiceMetrics
-    from model_monitoring.service import Monitor
+    from model_monitoring.monitor import Monitor
 
-    bundle = load_bundle(bundle_dir)
-    settings = ProjectSettings(bundle_dir=bundle_dir, run_dir=folder / "in-process")
+    settings = ProjectSettings(run_dir=folder / "in-process")
     monitor = Monitor(bundle, settings, ServiceMetrics(bundle.feature_names, bundle.classes))
     reference, _ = housing_periods()
     x = reference[bundle.feature_names].to_numpy(dtype=float)
@@ -123,7 +228,7 @@ def measure_request_path(bundle_dir: Path, folder: Path, batches: int = 500) -> 
             confidence = np.where(predicted == 1, proba, 1 - proba)
             middle = time.perf_counter()
             ids = [f"b{index}-{i}" for i in range(len(rows))]
-            monitor.observe_batch(ids, rows, predicted, confidence)
+            monitor.observe_batch(ids, rows, [], predicted, confidence)
             instrument_s.append(time.perf_counter() - middle)
             predict_s.append(middle - started)
     monitor.close()
@@ -133,244 +238,348 @@ def measure_request_path(bundle_dir: Path, folder: Path, batches: int = 500) -> 
     }
 
 
-def measure_drift_time(reference: pd.DataFrame, analysis: pd.DataFrame, features: list[str],
-                       bundle_dir: Path) -> dict[str, float]:  # fmt: skip
-    bundle = load_bundle(bundle_dir)
-    current = pd.concat([analysis, reference]).sample(
-        DRIFT_WINDOW_ROWS, replace=False, random_state=0
-    )[features]
-    columns = {name: current[name].to_numpy(dtype=float) for name in features}
-    ours = []
-    for _ in range(20):
-        started = time.perf_counter()
-        window_drift(bundle.reference, columns)
-        ours.append(time.perf_counter() - started)
-    evidently_s = []
-    for _ in range(3):
-        started = time.perf_counter()
-        _evidently_report(reference[features], current, "psi", PSI_DRIFT_THRESHOLD)
-        evidently_s.append(time.perf_counter() - started)
+# --- 2. and 3. drift computation vs evidently -----------------------------------------------------
+
+
+def evidently_scores(
+    reference: pd.DataFrame, current: pd.DataFrame, bundle: Bundle, method: str
+) -> dict[str, float]:
+    """Per-column drift values of evidently's DataDriftPreset: PSI (``method="psi"``) or the
+    p-values of KS (numeric) and chi-square (categorical) (``method="tests"``)."""
+    from evidently import DataDefinition, Dataset, Report  # type: ignore[import-untyped]
+    from evidently.presets import DataDriftPreset  # type: ignore[import-untyped]
+
+    numeric = [spec.name for spec in bundle.numeric]
+    categorical = [spec.name for spec in bundle.categorical]
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    if method == "psi":
+        preset = DataDriftPreset(method="psi", threshold=PSI_DRIFT_THRESHOLD)
+    else:
+        preset = DataDriftPreset(
+            num_method="ks", cat_method="chisquare",
+            num_threshold=P_VALUE_THRESHOLD, cat_threshold=P_VALUE_THRESHOLD,
+        )  # fmt: skip
+    columns = numeric + categorical
+    snapshot = Report([preset]).run(
+        current_data=Dataset.from_pandas(current[columns], data_definition=definition),
+        reference_data=Dataset.from_pandas(reference[columns], data_definition=definition),
+    )
     return {
-        "ours_ms": statistics.median(ours) * 1000,
-        "evidently_ms": statistics.median(evidently_s) * 1000,
-        "rows": DRIFT_WINDOW_ROWS,
-        "features": len(features),
+        metric["config"]["column"]: float(metric["value"])
+        for metric in snapshot.dict()["metrics"]
+        if metric["config"].get("type", "").endswith("ValueDrift")
     }
 
 
-def _evidently_report(
-    reference: pd.DataFrame, current: pd.DataFrame, method: str | None, threshold: float | None
-) -> dict[str, float]:
-    """Per-column drift scores of evidently's DataDriftPreset."""
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    from evidently import Report  # type: ignore[import-untyped]
-    from evidently.presets import DataDriftPreset  # type: ignore[import-untyped]
+def window_columns(window: pd.DataFrame, bundle: Bundle) -> dict[str, np.ndarray]:
+    return {
+        spec.name: window[spec.name].to_numpy(dtype=object if spec.categorical else float)
+        for spec in bundle.features
+    }
 
-    preset = DataDriftPreset(method=method, threshold=threshold)
-    snapshot = Report([preset]).run(current_data=current, reference_data=reference)
-    scores = {}
-    for metric in snapshot.dict()["metrics"]:
-        config = metric["config"]
-        if config.get("type", "").endswith("ValueDrift"):
-            scores[config["column"]] = float(metric["value"])
-    return scores
+
+def our_drift_from_raw(reference: pd.DataFrame, window: pd.DataFrame, bundle: Bundle) -> Any:
+    """Everything from the raw rows: the reference statistics, then the window's drift."""
+    return window_drift(reference_statistics(reference, bundle.features),
+                        window_columns(window, bundle))  # fmt: skip
+
+
+def measure_drift_speed(
+    reference: pd.DataFrame, window: pd.DataFrame, bundle: Bundle, repeats: int,
+    conditions: BenchmarkConditions,
+) -> dict[str, Any]:  # fmt: skip
+    sides: dict[str, Callable[[], Any]] = {
+        "ours": lambda: our_drift_from_raw(reference, window, bundle),
+        "evidently": lambda: evidently_scores(reference, window, bundle, "psi"),
+    }
+    for run in sides.values():  # imports and first-call caches stay out of the timed region
+        run()
+    seconds: dict[str, list[float]] = {"ours": [], "evidently": []}
+    cpu: dict[str, float] = {"ours": 0.0, "evidently": 0.0}
+    for repeat in range(repeats):
+        for side in ("ours", "evidently") if repeat % 2 == 0 else ("evidently", "ours"):
+            cpu_started, started = time.process_time(), time.perf_counter()
+            sides[side]()
+            seconds[side].append(time.perf_counter() - started)
+            cpu[side] += time.process_time() - cpu_started
+    for side, used in cpu.items():
+        conditions.add_cpu(f"drift computation, {side} (in the benchmark process)", used)
+    return {
+        "speedup": paired_ratio(seconds["evidently"], seconds["ours"]),
+        "seconds": seconds,
+        "reference_rows": len(reference),
+        "window_rows": len(window),
+        "features": len(bundle.features),
+    }
 
 
 def agreement_windows(
-    reference: pd.DataFrame,
-    analysis: pd.DataFrame,
-    reference_windows: int = 8,
-    factors: tuple[float, ...] = (1.05, 1.1, 1.2, 1.3, 1.5),
-) -> list[tuple[str, pd.DataFrame]]:
-    rng = np.random.default_rng(7)
+    held_out: pd.DataFrame, analysis: pd.DataFrame, scenarios: list[Scenario], bundle: Bundle,
+    count: int, seed: int = 7,
+) -> list[tuple[str, str, pd.DataFrame]]:  # fmt: skip
+    """(group, name, window): ``count`` stable windows of held-out reference time, in time order,
+    and ``count`` drifted ones: the data set's shifts, milder versions of its first scale shift,
+    then the analysis period's last windows (real drift)."""
+    rows = AGREEMENT_WINDOW_ROWS
     windows = [
-        (f"reference-{i}", reference.sample(AGREEMENT_WINDOW_ROWS, random_state=rng))
-        for i in range(reference_windows)
-    ]
-    for factor in factors:
-        rows = reference.sample(AGREEMENT_WINDOW_ROWS, random_state=rng)
-        windows.append((f"MedInc x{factor}", rows.assign(MedInc=rows["MedInc"] * factor)))
-    for start in range(0, len(analysis) - AGREEMENT_WINDOW_ROWS + 1, AGREEMENT_WINDOW_ROWS):
-        windows.append((f"analysis-{start}", analysis.iloc[start : start + AGREEMENT_WINDOW_ROWS]))
-    return windows
+        ("stable", f"held-out {start}", held_out.iloc[start : start + rows])
+        for start in range(0, len(held_out) - rows + 1, rows)
+    ][:count]
+    sampler = ScenarioRows(held_out, bundle, seed)
+    shifts = [s for s in scenarios if comparable_shift(s, bundle)]
+    scaled = next((s for s in shifts if s.shift == "scale"), None)
+    if scaled is not None:
+        shifts += [replace(scaled, name=f"{scaled.name} x{factor}",
+                           params={**scaled.params, "factor": factor})
+                   for factor in MILD_FACTORS]  # fmt: skip
+    drifted = [("drifted", s.name, sampler.draw(rows, s, shifted=rows)) for s in shifts]
+    late = range(len(analysis) - rows, -1, -rows)  # from the end of the analysis period
+    drifted += [("drifted", f"analysis {start}", analysis.iloc[start : start + rows])
+                for start in late]  # fmt: skip
+    return windows + drifted[:count]
+
+
+def comparable_shift(scenario: Scenario, bundle: Bundle) -> bool:
+    """A shift both sides score alike: not missing values, not a category the reference never
+    saw (our PSI leaves both out by design, evidently's does not)."""
+    if scenario.shift not in AGREEMENT_SHIFTS:
+        return False
+    if scenario.shift != "category":
+        return True
+    spec = next(spec for spec in bundle.features if spec.name == scenario.params["feature"])
+    return scenario.params["category"] in (spec.categories or ())
 
 
 def measure_agreement(
-    reference: pd.DataFrame,
-    analysis: pd.DataFrame,
-    features: list[str],
-    bundle_dir: Path,
-    windows: list[tuple[str, pd.DataFrame]] | None = None,
-    with_ks: bool = True,
+    reference: pd.DataFrame, windows: list[tuple[str, str, pd.DataFrame]], bundle: Bundle
 ) -> dict[str, Any]:
-    """Share of (window, feature) drift decisions on which we and evidently agree: PSI > 0.2,
-    and (``with_ks``) KS p-value < 0.01."""
-    bundle = load_bundle(bundle_dir)
-    psi_agree = ks_agree = total = 0
+    """Per group: the share of (window, feature) decisions on which we and evidently agree, for
+    PSI > 0.2 and for the test (KS or chi-square) at p < 0.01, each with a Wilson interval. Most
+    features of a drifted window are not shifted, and "no drift" from both is an easy agreement:
+    the decisions that at least one side flagged, and how many of those agree, are counted apart."""
+    statistics_ = reference_statistics(reference, bundle.features)
+    counts: dict[str, dict[str, int]] = {}
     disagreements = []
-    if windows is None:
-        windows = agreement_windows(reference, analysis)
-    for name, window in windows:
-        ours = window_drift(
-            bundle.reference, {f: window[f].to_numpy(dtype=float) for f in features}
-        )
-        theirs_psi = _evidently_report(reference[features], window[features], "psi", 0.2)
-        theirs_ks = (
-            _evidently_report(reference[features], window[features], "ks", KS_P_VALUE_THRESHOLD)
-            if with_ks
-            else {}
-        )
-        for feature in features:
-            total += 1
-            ours_psi = ours[feature].psi > PSI_DRIFT_THRESHOLD
-            their_psi = theirs_psi[feature] >= PSI_DRIFT_THRESHOLD
-            psi_agree += ours_psi == their_psi
-            if with_ks:
-                ours_ks = ours[feature].ks_p_value < KS_P_VALUE_THRESHOLD
-                ks_agree += ours_ks == (theirs_ks[feature] < KS_P_VALUE_THRESHOLD)
-            if ours_psi != their_psi:
-                disagreements.append(
-                    {
-                        "window": name,
-                        "feature": feature,
-                        "ours_psi": round(ours[feature].psi, 4),
-                        "evidently_psi": round(theirs_psi[feature], 4),
-                    }  # fmt: skip
-                )
+    for group, name, window in windows:
+        ours = window_drift(statistics_, window_columns(window, bundle))
+        psi = evidently_scores(reference, window, bundle, "psi")
+        tests = evidently_scores(reference, window, bundle, "tests")
+        tally = counts.setdefault(group, dict.fromkeys(
+            ("decisions", "psi", "test", "psi_flagged", "psi_flagged_agree", "test_flagged",
+             "test_flagged_agree"), 0))  # fmt: skip
+        for feature, result in ours.items():
+            tally["decisions"] += 1
+            decisions = {
+                "psi": (result.drifted, psi[feature] >= PSI_DRIFT_THRESHOLD),
+                "test": (result.p_value < P_VALUE_THRESHOLD, tests[feature] < P_VALUE_THRESHOLD),
+            }
+            for kind, (our_flag, their_flag) in decisions.items():
+                tally[kind] += our_flag == their_flag
+                if our_flag or their_flag:
+                    tally[f"{kind}_flagged"] += 1
+                    tally[f"{kind}_flagged_agree"] += our_flag == their_flag
+            if any(a != b for a, b in decisions.values()):
+                disagreements.append({
+                    "group": group, "window": name, "feature": feature,
+                    "ours_psi": round(result.psi, 4), "evidently_psi": round(psi[feature], 4),
+                    "ours_p": result.p_value, "evidently_p": tests[feature], "test": result.test,
+                })  # fmt: skip
     return {
-        "windows": len(windows),
-        "decisions": total,
-        "psi_agreement": psi_agree / total,
-        "ks_agreement": ks_agree / total if with_ks else None,
-        "psi_disagreements": disagreements,
+        "groups": {
+            group: {
+                "windows": sum(1 for g, _, _ in windows if g == group),
+                "decisions": tally["decisions"],
+                "psi": wilson_interval(tally["psi"], tally["decisions"]),
+                "test": wilson_interval(tally["test"], tally["decisions"]),
+                **{key: tally[key] for key in tally if "flagged" in key},
+            }
+            for group, tally in counts.items()
+        },
+        "disagreements": disagreements,
     }
 
 
-def _headline(
-    name: str,
-    value: float,
-    unit: str,
-    baseline: float | None,
-    baseline_unit: str | None,
-    target: str | None,
-) -> Headline:
-    """A figure measured once, without an interval: a target makes it "unverified" until the
-    benchmark repeats it (the model-monitoring issue)."""
-    item = headline_figure(
-        name, round(value, 2), unit, baseline=None if baseline is None else round(baseline, 3),
-        target=target,
-    )  # fmt: skip
-    if baseline_unit:
-        item["baseline_unit"] = baseline_unit
-    return item
+# --- 4. the replay: false alerts on held-out time, detection delay vs traffic ----------------
 
 
-def run_benchmark(settings: ProjectSettings, *, requests: int, publish: bool) -> Path:
+@dataclass
+class ReplayFigures:
+    no_drift: list[PhaseResult]  # held-out time and the control
+    by_rate: dict[float, list[PhaseResult]]  # the scenarios at each traffic level
+
+
+def measure_replay(
+    data: ReplayData, scenarios: list[Scenario], sizes: BenchmarkSizes, folder: Path, seed: int
+) -> ReplayFigures:
+    """One stack: the long held-out replay and the control, then every scenario at each traffic
+    level (each scenario ends after a whole clean drift window and once Prometheus holds no model
+    alert, so the next starts clean)."""
+    plan = ReplayPlan(
+        rows_per_second=sizes.held_out_rows_per_second,
+        held_out_hours=sizes.held_out_hours,
+        control_minutes=sizes.control_minutes,
+    )
+    with monitoring_stack(folder / "stack", data.bundle_dir, clock=sizes.clock) as stack:
+        replay = Replay(stack, data.bundle, data.held_out, [], plan, seed=seed)
+        no_drift = [replay.held_out_phase(), replay.scenario_phase(CONTROL, plan.control_minutes)]
+        replay.close()
+        by_rate: dict[float, list[PhaseResult]] = {}
+        for rate in sizes.traffic:
+            replay = Replay(stack, data.bundle, data.held_out, scenarios,
+                            ReplayPlan(rows_per_second=rate), seed=seed)  # fmt: skip
+            by_rate[rate] = [replay.scenario_phase(s, replay.plan.timeout_minutes)
+                             for s in scenarios]  # fmt: skip
+            replay.close()
+        notifications = stack.receiver.snapshot()
+    every_phase = no_drift + [p for phases in by_rate.values() for p in phases]
+    attribute_alerts(every_phase, fired_alerts(notifications))
+    verify_detections(every_phase, sizes.clock)
+    return ReplayFigures(no_drift, by_rate)
+
+
+def delay_table(by_rate: dict[float, list[PhaseResult]], clock: float) -> str:
+    """Markdown: production minutes from shift to the named alert, per scenario and traffic."""
+    rates = sorted(by_rate)
+    header = "| scenario (named alert) | " + " | ".join(f"{r:g} rows/s" for r in rates) + " |"
+    lines = [header, "|---|" + "---|" * len(rates)]
+    for index, phase in enumerate(by_rate[rates[0]]):
+        cells = [f"{_minutes(by_rate[r][index], clock):.1f}" for r in rates]
+        lines.append(f"| {phase.name} ({phase.expected}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _minutes(phase: PhaseResult, clock: float) -> float:
+    return (phase.detection_delay_s or float("nan")) * clock / 60
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def run_benchmark(settings: ProjectSettings, sizes: BenchmarkSizes, *, publish: bool) -> Path:
+    if len(set(sizes.traffic)) < 3:
+        raise ModelMonitoringError("the detection delay needs at least three --traffic levels")
     if publish:
         ensure_quiet_machine()
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # evidently's usage telemetry
     conditions = BenchmarkConditions()
     folder = settings.run_dir / "benchmark"
-    bundle_dir = ensure_bundle(settings)
-    reference, analysis = housing_periods()
-    features = load_bundle(bundle_dir).feature_names
-    rows = reference[features].sample(requests * BATCH_ROWS, replace=True, random_state=1)
+    housing_dir = ensure_bundle(settings)
+    housing = load_bundle(housing_dir)
+    reference, _ = housing_periods()
+    rows = reference[housing.feature_names].sample(sizes.requests * BATCH_ROWS, replace=True,
+                                                   random_state=1)  # fmt: skip
     records = rows.to_dict(orient="records")
     payloads = [{"rows": records[i : i + BATCH_ROWS]} for i in range(0, len(records), BATCH_ROWS)]
-    with console.status("predict latency, instrumentation on vs off"):
-        merged = measure_http(bundle_dir, folder, payloads)
-    overhead = {
-        # Paired: the median of (on - off) over requests sent back to back, robust to load
-        # that comes and goes on a shared machine.
-        "paired_median": merged["paired_median_difference_ms"]["value"] / merged["off"]["p50_ms"],
-        "p50": merged["on"]["p50_ms"] / merged["off"]["p50_ms"] - 1,
-        "p99": merged["on"]["p99_ms"] / merged["off"]["p99_ms"] - 1,
-        "throughput": 1 - merged["on"]["rows_per_s"] / merged["off"]["rows_per_s"],
-    }
-    request_path = measure_request_path(bundle_dir, folder)
-    with console.status("drift computation: ours vs evidently"):
-        drift_time = measure_drift_time(reference, analysis, features, bundle_dir)
+    with console.status("instrumentation overhead: on vs off"):
+        overhead = measure_overhead(housing_dir, folder, payloads, sizes.repeats, conditions)
+        request_path = measure_request_path(housing, folder)
+    with console.status("training the replay's bundle"):
+        data = replay_data(sizes.dataset, folder / "replay" / "bundle", settings.seed)
+    scenarios = chosen_scenarios(sizes.dataset, data.bundle, sizes.scenarios)
+    window = data.held_out.sample(min(sizes.drift_window_rows, len(data.held_out)), random_state=0)
+    with console.status("drift computation: ours vs evidently, both from raw rows"):
+        speed = measure_drift_speed(data.fit, window, data.bundle, sizes.drift_repeats, conditions)
     with console.status("drift decisions: agreement with evidently"):
-        agreement = measure_agreement(reference, analysis, features, bundle_dir)
-    speedup = drift_time["evidently_ms"] / drift_time["ours_ms"]
-    table = Table(title="model-monitoring benchmark")
-    for column in ("figure", "instrumented", "bare / evidently", "ratio"):
-        table.add_column(column)
-    on, off = merged["on"], merged["off"]
-    instrumentation_share = request_path["instrumentation_us"] / request_path["predict_us"]
-    rows = [
-        ("predict p50 (ms)", f"{on['p50_ms']:.2f}", f"{off['p50_ms']:.2f}",
-         f"{overhead['p50']:+.1%}"),
-        ("paired median difference (ms)",
-         f"{merged['paired_median_difference_ms']['value']:+.3f}", "",
-         f"{overhead['paired_median']:+.1%}"),
-        ("predict p99 (ms)", f"{on['p99_ms']:.2f}", f"{off['p99_ms']:.2f}",
-         f"{overhead['p99']:+.1%}"),
-        ("throughput (rows/s)", f"{on['rows_per_s']:.0f}", f"{off['rows_per_s']:.0f}",
-         f"{-overhead['throughput']:+.1%}"),
-        ("request path per batch (us)", f"{request_path['instrumentation_us']:.0f} (instr.)",
-         f"{request_path['predict_us']:.0f} (predict)", f"{instrumentation_share:.1%}"),
-        ("drift, 10k rows x 8 (ms)", f"{drift_time['ours_ms']:.1f}",
-         f"{drift_time['evidently_ms']:.0f}", f"{speedup:.0f}x faster"),
-        ("decision agreement PSI / KS", f"{agreement['psi_agreement']:.1%}",
-         f"{agreement['ks_agreement']:.1%}", f"{agreement['decisions']} decisions"),
-    ]  # fmt: skip
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+        windows = agreement_windows(data.held_out, data.analysis, scenarios, data.bundle,
+                                    sizes.agreement_windows)  # fmt: skip
+        agreement = measure_agreement(data.fit, windows, data.bundle)
+    with console.status("replay: held-out time, control, scenarios at each traffic level"):
+        replay = measure_replay(data, scenarios, sizes, folder / "replay", settings.seed)
+    headline = _headline(overhead, request_path, speed, agreement, replay, sizes)
+    table = delay_table(replay.by_rate, sizes.clock)
+    _print_tables(headline, table)
     writer = ResultsWriter(PROJECT, settings.dist_dir, invocation("model_monitoring"), "benchmark")
-    results = {
-        "headline": [
-            _headline(
-                "instrumentation overhead, predict latency (paired median)",
-                overhead["paired_median"] * 100,
-                "%",
-                off["p50_ms"],
-                "ms p50 without instrumentation",
-                "< 5",
-            ),
-            _headline(
-                "instrumentation cost per batch vs predict_proba (in-process)",
-                instrumentation_share * 100,
-                "%",
-                request_path["predict_us"],
-                "us predict_proba per 20-row batch",
-                None,
-            ),
-            _headline(
-                "instrumentation overhead, throughput",
-                overhead["throughput"] * 100,
-                "%",
-                off["rows_per_s"],
-                "rows/s without instrumentation",
-                "< 5",
-            ),
-            _headline(
-                "drift computation speed-up vs evidently (10k rows)",
-                speedup,
-                "x",
-                drift_time["evidently_ms"],
-                "ms per evidently report",
-                "> 1",
-            ),
-            _headline(
-                "PSI drift decisions agreeing with evidently",
-                agreement["psi_agreement"] * 100,
-                "%",
-                None,
-                None,
-                None,
-            ),
-        ],  # fmt: skip
-        "batch_rows": BATCH_ROWS,
-        "http": {"instrumented": merged["on"], "bare": merged["off"]},
-        "overhead": overhead,
+    path = writer.write({
+        "headline": headline,
+        "sizes": asdict(sizes),
+        "versions": package_versions("evidently", "scikit-learn", "prometheus-client", "uvicorn"),
+        "overhead": {key: overhead[key] for key in ("p50_ms", "p99_ms", "rows_per_s")},
         "request_path": request_path,
-        "drift_time": drift_time,
-        "agreement": agreement,
+        "drift_speed": {key: value for key, value in speed.items() if key != "speedup"},
+        "agreement": {
+            "windows": [[group, name] for group, name, _ in windows],
+            "disagreements": agreement["disagreements"],
+        },
+        "replay": {
+            "clock": sizes.clock,
+            "no_drift_phases": [phase_summary(p, sizes.clock) for p in replay.no_drift],
+            "by_rate": {f"{rate:g}": [phase_summary(p, sizes.clock) for p in phases]
+                        for rate, phases in replay.by_rate.items()},  # fmt: skip
+            "detection_delay_table": table,
+        },
         "conditions": conditions.finish(),
-    }
-    path = writer.write(results)
+    })  # fmt: skip
     console.print(f"results -> {path}")
     if publish:
         console.print(f"published -> {publish_benchmark(path)}")
     return path
+
+
+def _headline(
+    overhead: dict[str, Any], request_path: dict[str, float], speed: dict[str, Any],
+    agreement: dict[str, Any], replay: ReplayFigures, sizes: BenchmarkSizes,
+) -> list[Headline]:  # fmt: skip
+    off_p50 = statistics.median(overhead["p50_ms"]["off"])
+    off_rows = statistics.median(overhead["rows_per_s"]["off"])
+    evidently_ms = statistics.median(speed["seconds"]["evidently"]) * 1000
+    headline = [
+        _percent("instrumentation overhead, predict latency (paired p50)", overhead["latency"],
+                 round(off_p50, 3), "ms p50 without instrumentation", OVERHEAD_TARGET),
+        _percent("instrumentation overhead, throughput", overhead["throughput"],
+                 round(off_rows), "rows/s without instrumentation", OVERHEAD_TARGET),
+        headline_figure(
+            "instrumentation cost per batch vs predict_proba (in-process)",
+            round(100 * request_path["instrumentation_us"] / request_path["predict_us"], 1), "%",
+            baseline=round(request_path["predict_us"]),
+            baseline_unit="us predict_proba per 20-row batch",
+        ),
+        headline_figure(
+            "drift computation speed-up vs evidently (equal work, from raw rows)", None, "x",
+            baseline=round(evidently_ms, 1), target=SPEEDUP_TARGET, interval=speed["speedup"],
+            digits=2, baseline_unit="ms per evidently report",
+            repeats=len(speed["seconds"]["ours"]),
+        ),
+    ]  # fmt: skip
+    for group, found in agreement["groups"].items():
+        for test, label in (("psi", "PSI"), ("test", "KS / chi-square")):
+            headline.append(headline_figure(
+                f"{label} decisions agreeing with evidently, {group} windows", None, "%",
+                interval=found[test].map(lambda share: 100 * share), digits=1,
+                decisions=found["decisions"], windows=found["windows"],
+                flagged_by_either=found[f"{test}_flagged"],
+                flagged_and_agreeing=found[f"{test}_flagged_agree"],
+            ))  # fmt: skip
+    headline.append(false_alert_figure(
+        "false alerts per production hour, long held-out replay", replay.no_drift, sizes.clock,
+        sizes.held_out_rows_per_second,
+    ))  # fmt: skip
+    for rate, phases in sorted(replay.by_rate.items()):
+        minutes = [_minutes(p, sizes.clock) for p in phases]
+        headline.append(headline_figure(
+            f"detection delay at {rate:g} production rows/s (median of {len(phases)} scenarios)",
+            round(statistics.median(minutes), 1), "production min",
+            slowest=round(max(minutes), 1),
+        ))  # fmt: skip
+    return headline
+
+
+def _percent(
+    name: str, interval: Interval, baseline: float, baseline_unit: str, target: str
+) -> Headline:
+    return headline_figure(name, None, "%", baseline=baseline, target=target, interval=interval,
+                           digits=2, baseline_unit=baseline_unit)  # fmt: skip
+
+
+def _print_tables(headline: list[Headline], delay_markdown: str) -> None:
+    table = Table(title="model-monitoring benchmark")
+    for column in ("figure", "value [interval]", "baseline", "target", "verdict"):
+        table.add_column(column)
+    for item in headline:
+        interval = item.get("interval")
+        bounds = f" [{interval['low']:g}, {interval['high']:g}]" if interval else ""
+        table.add_row(item["name"], f"{item['value']}{bounds} {item['unit']}",
+                      f"{item.get('baseline') or ''} {item.get('baseline_unit', '')}",
+                      item.get("target") or "", item.get("verdict") or "")  # fmt: skip
+    console.print(table)
+    console.print("Detection delay (production minutes) by traffic, for the README:")
+    console.print(delay_markdown, markup=False)

@@ -1,12 +1,15 @@
 """The model bundle the service serves: a fitted scikit-learn pipeline, the feature schema (names,
-types, valid ranges) and the reference window's statistics, trained from any CSV by configuration.
+types, valid ranges, categories) and the reference window's statistics, trained from any CSV by
+configuration.
 
 Layout of a bundle folder:
-    model.joblib   the fitted pipeline (imputer + gradient-boosted trees)
+    model.joblib   the fitted pipeline (imputer and category encoder + gradient-boosted trees)
     bundle.json    schema, reference statistics, version, the model file's sha256
 
-``train_bundle`` writes both; ``rebaseline`` rewrites only the reference statistics (after a
-retrain, or when the reference window moves), keeping the model.
+The model's input is the numeric features (floats, NaN = missing) followed by the categorical
+ones (strings, None = missing), in schema order within each kind (``model_input``).
+``train_bundle`` and ``rebaseline`` write a complete new folder and rename it into place, so a
+reader sees the old bundle or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,27 +28,39 @@ from typing import Any, Literal
 import joblib
 import numpy as np
 import pandas as pd
-from roadmap_lab.results import atomic_write_bytes, atomic_write_json
 
-from model_monitoring.drift import ReferenceFeature, reference_feature
+from model_monitoring.drift import (
+    CategoryReference,
+    Reference,
+    ReferenceFeature,
+    category_reference,
+    reference_feature,
+)
 from model_monitoring.errors import ModelMonitoringError
 
 MODEL_FILE = "model.joblib"
 BUNDLE_FILE = "bundle.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # Values a little outside the training range are still plausible; further out counts as invalid.
 RANGE_MARGIN = 0.05
 VALIDATION_SHARE = 0.2
+# HistGradientBoosting's native categorical support takes at most this many categories.
+MAX_CATEGORIES = 255
 
-FeatureType = Literal["float", "int"]
+FeatureType = Literal["float", "int", "category"]
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
     name: str
     type: FeatureType
-    min: float
-    max: float
+    min: float | None = None  # numeric features: the valid range
+    max: float | None = None
+    categories: list[str] | None = None  # categorical features: the known categories
+
+    @property
+    def categorical(self) -> bool:
+        return self.type == "category"
 
 
 @dataclass(frozen=True)
@@ -62,7 +80,7 @@ class Bundle:
     target: str
     classes: list[str]
     features: list[FeatureSpec]
-    reference: dict[str, ReferenceFeature]
+    reference: dict[str, Reference]
     prediction_reference: PredictionReference
     reference_window: dict[str, Any]
     trained_at: str
@@ -74,6 +92,17 @@ class Bundle:
     def feature_names(self) -> list[str]:
         return [spec.name for spec in self.features]
 
+    @property
+    def numeric(self) -> list[FeatureSpec]:
+        return [spec for spec in self.features if not spec.categorical]
+
+    @property
+    def categorical(self) -> list[FeatureSpec]:
+        return [spec for spec in self.features if spec.categorical]
+
+    def frame_input(self, frame: pd.DataFrame) -> np.ndarray:
+        return frame_input(self.features, frame)
+
     def to_json(self) -> dict[str, Any]:
         payload = asdict(self)
         payload.pop("pipeline")
@@ -81,7 +110,29 @@ class Bundle:
         return payload
 
 
-def _feature_type(values: pd.Series) -> FeatureType:
+def model_input(numeric: np.ndarray, categorical: np.ndarray | None) -> np.ndarray:
+    """The pipeline's input: the numeric columns (floats), then the categorical ones (objects)."""
+    if categorical is None or categorical.shape[1] == 0:
+        return numeric
+    return np.concatenate([numeric.astype(object), categorical], axis=1)
+
+
+def frame_input(specs: list[FeatureSpec], frame: pd.DataFrame) -> np.ndarray:
+    numeric = frame[[spec.name for spec in specs if not spec.categorical]].to_numpy(dtype=float)
+    categorical = [category_values(frame[spec.name]) for spec in specs if spec.categorical]
+    return model_input(numeric, np.column_stack(categorical) if categorical else None)
+
+
+def category_values(column: pd.Series) -> np.ndarray:
+    """A categorical column as strings, None where missing (booleans become "True"/"False")."""
+    return np.array([None if pd.isna(v) else str(v) for v in column], dtype=object)
+
+
+def _is_categorical(column: pd.Series) -> bool:
+    return pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column)
+
+
+def _numeric_type(values: pd.Series) -> FeatureType:
     present = values.dropna()
     if pd.api.types.is_integer_dtype(values) or (
         len(present) and np.all(np.equal(np.mod(present, 1), 0))
@@ -90,19 +141,29 @@ def _feature_type(values: pd.Series) -> FeatureType:
     return "float"
 
 
-def feature_specs(frame: pd.DataFrame, features: list[str]) -> list[FeatureSpec]:
+def feature_specs(
+    frame: pd.DataFrame, features: list[str], categorical: list[str] | None = None
+) -> list[FeatureSpec]:
+    """The schema of ``features``: a column is categorical when ``categorical`` names it or when
+    it is not numeric (strings, booleans)."""
+    forced = set(categorical or ())
     specs = []
     for name in features:
         column = frame[name]
-        if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
-            raise ModelMonitoringError(
-                f"feature {name!r} is not numeric ({column.dtype}); encode it as numbers first"
-            )
         if column.isna().all():
             raise ModelMonitoringError(f"feature {name!r} has no values")
+        if name in forced or _is_categorical(column):
+            categories = sorted({str(v) for v in column.dropna()})
+            if len(categories) > MAX_CATEGORIES:
+                raise ModelMonitoringError(
+                    f"feature {name!r} has {len(categories)} categories; at most "
+                    f"{MAX_CATEGORIES} are supported (group rare ones first)"
+                )
+            specs.append(FeatureSpec(name, "category", categories=categories))
+            continue
         low, high = float(column.min()), float(column.max())
         margin = (high - low) * RANGE_MARGIN
-        specs.append(FeatureSpec(name, _feature_type(column), low - margin, high + margin))
+        specs.append(FeatureSpec(name, _numeric_type(column), low - margin, high + margin))
     return specs
 
 
@@ -116,19 +177,51 @@ def encode_target(target: pd.Series) -> tuple[np.ndarray, list[str]]:
             f"target {target.name!r} must have exactly 2 classes for binary classification, "
             f"found {len(classes)}"
         )
-    return (target == classes[1]).to_numpy(dtype=np.int64), [str(c) for c in classes]
+    return (target == classes[1]).to_numpy(dtype=np.int64), [_class_name(c) for c in classes]
 
 
-def build_pipeline(seed: int = 0) -> Any:
+def _class_name(value: Any) -> str:
+    # 0.0/1.0 read from a CSV are the classes "0" and "1", as clients send them.
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def build_pipeline(specs: list[FeatureSpec], seed: int = 0) -> Any:
+    """Missing numeric values imputed with the median; categories encoded as the model's native
+    categorical features (an unknown category is treated as missing); gradient-boosted trees."""
+    from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OrdinalEncoder
 
-    # The imputer makes missing values (JSON null) a supported input, not an error.
-    return make_pipeline(
-        SimpleImputer(strategy="median"),
-        HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, random_state=seed),
+    numeric = [spec for spec in specs if not spec.categorical]
+    categorical = [spec for spec in specs if spec.categorical]
+    model = HistGradientBoostingClassifier(
+        max_iter=100,
+        learning_rate=0.1,
+        random_state=seed,
+        categorical_features=[False] * len(numeric) + [True] * len(categorical),
     )
+    if not categorical:  # numbers only: the cheapest request path
+        return make_pipeline(SimpleImputer(strategy="median"), model)
+    encoder = ColumnTransformer(
+        [
+            ("numeric", SimpleImputer(strategy="median"), list(range(len(numeric)))),
+            (
+                "categorical",
+                OrdinalEncoder(
+                    categories=[spec.categories for spec in categorical],
+                    handle_unknown="use_encoded_value",
+                    unknown_value=np.nan,
+                    encoded_missing_value=np.nan,
+                ),
+                list(range(len(numeric), len(specs))),
+            ),
+        ]
+    )
+    return make_pipeline(encoder, model)
 
 
 def _prediction_reference(pipeline: Any, x: np.ndarray, y: np.ndarray) -> PredictionReference:
@@ -146,8 +239,15 @@ def _prediction_reference(pipeline: Any, x: np.ndarray, y: np.ndarray) -> Predic
     )
 
 
-def reference_statistics(frame: pd.DataFrame, features: list[str]) -> dict[str, ReferenceFeature]:
-    return {name: reference_feature(frame[name].to_numpy(dtype=float)) for name in features}
+def reference_statistics(frame: pd.DataFrame, specs: list[FeatureSpec]) -> dict[str, Reference]:
+    return {
+        spec.name: (
+            category_reference(category_values(frame[spec.name]), spec.categories or [])
+            if spec.categorical
+            else reference_feature(frame[spec.name].to_numpy(dtype=float))
+        )
+        for spec in specs
+    }
 
 
 def select_window(
@@ -184,6 +284,10 @@ def _window_description(window: pd.DataFrame, timestamp: str | None) -> dict[str
     return described
 
 
+def _default_features(frame: pd.DataFrame, excluded: set[str]) -> list[str]:
+    return [c for c in frame.columns if c not in excluded and c != "id"]
+
+
 def train_bundle(
     frame: pd.DataFrame,
     *,
@@ -191,6 +295,7 @@ def train_bundle(
     output: Path,
     timestamp: str | None = None,
     features: list[str] | None = None,
+    categorical: list[str] | None = None,
     start: str | None = None,
     end: str | None = None,
     seed: int = 0,
@@ -201,54 +306,84 @@ def train_bundle(
     figures (accuracy, AUC, confidence); the whole window gives the drift reference."""
     if target not in frame.columns:
         raise ModelMonitoringError(
-            f"no target column {target!r}; columns: {', '.join(frame.columns)}"
+            f"no target column {target!r}; columns: {', '.join(map(str, frame.columns))}"
         )
-    excluded = {target, *([timestamp] if timestamp else [])}
-    if features is None:
-        features = [c for c in frame.columns if c not in excluded and c != "id"]
-        features = [c for c in features if pd.api.types.is_numeric_dtype(frame[c])]
-    unknown = [name for name in features if name not in frame.columns]
+    features = features or _default_features(frame, {target, *([timestamp] if timestamp else [])})
+    unknown = [name for name in [*features, *(categorical or ())] if name not in frame.columns]
     if unknown:
         raise ModelMonitoringError(f"feature column(s) not in the data: {', '.join(unknown)}")
     if not features:
-        raise ModelMonitoringError("no numeric feature columns to train on")
+        raise ModelMonitoringError("no feature columns to train on")
     window = select_window(frame, timestamp, start, end)
     y, classes = encode_target(window[target])
     if len(window) < 50:
         raise ModelMonitoringError(
             f"the reference window has {len(window)} rows; at least 50 needed"
         )
-    specs = feature_specs(window, features)
-    # Plain arrays: the service predicts on arrays, and scikit-learn checks names it was fit with.
-    x = window[features].to_numpy(dtype=float)
+    specs = feature_specs(window, features, categorical)
+    x = frame_input(specs, window)
     # A random split: a window need not be stationary inside (nannyml's housing data moves across
     # the map in time), and the reference figures describe the window as a whole.
     order = np.random.default_rng(seed).permutation(len(window))
     fit_rows, validation_rows = np.split(order, [int(len(window) * (1 - VALIDATION_SHARE))])
-    pipeline = build_pipeline(seed).fit(x[fit_rows], y[fit_rows])
+    pipeline = build_pipeline(specs, seed).fit(x[fit_rows], y[fit_rows])
     prediction_reference = _prediction_reference(pipeline, x[validation_rows], y[validation_rows])
     pipeline.fit(x, y)  # the served model sees the whole window
     buffer = io.BytesIO()
     joblib.dump(pipeline, buffer)
     model_bytes = buffer.getvalue()
     sha = hashlib.sha256(model_bytes).hexdigest()
-    now = datetime.now(UTC).isoformat(timespec="seconds")
     bundle = Bundle(
         version=f"{datetime.now(UTC):%Y%m%d%H%M%S}-{sha[:8]}",
         target=target,
         classes=classes,
         features=specs,
-        reference=reference_statistics(window, features),
+        reference=reference_statistics(window, specs),
         prediction_reference=prediction_reference,
         reference_window=_window_description(window, timestamp),
-        trained_at=now,
+        trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
         model_sha256=sha,
         pipeline=pipeline,
     )
-    # The model first: bundle.json names its hash, so a reader never pairs new JSON with old model.
-    atomic_write_bytes(output / MODEL_FILE, model_bytes)
-    atomic_write_json(output / BUNDLE_FILE, bundle.to_json())
+    write_bundle(output, model_bytes, bundle)
     return bundle
+
+
+def write_bundle(output: Path, model_bytes: bytes, bundle: Bundle) -> None:
+    """Write both files into a new sibling folder, then rename it into place: a reader sees the
+    old bundle or the new one (for an instant between the two renames, none), never a mix."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.new-"))
+    try:
+        for name, data in (
+            (MODEL_FILE, model_bytes),
+            (BUNDLE_FILE, json.dumps(bundle.to_json(), indent=2).encode()),
+        ):
+            with (staging / name).open("wb") as stream:
+                stream.write(data)
+                stream.flush()
+                os.fsync(stream.fileno())
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; the service may run as another user
+        _replace_folder(staging, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _replace_folder(staging: Path, output: Path) -> None:
+    if not output.exists():
+        os.rename(staging, output)
+        return
+    retired = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.old-"))
+    try:
+        os.rename(output, retired / output.name)
+        try:
+            os.rename(staging, output)
+        except OSError:
+            os.rename(retired / output.name, output)  # the old bundle back in place
+            raise
+    finally:
+        shutil.rmtree(retired, ignore_errors=True)
 
 
 def rebaseline(
@@ -260,7 +395,7 @@ def rebaseline(
     end: str | None = None,
 ) -> Bundle:
     """Recompute the reference statistics (drift and prediction figures) from a new window of
-    labelled data, with the bundle's model; only bundle.json changes."""
+    labelled data, with the bundle's model (the same model file, a new bundle.json)."""
     bundle = load_bundle(bundle_dir)
     missing = [name for name in [*bundle.feature_names, bundle.target] if name not in frame]
     if missing:
@@ -271,12 +406,13 @@ def rebaseline(
         raise ModelMonitoringError(
             f"target classes {classes} differ from the model's {bundle.classes}"
         )
-    x = window[bundle.feature_names].to_numpy(dtype=float)
-    bundle.reference = reference_statistics(window, bundle.feature_names)
-    bundle.prediction_reference = _prediction_reference(bundle.pipeline, x, y)
+    bundle.reference = reference_statistics(window, bundle.features)
+    bundle.prediction_reference = _prediction_reference(
+        bundle.pipeline, bundle.frame_input(window), y
+    )
     bundle.reference_window = _window_description(window, timestamp)
     bundle.rebaselined_at = datetime.now(UTC).isoformat(timespec="seconds")
-    atomic_write_json(bundle_dir / BUNDLE_FILE, bundle.to_json())
+    write_bundle(bundle_dir, (bundle_dir / MODEL_FILE).read_bytes(), bundle)
     return bundle
 
 
@@ -289,8 +425,16 @@ def read_bundle_json(bundle_dir: Path) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         raise ModelMonitoringError(f"{path} is not valid JSON: {error}") from None
     if payload.get("format") != FORMAT_VERSION:
-        raise ModelMonitoringError(f"{path}: unsupported bundle format {payload.get('format')!r}")
+        raise ModelMonitoringError(
+            f"{path}: unsupported bundle format {payload.get('format')!r} (retrain it)"
+        )
     return payload
+
+
+def _reference_from_json(payload: dict[str, Any]) -> Reference:
+    if "categories" in payload:
+        return CategoryReference(**payload)
+    return ReferenceFeature(**payload)
 
 
 def bundle_from_json(payload: dict[str, Any], pipeline: Any = None) -> Bundle:
@@ -299,7 +443,7 @@ def bundle_from_json(payload: dict[str, Any], pipeline: Any = None) -> Bundle:
         target=payload["target"],
         classes=payload["classes"],
         features=[FeatureSpec(**spec) for spec in payload["features"]],
-        reference={name: ReferenceFeature(**ref) for name, ref in payload["reference"].items()},
+        reference={name: _reference_from_json(ref) for name, ref in payload["reference"].items()},
         prediction_reference=PredictionReference(**payload["prediction_reference"]),
         reference_window=payload["reference_window"],
         trained_at=payload["trained_at"],
@@ -311,7 +455,10 @@ def bundle_from_json(payload: dict[str, Any], pipeline: Any = None) -> Bundle:
 
 def load_bundle(bundle_dir: Path) -> Bundle:
     payload = read_bundle_json(bundle_dir)
-    model_bytes = (bundle_dir / MODEL_FILE).read_bytes()
+    try:
+        model_bytes = (bundle_dir / MODEL_FILE).read_bytes()
+    except FileNotFoundError:
+        raise ModelMonitoringError(f"no {MODEL_FILE} in {bundle_dir} (run `train`)") from None
     if hashlib.sha256(model_bytes).hexdigest() != payload["model_sha256"]:
         raise ModelMonitoringError(
             f"{bundle_dir / MODEL_FILE} does not match {BUNDLE_FILE} (sha256)"

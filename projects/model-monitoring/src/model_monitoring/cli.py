@@ -1,13 +1,14 @@
 """Command line: train, rebaseline, serve, receiver, scaled-config, replay, demo, benchmark.
 
 python -m model_monitoring train                         # embedded default: California housing
+python -m model_monitoring train --dataset car-loan      # a data set by its datasets/*.toml
 python -m model_monitoring train --data my.csv --target churned --timestamp ts \\
-    --start 2024-01-01 --end 2024-04-01 --output runs/my-bundle
+    --categorical plan --start 2024-01-01 --end 2024-04-01 --output runs/my-bundle
 python -m model_monitoring rebaseline --data recent.csv --timestamp ts --start 2024-06-01
 python -m model_monitoring serve --workers 2             # PROMETHEUS_MULTIPROC_DIR set for you
 python -m model_monitoring receiver --port 9095          # the Alertmanager webhook receiver
 python -m model_monitoring scaled-config --clock 30 --output runs/scaled
-python -m model_monitoring replay --clock 30             # full stack + scenarios + HTML report
+python -m model_monitoring replay --dataset car-loan     # full stack + scenarios + HTML report
 python -m model_monitoring demo                          # the showcase's run, <= 3 min
 python -m model_monitoring benchmark --publish
 """
@@ -47,6 +48,10 @@ BundleDir = Annotated[Path | None, typer.Option(help="Bundle folder (default: <r
 DataCsv = Annotated[
     Path | None, typer.Option("--data", help="CSV file (default: the embedded housing data).")
 ]
+DatasetName = Annotated[
+    str | None,
+    typer.Option("--dataset", help="A data set of datasets/<name>.toml: housing, car-loan."),
+]
 TimestampCol = Annotated[str | None, typer.Option("--timestamp", help="Timestamp column.")]
 WindowStart = Annotated[str | None, typer.Option(help="Reference window start (inclusive).")]
 WindowEnd = Annotated[str | None, typer.Option(help="Reference window end (exclusive).")]
@@ -55,11 +60,20 @@ WindowEnd = Annotated[str | None, typer.Option(help="Reference window end (exclu
 @app.command()
 def train(
     data: DataCsv = None,
+    dataset: DatasetName = None,
     target: Annotated[str | None, typer.Option(help="Binary target column.")] = None,
     timestamp: TimestampCol = None,
     features: Annotated[
         list[str] | None,
-        typer.Option("--feature", help="Feature column (repeat; default: all numeric)."),
+        typer.Option("--feature", help="Feature column (repeat; default: all but id/target)."),
+    ] = None,
+    categorical: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--categorical",
+            help="A numeric-coded column to treat as categorical (repeat; text and boolean "
+            "columns are categorical anyway).",
+        ),
     ] = None,
     start: WindowStart = None,
     end: WindowEnd = None,
@@ -68,18 +82,22 @@ def train(
 ) -> None:
     """Train a bundle (pipeline, feature schema, reference statistics) on a reference window.
 
-    Without --data: nannyml's California housing, reference period, target clf_target."""
+    Without --data or --dataset: nannyml's California housing, reference period."""
     with cli_errors():
         from model_monitoring.bundle import read_csv, train_bundle
-        from model_monitoring.datasets import default_training_frame
+        from model_monitoring.datasets import DEFAULT_DATASET, dataset_config, load_periods
         from model_monitoring.errors import ModelMonitoringError
 
         settings = ProjectSettings(**given(run_dir=run_dir, bundle_dir=output))
+        if data is not None and dataset is not None:
+            raise ModelMonitoringError("give --data or --dataset, not both")
         if data is None:
-            frame, defaults = default_training_frame()
-            target = target or defaults["target"]
-            timestamp = timestamp or defaults["timestamp"]
-            features = features or defaults["features"]
+            config = dataset_config(dataset or DEFAULT_DATASET)
+            frame = load_periods(config.name)[0]
+            target = target or config.target
+            timestamp = timestamp or config.timestamp
+            features = features or config.features
+            categorical = categorical or config.categorical
         else:
             if target is None:
                 raise ModelMonitoringError("--target is required with --data")
@@ -93,15 +111,17 @@ def train(
                 output=folder,
                 timestamp=timestamp,
                 features=features,
+                categorical=categorical,
                 start=start,
                 end=end,
                 seed=settings.seed,
             )
         ref = bundle.prediction_reference
         console.print(
-            f"bundle {bundle.version} -> {folder}: {len(bundle.features)} features, "
-            f"{bundle.reference_window['rows']} reference rows; validation accuracy "
-            f"{ref.accuracy:.3f}, AUC {ref.auc:.3f}, mean confidence {ref.confidence_mean:.3f}"
+            f"bundle {bundle.version} -> {folder}: {len(bundle.features)} features "
+            f"({len(bundle.categorical)} categorical), {bundle.reference_window['rows']} "
+            f"reference rows; validation accuracy {ref.accuracy:.3f}, AUC {ref.auc:.3f}, "
+            f"mean confidence {ref.confidence_mean:.3f}"
         )
 
 
@@ -149,16 +169,15 @@ def serve(
     with cli_errors():
         import uvicorn
 
-        from model_monitoring.bundle import BUNDLE_FILE, train_bundle
-        from model_monitoring.datasets import default_training_frame
+        from model_monitoring.bundle import BUNDLE_FILE
+        from model_monitoring.demo import ensure_bundle
         from model_monitoring.metrics import MULTIPROC_ENV
 
         settings = ProjectSettings(**given(run_dir=run_dir, bundle_dir=bundle_dir))
         folder = settings.resolved_bundle_dir()
         if not (folder / BUNDLE_FILE).is_file():
             console.print(f"no bundle at {folder}: training the embedded default")
-            frame, defaults = default_training_frame()
-            train_bundle(frame, output=folder, **defaults)
+        ensure_bundle(settings)
         os.environ[f"{ENV_PREFIX}BUNDLE_DIR"] = str(folder.resolve())
         os.environ[f"{ENV_PREFIX}LOG_DIR"] = str(settings.resolved_log_dir().resolve())
         if workers > 1 or os.environ.get(MULTIPROC_ENV):
@@ -168,6 +187,7 @@ def serve(
             shutil.rmtree(multiproc, ignore_errors=True)
             multiproc.mkdir(parents=True)
             os.environ[MULTIPROC_ENV] = str(multiproc.resolve())
+        # SIGTERM: stop accepting, let in-flight requests finish (up to the grace), then exit.
         uvicorn.run(
             "model_monitoring.service:create_app",
             factory=True,
@@ -175,6 +195,7 @@ def serve(
             port=port,
             workers=workers,
             access_log=settings.access_log,
+            timeout_graceful_shutdown=settings.graceful_shutdown_s,
         )
 
 
@@ -232,39 +253,58 @@ def scaled_config(
 
 @app.command()
 def replay(
-    clock: Annotated[float, typer.Option(help="Clock factor of the stack.", min=1)] = 30.0,
-    rows_per_second: Annotated[float, typer.Option(help="Replay speed.", min=1)] = 500.0,
-    reference_seconds: Annotated[
-        float, typer.Option(help="Seconds of reference rows first.", min=1)
-    ] = 40.0,
+    dataset: DatasetName = None,
+    clock: Annotated[float, typer.Option(help="Clock factor of the stack.", min=1)] = 60.0,
+    rows_per_second: Annotated[
+        float, typer.Option(help="Traffic in production rows per second.", min=0.1)
+    ] = 20.0,
+    held_out_hours: Annotated[
+        float | None,
+        typer.Option(
+            help="Production hours of held-out reference time (default: each held-out row once; "
+            "more resamples the held-out part).",
+            min=0.01,
+        ),
+    ] = None,
+    control_minutes: Annotated[
+        float, typer.Option(help="Production minutes of the no-drift control.", min=0.1)
+    ] = 10.0,
     workers: Annotated[int, typer.Option(help="Service workers.", min=1)] = 2,
     scenario: Annotated[
         list[str] | None, typer.Option(help="Scenario to run (repeat; default: all).")
     ] = None,
-    analysis: Annotated[
-        bool, typer.Option(help="Stream the analysis period after the scenarios.")
-    ] = True,
+    analysis_rows: Annotated[
+        int | None,
+        typer.Option(help="Rows of the analysis period to stream last (default: all).", min=0),
+    ] = None,
     output: Annotated[Path, typer.Option(help="Report folder.")] = Path(
         "runs/model-monitoring/replay"
     ),
     run_dir: RunDirOption = None,
 ) -> None:
-    """Start the full stack (service, Prometheus, Alertmanager, receiver) on an accelerated clock,
-    replay reference rows, the synthetic scenarios and the analysis period, and write an HTML
-    report (drift over time, alert firing times, detection delay per scenario)."""
+    """Train a bundle on the first part of a data set's reference period, start the full stack
+    (service, Prometheus, Alertmanager, receiver) on an accelerated clock, replay the held-out
+    part, a no-drift control, the scenarios and the analysis period, and write an HTML report.
+    Exits 2 when a scenario's named alert never fired."""
     with cli_errors():
+        from model_monitoring.datasets import REPLAY_DATASET
         from model_monitoring.demo import run_monitoring_replay
         from model_monitoring.replay import ReplayPlan
 
         settings = ProjectSettings(**given(run_dir=run_dir))
         plan = ReplayPlan(
             rows_per_second=rows_per_second,
-            reference_seconds=reference_seconds,
+            held_out_hours=held_out_hours,
+            control_minutes=control_minutes,
             scenario_names=tuple(scenario) if scenario else None,
-            analysis_rows=None if analysis else 0,
+            analysis_rows=analysis_rows,
         )
-        outcome = run_monitoring_replay(settings, output, plan, clock=clock, workers=workers)
+        outcome = run_monitoring_replay(
+            settings, output, plan, dataset=dataset or REPLAY_DATASET, clock=clock,
+            workers=workers,
+        )  # fmt: skip
         console.print(f"report -> {outcome.report_path}")
+        outcome.verify()
 
 
 @app.command()
@@ -287,17 +327,62 @@ def benchmark(
     publish: PublishOption = False,
     dist_dir: DistDirOption = None,
     run_dir: RunDirOption = None,
+    dataset: DatasetName = None,
+    repeats: Annotated[int, typer.Option(help="Overhead: paired repeats.", min=2)] = 10,
     requests: Annotated[
-        int, typer.Option(help="Predict requests per measured run.", min=50)
-    ] = 2000,
+        int, typer.Option(help="Overhead: predict requests per server and repeat.", min=10)
+    ] = 300,
+    drift_repeats: Annotated[
+        int, typer.Option(help="Drift speed: repeats per side.", min=2)
+    ] = 10,
+    drift_window_rows: Annotated[
+        int, typer.Option(help="Drift speed: rows of the window.", min=100)
+    ] = 10_000,
+    agreement_windows: Annotated[
+        int, typer.Option(help="Agreement: stable windows, and as many drifted.", min=1)
+    ] = 10,
+    traffic: Annotated[
+        list[float] | None,
+        typer.Option(help="Production rows/s of a detection-delay level (repeat; default 2, 5, "
+                     "20).", min=0.1),
+    ] = None,
+    held_out_hours: Annotated[
+        float, typer.Option(help="Production hours of held-out reference time.", min=0.01)
+    ] = 6.0,
+    held_out_rows_per_second: Annotated[
+        float, typer.Option(help="Production rows/s of the held-out replay.", min=0.1)
+    ] = 20.0,
+    control_minutes: Annotated[
+        float, typer.Option(help="Production minutes of the no-drift control.", min=0.1)
+    ] = 30.0,
+    clock: Annotated[float, typer.Option(help="Clock factor of the replay's stack.", min=1)] = 60.0,
+    scenario: Annotated[
+        list[str] | None, typer.Option(help="Scenario of the delay levels (repeat; default all).")
+    ] = None,
 ) -> None:
-    """Predict latency p50/p99 and throughput with instrumentation on vs off; drift computation
-    time on a 10,000-row window vs evidently; agreement of drift decisions with evidently."""
+    """Instrumentation overhead (paired repeats), drift computation vs evidently on equal work,
+    agreement with evidently on stable and drifted windows, and the replay: false alerts per
+    production hour on held-out time, detection delay by traffic."""
     with cli_errors():
-        from model_monitoring.benchmark import run_benchmark
+        from model_monitoring.benchmark import BenchmarkSizes, run_benchmark
+        from model_monitoring.datasets import REPLAY_DATASET
 
         settings = ProjectSettings(**given(run_dir=run_dir, dist_dir=dist_dir))
-        run_benchmark(settings, requests=requests, publish=publish)
+        sizes = BenchmarkSizes(
+            repeats=repeats,
+            requests=requests,
+            drift_repeats=drift_repeats,
+            drift_window_rows=drift_window_rows,
+            agreement_windows=agreement_windows,
+            traffic=tuple(traffic) if traffic else BenchmarkSizes.traffic,
+            held_out_hours=held_out_hours,
+            held_out_rows_per_second=held_out_rows_per_second,
+            control_minutes=control_minutes,
+            clock=clock,
+            scenarios=tuple(scenario) if scenario else None,
+            dataset=dataset or REPLAY_DATASET,
+        )
+        run_benchmark(settings, sizes, publish=publish)
 
 
 def main() -> None:

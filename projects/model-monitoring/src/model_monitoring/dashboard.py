@@ -77,21 +77,30 @@ ROWS: list[tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]] = [
             ("PSI per feature (alert above 0.2)", "short", [
                 ("max by (feature) (model_feature_drift_psi)", "{{feature}}"),
             ]),
-            ("KS statistic per feature", "short", [
+            ("KS statistic per numeric feature", "short", [
                 ("max by (feature) (model_feature_drift_ks_statistic)", "{{feature}}"),
+            ]),
+            ("Chi-square p-value per categorical feature", "short", [
+                ("max by (feature) (model_feature_drift_chi2_p_value)", "{{feature}}"),
             ]),
             ("Feature mean", "short", [
                 ("sum by (feature) (rate(model_feature_value_sum[5m]))"
                  " / sum by (feature) (rate(model_feature_value_count[5m]))", "{{feature}}"),
             ]),
-            ("Missing and out-of-range share", "percentunit", [
+            ("Missing, out-of-range and unknown-category share", "percentunit", [
                 ("model:feature_missing:ratio_5m", "missing {{feature}}"),
                 (_share_of_rows("model_feature_out_of_range_total"), "out of range {{feature}}"),
+                ("model:feature_unknown_category:ratio_5m", "unknown category {{feature}}"),
             ]),
             ("Drift job: window rows and run time", "short", [
                 ("max(model_drift_window_rows)", "window rows"),
                 ("max(model_drift_run_duration_seconds)", "run seconds"),
-                ("time() - max(model_drift_last_run_timestamp_seconds)", "seconds since last run"),
+            ]),
+            ("Drift job health", "short", [
+                ("time() - max(model_drift_last_success_timestamp_seconds)",
+                 "seconds since the last successful run"),
+                ("3 * max(model_drift_interval_seconds)", "stale above (ModelDriftJobStale)"),
+                ("sum(increase(model_drift_job_failures_total[15m]))", "failed runs (15 min)"),
             ]),
         ],
     ),

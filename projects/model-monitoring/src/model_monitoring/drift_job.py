@@ -1,9 +1,12 @@
 """The drift job: off the request path, in one process, it reads the shared prediction log, keeps a
-sliding window of the latest rows, computes PSI and KS per feature against the bundle's reference,
-joins delayed labels on prediction id for accuracy and AUC, and sets the drift gauges.
+sliding window of the latest rows, computes PSI and KS (numeric) or chi-square (categorical) per
+feature against the bundle's reference, joins delayed labels on prediction id for accuracy and
+AUC, and sets the drift gauges.
 
 With several workers each one starts a ``DriftJobThread``; an exclusive file lock elects the one
-that computes (the others retry, so the job moves on when its worker dies).
+that computes (the others retry, so the job moves on when its worker dies). A failed run is
+counted (``model_drift_job_failures_total``) and the next one retries; the time of the last
+successful run and the interval feed the ModelDriftJobStale alert.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from model_monitoring.bundle import BUNDLE_FILE, Bundle, bundle_from_json, read_
 from model_monitoring.drift import FeatureDrift, window_drift
 from model_monitoring.metrics import DriftMetrics
 from model_monitoring.predlog import LABELS, PREDICTIONS, LogTailer
+from model_monitoring.settings import ProjectSettings
 
 logger = logging.getLogger(__name__)
 LOCK_FILE = ".drift-job.lock"
@@ -64,6 +68,7 @@ class DriftJob:
         self._predictions = LogTailer(log_dir, PREDICTIONS)
         self._labels = LogTailer(log_dir, LABELS)
         self._batches: deque[dict[str, np.ndarray]] = deque()
+        self._categorical: set[str] = set()
         self._window_size = 0
         # prediction id -> probability of the positive class, for the delayed labels
         self._pending: OrderedDict[str, float] = OrderedDict()
@@ -78,6 +83,7 @@ class DriftJob:
         if mtime == self._bundle_mtime:
             return
         self.bundle = bundle_from_json(read_bundle_json(self.bundle_dir))
+        self._categorical = {spec.name for spec in self.bundle.categorical}
         self._bundle_mtime = mtime
         reference = self.bundle.prediction_reference
         self.metrics.reference_confidence.set(reference.confidence_mean)
@@ -89,7 +95,10 @@ class DriftJob:
     def _ingest(self, features: list[str]) -> None:
         for record in self._predictions.read_new():
             columns = {
-                name: np.asarray(record["inputs"][name], dtype=float)  # null -> NaN
+                # null -> NaN for numbers, None for categories
+                name: np.asarray(
+                    record["inputs"][name], dtype=object if name in self._categorical else float
+                )
                 for name in features
                 if name in record["inputs"]
             }
@@ -139,8 +148,13 @@ class DriftJob:
             drift = window_drift(self.bundle.reference, self._window(features))
             for name, result in drift.items():
                 self.metrics.psi.labels(name).set(result.psi)
-                self.metrics.ks_statistic.labels(name).set(result.ks_statistic)
-                self.metrics.ks_p_value.labels(name).set(result.ks_p_value)
+                statistic, p_value = (
+                    (self.metrics.chi2_statistic, self.metrics.chi2_p_value)
+                    if result.test == "chi2"
+                    else (self.metrics.ks_statistic, self.metrics.ks_p_value)
+                )
+                statistic.labels(name).set(result.statistic)
+                p_value.labels(name).set(result.p_value)
         accuracy = auc = None
         self.metrics.labelled_rows.set(len(self._labelled))
         if len(self._labelled) >= self.labelled_min_rows:
@@ -150,7 +164,7 @@ class DriftJob:
                 self.metrics.auc.set(auc)
         seconds = time.perf_counter() - started
         self.metrics.run_duration.set(seconds)
-        self.metrics.last_run.set(time.time())
+        self.metrics.last_success.set(time.time())
         self.last = DriftSnapshot(
             time.time(), window_rows, drift, len(self._labelled), accuracy, auc, seconds
         )
@@ -203,11 +217,15 @@ class DriftJobThread:
         while not self._stop.is_set():
             if not self.elected:
                 self.elected = self._try_elect()
+                if self.elected:  # staleness counts from here
+                    self.job.metrics.interval.set(self.interval_s)
+                    self.job.metrics.last_success.set(time.time())
             if self.elected:
                 try:
                     self.job.run_once()
                 except Exception:  # a bad cycle must not end the job; the next one retries
-                    logger.exception("drift job cycle failed")
+                    self.job.metrics.failures.inc()
+                    logger.exception("drift job run failed")
             self._stop.wait(self.interval_s)
 
     def stop(self) -> None:
@@ -215,3 +233,18 @@ class DriftJobThread:
         self._thread.join(timeout=10)
         if self._lock_file is not None:
             self._lock_file.close()  # releases the lock
+
+
+def drift_job_thread(settings: ProjectSettings, metrics: DriftMetrics) -> DriftJobThread:
+    """The drift job of a service with these settings, ready to start."""
+    job = DriftJob(
+        settings.resolved_bundle_dir(),
+        settings.resolved_log_dir(),
+        metrics,
+        window_rows=settings.drift_window_rows,
+        min_rows=settings.drift_min_rows,
+        labelled_window_rows=settings.labelled_window_rows,
+        labelled_min_rows=settings.labelled_min_rows,
+        pending_label_rows=settings.pending_label_rows,
+    )
+    return DriftJobThread(job, settings.resolved_log_dir(), settings.drift_interval_s)

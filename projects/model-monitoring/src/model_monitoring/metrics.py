@@ -19,6 +19,10 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 CONFIDENCE_BUCKETS = tuple(round(0.5 + 0.05 * step, 2) for step in range(1, 11))
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000)
+# The endpoint label's values; any other path is counted as "unmatched" (no label per path).
+ENDPOINTS = frozenset(
+    {"/predict", "/labels", "/model", "/health/live", "/health/ready", "/metrics"}
+)
 
 # Every series name the service exports (histograms and summaries with their suffixes).
 METRIC_NAMES = frozenset(
@@ -32,15 +36,20 @@ METRIC_NAMES = frozenset(
         "model_input_rows_total",
         "model_feature_missing_total",
         "model_feature_out_of_range_total",
+        "model_feature_unknown_category_total",
         *(f"model_feature_value_{s}" for s in ("sum", "count")),
         "model_labels_received_total",
         "model_labels_unmatched_total",
         "model_feature_drift_psi",
         "model_feature_drift_ks_statistic",
         "model_feature_drift_ks_p_value",
+        "model_feature_drift_chi2_statistic",
+        "model_feature_drift_chi2_p_value",
         "model_drift_window_rows",
-        "model_drift_last_run_timestamp_seconds",
+        "model_drift_last_success_timestamp_seconds",
+        "model_drift_interval_seconds",
         "model_drift_run_duration_seconds",
+        "model_drift_job_failures_total",
         "model_labelled_accuracy",
         "model_labelled_auc",
         "model_labelled_window_rows",
@@ -49,6 +58,14 @@ METRIC_NAMES = frozenset(
         "model_reference_auc",
         "model_reference_positive_rate",
         "model_info",
+    }
+)
+# Exported only by a bundle with categorical features (their series are labelled by feature).
+CATEGORICAL_METRIC_NAMES = frozenset(
+    {
+        "model_feature_unknown_category_total",
+        "model_feature_drift_chi2_statistic",
+        "model_feature_drift_chi2_p_value",
     }
 )
 
@@ -79,7 +96,9 @@ def observe_summary_many(summary: Any, count: int, total: float) -> None:
 
 
 class ServiceMetrics:
-    def __init__(self, features: list[str], classes: list[str]) -> None:
+    def __init__(
+        self, features: list[str], classes: list[str], categorical: list[str] | None = None
+    ) -> None:
         from prometheus_client import (
             CollectorRegistry,
             Counter,
@@ -140,6 +159,12 @@ class ServiceMetrics:
             ["feature"],
             registry=own,
         )
+        self.unknown_category = Counter(
+            "model_feature_unknown_category_total",
+            "Categorical inputs with a category the model never saw (served as missing)",
+            ["feature"],
+            registry=own,
+        )
         self.feature_value = Summary(
             "model_feature_value", "Present input values (sum and count give the mean)",
             ["feature"], registry=own,
@@ -160,7 +185,10 @@ class ServiceMetrics:
         ]
         for feature in features:
             self.missing.labels(feature)
-            self.out_of_range.labels(feature)
+            if feature not in (categorical or ()):
+                self.out_of_range.labels(feature)
+        for feature in categorical or ():
+            self.unknown_category.labels(feature)
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         from prometheus_client import CollectorRegistry
@@ -195,12 +223,29 @@ class DriftMetrics:
         self.ks_p_value = gauge(
             "model_feature_drift_ks_p_value", "Kolmogorov-Smirnov p-value", ("feature",)
         )
+        self.chi2_statistic = gauge(
+            "model_feature_drift_chi2_statistic",
+            "Chi-square statistic of the category counts (categorical features)",
+            ("feature",),
+        )
+        self.chi2_p_value = gauge(
+            "model_feature_drift_chi2_p_value", "Chi-square p-value", ("feature",)
+        )
         self.window_rows = gauge("model_drift_window_rows", "Rows in the drift window")
-        self.last_run = gauge(
-            "model_drift_last_run_timestamp_seconds", "When the drift job last computed"
+        self.last_success = gauge(
+            "model_drift_last_success_timestamp_seconds",
+            "When the drift job last completed a run (its start counts as one)",
+        )
+        self.interval = gauge(
+            "model_drift_interval_seconds", "How often the drift job runs (the staleness alert)"
         )
         self.run_duration = gauge(
             "model_drift_run_duration_seconds", "Seconds the last drift computation took"
+        )
+        self.failures = Counter(
+            "model_drift_job_failures_total",
+            "Drift job runs that failed (the gauges keep their last values meanwhile)",
+            registry=own,
         )
         self.accuracy = gauge("model_labelled_accuracy", "Accuracy over the labelled window")
         self.auc = gauge("model_labelled_auc", "ROC AUC over the labelled window")

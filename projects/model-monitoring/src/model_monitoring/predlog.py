@@ -9,7 +9,8 @@ beyond ``backups`` are deleted. Kinds:
     labels       {"ts", "ids": [...], "labels": [...]}
 
 ``LogTailer`` reads what all workers appended since its last call: it follows files by inode,
-so a rename by rotation neither loses nor repeats lines.
+so a rename by rotation neither loses nor repeats lines. Once it has handed over every line of a
+file whose writer process is gone (a worker that died or was replaced), it deletes the file.
 """
 
 from __future__ import annotations
@@ -78,8 +79,25 @@ class RotatingJsonLines:
                 self._stream = None
 
 
+def writer_pid(path: Path) -> int | None:
+    """The pid in ``<kind>-<pid>.jsonl`` or ``<kind>-<pid>-<time>.jsonl``."""
+    parts = path.stem.split("-")
+    return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True
+
+
 class LogTailer:
-    """Yields the records appended to ``<folder>/<kind>-*.jsonl`` since the previous call."""
+    """Yields the records appended to ``<folder>/<kind>-*.jsonl`` since the previous call, and
+    deletes a dead writer's file once every line of it has been yielded."""
 
     def __init__(self, folder: Path, kind: str) -> None:
         self.folder = folder
@@ -95,6 +113,9 @@ class LogTailer:
                 continue
         seen = set()
         for _, path in sorted(files):  # oldest first: roughly time order across workers
+            pid = writer_pid(path)
+            # Checked before reading: a writer dead by now has appended its last line.
+            finished = pid is not None and not process_alive(pid)
             try:
                 stream = path.open("rb")
             except FileNotFoundError:
@@ -110,5 +131,7 @@ class LogTailer:
             for line in data[:end].splitlines():
                 if line.strip():
                     yield msgspec.json.decode(line)
+            if finished and end == len(data):  # the caller has taken every line above
+                path.unlink(missing_ok=True)
         for inode in set(self._offsets) - seen:  # deleted files
             del self._offsets[inode]

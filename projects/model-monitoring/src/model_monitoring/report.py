@@ -1,5 +1,6 @@
 """The replay's HTML report: drift scores over time (from Prometheus), alert firing times (from
-the receiver), detection delay per scenario. Plots are matplotlib figures, embedded as PNG."""
+the receiver), the named alert and the detection delay per scenario (in production time), and
+every alert of each phase. Plots are matplotlib figures, embedded as PNG."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from model_monitoring.replay import PhaseResult
 from model_monitoring.stack import Stack
 
 PSI_FLOOR_PLOT = 1e-3
-PHASE_COLOURS = {"reference": "#d8f0d8", "scenario": "#fde2c8", "analysis": "#dde6f7"}
+PHASE_COLOURS = {
+    "held_out": "#d8f0d8", "control": "#e8f5e8", "scenario": "#fde2c8", "analysis": "#dde6f7",
+}  # fmt: skip
 
 
 def drift_series(stack: Stack, start: float, end: float) -> dict[str, list[tuple[float, float]]]:
@@ -67,19 +70,15 @@ def _figures(
     scenarios = [p for p in phases if p.kind == "scenario"]
     fig2, ax2 = plt.subplots(figsize=(7, 3.2))
     names = [p.name for p in scenarios]
-    delays = [p.detection_delay_s or 0.0 for p in scenarios]
+    delays = [(p.detection_delay_s or 0.0) * clock / 60 for p in scenarios]
     bars = ax2.barh(
         names, delays, color=["#4c72b0" if p.detected_at else "#c44e52" for p in scenarios]
     )
-    for bar, phase in zip(bars, scenarios, strict=True):
-        label = (
-            f"{phase.detection_delay_s:.1f} s ({phase.detected_by})"
-            if phase.detection_delay_s is not None
-            else "not detected"
-        )
-        ax2.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, " " + label, va="center",
-                 fontsize=7)  # fmt: skip
-    ax2.set_xlabel(f"seconds from shift start to alert at the receiver (clock x{clock:g})")
+    for bar, phase, minutes in zip(bars, scenarios, delays, strict=True):
+        label = f"{minutes:.1f} min" if phase.detected_at else "not detected"
+        ax2.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
+                 f" {label} ({phase.expected})", va="center", fontsize=7)  # fmt: skip
+    ax2.set_xlabel("production minutes from shift start to the named alert at the receiver")
     ax2.set_title("Detection delay per scenario")
     ax2.set_xlim(0, max(delays + [1.0]) * 1.8)
     return {"drift_over_time": fig, "detection_delay": fig2}
@@ -103,17 +102,18 @@ def write_report(
     figures = _figures(phases, series, notifications, clock)
     origin = phases[0].started_at if phases else 0.0
 
-    def delay(phase: PhaseResult, scale: float) -> str:
+    def delay(phase: PhaseResult) -> str:
         seconds = phase.detection_delay_s
-        return "" if seconds is None else f"{seconds * scale:.1f}"
+        return "" if seconds is None else f"{seconds * clock / 60:.1f}"
+
+    def alerts(found: list[Any]) -> str:
+        return html.escape(", ".join(a.label for a in found))
 
     rows = "".join(
         "<tr>"
         f"<td>{html.escape(p.name)}</td><td>{p.kind}</td><td>{html.escape(p.description)}</td>"
-        f"<td>{p.rows}</td>"
-        f"<td>{delay(p, 1.0)}</td><td>{delay(p, clock / 60)}</td>"
-        f"<td>{html.escape(p.detected_by or '')}</td>"
-        f"<td>{html.escape(', '.join(sorted({a['labels']['alertname'] for a in p.alerts})))}</td>"
+        f"<td>{p.rows}</td><td>{html.escape(p.expected or '')}</td><td>{delay(p)}</td>"
+        f"<td>{alerts(p.alerts)}</td><td>{alerts(p.false_alerts)}</td>"
         "</tr>"
         for p in phases
     )
@@ -137,11 +137,12 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;fo
 img{{max-width:100%}}</style></head><body>
 <h1>Drift replay report</h1>
 <p>Bundle {html.escape(bundle_version)}; clock x{clock:g} (production minutes = seconds x
-{clock:g} / 60). Detection delay: from the shift's start to the first firing model alert at the
-webhook receiver.</p>
+{clock:g} / 60). Detection delay: from the shift's start to the scenario's named alert at the
+webhook receiver. False alerts: in held-out time and the control every alert; in a scenario every
+alert but the named one.</p>
 <h2>Phases</h2>
-<table><tr><th>phase</th><th>kind</th><th>what</th><th>rows</th><th>delay (s)</th>
-<th>delay (production min)</th><th>detected by</th><th>alerts fired</th></tr>{rows}</table>
+<table><tr><th>phase</th><th>kind</th><th>what</th><th>rows</th><th>expected</th>
+<th>delay (production min)</th><th>alerts fired</th><th>false alerts</th></tr>{rows}</table>
 {images}
 <h2>Notifications at the receiver</h2>
 <table><tr><th>t (s)</th><th>receiver</th><th>status</th><th>alert</th><th>feature</th></tr>

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 from roadmap_lab.settings import LabSettings, env_prefix
 
@@ -31,6 +31,11 @@ class ProjectSettings(LabSettings):
     max_batch: int = Field(default=1000, ge=1, description="rows per predict request")
     max_body_bytes: int = Field(default=4_000_000, ge=1024)
     max_labels: int = Field(default=5000, ge=1, description="labels per request")
+    # POST /labels needs this key in the X-API-Key header; without one configured it answers 503
+    # (labels feed the accuracy alerts: nobody unauthenticated may write them).
+    labels_api_key: SecretStr | None = None
+    # On SIGTERM, in-flight requests get this long to finish before the workers exit.
+    graceful_shutdown_s: int = Field(default=30, ge=1)
     # Metrics and the prediction log; off only to measure their cost (the benchmark).
     instrumentation: bool = True
     # The drift job: how often, over how many of the latest rows, from how many rows on.

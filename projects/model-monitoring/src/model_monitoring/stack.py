@@ -1,11 +1,14 @@
 """The full monitoring stack on 127.0.0.1, on an accelerated clock: the alert receiver, the real
 Alertmanager, the service (uvicorn, several workers, multi-process metrics) and the real
-Prometheus scraping it, with the committed rules and configs scaled by ``clock``."""
+Prometheus scraping it, with the committed rules and configs scaled by ``clock``. The service
+runs with its production settings (window sizes, thresholds); only its drift job's interval is
+divided by the clock, like every interval of Prometheus and Alertmanager."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import shutil
 import urllib.parse
 import urllib.request
@@ -29,10 +32,10 @@ from model_monitoring.alerting import (
     scaled_rules,
 )
 from model_monitoring.metrics import MULTIPROC_ENV
-from model_monitoring.settings import ENV_PREFIX
+from model_monitoring.settings import ENV_PREFIX, ProjectSettings
 
-# The drift job's production interval (the scrape interval: a fresher value is never scraped).
-DRIFT_INTERVAL_S = 15.0
+# The drift job's production interval (the service's default).
+DRIFT_INTERVAL_S = ProjectSettings.model_fields["drift_interval_s"].default
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Stack:
     clock: float
     evaluation_interval_s: float
     folder: Path
+    labels_api_key: str
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         return self._api("query", {"query": promql})
@@ -91,8 +95,6 @@ def monitoring_stack(
     *,
     clock: float = 30.0,
     workers: int = 2,
-    drift_window_rows: int = 1000,
-    drift_min_rows: int = 500,
     service_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     """Start everything (receiver, Alertmanager, service, Prometheus); stop it all on exit."""
@@ -105,13 +107,13 @@ def monitoring_stack(
     for stale in (multiproc, log_dir):  # uvicorn has no child-exit hook: start from empty
         shutil.rmtree(stale, ignore_errors=True)
         stale.mkdir(parents=True)
+    labels_api_key = secrets.token_urlsafe(24)
     env = {
         MULTIPROC_ENV: str(multiproc),
         f"{ENV_PREFIX}BUNDLE_DIR": str(bundle_dir.resolve()),
         f"{ENV_PREFIX}LOG_DIR": str(log_dir.resolve()),
         f"{ENV_PREFIX}DRIFT_INTERVAL_S": str(DRIFT_INTERVAL_S / clock),
-        f"{ENV_PREFIX}DRIFT_WINDOW_ROWS": str(drift_window_rows),
-        f"{ENV_PREFIX}DRIFT_MIN_ROWS": str(drift_min_rows),
+        f"{ENV_PREFIX}LABELS_API_KEY": labels_api_key,
         **(service_env or {}),
     }
     evaluation_interval = parse_duration(prometheus_config["global"]["evaluation_interval"])
@@ -151,4 +153,5 @@ def monitoring_stack(
             clock=clock,
             evaluation_interval_s=evaluation_interval / clock,
             folder=folder,
+            labels_api_key=labels_api_key,
         )
