@@ -19,8 +19,13 @@ pytest_plugins = ["roadmap_lab.testing.pytest_plugin"]
 
 @pytest.fixture(scope="session")
 def environment_isolation() -> Isolation:
-    """No registry or project setting from outside reaches a test."""
-    return Isolation(prefixes=("PROMPT_REGISTRY_",), names=("MLFLOW_TRACKING_URI",))
+    """No registry or project setting from outside reaches a test; an unreachable registry
+    fails at once (MLflow would retry for minutes)."""
+    return Isolation(
+        prefixes=("PROMPT_REGISTRY_", "MLFLOW_HTTP_REQUEST_"),
+        names=("MLFLOW_TRACKING_URI",),
+        values={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"},
+    )
 
 
 @pytest.fixture(scope="session")

@@ -15,19 +15,31 @@ def test_benchmark_writes_every_run_and_the_headline_targets(settings) -> None:
     results = json.loads(results_file.read_text())
     assert results_file.parent == settings.dist_dir / "prompt-registry" / "benchmark"
     assert [h["target"] for h in results["headline"]] == [">= 3", ">= 20"]
+    assert results["headline"][0]["name"] == (
+        "Batched local generation (batch 2) vs one at a time, model warm, 2 interleaved repeats"
+    )
     # Two repeats: each speed-up is a paired ratio over them, with its computed verdict.
     for item in results["headline"]:
         assert item["interval"]["n"] == 2
         assert item["interval"]["method"] == "paired ratio (t on log ratios)"
         assert item["verdict"] in ("met", "within noise", "missed")
     assert results["conditions"]["cores"] >= 1
-    batching = results["batching"]["runs_in_order"]
+    batching = results["batching"]
     # Alternating order: batched first in repeat 0, one at a time first in repeat 1.
-    assert [r["batch_size"] for r in batching] == [2, 1, 1, 2]
-    cache = results["cache"]["runs_in_order"]
-    assert [(r["run"], r["model_calls"], r["cache_hits"]) for r in cache] == [
-        ("cold", 32, 0),
+    assert [r["batch_size"] for r in batching["runs_in_order"]] == [2, 1, 1, 2]
+    # Every output of every repeat compared; mismatches listed (each with both texts).
+    assert batching["outputs_compared"] == 8
+    mismatches = batching["mismatches"]
+    assert batching["outputs_identical"] == 8 - len(mismatches)
+    assert all({"batched", "one_at_a_time", "example"} <= set(m) for m in mismatches)
+    assert results["headline"][0]["outputs_identical"] == f"{8 - len(mismatches)}/8"
+    # The uncached side generates with the loaded model; the rerun finds all in the cache.
+    cache = results["cache"]
+    assert [(r["run"], r["model_calls"], r["cache_hits"]) for r in cache["runs_in_order"]] == [
+        ("uncached", 32, 0),
         ("cached", 0, 32),
     ] * 2
+    assert cache["outputs_differing"] == 0
+    assert results["weights_digest_seconds"] >= 0
     assert results["plots"] == ["throughput.png"]
     assert (results_file.parent / "throughput.png").is_file()

@@ -4,10 +4,13 @@ local store, and the gate of changed prompts against a base commit (a temp git r
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from pr_testing import ChatServer
+from prompt_registry import evalconfig
 from prompt_registry.changes import changed_prompts, prompt_at
 from prompt_registry.cli import app
 from prompt_registry.registry import Registry
@@ -48,6 +51,13 @@ def test_register_list_show_diff_and_staging(settings) -> None:
     assert listed.exit_code == 0 and "staging=v1" in listed.output.replace("\n", "")
     shown = invoke("show", "capital-city", "--alias", "staging", *common(settings))
     assert "registry v1" in shown.output and "What is the capital of {{country}}?" in shown.output
+    assert "30 examples (golden.jsonl), scorers contains, floor 0.5" in " ".join(
+        shown.output.split()
+    )
+    stored = invoke("show", "capital-city", "--version", "1", "--eval-config", *common(settings))
+    config = json.loads(stored.output)
+    assert config["examples"][0] == {"id": "capital-01", "vars": {"country": "France"},
+                                     "expected": "Paris"}  # fmt: skip
     (settings.prompts_dir / "capital-city" / "template.txt").write_text("Capital of {{country}}?\n")
     diff = invoke("diff", "capital-city", "--version", "1", *common(settings))
     assert "-What is the capital of {{country}}?" in diff.output
@@ -92,6 +102,9 @@ def test_changed_prompts_and_the_files_at_the_base_commit(repo: Path, tmp_path: 
     assert changed_prompts(repo, "HEAD") == ["capital-city", "extract-contact"]
     base = prompt_at(repo, "capital-city", "HEAD", tmp_path / "scratch")
     assert base is not None and base.template == "What is the capital of {{country}}?"
+    trimmed_at_head = prompt_at(repo, "extract-contact", "HEAD", tmp_path / "scratch")
+    assert trimmed_at_head is not None
+    assert len(trimmed_at_head.content().config.examples) == 20
     assert prompt_at(repo, "no-such-prompt", "HEAD", tmp_path / "scratch") is None
 
 
@@ -104,10 +117,12 @@ def test_gate_against_the_base_commit_writes_the_pr_table(
         "gate", "--changed-since", "HEAD", "--max-drop", "1.0", "--model-dir", settings.model_dir,
         "--markdown", markdown, "--output-json", out, *common(settings),
     )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    # Within the allowed drop, but the random model is below the floor: exit 3, tables written.
+    assert result.exit_code == 3, result.output
     gates = json.loads(out.read_text())
     assert [g["prompt"] for g in gates] == ["capital-city"]
     assert gates[0]["baseline"]["label"] == "HEAD" and gates[0]["candidate"]["label"] == "file"
+    assert [c["passed"] for c in gates[0]["checks"]] == [True, False]
     assert "| capital-city |" in markdown.read_text()
     # No production version in the local store and the random model below the floor: exit 3.
     failed = invoke("gate", "capital-city", "--model-dir", settings.model_dir, *common(settings))
@@ -115,3 +130,59 @@ def test_gate_against_the_base_commit_writes_the_pr_table(
     assert "pass rate 0.000 is below the floor 0.50" in " ".join(failed.output.split())
     bad = invoke("gate", "--changed-since", "no-such-ref", *common(settings))
     assert bad.exit_code == 2 and "git diff" in bad.output
+
+
+def test_the_gate_against_a_base_commit_judges_with_its_golden_set(
+    settings, repo: Path, tmp_path: Path
+) -> None:
+    """A change that drops the examples its worse prompt fails is judged on the base commit's
+    golden set: it fails, and the report lists the removed examples."""
+    (repo / "review-sentiment" / "template.txt").write_text("Review: {{review}}\nIs this great?\n")
+    golden = repo / "review-sentiment" / "golden.jsonl"
+    rows = [json.loads(line) for line in golden.read_text().splitlines()]
+    golden.write_text("".join(json.dumps(r) + "\n" for r in rows if r["expected"] == "positive"))
+    out, markdown = tmp_path / "gate.json", tmp_path / "gate.md"
+    with ChatServer().running() as chat:
+        result = invoke(
+            "gate", "--changed-since", "HEAD", "--provider", "openai", "--base-url", chat.url,
+            "--output-json", out, "--markdown", markdown, *common(settings),
+        )  # fmt: skip
+    assert result.exit_code == 3, result.output
+    [gate] = json.loads(out.read_text())
+    assert gate["candidate"]["examples"] == 32 and gate["candidate"]["pass_rate"] == 0.5
+    assert len(gate["eval_config_change"]["removed"]) == 16
+    assert gate["eval_config_change"]["candidate"]["pass_rate"] == 1.0
+    assert "- removed examples: review-02, review-04" in markdown.read_text()
+
+
+def test_a_scorer_code_change_gates_every_prompt_and_needs_acceptance(
+    settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The package layout (scorers.py beside the prompts folder) in a git repository: scorer
+    code changed since the base commit gates every prompt, refused unless accepted."""
+    package = tmp_path / "package"
+    prompts = package / "prompts"
+    for name in ("capital-city", "review-sentiment"):
+        shutil.copytree(settings.prompts_dir / name, prompts / name)
+        golden = prompts / name / "golden.jsonl"  # four examples are enough here
+        golden.write_text("".join(golden.read_text().splitlines(keepends=True)[:4]))
+    scorers = package / "scorers.py"
+    scorers.write_text(evalconfig.SCORER_CODE.read_text())
+    monkeypatch.setattr(evalconfig, "SCORER_CODE", scorers)
+    git(package, "init", "-q")
+    git(package, "add", ".")
+    git(package, "commit", "-q", "-m", "base")
+    scorers.write_text(scorers.read_text() + "\n# loosened\n")
+    args = ["gate", "--changed-since", "HEAD", "--max-drop", "1.0",
+            "--model-dir", settings.model_dir, "--output-json", tmp_path / "gate.json",
+            "--prompts-dir", prompts, "--run-dir", settings.run_dir]  # fmt: skip
+    refused = invoke(*args)
+    assert refused.exit_code == 3, refused.output
+    gates = json.loads((tmp_path / "gate.json").read_text())
+    assert [g["prompt"] for g in gates] == ["capital-city", "review-sentiment"]
+    for gate in gates:
+        [code] = [c for c in gate["checks"] if c["name"] == "scorer code"]
+        assert not code["passed"] and "--accept-scorer-code-change" in code["detail"]
+    invoke(*args, "--accept-scorer-code-change")
+    gates = json.loads((tmp_path / "gate.json").read_text())
+    assert all(c["passed"] for g in gates for c in g["checks"] if c["name"] == "scorer code")

@@ -1,9 +1,12 @@
-"""The eval harness with the tiny model: the generation cache (a rerun calls no model, a changed
-prompt misses), batching, and the MLflow run linked to the prompt version."""
+"""The eval harness with the tiny model: the generation cache (a rerun calls no model; a changed
+prompt, parameter or model weights miss), batching, truncated answers, and the MLflow run linked
+to the prompt version."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import mlflow
 from prompt_registry.harness import Harness
@@ -15,35 +18,51 @@ def test_a_second_eval_makes_no_model_calls_and_a_changed_prompt_misses(settings
     harness = Harness(settings)
     folder = harness.folder("capital-city")
     content = folder.content()
-    first = harness.evaluate(folder, content)
+    config = content.config
+    first = harness.evaluate(content, config)
     assert first.n == 30 and first.model_calls == 30 and first.cache_hits == 0
     calls = harness.provider.calls
 
     # A new process would share only the cache file: a fresh harness, same run folder.
-    again = Harness(settings).evaluate(folder, content)
+    again = Harness(settings).evaluate(content, config)
     assert again.model_calls == 0 and again.cache_hits == 30
     assert [e.output for e in again.examples] == [e.output for e in first.examples]
     assert harness.provider.calls == calls
 
     changed = replace(content, template=content.template + " Answer briefly.")
-    missed = harness.evaluate(folder, changed)
+    missed = harness.evaluate(changed, config)
     assert missed.cache_hits == 0 and missed.model_calls == 30
 
 
 def test_parameters_are_part_of_the_cache_key(settings) -> None:
     harness = Harness(settings)
-    folder = harness.folder("capital-city")
-    content = folder.content()
-    harness.evaluate(folder, content)
+    content = harness.folder("capital-city").content()
+    harness.evaluate(content, content.config)
     longer = replace(content, params=content.params.model_copy(update={"max_new_tokens": 17}))
-    assert harness.evaluate(folder, longer).cache_hits == 0
+    assert harness.evaluate(longer, content.config).cache_hits == 0
 
 
 def test_without_the_cache_every_run_calls_the_model(settings) -> None:
     harness = Harness(settings.model_copy(update={"cache": False}))
-    folder = harness.folder("review-sentiment")
+    content = harness.folder("review-sentiment").content()
     for _ in range(2):
-        assert harness.evaluate(folder, folder.content()).model_calls == 32
+        assert harness.evaluate(content, content.config).model_calls == 32
+
+
+def test_a_model_swapped_at_the_same_path_is_evaluated_again(settings, tmp_path: Path) -> None:
+    from roadmap_lab.testing.tiny_models import tiny_causal_lm_dir
+
+    model = Path(shutil.copytree(settings.model_dir, tmp_path / "model"))
+    settings = settings.model_copy(update={"model_dir": model})
+    content = Harness(settings).folder("capital-city").content()
+    config = replace(content.config, examples=content.config.examples[:8])
+    assert Harness(settings).evaluate(content, config).model_calls == 8
+    assert Harness(settings).evaluate(content, config).model_calls == 0
+    # Other weights at the same path: nothing from the cache.
+    shutil.rmtree(model)
+    shutil.copytree(tiny_causal_lm_dir(1), model)
+    swapped = Harness(settings).evaluate(content, config)
+    assert swapped.model_calls == 8 and swapped.cache_hits == 0
 
 
 def test_batches_group_requests_and_count_every_example(tiny_llama_dir) -> None:
@@ -51,10 +70,27 @@ def test_batches_group_requests_and_count_every_example(tiny_llama_dir) -> None:
     provider = LocalProvider(tiny_llama_dir, batch_size=4, progress=batches.append)
     requests = [GenerationRequest(f"question {i}", max_new_tokens=3) for i in range(6)]
     requests.append(GenerationRequest("other length", max_new_tokens=5))
-    outputs = provider.generate(requests)
+    finished: list[int] = []
+    outputs = provider.generate(requests, lambda index, _: finished.append(index))
     assert len(outputs) == 7 and provider.calls == 7
     # Requests with other sampling parameters never share a batch.
     assert batches == [4, 2, 1]
+    assert sorted(finished) == list(range(7))
+
+
+def test_answers_cut_at_the_token_limit_are_counted(settings) -> None:
+    # The random model rarely ends an answer: three tokens cut nearly all of them.
+    harness = Harness(settings)
+    content = harness.folder("capital-city").content()
+    short = replace(content, params=content.params.model_copy(update={"max_new_tokens": 3}))
+    config = replace(content.config, examples=content.config.examples[:8])
+    report = harness.evaluate(short, config)
+    cut = [e.id for e in report.examples if e.truncated]
+    assert report.truncated == len(cut) > 4
+    assert report.summary()["truncated"] == report.truncated
+    # The finish reason comes back from the cache too.
+    again = Harness(settings).evaluate(short, config)
+    assert again.cache_hits == 8 and again.truncated == report.truncated
 
 
 def test_the_eval_run_is_linked_to_the_registered_prompt_version(settings) -> None:
@@ -63,7 +99,7 @@ def test_the_eval_run_is_linked_to_the_registered_prompt_version(settings) -> No
     version, created = harness.registry.register(folder)
     assert (version, created) == (1, True)
     content = harness.registry.content("capital-city", version=version)
-    report = harness.evaluate(folder, content, run_name="linked")
+    report = harness.evaluate(content, content.config, run_name="linked")
     run = mlflow.get_run(report.run_id)
     assert run.data.tags["prompt.uri"] == "prompts:/capital-city/1"
     assert run.data.params["prompt_version"] == "1"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from prompt_registry.errors import PromptFileError
-from prompt_registry.golden import read_jsonl
+from prompt_registry.evalconfig import EvalConfig, ScorerSpec, config_changes
+from prompt_registry.golden import Example, read_jsonl
 from prompt_registry.prompts import (
     ModelParams,
     load_all,
@@ -75,12 +77,37 @@ def test_render_fills_every_variable_and_refuses_a_missing_one(prompts_dir: Path
         content.render({})
 
 
-def test_the_digest_follows_template_and_parameters_not_metadata(prompts_dir: Path) -> None:
+def test_the_digest_follows_template_parameters_and_eval_config_not_metadata(
+    prompts_dir: Path,
+) -> None:
     content = load_prompt(prompts_dir, "capital-city").content()
     same = load_prompt(prompts_dir, "capital-city").content()
     assert content.digest == same.digest
-    from dataclasses import replace
-
     assert replace(content, metadata={"owner": "x"}).digest == content.digest
     assert replace(content, template=content.template + " ").digest != content.digest
     assert replace(content, params=ModelParams(max_new_tokens=17)).digest != content.digest
+    config = content.config
+    assert config is not None and len(config.examples) == 30
+    trimmed = replace(config, examples=config.examples[1:])
+    assert replace(content, eval_config=trimmed).digest != content.digest
+    looser = replace(config, scorers=(ScorerSpec(type="exact_match"),))
+    assert replace(content, eval_config=looser).digest != content.digest
+    other_code = replace(config, scorer_code="0" * 64)
+    assert replace(content, eval_config=other_code).digest != content.digest
+    assert other_code.digest == config.digest  # the scorer code has its own place
+
+
+def test_the_eval_config_round_trips_and_its_changes_are_listed(prompts_dir: Path) -> None:
+    config = load_prompt(prompts_dir, "review-sentiment").content().config
+    assert config is not None and EvalConfig.from_json(config.to_json()) == config
+    examples = list(config.examples)
+    edited = replace(examples[2], expected="negative")
+    added = Example("review-99", {"review": "ok"}, "positive")
+    new = replace(config, examples=(examples[0], edited, *examples[3:], added), min_pass_rate=0.3)
+    changes = config_changes(config, new)
+    assert changes is not None
+    assert changes.added == ["review-99"]
+    assert changes.removed == ["review-02"]
+    assert changes.changed == ["review-03"]
+    assert changes.min_pass_rate == (0.5, 0.3) and changes.scorers is None
+    assert config_changes(config, config) is None

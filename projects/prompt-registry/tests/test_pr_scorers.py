@@ -6,14 +6,15 @@ from collections.abc import Sequence
 
 import pytest
 from prompt_registry.errors import PromptFileError
+from prompt_registry.evalconfig import ScorerSpec
 from prompt_registry.golden import Example
-from prompt_registry.prompts import ScorerSpec
-from prompt_registry.providers import GenerationRequest
+from prompt_registry.providers import Generation, GenerationRequest
 from prompt_registry.scorers import (
     Contains,
     EmbeddingSimilarity,
     ExactMatch,
     JsonSchema,
+    Label,
     LlmJudge,
     Numeric,
     Regex,
@@ -46,6 +47,44 @@ def test_contains_needs_the_whole_answer_as_words() -> None:
     examples = [ex("Rome"), ex("negative"), ex("Lima"), ex("Oslo")]
     outputs = ["The capital of Italy is Rome.", "The review is NEGATIVE", "Limassol", ""]
     assert passes(Contains(), outputs, examples) == [True, True, False, False]
+
+
+def test_label_takes_the_one_label_an_answer_names() -> None:
+    scorer = Label(["positive", "negative"])
+    examples = [ex("positive"), ex("negative"), ex("positive"), ex("positive"), ex("negative")]
+    outputs = [
+        "The review is Positive, but",
+        "negative.",
+        "positive or negative",  # names both: no answer, although `contains` passes it
+        "It is not clear",
+        "The reviewer is positive about it",
+    ]
+    assert passes(scorer, outputs, examples) == [True, True, False, False, False]
+    assert passes(Contains(), outputs, examples)[2]
+    assert [r.detail for r in scorer.score(outputs[2:4], examples[2:4])] == ["no single label"] * 2
+    # The same label twice is still one label.
+    assert passes(scorer, ["positive, very positive"], [ex("positive")]) == [True]
+
+
+def test_label_first_takes_the_first_label_word() -> None:
+    scorer = Label(["positive", "negative"], pick="first")
+    outputs = ["negative, not positive", "positive or negative", "no idea"]
+    assert passes(scorer, outputs, [ex("negative"), ex("negative"), ex("negative")]) == [
+        True,
+        False,
+        False,
+    ]
+
+
+def test_label_refuses_bad_configurations() -> None:
+    with pytest.raises(PromptFileError, match="two or more one-word labels"):
+        Label(["positive"])
+    with pytest.raises(PromptFileError, match="two or more one-word labels"):
+        Label(["very good", "bad"])
+    with pytest.raises(PromptFileError, match="pick is only or first"):
+        Label(["yes", "no"], pick="last")
+    with pytest.raises(PromptFileError, match="expects no allowed label"):
+        Label(["positive", "negative"]).score(["positive"], [ex("neutral")])
 
 
 def test_regex_from_the_scorer_or_the_example() -> None:
@@ -95,18 +134,21 @@ def test_json_schema_validity_and_expected_fields() -> None:
 class ScriptedJudge:
     """A judge whose replies are scripted per call, to test repeat-and-min-pass."""
 
-    identity = "scripted"
+    name = "scripted"
 
     def __init__(self, replies: list[str]) -> None:
         self.replies = replies
         self.calls = 0
         self.requests: list[GenerationRequest] = []
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+    def identity(self) -> str:
+        return self.name
+
+    def generate(self, requests: Sequence[GenerationRequest], finished=None) -> list[Generation]:
         self.requests += requests
         out = self.replies[self.calls : self.calls + len(requests)]
         self.calls += len(requests)
-        return out
+        return [Generation(text) for text in out]
 
 
 def test_llm_judge_repeats_and_passes_on_min_votes() -> None:
@@ -125,6 +167,8 @@ def test_llm_judge_repeats_and_passes_on_min_votes() -> None:
 def test_build_scorer_from_specs() -> None:
     spec = ScorerSpec.model_validate({"type": "numeric", "abs_tol": 0.5})
     assert isinstance(build_scorer(spec), Numeric)
+    label = ScorerSpec.model_validate({"type": "label", "labels": ["yes", "no"]})
+    assert isinstance(build_scorer(label), Label)
     with pytest.raises(PromptFileError, match="unknown scorer 'bleu'"):
         build_scorer(ScorerSpec(type="bleu"))
     with pytest.raises(PromptFileError, match="bad parameters"):

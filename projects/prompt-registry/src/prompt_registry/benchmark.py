@@ -1,16 +1,19 @@
-"""The benchmark (the CLI's ``benchmark``): examples/s of an eval run, on one machine, one run.
+"""The benchmark (the CLI's ``benchmark``): examples/s of an eval, on one machine, one run.
 
-Each comparison is repeated ``repeats`` times back to back (the batching runs in alternating
-order) and the headline is the median of the per-repeat ratios: on a shared 2-core machine a
-neighbour's load spike can stall one run, and every run's figure is kept in run order.
+Both comparisons have the model loaded and warm on both sides and are repeated ``repeats``
+times; the headline is the paired ratio over the repeats (``roadmap_lab.stats.paired_ratio``:
+geometric mean of the per-repeat ratios with a t interval on their logs), and every run's
+figure is kept in run order.
 
 * Batched local generation vs one at a time: the same ``examples`` requests of the
   ``review-sentiment`` prompt (its golden set, cycled) through SmolLM2-135M, greedy, at most
-  ``max_new_tokens`` each; the model is loaded and warmed up before either is timed.
-* A cached rerun vs cold: the whole ``eval`` command (prompt and golden set loading, generation,
-  scoring, the MLflow run with its artifact) in a fresh run folder, then again; the cold run loads
-  the model, the rerun finds every generation in the cache and never loads it. The MLflow store
-  is created before either (its schema migration is a one-off, not part of an eval).
+  ``max_new_tokens`` each, in alternating order. The outputs of both are compared on every
+  example of every repeat (left padding could change a token in fp32): mismatches are listed.
+* A cached rerun vs a warm uncached eval: the ``eval`` command's work (golden set, generation,
+  scoring, the MLflow run with its artifact) on the prompt's golden set with the loaded model,
+  in a fresh run folder (empty cache), then the same again, which finds every generation in the
+  cache. The model's weights digest (the cache key) is computed once before either, like the
+  model load; its one-off cost is recorded beside the figures.
 
 Results go to ``<dist>/prompt-registry/benchmark/`` (the CLI prints their headline); ``--publish``
 copies them to the committed ``projects/prompt-registry/benchmarks/``.
@@ -36,123 +39,165 @@ from roadmap_lab.results import (
 from roadmap_lab.stats import Interval, paired_ratio
 
 from prompt_registry import PROJECT
-from prompt_registry.golden import load_golden
-from prompt_registry.harness import evaluate_prompt
+from prompt_registry.harness import Harness
 from prompt_registry.plots import throughput_figure
-from prompt_registry.prompts import load_prompt
+from prompt_registry.prompts import PromptContent, load_prompt
 from prompt_registry.providers import GenerationRequest, LocalProvider
 from prompt_registry.registry import Registry
 from prompt_registry.settings import BenchmarkSizes, ProjectSettings
 
 BENCH_PROMPT = "review-sentiment"
 MEASURED_PACKAGES = ("torch", "transformers", "tokenizers", "mlflow", "numpy")
+MAX_MISMATCHES_KEPT = 10
 
 
-def _requests(settings: ProjectSettings, sizes: BenchmarkSizes) -> list[GenerationRequest]:
-    folder = load_prompt(settings.prompts_dir, BENCH_PROMPT)
-    content = folder.content()
-    examples = load_golden(folder.path, folder.spec.eval.golden)
+def _content(settings: ProjectSettings) -> PromptContent:
+    return load_prompt(settings.prompts_dir, BENCH_PROMPT).content()
+
+
+def _requests(content: PromptContent, sizes: BenchmarkSizes) -> list[GenerationRequest]:
+    examples = content.config.examples
     return [
         GenerationRequest(content.render(examples[i % len(examples)].vars), sizes.max_new_tokens)
         for i in range(sizes.examples)
     ]
 
 
-def _timed_generation(provider: LocalProvider, requests: list[GenerationRequest]) -> dict[str, Any]:
-    started = time.perf_counter()
-    outputs = provider.generate(requests)
-    seconds = time.perf_counter() - started
-    return {
-        "batch_size": provider.batch_size,
-        "examples": len(requests),
-        "seconds": round(seconds, 3),
-        "examples_per_second": round(len(requests) / seconds, 4),
-        "outputs_sample": outputs[:4],
-    }
-
-
 def _median(values: list[float]) -> float:
     return round(statistics.median(values), 3)
 
 
-def measure_batching(settings: ProjectSettings, sizes: BenchmarkSizes) -> dict[str, Any]:
-    """Batched and one-at-a-time runs back to back, in alternating order, ``repeats`` times; the
-    headline is the median of the per-repeat ratios (robust to a neighbour's load spike)."""
-    requests = _requests(settings, sizes)
+def warm_provider(settings: ProjectSettings, sizes: BenchmarkSizes) -> tuple[LocalProvider, float]:
+    """The local model loaded and warmed up (both batch shapes), and the seconds its weights
+    digest took (once per process)."""
     provider = LocalProvider(settings.model_dir, batch_size=sizes.batch_size)
-    provider.generate(requests[:2])  # load and warm up
+    requests = _requests(_content(settings), sizes)
+    provider.generate(requests[: sizes.batch_size])
+    provider.batch_size = 1
+    provider.generate(requests[:1])
+    started = time.perf_counter()
+    provider.identity()
+    return provider, round(time.perf_counter() - started, 3)
+
+
+def _mismatches(repeat: int, batched: list[str], sequential: list[str]) -> list[dict[str, Any]]:
+    return [
+        {"repeat": repeat, "example": i, "batched": a, "one_at_a_time": b}
+        for i, (a, b) in enumerate(zip(batched, sequential, strict=True))
+        if a != b
+    ]
+
+
+def measure_batching(
+    provider: LocalProvider, settings: ProjectSettings, sizes: BenchmarkSizes
+) -> dict[str, Any]:
+    """Batched and one-at-a-time runs back to back, in alternating order, ``repeats`` times; the
+    outputs of the two compared on every example."""
+    requests = _requests(_content(settings), sizes)
     runs: list[dict[str, Any]] = []
-    ratios = []
+    mismatches: list[dict[str, Any]] = []
     for repeat in range(sizes.repeats):
-        pair = {}
+        outputs: dict[int, list[str]] = {}
         order = (sizes.batch_size, 1) if repeat % 2 == 0 else (1, sizes.batch_size)
         for batch_size in order:
             provider.batch_size = batch_size
-            run = {"repeat": repeat, **_timed_generation(provider, requests)}
-            runs.append(run)
-            pair[batch_size] = run
-        ratios.append(
-            pair[sizes.batch_size]["examples_per_second"] / pair[1]["examples_per_second"]
-        )
+            started = time.perf_counter()
+            generations = provider.generate(requests)
+            seconds = time.perf_counter() - started
+            outputs[batch_size] = [g.text for g in generations]
+            runs.append(
+                {
+                    "repeat": repeat,
+                    "batch_size": batch_size,
+                    "examples": len(requests),
+                    "seconds": round(seconds, 3),
+                    "examples_per_second": round(len(requests) / seconds, 4),
+                    "truncated": sum(g.truncated for g in generations),
+                }
+            )
+        mismatches += _mismatches(repeat, outputs[sizes.batch_size], outputs[1])
     batched = [r for r in runs if r["batch_size"] == sizes.batch_size]
     sequential = [r for r in runs if r["batch_size"] == 1]
-    agree = sum(
-        a == b
-        for a, b in zip(batched[0]["outputs_sample"], sequential[0]["outputs_sample"], strict=True)
-    )
+    compared = len(requests) * sizes.repeats
     return {
         "runs_in_order": runs,
-        "ratios": [round(r, 3) for r in ratios],
-        "speedup": _median(ratios),
+        "ratios": _ratios(runs, "batch_size", sizes.batch_size, 1),
         "batched_examples_per_second": _median([r["examples_per_second"] for r in batched]),
         "one_at_a_time_examples_per_second": _median(
             [r["examples_per_second"] for r in sequential]
         ),
-        "sample_outputs_identical": f"{agree}/{len(batched[0]['outputs_sample'])}",
+        "outputs_compared": compared,
+        "outputs_identical": compared - len(mismatches),
+        "mismatches": mismatches[:MAX_MISMATCHES_KEPT],
     }
 
 
-def measure_cache(settings: ProjectSettings, run_dir: Path, repeats: int) -> dict[str, Any]:
-    """Per repeat: a cold ``eval`` in a fresh run folder, then the same command again."""
+def measure_cache(
+    provider: LocalProvider, settings: ProjectSettings, run_dir: Path, repeats: int
+) -> dict[str, Any]:
+    """Per repeat, in a fresh run folder: the eval with nothing cached, then again (all cached);
+    both with the loaded model."""
+    import mlflow
+
+    content = _content(settings)
+    config = content.config
     runs: list[dict[str, Any]] = []
-    ratios = []
+    differing = 0
     for repeat in range(repeats):
         folder = run_dir / f"repeat-{repeat}"
         repeat_settings = settings.model_copy(
             update={"run_dir": folder, "tracking_uri": None, "cache": True}
         )
         folder.mkdir(parents=True, exist_ok=True)
-        # The store's schema migrations are a one-off, not part of an eval.
+        # The store's schema migrations and the experiment are one-offs, not part of an eval.
         Registry(repeat_settings.resolved_tracking_uri(), repeat_settings.experiment)
-        pair: dict[str, dict[str, Any]] = {}
-        for label in ("cold", "cached"):
+        mlflow.set_experiment(repeat_settings.experiment)
+        outputs = {}
+        for label in ("uncached", "cached"):
             started = time.perf_counter()
-            report = evaluate_prompt(repeat_settings, BENCH_PROMPT)
+            report = Harness(repeat_settings, provider=provider).evaluate(content, config)
             seconds = time.perf_counter() - started
-            pair[label] = {
-                "repeat": repeat,
-                "run": label,
-                "examples": report.n,
-                "seconds": round(seconds, 3),
-                "examples_per_second": round(report.n / seconds, 4),
-                "model_calls": report.model_calls,
-                "cache_hits": report.cache_hits,
-                "pass_rate": round(report.pass_rate, 4),
-                "mlflow_run_id": report.run_id,
-            }
-            runs.append(pair[label])
-        ratios.append(pair["cached"]["examples_per_second"] / pair["cold"]["examples_per_second"])
+            outputs[label] = [e.output for e in report.examples]
+            runs.append(
+                {
+                    "repeat": repeat,
+                    "run": label,
+                    "examples": report.n,
+                    "seconds": round(seconds, 3),
+                    "examples_per_second": round(report.n / seconds, 4),
+                    "model_calls": report.model_calls,
+                    "cache_hits": report.cache_hits,
+                    "pass_rate": round(report.pass_rate, 4),
+                    "mlflow_run_id": report.run_id,
+                }
+            )
+        differing += sum(
+            a != b for a, b in zip(outputs["uncached"], outputs["cached"], strict=True)
+        )
     return {
         "runs_in_order": runs,
-        "ratios": [round(r, 3) for r in ratios],
-        "speedup": _median(ratios),
-        "cold_examples_per_second": _median(
-            [r["examples_per_second"] for r in runs if r["run"] == "cold"]
+        "ratios": _ratios(runs, "run", "cached", "uncached"),
+        "uncached_examples_per_second": _median(
+            [r["examples_per_second"] for r in runs if r["run"] == "uncached"]
         ),
         "cached_examples_per_second": _median(
             [r["examples_per_second"] for r in runs if r["run"] == "cached"]
         ),
+        "outputs_differing": differing,
     }
+
+
+def _pairs(
+    runs: list[dict[str, Any]], key: str, candidate: Any, baseline: Any
+) -> list[tuple[float, float]]:
+    per_repeat: dict[int, dict[Any, float]] = {}
+    for run in runs:
+        per_repeat.setdefault(run["repeat"], {})[run[key]] = run["examples_per_second"]
+    return [(r[candidate], r[baseline]) for _, r in sorted(per_repeat.items())]
+
+
+def _ratios(runs: list[dict[str, Any]], key: str, candidate: Any, baseline: Any) -> list[float]:
+    return [round(c / b, 3) for c, b in _pairs(runs, key, candidate, baseline)]
 
 
 def paired_speedup(
@@ -160,10 +205,7 @@ def paired_speedup(
 ) -> Interval | None:
     """candidate / baseline examples/s over the repeats (each repeat ran both back to back);
     None with a single repeat (no interval)."""
-    per_repeat: dict[int, dict[Any, float]] = {}
-    for run in runs:
-        per_repeat.setdefault(run["repeat"], {})[run[key]] = run["examples_per_second"]
-    pairs = [(r[candidate], r[baseline]) for _, r in sorted(per_repeat.items())]
+    pairs = _pairs(runs, key, candidate, baseline)
     if len(pairs) < 2:
         return None
     return paired_ratio([c for c, _ in pairs], [b for _, b in pairs])
@@ -172,26 +214,30 @@ def paired_speedup(
 def speedup_headlines(
     batching: dict[str, Any], cache: dict[str, Any], sizes: BenchmarkSizes
 ) -> list[Headline]:
+    """The two targeted figures; each value is its interval's estimate (the paired ratio)."""
+    batched = paired_speedup(batching["runs_in_order"], "batch_size", sizes.batch_size, 1)
+    cached = paired_speedup(cache["runs_in_order"], "run", "cached", "uncached")
     return [
         headline_figure(
-            f"Batched local generation (batch {sizes.batch_size}) vs one at a time, "
+            f"Batched local generation (batch {sizes.batch_size}) vs one at a time, model warm, "
             f"{sizes.repeats} interleaved repeats",
-            batching["speedup"],
+            round(batched.estimate, 3) if batched else batching["ratios"][0],
             "x",
             baseline=batching["one_at_a_time_examples_per_second"],
             target=">= 3",
-            interval=paired_speedup(batching["runs_in_order"], "batch_size", sizes.batch_size, 1),
+            interval=batched,
             digits=3,
             baseline_unit="examples/s",
+            outputs_identical=f"{batching['outputs_identical']}/{batching['outputs_compared']}",
         ),
         headline_figure(
-            "Cached eval rerun vs cold (whole eval command, MLflow run included), "
+            "Cached eval rerun vs a warm uncached eval (model loaded, MLflow run included), "
             f"{sizes.repeats} repeats",
-            cache["speedup"],
+            round(cached.estimate, 3) if cached else cache["ratios"][0],
             "x",
-            baseline=cache["cold_examples_per_second"],
+            baseline=cache["uncached_examples_per_second"],
             target=">= 20",
-            interval=paired_speedup(cache["runs_in_order"], "run", "cached", "cold"),
+            interval=cached,
             digits=3,
             baseline_unit="examples/s",
         ),
@@ -204,9 +250,11 @@ def run_benchmark(
     if publish:
         ensure_quiet_machine()
     conditions = BenchmarkConditions()
-    batching = measure_batching(settings, sizes)
+    provider, digest_seconds = warm_provider(settings, sizes)
+    batching = measure_batching(provider, settings, sizes)
+    provider.batch_size = sizes.batch_size
     with tempfile.TemporaryDirectory(prefix="prompt-bench-") as scratch:
-        cache = measure_cache(settings, Path(scratch) / "run", sizes.repeats)
+        cache = measure_cache(provider, settings, Path(scratch) / "run", sizes.repeats)
     writer = ResultsWriter(PROJECT, settings.dist_dir, command, kind="benchmark")
     writer.save_figure(
         throughput_figure(
@@ -215,8 +263,8 @@ def run_benchmark(
                     batching["one_at_a_time_examples_per_second"],
                     batching["batched_examples_per_second"],
                 ),
-                "cached vs cold eval": (
-                    cache["cold_examples_per_second"],
+                "cached vs uncached eval": (
+                    cache["uncached_examples_per_second"],
                     cache["cached_examples_per_second"],
                 ),
             },
@@ -231,6 +279,7 @@ def run_benchmark(
         "prompt": BENCH_PROMPT,
         "batching": batching,
         "cache": cache,
+        "weights_digest_seconds": digest_seconds,
         "versions": package_versions(*MEASURED_PACKAGES),
         "conditions": conditions.finish(),
     }

@@ -43,8 +43,14 @@ from prompt_registry.settings import BenchmarkSizes, ProjectSettings
 app = lab_app(
     "Versioned prompts in MLflow's prompt registry, golden-answer evals and a CI gate.",
     PROJECT,
-    quiet_loggers=("transformers",),
-    environment={"HF_HUB_DISABLE_PROGRESS_BARS": "1"},
+    quiet_loggers=("transformers", "httpx2", "openai"),
+    # An unreachable registry fails in seconds, not after MLflow's default minutes of retries.
+    environment={
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    },
 )
 console = Console()
 GATE_FAILED = 3
@@ -58,11 +64,19 @@ BaseUrl = Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint, .
 CacheOpt = Annotated[
     bool | None, typer.Option("--cache/--no-cache", help="Reuse cached generations.")
 ]
+AcceptScorerCode = Annotated[
+    bool,
+    typer.Option(
+        "--accept-scorer-code-change",
+        help="Accept scorer code that differs from production's (recorded on the version).",
+    ),
+]
 
 
 def _report_table(title: str, rows: list[dict[str, Any]]) -> Table:
     table = Table(title=title)
-    for column in ("prompt", "version", "examples", "pass rate", "95% CI", "cached", "calls"):
+    columns = ("prompt", "version", "examples", "pass rate", "95% CI", "cached", "calls", "cut")
+    for column in columns:
         table.add_column(column)
     for row in rows:
         interval = row["pass_rate_interval"]
@@ -74,7 +88,9 @@ def _report_table(title: str, rows: list[dict[str, Any]]) -> Table:
             f"[{interval['low']:.3f}, {interval['high']:.3f}]",
             str(row["cache_hits"]),
             str(row["model_calls"]),
+            str(row["truncated"]),
         )
+    table.caption = "cut: answers that hit the token limit (finish reason length)"
     return table
 
 
@@ -87,7 +103,7 @@ def list_command(
     """The prompt files, with their registry versions and aliases."""
     with cli_errors():
         from prompt_registry.prompts import load_all
-        from prompt_registry.registry import Registry
+        from prompt_registry.registry import DIGEST_TAG, Registry
 
         settings = ProjectSettings(
             **given(prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri)
@@ -102,7 +118,7 @@ def list_command(
             versions = registry.versions(folder.name)
             digest = folder.content().digest
             in_registry = next(
-                (int(v.version) for v in versions if v.tags.get("content_sha256") == digest), None
+                (int(v.version) for v in versions if v.tags.get(DIGEST_TAG) == digest), None
             )
             aliases = ", ".join(
                 f"{a}=v{v}" for a, v in sorted(registry.aliases(folder.name).items())
@@ -142,19 +158,34 @@ def show(
     name: str,
     version: VersionOpt = None,
     alias: AliasOpt = None,
+    eval_config: Annotated[
+        bool, typer.Option("--eval-config", help="Print the whole eval config (JSON).")
+    ] = False,
     prompts_dir: PromptsDir = None,
     run_dir: RunDirOption = None,
     tracking_uri: TrackingUriOption = None,
 ) -> None:
-    """A prompt: the file, or a registry version (--version / --alias)."""
+    """A prompt: the file, or a registry version (--version / --alias), with its eval config."""
     with cli_errors():
         settings = ProjectSettings(
             **given(prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri)
         )
         content = _content(settings, name, version, alias)
+        if eval_config:
+            typer.echo(json.dumps(content.config.to_dict(), indent=2))
+            return
+        config = content.config
         console.print(f"[bold]{content.name}[/] ({content.source}) digest {content.digest[:12]}")
         console.print(f"variables: {', '.join(content.variables)}")
         console.print(f"parameters: {json.dumps(content.params.model_dump())}")
+        console.print(
+            f"eval config {config.digest[:12]}: {len(config.examples)} examples "
+            f"({config.golden}), scorers {', '.join(s.type for s in config.scorers)}, floor "
+            f"{config.min_pass_rate}, baseline pin {config.baseline_version or 'none'}, "
+            f"scorer code {config.scorer_code[:12]}",
+            markup=False,
+            highlight=False,
+        )
         console.print(content.template, markup=False, highlight=False)
 
 
@@ -279,8 +310,9 @@ def gate(
     changed_since: Annotated[
         str | None,
         typer.Option(
-            help="Gate only prompts changed since this git ref; with no registry "
-            "configured, production is the prompt files at that ref."
+            help="Gate only prompts changed since this git ref (every prompt when the scorer "
+            "code changed); with no registry configured, production is the prompt files at that "
+            "ref."
         ),
     ] = None,
     max_drop: Annotated[float | None, typer.Option(help="Largest pass-rate drop allowed.")] = None,
@@ -290,15 +322,18 @@ def gate(
     model_dir: ModelDirOption = None,
     base_url: BaseUrl = None,
     judge: JudgeOpt = None,
+    accept_scorer_code_change: AcceptScorerCode = False,
     prompts_dir: PromptsDir = None,
     run_dir: RunDirOption = None,
     tracking_uri: TrackingUriOption = None,
 ) -> None:
-    """Changed prompts vs their production version on the same examples; exit 3 on a failure."""
+    """Changed prompts vs their production version, judged with production's golden set and
+    scorers; exit 3 on a failure."""
     with cli_errors():
         from roadmap_lab.results import atomic_write_json, atomic_write_text
 
-        from prompt_registry.changes import changed_prompts
+        from prompt_registry.changes import changed_prompts, scorer_code_at
+        from prompt_registry.evalconfig import scorer_code_digest
         from prompt_registry.gate import markdown_report
         from prompt_registry.harness import build_harness
         from prompt_registry.prompts import prompt_names
@@ -309,13 +344,21 @@ def gate(
         ))  # fmt: skip
         if names:
             selected = list(names)
+        elif changed_since and scorer_code_at(settings.prompts_dir, changed_since) not in (
+            None,
+            scorer_code_digest(),
+        ):
+            # The scorers judge every prompt: a change to them gates them all.
+            selected = prompt_names(settings.prompts_dir)
         elif changed_since:
             selected = changed_prompts(settings.prompts_dir, changed_since)
         else:
             selected = prompt_names(settings.prompts_dir)
         console.print(f"gating {', '.join(selected) or 'no prompts'}")
         with generation_progress() as progress:
-            results = build_harness(settings, judge, progress).gate(selected, changed_since)
+            results = build_harness(settings, judge, progress).gate(
+                selected, changed_since, accept_scorer_code_change
+            )
         report = markdown_report(results, settings.gate_max_drop)
         if markdown is not None:
             atomic_write_text(markdown, report)
@@ -339,19 +382,24 @@ def promote(
     provider: ProviderOpt = None,
     model_dir: ModelDirOption = None,
     base_url: BaseUrl = None,
-    prompts_dir: PromptsDir = None,
+    accept_scorer_code_change: AcceptScorerCode = False,
+    markdown: Annotated[Path | None, typer.Option(help="Write the gate report here.")] = None,
     run_dir: RunDirOption = None,
     tracking_uri: TrackingUriOption = None,
 ) -> None:
-    """Point an alias at a version; production needs a passing gate (exit 3 otherwise)."""
+    """Point an alias at a version; production needs a passing gate (exit 3 otherwise), judged
+    with production's stored golden set and scorers."""
     with cli_errors():
+        from roadmap_lab.results import atomic_write_text
+
         from prompt_registry.errors import PromptRegistryError
+        from prompt_registry.gate import markdown_report
         from prompt_registry.harness import build_harness
         from prompt_registry.registry import PRODUCTION, STAGING, Registry
 
         settings = ProjectSettings(**given(
-            prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri, provider=provider,
-            model_dir=model_dir, openai_base_url=base_url, gate_max_drop=max_drop,
+            run_dir=run_dir, tracking_uri=tracking_uri, provider=provider, model_dir=model_dir,
+            openai_base_url=base_url, gate_max_drop=max_drop,
         ))  # fmt: skip
         if to not in (STAGING, PRODUCTION):
             raise PromptRegistryError(f"--to {to!r}: use {STAGING} or {PRODUCTION}")
@@ -365,7 +413,11 @@ def promote(
             console.print(f"{name}: {STAGING} -> v{version}")
             return
         with generation_progress() as progress:
-            result, previous = build_harness(settings, progress=progress).promote(name, version)
+            result, previous = build_harness(settings, progress=progress).promote(
+                name, version, accept_scorer_code_change
+            )
+        if markdown is not None:
+            atomic_write_text(markdown, markdown_report([result], settings.gate_max_drop))
         colour = "green" if result.passed else "red"
         console.print(f"[{colour}]{name} v{version}: {result.reason}[/]", highlight=False)
         if result.passed:
@@ -397,7 +449,7 @@ def demo(
     ] = None,
     model_dir: ModelDirOption = None,
 ) -> None:
-    """Register the prompts, gate an improvement and a regression of one (< 3 min)."""
+    """Register the prompts; gate an improvement, a regression, a trimmed regression (< 3 min)."""
     with cli_errors():
         from roadmap_lab.results import invocation
 
@@ -427,7 +479,7 @@ def benchmark(
     dist_dir: DistDirOption = None,
     model_dir: ModelDirOption = None,
 ) -> None:
-    """Batched vs one-at-a-time generation, cached rerun vs cold eval (examples/s)."""
+    """Batched vs one-at-a-time generation, cached rerun vs warm uncached eval (examples/s)."""
     with cli_errors():
         from roadmap_lab.results import invocation
 

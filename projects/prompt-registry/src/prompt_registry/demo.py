@@ -1,16 +1,20 @@
 """The demo: prompts registered in a fresh local MLflow store (each first production version
-gated on its golden set against its floor), then two new versions of
-``review-sentiment`` through the gated promotion: an improvement (promoted) and a regression
-(caught; production stays put).
+gated on its golden set against its floor), then three new versions of ``review-sentiment``
+through the gated promotion: an improvement (promoted), a regression (caught; production stays
+put) and the same regression with the examples it fails removed from its golden set (caught:
+the gate judges with production's golden set).
 
-The first production version is the prompt as first written (``FIRST_TEMPLATE``: it asks for one
-word, and SmolLM2-135M then answers "positive" to almost everything); the improvement is the
-shipped file; the regression rewords its question ("happy or unhappy?"). Results, the gate's
-markdown table and plots go to ``<dist>/prompt-registry/``.
+``review-sentiment`` is scored by the strict ``label`` scorer (the one label an answer names
+must be the expected one). The first production version is the prompt as first written
+(``FIRST_TEMPLATE``: it asks for one word, and SmolLM2-135M then answers "positive" to almost
+everything); the improvement is the shipped file; the regression rewords the question so that
+the model's answers get worse by that scorer (``REGRESSION_TEMPLATE``). Results, the gate's
+markdown report and plots go to ``<dist>/prompt-registry/``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -28,6 +32,7 @@ from roadmap_lab.results import (
 
 from prompt_registry import PROJECT
 from prompt_registry.gate import GateResult, markdown_report
+from prompt_registry.golden import read_jsonl
 from prompt_registry.harness import Harness
 from prompt_registry.plots import pass_rates_figure
 from prompt_registry.prompts import TEMPLATE_FILE, load_all, load_prompt
@@ -42,11 +47,21 @@ FIRST_TEMPLATE = (
     "Review: {{review}}\n"
     "Answer with one word: positive or negative."
 )
-REGRESSION_TEMPLATE = "Review: {{review}}\nIs the reviewer happy or unhappy?"
+# SmolLM2 then names one label in every answer, but calls negative reviews positive.
+REGRESSION_TEMPLATE = "Review: {{review}}\nIs this review positive or negative?"
 
 
 def _write_template(prompts_dir: Path, template: str) -> None:
     (prompts_dir / DEMO_PROMPT / TEMPLATE_FILE).write_text(template + "\n", encoding="utf-8")
+
+
+def _trim_golden(prompts_dir: Path, drop: set[str]) -> str:
+    """Remove examples from the demo prompt's golden set; returns the file as it was."""
+    path = prompts_dir / DEMO_PROMPT / "golden.jsonl"
+    before = path.read_text(encoding="utf-8")
+    kept = [json.dumps(e.to_dict()) for e in read_jsonl(path) if e.id not in drop]
+    path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return before
 
 
 def run_demo(settings: ProjectSettings, command: str, fresh: bool = True) -> Path:
@@ -96,13 +111,24 @@ def run_demo(settings: ProjectSettings, command: str, fresh: bool = True) -> Pat
     )
     regression_gate, _ = harness.promote(DEMO_PROMPT, regression_version)
     mark = lap("regression", mark)
+
+    # 4. The same regression with the examples it broke removed from its golden set: the gate
+    # still judges with production's set (and the trimmed set only adds a check).
+    broken = {f["id"] for f in regression_gate.flipped if f["change"] == "broken"}
+    golden_before = _trim_golden(prompts_dir, broken)
+    trimmed_version, _ = registry.register(
+        load_prompt(prompts_dir, DEMO_PROMPT), "reworded question, failing examples removed"
+    )
+    trimmed_gate, _ = harness.promote(DEMO_PROMPT, trimmed_version)
+    mark = lap("trimmed_regression", mark)
+    (prompts_dir / DEMO_PROMPT / "golden.jsonl").write_text(golden_before, encoding="utf-8")
     _write_template(prompts_dir, improved_template)
 
     production = load_for_app(DEMO_PROMPT, prompts_dir, registry.tracking_uri)
     fallback = load_for_app(DEMO_PROMPT, prompts_dir, None)
     lap("load_by_alias", mark)
 
-    gates = [improvement_gate, regression_gate]
+    gates = [improvement_gate, regression_gate, trimmed_gate]
     report = markdown_report(gates, settings.gate_max_drop)
     writer = ResultsWriter(PROJECT, settings.dist_dir, command)
     atomic_write_text(writer.folder / "gate.md", report)
@@ -156,8 +182,15 @@ def run_demo(settings: ProjectSettings, command: str, fresh: bool = True) -> Pat
                 regression_gate,
                 f"< -{settings.gate_max_drop}",
             ),
+            gate_headline(
+                f"Regression with its failing examples removed ({DEMO_PROMPT} "
+                f"v{trimmed_version}), on production's golden set",
+                trimmed_gate,
+                f"< -{settings.gate_max_drop}",
+            ),
             headline_figure(
-                "Gate decisions (improvement, regression; expected: passed, caught)",
+                "Gate decisions (improvement, regression, trimmed regression; expected: passed, "
+                "caught, caught)",
                 ", ".join("passed" if g.passed else "caught" for g in gates),
                 "",
             ),
@@ -178,6 +211,15 @@ def run_demo(settings: ProjectSettings, command: str, fresh: bool = True) -> Pat
             for g in [*task_gates, improvement_gate]
         },
         "gates": [g.as_dict() for g in gates],
+        "trimmed_regression": {
+            "removed_examples": sorted(broken),
+            "pass_rate_on_production_set": round(trimmed_gate.candidate.pass_rate, 4),
+            "pass_rate_on_its_own_set": (
+                round(trimmed_gate.new_config.candidate.pass_rate, 4)
+                if trimmed_gate.new_config
+                else None
+            ),
+        },
         "production": {
             "alias_version": registry.alias_version(DEMO_PROMPT, PRODUCTION),
             "replaced": replaced,
@@ -186,7 +228,7 @@ def run_demo(settings: ProjectSettings, command: str, fresh: bool = True) -> Pat
         },
         "gate_markdown": "gate.md",
         "registry": registry.tracking_uri,
-        "provider": harness.provider.identity,
+        "provider": harness.provider.name,
         "timings_s": timings,
     }
     return writer.write(results)

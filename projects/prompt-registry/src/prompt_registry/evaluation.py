@@ -2,6 +2,8 @@
 score, and record the run in MLflow, linked to the prompt version.
 
 An example passes when every scorer passes it; the pass rate comes with a Wilson 95% interval.
+Answers cut at the token limit (finish reason ``length``) are counted: a truncated answer can
+fail a scorer for want of tokens, not of quality.
 """
 
 from __future__ import annotations
@@ -16,12 +18,7 @@ from roadmap_lab.stats import Interval, wilson_interval
 
 from prompt_registry.golden import Example
 from prompt_registry.prompts import PromptContent
-from prompt_registry.providers import (
-    GenerationCache,
-    GenerationRequest,
-    Provider,
-    generate_cached,
-)
+from prompt_registry.providers import GenerationCache, GenerationRequest, Provider, generate_cached
 from prompt_registry.scorers import Scorer
 
 logger = logging.getLogger(__name__)
@@ -33,6 +30,7 @@ class ExampleResult:
     output: str
     passed: bool
     scores: dict[str, dict[str, Any]]
+    truncated: bool = False
 
 
 @dataclass
@@ -49,6 +47,11 @@ class EvalReport:
     model_calls: int
     seconds: float
     run_id: str | None = None
+
+    @property
+    def truncated(self) -> int:
+        """Answers cut at the token limit (finish reason ``length``)."""
+        return sum(e.truncated for e in self.examples)
 
     @property
     def n(self) -> int:
@@ -74,6 +77,7 @@ class EvalReport:
             "scorer_pass_rates": self.scorer_pass_rates,
             "cache_hits": self.cache_hits,
             "model_calls": self.model_calls,
+            "truncated": self.truncated,
             "seconds": round(self.seconds, 3),
             "run_id": self.run_id,
         }
@@ -97,20 +101,17 @@ def run_eval(
         GenerationRequest(content.render(e.vars), params.max_new_tokens, params.temperature)
         for e in examples
     ]
-    keys = [
-        GenerationCache.key(provider.identity, content.digest, e.vars, r)
-        for e, r in zip(examples, requests, strict=True)
-    ]
-    generation = generate_cached(provider, requests, keys, cache)
+    generation = generate_cached(provider, requests, cache)
     per_scorer = {scorer.name: scorer.score(generation.texts, examples) for scorer in scorers}
     results = [
         ExampleResult(
             id=example.id,
-            output=text,
+            output=generated.text,
             passed=all(per_scorer[name][i].passed for name in per_scorer),
             scores={name: asdict(per_scorer[name][i]) for name in per_scorer},
+            truncated=generated.truncated,
         )
-        for i, (example, text) in enumerate(zip(examples, generation.texts, strict=True))
+        for i, (example, generated) in enumerate(zip(examples, generation.generations, strict=True))
     ]
     passed = sum(r.passed for r in results)
     report = EvalReport(
@@ -118,7 +119,7 @@ def run_eval(
         label=content.label(),
         digest=content.digest,
         version=content.version,
-        provider=provider.identity,
+        provider=provider.name,
         examples=results,
         pass_interval=wilson_interval(passed, len(results)),
         scorer_pass_rates={
@@ -133,12 +134,13 @@ def run_eval(
         report.run_id = tracking.log_eval(content, report, run_name, tags or {})
     report.seconds = time.perf_counter() - started
     logger.info(
-        "%s %s: pass rate %.3f on %d examples (%d cached, %d model calls)",
+        "%s %s: pass rate %.3f on %d examples (%d cached, %d model calls, %d cut at the limit)",
         report.prompt,
         report.label,
         report.pass_rate,
         report.n,
         report.cache_hits,
         report.model_calls,
+        report.truncated,
     )
     return report

@@ -30,18 +30,32 @@ class Example:
         """Every accepted answer, the expected one first."""
         return list(dict.fromkeys([self.expected, *self.answers]))
 
+    def to_dict(self) -> dict[str, Any]:
+        """The example as a golden-set row (what the registry stores)."""
+        return {
+            "id": self.id,
+            "vars": self.vars,
+            "expected": self.expected,
+            **({"answers": list(self.answers)} if self.answers else {}),
+            **self.extra,
+        }
 
-def _example(row: Any, where: str) -> Example:
-    if not isinstance(row, dict) or not isinstance(row.get("vars"), dict) or "expected" not in row:
-        raise GoldenSetError(f"{where}: each example needs 'vars' (a mapping) and 'expected'")
-    known = {"id", "vars", "expected", "answers"}
-    return Example(
-        id=str(row.get("id", where)),
-        vars=row["vars"],
-        expected=str(row["expected"]),
-        answers=tuple(str(a) for a in row.get("answers", [])),
-        extra={k: v for k, v in row.items() if k not in known},
-    )
+    @classmethod
+    def from_dict(cls, row: Any, where: str = "example") -> Example:
+        if (
+            not isinstance(row, dict)
+            or not isinstance(row.get("vars"), dict)
+            or "expected" not in row
+        ):
+            raise GoldenSetError(f"{where}: each example needs 'vars' (a mapping) and 'expected'")
+        known = {"id", "vars", "expected", "answers"}
+        return cls(
+            id=str(row.get("id", where)),
+            vars=row["vars"],
+            expected=str(row["expected"]),
+            answers=tuple(str(a) for a in row.get("answers", [])),
+            extra={k: v for k, v in row.items() if k not in known},
+        )
 
 
 def read_jsonl(path: Path) -> list[Example]:
@@ -55,7 +69,7 @@ def read_jsonl(path: Path) -> list[Example]:
             row = json.loads(line)
         except json.JSONDecodeError as error:
             raise GoldenSetError(f"{path}:{number}: not JSON ({error.msg})") from None
-        examples.append(_example(row, f"{path.name}:{number}"))
+        examples.append(Example.from_dict(row, f"{path.name}:{number}"))
     if not examples:
         raise GoldenSetError(f"golden set {path} holds no examples")
     ids = [e.id for e in examples]

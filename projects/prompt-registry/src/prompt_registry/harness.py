@@ -1,19 +1,19 @@
 """What the commands share: the provider, the cache, the registry, the evaluation of one prompt
-version, and the gate of changed prompts against production (from the registry, or from the files
-at a git commit)."""
+version on an eval config, and the gate of changed prompts against production (from the
+registry, or from the files at a git commit), judged with production's eval config."""
 
 from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from prompt_registry.changes import prompt_at
-from prompt_registry.errors import PromptRegistryError
+from prompt_registry.changes import prompt_at, scorer_code_at
+from prompt_registry.errors import PromptRegistryError, RegistryError
+from prompt_registry.evalconfig import EvalConfig, config_changes, scorer_code_digest
 from prompt_registry.evaluation import EvalReport, run_eval
-from prompt_registry.gate import GateResult, decide
-from prompt_registry.golden import load_golden
+from prompt_registry.gate import GateResult, NewConfigRuns, ScorerCode, decide
 from prompt_registry.prompts import PromptContent, PromptFolder, load_prompt
 from prompt_registry.providers import (
     GenerationCache,
@@ -40,15 +40,29 @@ def make_provider(
             settings.openai_api_key,
             settings.openai_concurrency,
             settings.openai_timeout_s,
+            settings.openai_max_retries,
             progress,
         )
     return LocalProvider(settings.model_dir, settings.batch_size, progress)
 
 
 @dataclass
-class Baseline:
+class Production:
     content: PromptContent | None
     source: str
+
+
+@dataclass
+class Baselines:
+    """The no-ratchet baselines of one gate (registry versions only)."""
+
+    # What production holds the candidate to; None when that is production itself (or none).
+    current: PromptContent | None = None
+    # The baseline the candidate would set once production, when it moves it (its pin, or
+    # dropping production's pin); the gate requires it to be no worse than the current one.
+    moved_to: PromptContent | None = None
+    # Why the candidate's pin cannot be a baseline (a version that was never production).
+    refused_pin: str | None = None
 
 
 class Harness:
@@ -81,80 +95,162 @@ class Harness:
         return load_prompt(self.settings.prompts_dir, name)
 
     def evaluate(
-        self, folder: PromptFolder, content: PromptContent, run_name: str | None = None
+        self, content: PromptContent, config: EvalConfig, run_name: str | None = None
     ) -> EvalReport:
-        """``content`` on the golden set and with the scorers of ``folder`` (the same examples for
-        every version of the prompt)."""
-        spec = folder.spec.eval
-        examples = load_golden(folder.path, spec.golden, spec.limit)
-        scorers = [build_scorer(s, self.judge) for s in spec.scorers]
+        """``content`` on the examples and with the scorers of ``config``."""
+        scorers = [build_scorer(s, self.judge) for s in config.scorers]
         return run_eval(
             content,
-            examples,
+            config.examples,
             scorers,
             self.provider,
             self.cache,
             self.registry if self.track else None,
             run_name,
-            {"golden": spec.golden},
+            {"eval_config.sha256": config.digest, "golden": config.golden},
         )
 
-    def production(self, name: str, base_ref: str | None, scratch: Path) -> Baseline:
+    def production(self, name: str, base_ref: str | None, scratch: Path) -> Production:
         """The production version: the registry's ``production`` alias, or with no registry
         configured and a base commit given, the prompt files at that commit."""
         if self.settings.tracking_uri or base_ref is None:
             version = self.registry.alias_version(name, PRODUCTION)
             if version is None:
-                return Baseline(None, f"no {PRODUCTION} alias in {self.registry.tracking_uri}")
-            return Baseline(self.registry.content(name, version=version), "registry")
+                return Production(None, f"no {PRODUCTION} alias in {self.registry.tracking_uri}")
+            return Production(self.registry.content(name, version=version), "registry")
         folder = prompt_at(self.settings.prompts_dir, name, base_ref, scratch)
         if folder is None:
-            return Baseline(None, f"not at {base_ref}")
-        return Baseline(folder.content(source=f"{base_ref[:12]}"), f"files at {base_ref}")
+            return Production(None, f"not at {base_ref}")
+        content = folder.content(source=f"{base_ref[:12]}")
+        code = scorer_code_at(self.settings.prompts_dir, base_ref)
+        if code is not None:
+            content = replace(content, eval_config=replace(content.config, scorer_code=code))
+        return Production(content, f"files at {base_ref}")
+
+    def _baseline_version(self, name: str, config: EvalConfig) -> int | None:
+        """The no-ratchet baseline an eval config names: its pin, else the first production
+        version (None when no version was ever marked production)."""
+        if config.baseline_version is None:
+            return self.registry.first_production(name)
+        return config.baseline_version
+
+    def baselines(self, candidate: PromptContent, production: PromptContent) -> Baselines:
+        """The baseline production holds the candidate to (production's stored pin, else the
+        first production version), and the one the candidate would hold later versions to once
+        it is production, when that differs: the baseline may move only to a version that was
+        production (checked here) and is no worse (checked by the gate)."""
+        name, registry = production.name, self.registry
+        current = self._baseline_version(name, production.config)
+        if current is not None and not registry.was_production(name, current):
+            raise RegistryError(
+                f"{name} {production.label()} pins baseline v{current}, which was never "
+                f"{PRODUCTION}"
+            )
+        following = self._baseline_version(name, candidate.config)
+        refused = None
+        if following not in (None, current) and not registry.was_production(name, following):
+            refused = f"pins baseline v{following}, which was never {PRODUCTION}"
+            following = current
+
+        def load(version: int | None) -> PromptContent | None:
+            if version is None or version == production.version:
+                return None
+            return registry.content(name, version=version)
+
+        return Baselines(
+            current=load(current),
+            moved_to=(load(following) or production) if following != current else None,
+            refused_pin=refused,
+        )
 
     def gate_content(
-        self, folder: PromptFolder, candidate: PromptContent, baseline: PromptContent | None
+        self,
+        candidate: PromptContent,
+        production: PromptContent | None,
+        baselines: Baselines | None = None,
+        accept_scorer_code: bool = False,
     ) -> GateResult:
-        candidate_report = self.evaluate(folder, candidate, f"gate-{folder.name}-candidate")
-        baseline_report = (
-            self.evaluate(folder, baseline, f"gate-{folder.name}-production")
-            if baseline is not None
+        """The candidate against production (and the baseline) on production's eval config,
+        and on its own config when that differs."""
+        name, own = candidate.name, candidate.config
+        if production is None:
+            report = self.evaluate(candidate, own, f"gate-{name}-candidate")
+            return decide(
+                report, None, self.settings.gate_max_drop, own.min_pass_rate,
+                self.settings.gate_resamples,
+            )  # fmt: skip
+        config = production.config
+        baselines = baselines or Baselines()
+
+        def run(content: PromptContent, on: EvalConfig, role: str) -> EvalReport:
+            return self.evaluate(content, on, f"gate-{name}-{role}")
+
+        def run_baseline(content: PromptContent | None, role: str) -> EvalReport | None:
+            return run(content, config, role) if content else None
+
+        changes = config_changes(config, own)
+        new_config = (
+            NewConfigRuns(
+                run(candidate, own, "candidate-own-config"),
+                run(production, own, "production-candidate-config"),
+                own.min_pass_rate,
+                changes,
+            )
+            if changes
             else None
         )
         return decide(
-            candidate_report,
-            baseline_report,
+            run(candidate, config, "candidate"),
+            run(production, config, "production"),
             self.settings.gate_max_drop,
-            folder.spec.eval.min_pass_rate,
+            config.min_pass_rate,
             self.settings.gate_resamples,
+            baseline=run_baseline(baselines.current, "baseline"),
+            moved_baseline=run_baseline(baselines.moved_to, "new-baseline"),
+            refused_pin=baselines.refused_pin,
+            new_config=new_config,
+            scorer_code=ScorerCode(config.scorer_code, scorer_code_digest(), accept_scorer_code),
         )
 
-    def gate(self, names: list[str], base_ref: str | None = None) -> list[GateResult]:
+    def gate(
+        self, names: list[str], base_ref: str | None = None, accept_scorer_code: bool = False
+    ) -> list[GateResult]:
         """Each named prompt's files against its production version."""
         results = []
         with tempfile.TemporaryDirectory(prefix="prompt-gate-") as scratch:
             for name in names:
-                folder = self.folder(name)
-                baseline = self.production(name, base_ref, Path(scratch))
-                logger.info("gate %s: production from %s", name, baseline.source)
-                results.append(self.gate_content(folder, folder.content(), baseline.content))
+                candidate = self.folder(name).content()
+                production = self.production(name, base_ref, Path(scratch))
+                logger.info("gate %s: production from %s", name, production.source)
+                content = production.content
+                in_registry = production.source == "registry"
+                baselines = self.baselines(candidate, content) if content and in_registry else None
+                results.append(
+                    self.gate_content(candidate, content, baselines, accept_scorer_code)
+                )
         return results
 
-    def promote(self, name: str, version: int) -> tuple[GateResult, int | None]:
+    def promote(
+        self, name: str, version: int, accept_scorer_code: bool = False
+    ) -> tuple[GateResult, int | None]:
         """``version`` becomes production only if it passes the gate against the current
         production version (or the floor, with none yet). Returns the gate and the replaced
         version (None when the gate failed or there was none)."""
-        folder = self.folder(name)
         registry = self.registry
         current = registry.alias_version(name, PRODUCTION)
         if current == version:
             raise PromptRegistryError(f"{name} v{version} already is {PRODUCTION}")
         candidate = registry.content(name, version=version)
-        baseline = registry.content(name, version=current) if current is not None else None
-        result = self.gate_content(folder, candidate, baseline)
+        production = registry.content(name, version=current) if current is not None else None
+        baselines = self.baselines(candidate, production) if production else None
+        result = self.gate_content(candidate, production, baselines, accept_scorer_code)
         if not result.passed:
             return result, None
-        return result, registry.promote_production(name, version)
+        code = result.scorer_code
+        accepted = code.transition() if code and code.changed else None
+        return result, registry.promote_production(
+            name, version, accepted, gated=True, gated_against=current
+        )
 
 
 def build_harness(
@@ -179,17 +275,15 @@ def evaluate_prompt(
     progress: Progress | None = None,
 ) -> EvalReport:
     """The ``eval`` command's work without its printing (the benchmark times exactly this): the
-    prompt file, or a registry version, on the first ``limit`` examples of its golden set."""
+    prompt file, or a registry version, on the first ``limit`` examples of its own eval
+    config's golden set."""
     harness = build_harness(settings, judge, progress)
-    folder = harness.folder(name)
-    if limit is not None:
-        spec = folder.spec.model_copy(
-            update={"eval": folder.spec.eval.model_copy(update={"limit": limit})}
-        )
-        folder = PromptFolder(folder.path, spec, folder.template)
     content = (
-        folder.content()
+        harness.folder(name).content()
         if version is None and alias is None
         else harness.registry.content(name, version, alias)
     )
-    return harness.evaluate(folder, content)
+    config = content.config
+    if limit is not None:
+        config = replace(config, examples=config.examples[:limit])
+    return harness.evaluate(content, config)

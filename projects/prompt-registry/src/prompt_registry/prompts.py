@@ -5,8 +5,9 @@ and how it is evaluated; ``template.txt`` holds the template with ``{{variables}
 ``golden.jsonl`` (or a named built-in set) holds the golden examples. A template whose variables
 do not match the declaration is refused when the folder is loaded, before anything is registered.
 
-What a registry version holds is the :class:`PromptContent` (template, variables, parameters);
-its ``digest`` decides whether registering creates a new version.
+What a registry version holds is the :class:`PromptContent`: template, variables, parameters and
+its eval config (golden examples, scorers, floor, scorer-code digest; see ``evalconfig``). Its
+``digest`` covers all of them and decides whether registering creates a new version.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from prompt_registry.errors import PromptFileError
+from prompt_registry.errors import PromptFileError, RegistryError
+from prompt_registry.evalconfig import EvalConfig, EvalSpec, resolve
 
 SPEC_FILE = "prompt.yaml"
 TEMPLATE_FILE = "template.txt"
@@ -36,26 +38,6 @@ class ModelParams(BaseModel):
 
     max_new_tokens: int = Field(default=32, ge=1, le=2048)
     temperature: float = Field(default=0.0, ge=0, le=2)
-
-
-class ScorerSpec(BaseModel):
-    """One scorer of an eval: ``type`` names it, the other keys are its parameters."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: str
-
-
-class EvalSpec(BaseModel):
-    """How the prompt is evaluated: the golden set, the scorers (an example passes when every
-    scorer passes it) and the pass-rate floor a first production version must reach."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    golden: str = "golden.jsonl"
-    limit: int | None = Field(default=None, ge=1)
-    scorers: list[ScorerSpec] = Field(min_length=1)
-    min_pass_rate: float = Field(default=0.5, ge=0, le=1)
 
 
 class PromptSpec(BaseModel):
@@ -84,6 +66,8 @@ class PromptContent:
     template: str
     variables: tuple[str, ...]
     params: ModelParams
+    # None only for a registry version stored without one (the gate refuses to judge with it).
+    eval_config: EvalConfig | None
     # Where it came from: "file", "registry vN", "<ref>:<path>".
     source: str = "file"
     version: int | None = None
@@ -91,16 +75,30 @@ class PromptContent:
 
     @property
     def digest(self) -> str:
-        """sha256 of template, variables and parameters: equal digests, equal versions."""
+        """sha256 of template, variables, parameters, the eval config and the scorer code:
+        equal digests, equal versions."""
+        config = self.eval_config
         canonical = json.dumps(
             {
                 "template": self.template,
                 "variables": sorted(self.variables),
                 "params": self.params.model_dump(),
+                "eval_config": config.digest if config else None,
+                "scorer_code": config.scorer_code if config else None,
             },
             sort_keys=True,
         )
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    @property
+    def config(self) -> EvalConfig:
+        """The eval config; a registry version stored without one cannot be judged."""
+        if self.eval_config is None:
+            raise RegistryError(
+                f"{self.name} {self.label()} was registered without its eval config: the gate "
+                "cannot judge with it (register the prompt again and promote that version)"
+            )
+        return self.eval_config
 
     def render(self, values: dict[str, Any]) -> str:
         """The template with every variable filled in; a missing variable is an error."""
@@ -131,6 +129,7 @@ class PromptFolder:
             template=self.template,
             variables=tuple(self.spec.variables),
             params=self.spec.model,
+            eval_config=resolve(self.spec.eval, self.path),
             source=source,
             metadata=dict(self.spec.metadata),
         )

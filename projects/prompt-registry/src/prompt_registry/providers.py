@@ -1,9 +1,14 @@
 """Model providers: local transformers generation (batched) and any OpenAI-compatible endpoint
-(such as the llm-serving project's vLLM server), plus the on-disk generation cache.
+(such as the llm-serving project's vLLM server, through the ``openai`` SDK), plus the on-disk
+generation cache.
 
 A provider turns :class:`GenerationRequest` s (a rendered user message and sampling parameters)
-into texts, and counts the model calls it made (``calls``: one per generated example), which is
-how the tests prove that a cached rerun calls no model.
+into :class:`Generation` s (the text and why it ended: ``length`` when cut at the token limit),
+reports each finished one as it comes (so a failure later in a batch loses nothing finished), and
+counts the model calls it made (``calls``: one per generated example), which is how the tests
+prove that a cached rerun calls no model. Its ``identity()`` names what generates (the weights'
+digest of a local model; the endpoint, the served name and the model the server reports for a
+remote one): the cache key holds it with every generation parameter.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,21 +38,70 @@ class GenerationRequest:
     seed: int = 0
 
 
+STOP, LENGTH = "stop", "length"
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    # STOP: the model ended its answer; LENGTH: it was cut at max_new_tokens.
+    finish_reason: str = STOP
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == LENGTH
+
+
+# Hears of each finished generation: the request's index and the generation.
+Finished = Callable[[int, Generation], None]
+Progress = Callable[[int], None]
+
+
 class Provider(Protocol):
-    # What produced a generation (provider, model, revision): part of the cache key.
-    identity: str
+    # A short description for reports (the cache uses ``identity()``).
+    name: str
     calls: int
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]: ...
+    def identity(self) -> str: ...
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], finished: Finished | None = None
+    ) -> list[Generation]: ...
 
 
-Progress = Callable[[int], None]
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+# File digests by (path, size, mtime, inode): a process hashes a model's files once, and a file
+# replaced on disk is hashed again.
+_FILE_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+
+
+def file_digest(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    if key not in _FILE_DIGESTS:
+        with path.open("rb") as handle:
+            _FILE_DIGESTS[key] = hashlib.file_digest(handle, "sha256").hexdigest()
+    return _FILE_DIGESTS[key]
+
+
+def folder_digest(folder: Path) -> str:
+    """sha256 over every file of a model folder (weights, config, tokenizer, chat template)."""
+    files = sorted(path for path in folder.rglob("*") if path.is_file())
+    if not files:
+        raise ProviderError(f"model folder {folder} holds no files")
+    listing = {str(path.relative_to(folder)): file_digest(path) for path in files}
+    return hashlib.sha256(canonical(listing).encode("utf-8")).hexdigest()
 
 
 class LocalProvider:
     """Greedy (or sampled) generation with a transformers causal LM through its chat template,
     ``batch_size`` requests at a time (left padding; requests sorted by length so that a batch
     pads little). The model loads on the first call, so a fully cached run never loads it."""
+
+    DTYPE = "float32"
 
     def __init__(
         self,
@@ -59,10 +113,21 @@ class LocalProvider:
         self.batch_size = batch_size
         self.progress = progress
         self.calls = 0
-        name = str(model_dir) if model_dir else "SmolLM2-135M-Instruct"
-        self.identity = f"local:{name}"
+        self.name = f"local:{model_dir if model_dir else 'SmolLM2-135M-Instruct'}"
         self._model: Any = None
         self._tokenizer: Any = None
+        self._stop_ids: set[int] = set()
+
+    def folder(self) -> Path:
+        if self.model_dir is not None:
+            return self.model_dir
+        from roadmap_lab.models import smollm2_dir
+
+        return smollm2_dir()
+
+    def identity(self) -> str:
+        """The weights (every file of the model folder) and how they are run."""
+        return canonical({"local": folder_digest(self.folder()), "dtype": self.DTYPE, "top_p": 1.0})
 
     def _load(self) -> None:
         if self._model is not None:
@@ -70,18 +135,20 @@ class LocalProvider:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if self.model_dir is None:
-            from roadmap_lab.models import load_smollm2
-
-            self._model, self._tokenizer = load_smollm2(torch.float32)
-        else:
-            self._model = AutoModelForCausalLM.from_pretrained(
-                self.model_dir, dtype=torch.float32, local_files_only=True
-            ).eval()
-            self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+        folder = self.folder()
+        self._model = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=getattr(torch, self.DTYPE), local_files_only=True
+        ).eval()
+        self._tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         self._tokenizer.padding_side = "left"
         if self._tokenizer.pad_token is None:
             self._tokenizer.pad_token = self._tokenizer.eos_token
+        eos = self._model.generation_config.eos_token_id
+        self._stop_ids = {
+            *(eos if isinstance(eos, list) else [eos]),
+            self._tokenizer.eos_token_id,
+            self._tokenizer.pad_token_id,
+        } - {None}
 
     def _chat(self, prompt: str) -> str:
         text = self._tokenizer.apply_chat_template(
@@ -89,7 +156,9 @@ class LocalProvider:
         )
         return str(text)
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+    def generate(
+        self, requests: Sequence[GenerationRequest], finished: Finished | None = None
+    ) -> list[Generation]:
         if not requests:
             return []
         self._load()
@@ -100,7 +169,7 @@ class LocalProvider:
             range(len(requests)),
             key=lambda i: (requests[i].max_new_tokens, requests[i].temperature, lengths[i]),
         )
-        outputs: list[str] = [""] * len(requests)
+        outputs: list[Generation] = [Generation("")] * len(requests)
         start = 0
         while start < len(order):
             first = requests[order[start]]
@@ -111,15 +180,17 @@ class LocalProvider:
                     break
                 batch.append(index)
             generated = self._generate_batch([texts[i] for i in batch], first)
-            for index, text in zip(batch, generated, strict=True):
-                outputs[index] = text
+            for index, generation in zip(batch, generated, strict=True):
+                outputs[index] = generation
+                if finished:
+                    finished(index, generation)
             start += len(batch)
             self.calls += len(batch)
             if self.progress:
                 self.progress(len(batch))
         return outputs
 
-    def _generate_batch(self, texts: list[str], params: GenerationRequest) -> list[str]:
+    def _generate_batch(self, texts: list[str], params: GenerationRequest) -> list[Generation]:
         import torch
 
         encoded = self._tokenizer(
@@ -137,12 +208,20 @@ class LocalProvider:
                 **sampling,
             )
         new_tokens = generated[:, encoded["input_ids"].shape[1] :]
-        return [self._tokenizer.decode(row, skip_special_tokens=True).strip() for row in new_tokens]
+        return [
+            Generation(
+                self._tokenizer.decode(row, skip_special_tokens=True).strip(),
+                STOP if self._stop_ids & set(row.tolist()) else LENGTH,
+            )
+            for row in new_tokens
+        ]
 
 
 class OpenAIProvider:
-    """Chat completions from an OpenAI-compatible endpoint (``POST {base_url}/chat/completions``),
-    ``concurrency`` requests in flight."""
+    """Chat completions from an OpenAI-compatible endpoint through the ``openai`` SDK,
+    ``concurrency`` requests in flight. The SDK retries 408/409/429/5xx answers and lost
+    connections ``max_retries`` times with exponential backoff (honouring Retry-After); a request
+    that still fails stops the batch, and what finished before is reported (``finished``)."""
 
     def __init__(
         self,
@@ -151,114 +230,182 @@ class OpenAIProvider:
         api_key: str = "EMPTY",
         concurrency: int = 8,
         timeout_s: float = 60.0,
+        max_retries: int = 4,
         progress: Progress | None = None,
     ) -> None:
+        from openai import OpenAI
+
         self.base_url = base_url.rstrip("/")
-        self.model, self.api_key = model, api_key
-        self.concurrency, self.timeout_s = concurrency, timeout_s
+        self.model, self.concurrency = model, concurrency
         self.progress = progress
-        self.identity = f"openai:{self.base_url}:{model}"
+        self.name = f"openai:{self.base_url}:{model}"
         self.calls = 0
         self._lock = threading.Lock()
+        self._identity: str | None = None
+        self._client = OpenAI(
+            base_url=self.base_url, api_key=api_key, timeout=timeout_s, max_retries=max_retries
+        )
 
-    def _complete(self, request: GenerationRequest) -> str:
-        import requests
+    def _failure(self, error: Exception) -> ProviderError:
+        import openai
 
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": request.prompt}],
-            "max_tokens": request.max_new_tokens,
-            "temperature": request.temperature,
-            "seed": request.seed,
-        }
-        url = f"{self.base_url}/chat/completions"
-        try:
-            response = requests.post(
-                url,
-                json=body,
-                headers={"Authorization": f"Bearer {self.api_key}"},
-                timeout=self.timeout_s,
+        if isinstance(error, openai.APIStatusError):
+            return ProviderError(
+                f"{self.base_url} answered {error.status_code}: {str(error.message)[:200]}"
             )
-        except requests.RequestException as error:
-            raise ProviderError(f"cannot reach {url}: {type(error).__name__}") from None
-        if response.status_code != 200:
-            raise ProviderError(f"{url} answered {response.status_code}: {response.text[:200]}")
+        return ProviderError(f"cannot reach {self.base_url}: {type(error).__name__}")
+
+    def identity(self) -> str:
+        """The endpoint, the served model name and the model the server lists under it (for
+        vLLM: the weights' path as ``root``); asked once per provider. ``GET /v1/models`` (the
+        list) because vLLM serves no ``/v1/models/<name>``."""
+        import openai
+
+        if self._identity is None:
+            try:
+                listed = [m.to_dict() for m in self._client.models.list()]
+            except openai.OpenAIError as error:
+                raise self._failure(error) from None
+            reported = next((m for m in listed if m.get("id") == self.model), None)
+            if reported is None:
+                served = ", ".join(str(m.get("id")) for m in listed) or "none"
+                raise ProviderError(
+                    f"{self.base_url} serves no model named {self.model!r} (it serves: "
+                    f"{served}; set PROMPT_REGISTRY_OPENAI_MODEL)"
+                )
+            # What changes per request is no part of the model.
+            stable = {k: v for k, v in reported.items() if k not in ("created", "permission")}
+            self._identity = canonical(
+                {"openai": self.base_url, "model": self.model, "reported": stable}
+            )
+        return self._identity
+
+    def _complete(self, request: GenerationRequest) -> Generation:
+        import openai
+
         try:
-            content = response.json()["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise ProviderError(f"{url}: not a chat completion: {response.text[:200]}") from None
+            response = self._client.chat.completions.create(
+                model=self.model,
+                messages=[{"role": "user", "content": request.prompt}],
+                max_tokens=request.max_new_tokens,
+                temperature=request.temperature,
+                seed=request.seed,
+            )
+            choice = response.choices[0]
+            generation = Generation(
+                str(choice.message.content or "").strip(), choice.finish_reason or STOP
+            )
+        except openai.OpenAIError as error:
+            raise self._failure(error) from None
+        except (AttributeError, IndexError, TypeError):
+            raise ProviderError(f"{self.base_url}: not a chat completion") from None
         with self._lock:
             self.calls += 1
         if self.progress:
             self.progress(1)
-        return str(content or "").strip()
+        return generation
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[str]:
+    def generate(
+        self, requests: Sequence[GenerationRequest], finished: Finished | None = None
+    ) -> list[Generation]:
+        """Every request, in order; the first failure cancels what has not started."""
+        outputs: list[Generation | None] = [None] * len(requests)
+        failures: list[ProviderError] = []
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(self._complete, requests))
+            futures = {pool.submit(self._complete, r): i for i, r in enumerate(requests)}
+            for future in as_completed(futures):
+                if future.cancelled():
+                    continue
+                try:
+                    generation = future.result()
+                except ProviderError as error:
+                    failures.append(error)
+                    for pending in futures:
+                        pending.cancel()
+                    continue
+                outputs[futures[future]] = generation
+                if finished:
+                    finished(futures[future], generation)
+        if failures:
+            done = sum(output is not None for output in outputs)
+            raise ProviderError(f"{failures[0]} ({done} of {len(requests)} generations finished)")
+        return [output for output in outputs if output is not None]
 
 
 class GenerationCache:
-    """Generations on disk (sqlite), keyed by provider, prompt version, input and parameters."""
+    """Generations on disk (sqlite), keyed by what generated (the provider's identity) and
+    every generation parameter of the request (the rendered prompt included)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         with self._connect() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, text TEXT)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS completions "
+                "(key TEXT PRIMARY KEY, text TEXT NOT NULL, finish_reason TEXT NOT NULL)"
+            )
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30)
 
     @staticmethod
-    def key(
-        identity: str, prompt_digest: str, values: dict[str, Any], request: GenerationRequest
-    ) -> str:
-        canonical = json.dumps(
-            {"provider": identity, "prompt": prompt_digest, "input": values, **asdict(request)},
-            sort_keys=True,
-            default=str,
-        )
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    def key(identity: str, request: GenerationRequest) -> str:
+        text = canonical({"model": identity, **asdict(request)})
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
+    def get_many(self, keys: Sequence[str]) -> dict[str, Generation]:
+        found: dict[str, Generation] = {}
         with self._connect() as db:
             for start in range(0, len(keys), 500):
                 chunk = list(keys[start : start + 500])
                 marks = ",".join("?" * len(chunk))
                 rows = db.execute(
-                    f"SELECT key, text FROM generations WHERE key IN ({marks})", chunk
+                    f"SELECT key, text, finish_reason FROM completions WHERE key IN ({marks})",
+                    chunk,
                 )
-                found.update(dict(rows.fetchall()))
+                found.update({key: Generation(text, reason) for key, text, reason in rows})
         return found
 
-    def put_many(self, items: dict[str, str]) -> None:
+    def put_many(self, items: dict[str, Generation]) -> None:
         with self._connect() as db:
-            db.executemany("INSERT OR REPLACE INTO generations VALUES (?, ?)", items.items())
+            db.executemany(
+                "INSERT OR REPLACE INTO completions VALUES (?, ?, ?)",
+                [(key, g.text, g.finish_reason) for key, g in items.items()],
+            )
 
 
 @dataclass
 class CachedGeneration:
-    texts: list[str]
+    generations: list[Generation]
     hits: int
     misses: int
 
+    @property
+    def texts(self) -> list[str]:
+        return [g.text for g in self.generations]
+
 
 def generate_cached(
-    provider: Provider,
-    requests: Sequence[GenerationRequest],
-    keys: Sequence[str],
-    cache: GenerationCache | None,
+    provider: Provider, requests: Sequence[GenerationRequest], cache: GenerationCache | None
 ) -> CachedGeneration:
-    """Generate what the cache lacks (in one provider call, so batching still applies)."""
+    """Generate what the cache lacks (in one provider call, so batching still applies); each
+    generation is kept as it finishes, so a failure later in the batch loses none of them."""
     if cache is None:
         return CachedGeneration(provider.generate(requests), 0, len(requests))
+    identity = provider.identity()
+    keys = [GenerationCache.key(identity, request) for request in requests]
     found = cache.get_many(keys)
     missing = [i for i, key in enumerate(keys) if key not in found]
-    if missing:
-        texts = provider.generate([requests[i] for i in missing])
-        new = {keys[i]: text for i, text in zip(missing, texts, strict=True)}
+    new: dict[str, Generation] = {}
+
+    def keep(position: int, generation: Generation) -> None:
+        new[keys[missing[position]]] = generation
+
+    try:
+        provider.generate([requests[i] for i in missing], keep)
+    except ProviderError as error:
         cache.put_many(new)
-        found.update(new)
+        raise ProviderError(f"{error}; {len(new)} kept in the cache") from None
+    cache.put_many(new)
+    found.update(new)
     return CachedGeneration([found[k] for k in keys], len(keys) - len(missing), len(missing))

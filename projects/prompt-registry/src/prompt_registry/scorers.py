@@ -2,6 +2,9 @@
 
 * ``exact_match``: normalised exact match (case, punctuation, articles and spaces ignored) of the
   output's first line against any accepted answer.
+* ``label``: classification with a fixed set of ``labels``: the answer's label is the one allowed
+  label it names (``pick: only``; naming two labels, or none, fails) or the first label word in it
+  (``pick: first``); it passes when that label is the expected one.
 * ``contains``: an accepted answer occurs in the output (normalised); ``regex``: a pattern
   (``pattern``, default the example's ``pattern``) matches the output.
 * ``numeric``: the first number in the output is within ``abs_tol`` / ``rel_tol`` of the answer.
@@ -25,8 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from prompt_registry.errors import PromptFileError
+from prompt_registry.evalconfig import ScorerSpec
 from prompt_registry.golden import Example
-from prompt_registry.prompts import ScorerSpec
 
 if TYPE_CHECKING:
     from prompt_registry.providers import Provider
@@ -92,6 +95,41 @@ class Contains:
                 None,
             )
             return ScoreResult(hit is not None, float(hit is not None), hit or "")
+
+        return _per_example(check)(outputs, examples)
+
+
+class Label:
+    """Strict classification: an answer that names both labels ("positive or negative?") is not
+    a positive answer, whatever ``contains`` would say."""
+
+    name = "label"
+    PICKS = ("only", "first")
+
+    def __init__(self, labels: list[str], pick: str = "only") -> None:
+        self.labels = [normalise(label) for label in labels]
+        if len(self.labels) < 2 or any(len(label.split()) != 1 for label in self.labels):
+            raise PromptFileError("label scorer: needs two or more one-word labels")
+        if pick not in self.PICKS:
+            raise PromptFileError(f"label scorer: pick is {' or '.join(self.PICKS)}, not {pick!r}")
+        self.pick = pick
+
+    def answer(self, output: str) -> str | None:
+        """The label the output gives, or None (no label, or several with ``pick: only``)."""
+        named = [word for word in normalise(output).split() if word in self.labels]
+        if self.pick == "first":
+            return named[0] if named else None
+        distinct = set(named)
+        return named[0] if len(distinct) == 1 else None
+
+    def score(self, outputs: Sequence[str], examples: Sequence[Example]) -> list[ScoreResult]:
+        def check(output: str, example: Example) -> ScoreResult:
+            expected = normalise(example.expected)
+            if expected not in self.labels:
+                raise PromptFileError(f"label scorer: {example.id} expects no allowed label")
+            got = self.answer(output)
+            passed = got == expected
+            return ScoreResult(passed, float(passed), got or "no single label")
 
         return _per_example(check)(outputs, examples)
 
@@ -300,7 +338,7 @@ class LlmJudge:
                 GenerationRequest(text, max_new_tokens=3, temperature=self.temperature, seed=r)
                 for r in range(self.repeats)
             ]
-        replies = self.judge.generate(requests)
+        replies = [generation.text for generation in self.judge.generate(requests)]
         results = []
         for index in range(len(examples)):
             votes = replies[index * self.repeats : (index + 1) * self.repeats]
@@ -317,6 +355,7 @@ def build_scorer(spec: ScorerSpec, judge: Provider | None = None) -> Scorer:
     factories: dict[str, Callable[..., Scorer]] = {
         "exact_match": ExactMatch,
         "contains": Contains,
+        "label": Label,
         "regex": Regex,
         "numeric": Numeric,
         "json_schema": JsonSchema,

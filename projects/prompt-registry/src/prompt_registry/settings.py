@@ -21,7 +21,7 @@ class BenchmarkSizes(BaseModel):
     """How much the benchmark measures; every size is a flag of ``benchmark``."""
 
     examples: int = Field(default=32, ge=4, description="examples of each generation run")
-    repeats: int = Field(default=3, ge=1, description="interleaved repeats of each comparison")
+    repeats: int = Field(default=5, ge=2, description="interleaved repeats of each comparison")
     batch_size: int = Field(default=16, ge=2, description="batch of the batched local run")
     max_new_tokens: int = Field(default=16, ge=1, description="tokens generated per example")
 
@@ -42,12 +42,15 @@ class ProjectSettings(TrackedSettings):
     # Local provider: an HF causal LM folder (default: SmolLM2-135M-Instruct from the cache).
     model_dir: Path | None = None
     batch_size: int = Field(default=16, ge=1)
-    # OpenAI-compatible provider (e.g. the llm-serving project's vLLM server).
+    # OpenAI-compatible provider; the defaults reach the llm-serving project's vLLM server,
+    # which serves SmolLM2 as "smollm2".
     openai_base_url: str = "http://127.0.0.1:8000/v1"
-    openai_model: str = "smollm2-135m-instruct"
+    openai_model: str = "smollm2"
     openai_api_key: str = "EMPTY"
     openai_concurrency: int = Field(default=8, ge=1)
     openai_timeout_s: float = Field(default=60.0, gt=0)
+    # Retries of a request answered 408/409/429/5xx or cut off (the SDK's exponential backoff).
+    openai_max_retries: int = Field(default=4, ge=0)
     cache: bool = True
     # The project's own gate (a pass-rate drop, not roadmap_lab.gate's macro-F1 rule).
     gate_max_drop: float = Field(
