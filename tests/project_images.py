@@ -206,7 +206,8 @@ def stop_like_docker(wrapper: ManagedProcess, command: list[str], grace_s: float
     """`docker stop`: SIGTERM to the container's main process only, then wait for it (and so the
     wrapper) to exit. Signalling the wrapper's whole group instead ends buildah first, and the
     server's own children (vLLM's engine) would be orphaned mid-shutdown."""
-    main = [pid for pid in _descendants(wrapper.pid) if _runs(_cmdline(pid), command)]
+    program = _exec_target(command)
+    main = [pid for pid in _descendants(wrapper.pid) if _runs(_cmdline(pid), program)]
     assert len(main) == 1, f"no single process runs {command} in the container: {main}"
     started = time.monotonic()
     os.kill(main[0], signal.SIGTERM)
@@ -234,6 +235,16 @@ def _descendants(root: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def _exec_target(command: list[str]) -> list[str]:
+    """The process ``command`` ends up as: ``env NAME=VALUE ... program`` execs the program."""
+    if command[:1] != ["env"]:
+        return command
+    rest = command[1:]
+    while rest and "=" in rest[0]:
+        rest = rest[1:]
+    return rest
 
 
 def _runs(cmdline: list[str], command: list[str]) -> bool:
