@@ -60,6 +60,7 @@ from model_monitoring.demo import (
     chosen_scenarios,
     ensure_bundle,
     false_alert_figure,
+    in_order_false_alert_figure,
     phase_summary,
     replay_data,
 )
@@ -91,6 +92,12 @@ AGREEMENT_SHIFTS = ("scale", "subpopulation", "prior", "category")
 MILD_FACTORS = (1.05, 1.1, 1.2)
 OVERHEAD_TARGET = "< 5"
 SPEEDUP_TARGET = ">= 5"
+# The targeted false-alert figure counts only held-out time in order; every no-drift hour
+# (resampled passes and the control included) is reported beside it without a target.
+IN_ORDER_FALSE_ALERTS = "false alerts per production hour, held-out time in order"
+ALL_FALSE_ALERTS = (
+    "false alerts per production hour, held-out rows incl. resampled passes + control"
+)
 
 
 @dataclass(frozen=True)
@@ -549,9 +556,12 @@ def _headline(
                 flagged_by_either=found[f"{test}_flagged"],
                 flagged_and_agreeing=found[f"{test}_flagged_agree"],
             ))  # fmt: skip
+    headline.append(in_order_false_alert_figure(
+        IN_ORDER_FALSE_ALERTS, replay.no_drift, sizes.clock, sizes.held_out_rows_per_second,
+    ))  # fmt: skip
     headline.append(false_alert_figure(
-        "false alerts per production hour, long held-out replay", replay.no_drift, sizes.clock,
-        sizes.held_out_rows_per_second,
+        ALL_FALSE_ALERTS, replay.no_drift, sizes.clock, sizes.held_out_rows_per_second,
+        target=None,
     ))  # fmt: skip
     for rate, phases in sorted(replay.by_rate.items()):
         minutes = [_minutes(p, sizes.clock) for p in phases]
