@@ -159,6 +159,21 @@ ensure_base_image() {
 
 ensure_tool buildah buildah
 
+# Containers left by a build or run that was killed hold whole layers (gigabytes each: a full
+# disk failed the image tests once). Called with the store's lock held, so no build is running:
+# every container is stale except a run's whose process is alive.
+remove_stale_containers() {
+  local id name pid
+  while read -r id name; do
+    if [[ "$name" =~ ^roadmap-run-([0-9]+)- ]]; then
+      pid="${BASH_REMATCH[1]}"
+      kill -0 "$pid" 2>/dev/null && continue
+    fi
+    log "removing container $name, left by a build or run that did not finish"
+    bh rm "$id" >/dev/null || true
+  done < <(bh containers --noheading --format '{{.ContainerID}} {{.ContainerName}}')
+}
+
 # One build at a time (Pants runs the image tests side by side): a build holds the store's lock
 # exclusively until its image is committed and smoke-tested, so the disk holds one build's
 # intermediate layers at a time, and pruning never takes a running build's layers.
@@ -177,13 +192,14 @@ case $mode in
     # Layers of intermediate stages that nothing uses now; while a build holds the store, the
     # next remove prunes instead (waiting would make a remove take as long as someone's build).
     if flock -x -n "$store_lock"; then
+      remove_stale_containers
       bh rmi --prune >/dev/null 2>&1 || true
     else
       log "a build holds the store: unused layers are pruned by the next remove"
     fi
     exit 0 ;;
   run)
-    ctr="$(bh from --pull=never "$tag")"
+    ctr="$(bh from --pull=never --name "roadmap-run-$$-$RANDOM" "$tag")"
     trap 'bh rm "$ctr" >/dev/null' EXIT
     # chroot isolation keeps the host's network namespace: a server inside listens on the host.
     bh run --isolation chroot "$ctr" -- "${smoke[@]}"
@@ -192,9 +208,10 @@ esac
 
 log "waiting for the image store's lock (one build at a time)"
 flock -x "$store_lock"
+remove_stale_containers
 ensure_base_image
 
-build_args=(--isolation chroot --layers --build-arg "BASE_IMAGE=$BASE_IMAGE_REF")
+build_args=(--isolation chroot --layers --force-rm --build-arg "BASE_IMAGE=$BASE_IMAGE_REF")
 if [[ -n "$target" ]]; then
   build_args+=(--target "$target")
 fi
@@ -208,7 +225,7 @@ log "building $tag from $dockerfile${target:+ (stage $target)} (context $context
 bh bud "${build_args[@]}" -f "$dockerfile" -t "$tag" "$context" >&2
 
 if [[ ${#smoke[@]} -gt 0 ]]; then
-  ctr="$(bh from --pull=never "$tag")"
+  ctr="$(bh from --pull=never --name "roadmap-run-$$-$RANDOM" "$tag")"
   trap 'bh rm "$ctr" >/dev/null' EXIT
   log "running in $tag: ${smoke[*]}"
   bh run --isolation chroot "$ctr" -- "${smoke[@]}"
