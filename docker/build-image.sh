@@ -159,6 +159,21 @@ ensure_base_image() {
 
 ensure_tool buildah buildah
 
+# buildah's temporary files (a layer's tar while it is committed: gigabytes) in a folder per
+# process under the cache, removed when the process ends; a killed one's by the next build.
+tmp_root="$cache/tmp"
+export TMPDIR="$tmp_root/$$"
+mkdir -p "$TMPDIR"
+trap 'rm -rf "$TMPDIR"' EXIT
+
+remove_stale_tmp() {  # with the store's lock held
+  local folder
+  for folder in "$tmp_root"/*; do
+    [[ -d "$folder" ]] || continue
+    kill -0 "${folder##*/}" 2>/dev/null || rm -rf "$folder"
+  done
+}
+
 # Containers left by a build or run that was killed hold whole layers (gigabytes each: a full
 # disk failed the image tests once). Called with the store's lock held, so no build is running:
 # every container is stale except a run's whose process is alive.
@@ -193,6 +208,7 @@ case $mode in
     # next remove prunes instead (waiting would make a remove take as long as someone's build).
     if flock -x -n "$store_lock"; then
       remove_stale_containers
+      remove_stale_tmp
       bh rmi --prune >/dev/null 2>&1 || true
     else
       log "a build holds the store: unused layers are pruned by the next remove"
@@ -200,7 +216,7 @@ case $mode in
     exit 0 ;;
   run)
     ctr="$(bh from --pull=never --name "roadmap-run-$$-$RANDOM" "$tag")"
-    trap 'bh rm "$ctr" >/dev/null' EXIT
+    trap 'bh rm "$ctr" >/dev/null; rm -rf "$TMPDIR"' EXIT
     # chroot isolation keeps the host's network namespace: a server inside listens on the host.
     bh run --isolation chroot "$ctr" -- "${smoke[@]}"
     exit ;;
@@ -209,6 +225,7 @@ esac
 log "waiting for the image store's lock (one build at a time)"
 flock -x "$store_lock"
 remove_stale_containers
+remove_stale_tmp
 ensure_base_image
 
 build_args=(--isolation chroot --layers --force-rm --build-arg "BASE_IMAGE=$BASE_IMAGE_REF")
@@ -226,7 +243,7 @@ bh bud "${build_args[@]}" -f "$dockerfile" -t "$tag" "$context" >&2
 
 if [[ ${#smoke[@]} -gt 0 ]]; then
   ctr="$(bh from --pull=never --name "roadmap-run-$$-$RANDOM" "$tag")"
-  trap 'bh rm "$ctr" >/dev/null' EXIT
+  trap 'bh rm "$ctr" >/dev/null; rm -rf "$TMPDIR"' EXIT
   log "running in $tag: ${smoke[*]}"
   bh run --isolation chroot "$ctr" -- "${smoke[@]}"
 fi
