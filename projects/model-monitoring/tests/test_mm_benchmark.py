@@ -60,6 +60,9 @@ def test_the_benchmark_writes_every_targeted_figure_with_its_verdict(
         results["replay"]["detection_delay_table"]
     )
     assert results["conditions"]["cpu_seconds"]["service, instrumentation on"] > 0
+    # The in-process request path ran with its metrics in memory-mapped files, as served.
+    assert results["request_path"]["instrumentation_us"] > 0
+    assert list((tmp_path / "run" / "benchmark" / "in-process" / "multiproc").glob("*.db"))
     assert results["sizes"]["traffic"] == [20.0, 40.0, 80.0]
 
 

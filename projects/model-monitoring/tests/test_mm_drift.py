@@ -1,5 +1,5 @@
-"""Drift statistics (numeric and categorical), the bulk metric updates and the clock scaling of
-rules and configs."""
+"""Drift statistics (numeric and categorical) and the clock scaling of rules and configs (the
+per-batch metric updates are checked in test_mm_categorical.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from model_monitoring.drift import (
     reference_feature,
 )
 from model_monitoring.errors import ModelMonitoringError
-from model_monitoring.metrics import observe_many, observe_summary_many
 from scipy import stats
 
 
@@ -107,36 +106,6 @@ def test_discrete_reference_merges_tied_bins() -> None:
     assert len(reference.proportions) == len(reference.edges) + 1
     assert sum(reference.proportions) == pytest.approx(1.0)
     assert psi(reference, np.array([1.0] * 90 + [2.0] * 10)) == pytest.approx(0.0, abs=1e-9)
-
-
-def test_bulk_observe_matches_one_observe_per_value() -> None:
-    from prometheus_client import CollectorRegistry, Histogram, Summary
-    from prometheus_client.exposition import generate_latest
-    from prometheus_client.parser import text_string_to_metric_families
-
-    values = np.random.default_rng(4).uniform(0.5, 1.0, 500)
-    values[:5] = [0.55, 0.6, 1.0, 0.5, 0.75]  # on bucket bounds: le is inclusive
-    registries = []
-    for bulk in (True, False):
-        registry = CollectorRegistry()
-        histogram = Histogram("h", "h", buckets=(0.55, 0.6, 0.75, 0.9, 1.0), registry=registry)
-        summary = Summary("s", "s", registry=registry)
-        if bulk:
-            observe_many(histogram, values)
-            observe_summary_many(summary, len(values), float(values.sum()))
-        else:
-            for value in values:
-                histogram.observe(float(value))
-                summary.observe(float(value))
-        registries.append(
-            {
-                (sample.name, tuple(sorted(sample.labels.items()))): round(sample.value, 6)
-                for family in text_string_to_metric_families(generate_latest(registry).decode())
-                for sample in family.samples
-                if not sample.name.endswith("_created")
-            }
-        )
-    assert registries[0] == registries[1]
 
 
 def test_durations_and_range_selectors_scale_with_the_clock() -> None:

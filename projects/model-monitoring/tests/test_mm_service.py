@@ -1,6 +1,7 @@
-"""The service in-process (one worker): predictions, delayed labels behind an API key, strict input
-with counted 4xx, body limits while streaming, the prediction log (rotation, pruning of dead
-workers' files), the drift job's gauges and its health, and the bundle written in one step."""
+"""The service in-process (one worker): predictions (every request logged and counted), delayed
+labels behind an API key, strict input with counted 4xx, body limits while streaming, the
+prediction log (rotation, pruning of dead workers' files), the drift job's gauges and its health,
+and the bundle written in one step."""
 
 from __future__ import annotations
 
@@ -73,6 +74,26 @@ def test_batch_predict_returns_an_id_per_row_and_logs_the_batch(
     assert records[0]["model_version"] == body["model_version"]
     assert records[0]["inputs"]["MedInc"] == pytest.approx(rows["MedInc"].tolist())
     assert metric_values(client, "model_input_rows_total")[()] == 40
+
+
+def test_every_request_is_logged_and_counted(client: TestClient, settings: ProjectSettings) -> None:
+    sizes = [1, 7, 20, 33] * 5
+    for seed, size in enumerate(sizes):
+        reply = client.post("/predict", json=payload(reference_rows(size, seed=seed)))
+        assert reply.status_code == 200
+    logged = list(LogTailer(settings.resolved_log_dir(), "predictions").read_new())
+    assert [len(record["ids"]) for record in logged] == sizes
+    rows = sum(sizes)
+    assert len({pred_id for record in logged for pred_id in record["ids"]}) == rows
+    assert metric_values(client, "model_input_rows_total")[()] == rows
+    assert metric_values(client, "model_predict_batch_rows_count")[()] == len(sizes)
+    assert metric_values(client, "model_predict_batch_rows_sum")[()] == rows
+    assert metric_values(client, "model_prediction_confidence_count")[()] == rows
+    assert sum(metric_values(client, "model_predictions_total").values()) == rows
+    assert set(metric_values(client, "model_feature_value_count").values()) == {rows}
+    ok = (("endpoint", "/predict"), ("status", "200"))
+    assert metric_values(client, "model_http_requests_total")[ok] == len(sizes)
+    assert metric_values(client, "model_http_request_duration_seconds_count")[ok] == len(sizes)
 
 
 BAD_BODIES = {

@@ -5,7 +5,8 @@
    metrics in multi-process mode, as deployed), two servers called with the same 20-row batches,
    ``repeats`` times: one request at a time for the p50 latency, several in flight for the
    throughput at saturation; the per-repeat figures give paired ratios with t intervals. Plus the
-   request path's own cost per batch, in-process (no interval: a diagnostic);
+   request path's own instrumentation cost per 20-row batch, in-process in a child process with
+   multi-process metrics as served (no interval: a diagnostic);
 2. drift computation vs evidently on equal work: both start from the raw reference rows and the
    raw window (ours: reference statistics, then PSI and KS / chi-square per feature; evidently:
    a DataDriftPreset PSI report), imports and a warm-up run outside the timed region, the same
@@ -22,9 +23,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -213,15 +216,41 @@ def saturated_rows_per_s(client: httpx.Client, payloads: list[dict[str, Any]]) -
     return len(payloads) * BATCH_ROWS / (time.perf_counter() - started)
 
 
-def measure_request_path(bundle: Bundle, folder: Path, batches: int = 500) -> dict[str, float]:
-    """In-process: predict_proba vs the per-batch instrumentation (metrics + prediction log)."""
+def measure_request_path(bundle_dir: Path, folder: Path) -> dict[str, float]:
+    """The request path's own costs per 20-row batch, in-process, in a child process whose metrics
+    are in multi-process mode as served (prometheus-client picks the mode when it is imported):
+    see ``request_path_costs``. A diagnostic, without an interval."""
+    multiproc = folder / "in-process" / "multiproc"
+    shutil.rmtree(multiproc, ignore_errors=True)
+    multiproc.mkdir(parents=True)
+    code = (
+        "import json, sys; from model_monitoring.benchmark import request_path_costs; "
+        "print(json.dumps(request_path_costs(*sys.argv[1:])))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(bundle_dir.resolve()), str(folder.resolve())],
+        env=python_child_env(**{MULTIPROC_ENV: str(multiproc.resolve())}),
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise ModelMonitoringError(f"the in-process request path run failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def request_path_costs(bundle_dir: str, folder: str, batches: int = 500) -> dict[str, float]:
+    """Medians per 20-row batch: predict_proba, and the instrumentation of one predict request
+    (the monitor's per-batch metrics and log line, the middleware's request count and latency)."""
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     from model_monitoring.metrics import ServiceMetrics
+    from model_monitoring.middleware import RequestRecorder
     from model_monitoring.monitor import Monitor
 
-    settings = ProjectSettings(run_dir=folder / "in-process")
-    monitor = Monitor(bundle, settings, ServiceMetrics(bundle.feature_names, bundle.classes))
+    bundle = load_bundle(Path(bundle_dir))
+    settings = ProjectSettings(run_dir=Path(folder) / "in-process")
+    metrics = ServiceMetrics(bundle.feature_names, bundle.classes)
+    monitor = Monitor(bundle, settings, metrics)
+    recorder = RequestRecorder(metrics)
     reference, _ = housing_periods()
     x = reference[bundle.feature_names].to_numpy(dtype=float)
     batches = min(batches, len(x) // BATCH_ROWS)
@@ -229,13 +258,14 @@ def measure_request_path(bundle: Bundle, folder: Path, batches: int = 500) -> di
     with threadpool_limits(1):
         for index in range(batches):
             rows = x[index * BATCH_ROWS : (index + 1) * BATCH_ROWS]
+            ids = [f"b{index}-{i}" for i in range(len(rows))]  # the route's work, on or off
             started = time.perf_counter()
             proba = bundle.pipeline.predict_proba(rows)[:, 1]
             predicted = (proba >= 0.5).astype(np.int64)
             confidence = np.where(predicted == 1, proba, 1 - proba)
             middle = time.perf_counter()
-            ids = [f"b{index}-{i}" for i in range(len(rows))]
             monitor.observe_batch(ids, rows, [], predicted, confidence)
+            recorder.record("/predict", 200, middle - started)
             instrument_s.append(time.perf_counter() - middle)
             predict_s.append(middle - started)
     monitor.close()
@@ -479,7 +509,7 @@ def run_benchmark(settings: ProjectSettings, sizes: BenchmarkSizes, *, publish: 
     payloads = [{"rows": records[i : i + BATCH_ROWS]} for i in range(0, len(records), BATCH_ROWS)]
     with console.status("instrumentation overhead: on vs off"):
         overhead = measure_overhead(housing_dir, folder, payloads, sizes.repeats, conditions)
-        request_path = measure_request_path(housing, folder)
+        request_path = measure_request_path(housing_dir, folder)
     with console.status("training the replay's bundle"):
         data = replay_data(sizes.dataset, folder / "replay" / "bundle", settings.seed)
     scenarios = chosen_scenarios(sizes.dataset, data.bundle, sizes.scenarios)

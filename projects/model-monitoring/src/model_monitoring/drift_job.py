@@ -18,6 +18,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ class DriftJob:
         self.pending_label_rows = pending_label_rows
         self._predictions = LogTailer(log_dir, PREDICTIONS)
         self._labels = LogTailer(log_dir, LABELS)
-        self._batches: deque[dict[str, np.ndarray]] = deque()
+        self._batches: deque[tuple[int, dict[str, list[Any]]]] = deque()  # (rows, inputs)
         self._categorical: set[str] = set()
         self._window_size = 0
         # prediction id -> probability of the positive class, for the delayed labels
@@ -92,29 +93,21 @@ class DriftJob:
         self.metrics.reference_positive_rate.set(reference.positive_rate)
         logger.info("drift reference loaded: bundle %s", self.bundle.version)
 
-    def _ingest(self, features: list[str]) -> None:
+    def _ingest(self) -> None:
         for record in self._predictions.read_new():
-            columns = {
-                # null -> NaN for numbers, None for categories
-                name: np.asarray(
-                    record["inputs"][name], dtype=object if name in self._categorical else float
-                )
-                for name in features
-                if name in record["inputs"]
-            }
-            self._batches.append(columns)
-            self._window_size += len(record["ids"])
+            rows = len(record["ids"])
+            # Kept as decoded (lists): most batches leave the window before a run needs them as
+            # arrays (at high traffic a run reads many windows' worth), so _window converts.
+            self._batches.append((rows, record["inputs"]))
+            self._window_size += rows
             for pred_id, predicted, confidence in zip(
                 record["ids"], record["prediction"], record["confidence"], strict=True
             ):
                 self._pending[pred_id] = confidence if predicted == 1 else 1 - confidence
-        # Drop whole batches while the rest still fills the window.
-        while self._batches:
-            first = len(next(iter(self._batches[0].values()), ()))
-            if self._window_size - first < self.window_rows:
-                break
-            self._batches.popleft()
-            self._window_size -= first
+            # Drop whole batches while the rest still fills the window (as they come: no more
+            # than a window's worth of decoded rows stays alive).
+            while self._window_size - self._batches[0][0] >= self.window_rows:
+                self._window_size -= self._batches.popleft()[0]
         while len(self._pending) > self.pending_label_rows:
             self._pending.popitem(last=False)
         unmatched = 0
@@ -129,18 +122,23 @@ class DriftJob:
             self.metrics.labels_unmatched.inc(unmatched)
 
     def _window(self, features: list[str]) -> dict[str, np.ndarray]:
-        columns = {
-            name: np.concatenate([batch[name] for batch in self._batches if name in batch])
-            for name in features
-        }
-        return {name: values[-self.window_rows :] for name, values in columns.items()}
+        columns = {}
+        for name in features:
+            values = [inputs[name] for _, inputs in self._batches if name in inputs]
+            if not values:
+                raise ValueError(f"no logged values of feature {name!r}")
+            columns[name] = np.asarray(  # null -> NaN for numbers, None for categories
+                list(chain.from_iterable(values)),
+                dtype=object if name in self._categorical else float,
+            )[-self.window_rows :]
+        return columns
 
     def run_once(self) -> DriftSnapshot | None:
         started = time.perf_counter()
         self._reload_reference()
         assert self.bundle is not None
         features = self.bundle.feature_names
-        self._ingest(features)
+        self._ingest()
         drift: dict[str, FeatureDrift] = {}
         window_rows = min(self._window_size, self.window_rows)
         self.metrics.window_rows.set(window_rows)

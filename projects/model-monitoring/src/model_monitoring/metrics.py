@@ -3,9 +3,9 @@ may live in one process, e.g. in tests). With PROMETHEUS_MULTIPROC_DIR set (seve
 workers) values go to files there and ``exposition`` combines every process's, the drift job's
 gauges included.
 
-The request path aggregates per batch: one bulk update per metric and feature, not one per row,
-so that instrumentation stays cheap next to a ~1 ms predict. ``METRIC_NAMES`` is the catalogue the
-dashboard and rule tests check their queries against.
+The request path aggregates per batch: one write per series that changed (``BatchSeries``), not
+one per row, so that instrumentation stays cheap next to a ~1 ms predict. ``METRIC_NAMES`` is the
+catalogue the dashboard and rule tests check their queries against.
 """
 
 from __future__ import annotations
@@ -74,25 +74,43 @@ def multiprocess_enabled() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
 
 
-def observe_many(histogram: Any, values: np.ndarray) -> None:
-    """``histogram.observe(v)`` for every value, as one update per bucket.
-
-    prometheus-client has no bulk observe; this uses the layout its Histogram keeps (upper bounds,
-    one non-cumulative value per bucket, a sum). A unit test checks it against ``observe``."""
-    if values.size == 0:
-        return
-    bounds = np.asarray(histogram._upper_bounds)
-    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=bounds.size)
-    for index in np.flatnonzero(counts):
-        histogram._buckets[index].inc(float(counts[index]))
-    histogram._sum.inc(float(values.sum()))
+def bucket_counts(bounds: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """How many of ``values`` fall in each histogram bucket (non-cumulative, ``le`` inclusive):
+    the increments of a Histogram's ``_buckets`` for observing every value."""
+    return np.bincount(np.searchsorted(bounds, values, side="left"), minlength=bounds.size)
 
 
-def observe_summary_many(summary: Any, count: int, total: float) -> None:
-    """``count`` observations adding up to ``total`` in one update (Summary keeps count and sum)."""
-    if count:
-        summary._count.inc(count)
-        summary._sum.inc(total)
+class BatchSeries:
+    """A fixed list of series that one request batch updates: ``add`` takes one increment per
+    series, in the order they were added, and writes only those that changed.
+
+    prometheus-client has no bulk update, and its public ``inc``/``observe`` re-check the metric on
+    every call; in multi-process mode each write goes to a memory-mapped file. This writes to the
+    values the library keeps behind Counter (``_value``), Histogram (``_buckets``, one
+    non-cumulative value per bucket, and ``_sum``) and Summary (``_count``, ``_sum``), once per
+    series and batch. A unit test checks the result against one library update per value."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def counters(self, *children: Any) -> None:
+        self.values.extend(child._value for child in children)
+
+    def histogram(self, histogram: Any) -> np.ndarray:
+        """Its buckets, then its sum; returns the buckets' upper bounds (``bucket_counts`` gives
+        their increments)."""
+        self.values.extend([*histogram._buckets, histogram._sum])
+        return np.asarray(histogram._upper_bounds)
+
+    def summaries(self, *children: Any) -> None:
+        """The counts of every child, then their sums."""
+        self.values.extend(child._count for child in children)
+        self.values.extend(child._sum for child in children)
+
+    def add(self, increments: list[float]) -> None:
+        for value, amount in zip(self.values, increments, strict=True):
+            if amount:
+                value.inc(amount)
 
 
 class ServiceMetrics:

@@ -41,6 +41,26 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body larger than {limit} bytes")
 
 
+class RequestRecorder:
+    """Counts and times a request. It keeps the labelled children per (endpoint, status): a
+    ``labels()`` lookup costs more than the update (a few endpoints times a few statuses, so the
+    cache stays small)."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self.metrics = metrics
+        self._series: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def record(self, endpoint: str, status: int, seconds: float) -> None:
+        series = self._series.get((endpoint, status))
+        if series is None:
+            labels = (endpoint, str(status))
+            series = self.metrics.requests.labels(*labels), self.metrics.latency.labels(*labels)
+            self._series[(endpoint, status)] = series
+        requests, latency = series
+        requests.inc()
+        latency.observe(seconds)
+
+
 class RequestMetricsMiddleware:
     """Counts and times every request by endpoint and status; refuses a body over the limit with
     413, from its Content-Length before reading or, without one, as soon as the streamed bytes
@@ -53,6 +73,7 @@ class RequestMetricsMiddleware:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.enabled = enabled
+        self.recorder = RequestRecorder(metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,10 +110,7 @@ class RequestMetricsMiddleware:
             if status == 413:
                 self.metrics.client_errors.labels(endpoint, "body_too_large").inc()
             if self.enabled:
-                self.metrics.requests.labels(endpoint, str(status)).inc()
-                self.metrics.latency.labels(endpoint, str(status)).observe(
-                    time.perf_counter() - started
-                )
+                self.recorder.record(endpoint, status, time.perf_counter() - started)
 
 
 def _content_length(scope: Scope) -> int | None:

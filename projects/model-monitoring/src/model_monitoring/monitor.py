@@ -1,15 +1,17 @@
 """What instrumentation does on the request path, aggregated per batch: input counters (missing,
-out of range, unknown category), feature means, the prediction distribution, and one prediction
-log line per batch for the drift job."""
+out of range, unknown category), feature means, the prediction distribution (one vector of
+increments, one write per series that changed), and one prediction log line per batch for the
+drift job."""
 
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 
 import numpy as np
 
 from model_monitoring.bundle import Bundle
-from model_monitoring.metrics import ServiceMetrics, observe_many, observe_summary_many
+from model_monitoring.metrics import BatchSeries, ServiceMetrics, bucket_counts
 from model_monitoring.predlog import LABELS, PREDICTIONS, RotatingJsonLines
 from model_monitoring.settings import ProjectSettings
 
@@ -25,12 +27,19 @@ class Monitor:
         self.known = [frozenset(spec.categories or ()) for spec in categorical]
         self.low = np.array([spec.min for spec in numeric], dtype=float)
         self.high = np.array([spec.max for spec in numeric], dtype=float)
-        self.missing = [metrics.missing.labels(name) for name in self.numeric_names]
-        self.out_of_range = [metrics.out_of_range.labels(name) for name in self.numeric_names]
-        self.values = [metrics.feature_value.labels(name) for name in self.numeric_names]
-        self.category_missing = [metrics.missing.labels(name) for name in self.categorical_names]
-        self.unknown = [metrics.unknown_category.labels(name) for name in self.categorical_names]
-        self.predicted = metrics.predicted
+        # Every series a batch updates, in the order of _increments' vector.
+        self.series = BatchSeries()
+        self.series.counters(*(metrics.missing.labels(name) for name in self.numeric_names))
+        self.series.counters(*(metrics.out_of_range.labels(name) for name in self.numeric_names))
+        self.series.summaries(*(metrics.feature_value.labels(name) for name in self.numeric_names))
+        self.series.counters(*(metrics.missing.labels(name) for name in self.categorical_names))
+        self.series.counters(
+            *(metrics.unknown_category.labels(name) for name in self.categorical_names)
+        )
+        self.series.counters(*metrics.predicted)  # negative, positive
+        self.confidence_bounds = self.series.histogram(metrics.confidence)
+        self.batch_bounds = self.series.histogram(metrics.batch_rows).tolist()
+        self.series.counters(metrics.input_rows)
         log_dir = settings.resolved_log_dir()
         self.predictions_log = RotatingJsonLines(
             log_dir, PREDICTIONS, settings.log_max_bytes, settings.log_backups
@@ -51,17 +60,7 @@ class Monitor:
         values per categorical feature (None = missing)."""
         if not self.enabled:
             return
-        rows = len(ids)
-        self._observe_numeric(numeric, rows)
-        self._observe_categorical(categorical)
-        positives = int(predicted.sum())
-        if positives:
-            self.predicted[1].inc(positives)
-        if rows - positives:
-            self.predicted[0].inc(rows - positives)
-        observe_many(self.metrics.confidence, confidence)
-        self.metrics.batch_rows.observe(rows)
-        self.metrics.input_rows.inc(rows)
+        self.series.add(self._increments(numeric, categorical, predicted, confidence))
         inputs = dict(zip(self.numeric_names, numeric.T.tolist(), strict=True))  # NaN -> null
         inputs.update(zip(self.categorical_names, categorical, strict=True))
         self.predictions_log.write(
@@ -75,28 +74,41 @@ class Monitor:
             }
         )
 
-    def _observe_numeric(self, x: np.ndarray, rows: int) -> None:
-        missing = np.isnan(x)
+    def _increments(
+        self,
+        numeric: np.ndarray,
+        categorical: list[list[str | None]],
+        predicted: np.ndarray,
+        confidence: np.ndarray,
+    ) -> list[float]:
+        """One increment per series of ``self.series``, in its order."""
+        rows = len(predicted)
+        missing = np.isnan(numeric)
         missing_counts = missing.sum(axis=0)
-        outside = ((x < self.low) | (x > self.high)).sum(axis=0)  # NaN compares False
-        sums = np.nansum(x, axis=0)
-        for index in range(x.shape[1]):
-            if missing_counts[index]:
-                self.missing[index].inc(int(missing_counts[index]))
-            if outside[index]:
-                self.out_of_range[index].inc(int(outside[index]))
-            observe_summary_many(
-                self.values[index], rows - int(missing_counts[index]), float(sums[index])
-            )
-
-    def _observe_categorical(self, columns: list[list[str | None]]) -> None:
-        for index, values in enumerate(columns):
-            missing = values.count(None)
-            unknown = sum(value not in self.known[index] for value in values) - missing
-            if missing:
-                self.category_missing[index].inc(missing)
-            if unknown:
-                self.unknown[index].inc(unknown)
+        outside = ((numeric < self.low) | (numeric > self.high)).sum(axis=0)  # NaN compares False
+        category_missing = [values.count(None) for values in categorical]
+        unknown = [
+            sum(value not in known for value in values) - missed
+            for values, known, missed in zip(categorical, self.known, category_missing, strict=True)
+        ]
+        positives = int(predicted.sum())
+        batch_bucket = [0] * len(self.batch_bounds)
+        batch_bucket[bisect_left(self.batch_bounds, rows)] = 1
+        return [
+            *missing_counts.tolist(),
+            *outside.tolist(),
+            *(rows - missing_counts).tolist(),  # feature_value: counts, then sums of present values
+            *np.where(missing, 0.0, numeric).sum(axis=0).tolist(),
+            *category_missing,
+            *unknown,
+            rows - positives,
+            positives,
+            *bucket_counts(self.confidence_bounds, confidence).tolist(),
+            float(confidence.sum()),
+            *batch_bucket,  # batch_rows: one observation
+            rows,
+            rows,  # input_rows
+        ]
 
     def observe_labels(self, ids: list[str], labels: list[int]) -> None:
         if not self.enabled:

@@ -39,6 +39,7 @@ class RotatingJsonLines:
         self._lock = threading.Lock()
         self._pid = -1
         self._stream: Any = None
+        self._size = 0  # of the open file: tell() would be a system call per line
         # msgspec writes NaN as null: a missing input stays a JSON null in the log.
         self._encoder = msgspec.json.Encoder()
         folder.mkdir(parents=True, exist_ok=True)
@@ -54,13 +55,15 @@ class RotatingJsonLines:
             stream = self._open()
             stream.write(line)
             stream.flush()  # the drift job reads it from another process
-            if stream.tell() >= self.max_bytes:
+            self._size += len(line)
+            if self._size >= self.max_bytes:
                 self._rotate()
 
     def _open(self) -> Any:
         if self._stream is None or self._pid != os.getpid():  # a fork gets its own file
             self._pid = os.getpid()
             self._stream = self.path.open("ab")
+            self._size = self._stream.seek(0, os.SEEK_END)
         return self._stream
 
     def _rotate(self) -> None:
