@@ -74,6 +74,9 @@ def test_eval_command_writes_its_results(settings, tmp_path: Path) -> None:
     written = json.loads(out.read_text())
     assert written["summary"]["examples"] == 5 and len(written["examples"]) == 5
     assert written["summary"]["run_id"]
+    # The run's artifacts live under the local store's run folder, not in the current directory.
+    run = Registry(settings.resolved_tracking_uri()).client.get_run(written["summary"]["run_id"])
+    assert run.info.artifact_uri.startswith(settings.local_artifact_root().as_uri())
 
 
 def git(repo: Path, *args: str) -> None:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import mlflow
+import pytest
 from prompt_registry.harness import Harness
 from prompt_registry.providers import GenerationRequest, LocalProvider
 from prompt_registry.registry import Registry
@@ -108,3 +109,44 @@ def test_the_eval_run_is_linked_to_the_registered_prompt_version(settings) -> No
     # MLflow's own link between the run and the prompt version.
     assert "capital-city" in run.data.tags.get("mlflow.linkedPrompts", "")
     assert isinstance(harness.registry, Registry)
+
+
+def test_a_new_process_finds_file_digests_in_the_store_until_the_file_is_rewritten(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from prompt_registry import providers
+
+    monkeypatch.setenv("ROADMAP_LAB_CACHE", str(tmp_path / "cache"))
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"a" * 1000)
+
+    def no_hashing(path: Path) -> str:
+        raise AssertionError(f"{path} hashed again")
+
+    # Just written: not settled, so hashed but not stored (a write in the same clock tick could
+    # keep the key with other content).
+    digest = providers.file_digest(weights)
+    providers.forget_file_digests()  # as a new process
+    assert not (tmp_path / "cache" / "file-digests.sqlite").exists() or _stored_rows(tmp_path) == 0
+    monkeypatch.setattr(providers, "SETTLED_NS", 0)
+    assert providers.file_digest(weights) == digest
+    providers.forget_file_digests()
+    with monkeypatch.context() as patched:
+        patched.setattr(providers, "sha256_file", no_hashing)
+        assert providers.file_digest(weights) == digest
+        # Switched off: the store is not read.
+        providers.forget_file_digests()
+        patched.setenv(providers.DIGEST_STORE_ENV, "off")
+        with pytest.raises(AssertionError, match="hashed again"):
+            providers.file_digest(weights)
+    # Rewritten in place with the same size: its ctime moves, so it is hashed again.
+    providers.forget_file_digests()
+    weights.write_bytes(b"b" * 1000)
+    assert providers.file_digest(weights) != digest
+
+
+def _stored_rows(tmp_path: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "cache" / "file-digests.sqlite") as db:
+        return int(db.execute("SELECT count(*) FROM file_digests").fetchone()[0])

@@ -103,14 +103,14 @@ def list_command(
     """The prompt files, with their registry versions and aliases."""
     with cli_errors():
         from prompt_registry.prompts import load_all
-        from prompt_registry.registry import DIGEST_TAG, Registry
+        from prompt_registry.registry import DIGEST_TAG, registry_for
 
         settings = ProjectSettings(
             **given(prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri)
         )
         folders = load_all(settings.prompts_dir)
         settings.run_dir.mkdir(parents=True, exist_ok=True)
-        registry = Registry(settings.resolved_tracking_uri(), settings.experiment)
+        registry = registry_for(settings)
         table = Table(title=f"prompts in {settings.prompts_dir}")
         for column in ("prompt", "variables", "golden", "scorers", "digest", "registry"):
             table.add_column(column)
@@ -141,12 +141,12 @@ def list_command(
 
 def _content(settings: ProjectSettings, name: str, version: int | None, alias: str | None) -> Any:
     from prompt_registry.prompts import load_prompt
-    from prompt_registry.registry import Registry
+    from prompt_registry.registry import registry_for
 
     if version is None and alias is None:
         return load_prompt(settings.prompts_dir, name).content()
     settings.run_dir.mkdir(parents=True, exist_ok=True)
-    return Registry(settings.resolved_tracking_uri()).content(name, version, alias)
+    return registry_for(settings).content(name, version, alias)
 
 
 VersionOpt = Annotated[int | None, typer.Option(help="A registry version.")]
@@ -229,7 +229,7 @@ def register(
     """Register the prompt files (a new version only when the content changed; sets staging)."""
     with cli_errors():
         from prompt_registry.prompts import load_prompt, prompt_names
-        from prompt_registry.registry import Registry
+        from prompt_registry.registry import registry_for
 
         settings = ProjectSettings(
             **given(prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri)
@@ -240,7 +240,7 @@ def register(
             for n in (names or prompt_names(settings.prompts_dir))
         ]
         settings.run_dir.mkdir(parents=True, exist_ok=True)
-        registry = Registry(settings.resolved_tracking_uri(), settings.experiment)
+        registry = registry_for(settings)
         for folder in folders:
             version, created = registry.register(folder, message)
             state = "new version" if created else "unchanged"
@@ -395,7 +395,7 @@ def promote(
         from prompt_registry.errors import PromptRegistryError
         from prompt_registry.gate import markdown_report
         from prompt_registry.harness import build_harness
-        from prompt_registry.registry import PRODUCTION, STAGING, Registry
+        from prompt_registry.registry import PRODUCTION, STAGING, registry_for
 
         settings = ProjectSettings(**given(
             run_dir=run_dir, tracking_uri=tracking_uri, provider=provider, model_dir=model_dir,
@@ -404,7 +404,7 @@ def promote(
         if to not in (STAGING, PRODUCTION):
             raise PromptRegistryError(f"--to {to!r}: use {STAGING} or {PRODUCTION}")
         settings.run_dir.mkdir(parents=True, exist_ok=True)
-        registry = Registry(settings.resolved_tracking_uri(), settings.experiment)
+        registry = registry_for(settings)
         version = version or registry.alias_version(name, STAGING)
         if version is None:
             raise PromptRegistryError(f"{name} has no {STAGING} version: register it first")
@@ -433,11 +433,11 @@ def rollback(
 ) -> None:
     """Production back to the version it replaced (previous-production)."""
     with cli_errors():
-        from prompt_registry.registry import Registry
+        from prompt_registry.registry import registry_for
 
         settings = ProjectSettings(**given(run_dir=run_dir, tracking_uri=tracking_uri))
         settings.run_dir.mkdir(parents=True, exist_ok=True)
-        current, previous = Registry(settings.resolved_tracking_uri()).rollback(name)
+        current, previous = registry_for(settings).rollback(name)
         console.print(f"{name}: production v{current} -> v{previous}")
 
 

@@ -23,3 +23,8 @@ class ProviderError(PromptRegistryError):
 
 class GoldenSetError(PromptRegistryError):
     """A golden set is missing or malformed."""
+
+
+class BenchmarkError(PromptRegistryError):
+    """The benchmark cannot measure what it claims (non-default sizes under --publish, a cached
+    side that called the model)."""

@@ -22,7 +22,7 @@ from prompt_registry.providers import (
     Progress,
     Provider,
 )
-from prompt_registry.registry import PRODUCTION, Registry
+from prompt_registry.registry import PRODUCTION, Registry, registry_for
 from prompt_registry.scorers import build_scorer
 from prompt_registry.settings import ProjectSettings
 
@@ -86,9 +86,7 @@ class Harness:
     def registry(self) -> Registry:
         if self._registry is None:
             self.settings.run_dir.mkdir(parents=True, exist_ok=True)
-            self._registry = Registry(
-                self.settings.resolved_tracking_uri(), self.settings.experiment
-            )
+            self._registry = registry_for(self.settings)
         return self._registry
 
     def folder(self, name: str) -> PromptFolder:
@@ -225,9 +223,7 @@ class Harness:
                 content = production.content
                 in_registry = production.source == "registry"
                 baselines = self.baselines(candidate, content) if content and in_registry else None
-                results.append(
-                    self.gate_content(candidate, content, baselines, accept_scorer_code)
-                )
+                results.append(self.gate_content(candidate, content, baselines, accept_scorer_code))
         return results
 
     def promote(
@@ -254,13 +250,16 @@ class Harness:
 
 
 def build_harness(
-    settings: ProjectSettings, judge: str | None = None, progress: Progress | None = None
+    settings: ProjectSettings,
+    judge: str | None = None,
+    progress: Progress | None = None,
+    provider: Provider | None = None,
 ) -> Harness:
-    """A harness on the settings' provider (``progress`` hears of each generation) and, for
-    ``llm_judge`` scorers, the ``judge`` provider (local or openai)."""
+    """A harness on ``provider`` or the settings' provider (``progress`` hears of each
+    generation) and, for ``llm_judge`` scorers, the ``judge`` provider (local or openai)."""
     return Harness(
         settings,
-        provider=make_provider(settings, progress=progress),
+        provider=provider or make_provider(settings, progress=progress),
         judge=make_provider(settings, judge) if judge else None,
     )
 
@@ -273,11 +272,12 @@ def evaluate_prompt(
     limit: int | None = None,
     judge: str | None = None,
     progress: Progress | None = None,
+    provider: Provider | None = None,
 ) -> EvalReport:
-    """The ``eval`` command's work without its printing (the benchmark times exactly this): the
-    prompt file, or a registry version, on the first ``limit`` examples of its own eval
-    config's golden set."""
-    harness = build_harness(settings, judge, progress)
+    """The ``eval`` command's work without its printing (the benchmark times exactly this, with
+    its loaded model as ``provider``): the prompt file, or a registry version, on the first
+    ``limit`` examples of its own eval config's golden set."""
+    harness = build_harness(settings, judge, progress, provider)
     content = (
         harness.folder(name).content()
         if version is None and alias is None

@@ -13,16 +13,21 @@ remote one): the cache key holds it with every generation parameter.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from roadmap_lab.settings import cache_dir
 
 from prompt_registry.errors import ProviderError
 
@@ -73,18 +78,85 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-# File digests by (path, size, mtime, inode): a process hashes a model's files once, and a file
-# replaced on disk is hashed again.
-_FILE_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+# File digests by (device, inode, path, size, mtime, ctime), like git's index: a process hashes a
+# model's files once, and a rerun in a new process finds them in the machine's digest store
+# instead of hashing gigabytes again; any write to a file moves its ctime, so it is hashed again.
+FileKey = tuple[int, int, str, int, int, int]
+_FILE_DIGESTS: dict[FileKey, str] = {}
+DIGEST_STORE_ENV = "PROMPT_REGISTRY_DIGEST_STORE"
+# A digest is stored only for a file unchanged for this long: one written within the same clock
+# tick as its hashing could keep its key with other content ("racily clean" in git's words).
+SETTLED_NS = 2_000_000_000
+
+
+def sha256_file(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _file_key(path: Path) -> FileKey:
+    stat = path.stat()
+    return (
+        stat.st_dev,
+        stat.st_ino,
+        str(path.resolve()),
+        stat.st_size,
+        stat.st_mtime_ns,
+        stat.st_ctime_ns,
+    )
+
+
+def _digest_store() -> Path | None:
+    """The machine's digest store; None when ``PROMPT_REGISTRY_DIGEST_STORE=off`` (for file
+    systems whose ctime cannot be trusted, such as some network mounts)."""
+    if os.environ.get(DIGEST_STORE_ENV, "").lower() in ("off", "0", "false", "no"):
+        return None
+    return cache_dir() / "file-digests.sqlite"
+
+
+def _hash_and_store(key: FileKey, path: Path, db: sqlite3.Connection | None) -> str:
+    digest = sha256_file(path)
+    settled = time.time_ns() - key[5] > SETTLED_NS
+    if db is not None and settled and _file_key(path) == key:
+        db.execute("INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?, ?, ?, ?)", (*key, digest))
+    return digest
+
+
+def _stored_digest(key: FileKey, path: Path) -> str:
+    """The digest from the digest store, hashed (and stored, once the file has settled) when
+    missing; an unusable or disabled store only costs the hashing."""
+    store = _digest_store()
+    if store is None:
+        return sha256_file(path)
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(store, timeout=30)) as db, db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS file_digests (device INTEGER, inode INTEGER, path TEXT, "
+                "size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, sha256 TEXT NOT NULL, "
+                "PRIMARY KEY (device, inode, path, size, mtime_ns, ctime_ns))"
+            )
+            row = db.execute(
+                "SELECT sha256 FROM file_digests WHERE device = ? AND inode = ? AND path = ? "
+                "AND size = ? AND mtime_ns = ? AND ctime_ns = ?",
+                key,
+            ).fetchone()
+            return str(row[0]) if row is not None else _hash_and_store(key, path, db)
+    except (sqlite3.Error, OSError) as error:
+        logger.warning("file digest store %s unusable (%s): hashing %s", store, error, path)
+        return sha256_file(path)
 
 
 def file_digest(path: Path) -> str:
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    key = _file_key(path)
     if key not in _FILE_DIGESTS:
-        with path.open("rb") as handle:
-            _FILE_DIGESTS[key] = hashlib.file_digest(handle, "sha256").hexdigest()
+        _FILE_DIGESTS[key] = _stored_digest(key, path)
     return _FILE_DIGESTS[key]
+
+
+def forget_file_digests() -> None:
+    """Forget this process's file digests, as a new process starts (the store stays)."""
+    _FILE_DIGESTS.clear()
 
 
 def folder_digest(folder: Path) -> str:

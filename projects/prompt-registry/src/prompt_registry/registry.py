@@ -26,6 +26,7 @@ from typing import Any
 from prompt_registry.errors import RegistryError
 from prompt_registry.evalconfig import EvalConfig, check_storable
 from prompt_registry.prompts import ModelParams, PromptContent, PromptFolder, load_prompt
+from prompt_registry.settings import ProjectSettings
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +60,14 @@ def _not_found(error: Exception, alias: str | None = None) -> bool:
 class Registry:
     """The prompt registry (and tracking store) at one MLflow tracking URI."""
 
-    def __init__(self, tracking_uri: str, experiment: str = "prompt-evals") -> None:
+    def __init__(
+        self, tracking_uri: str, experiment: str = "prompt-evals", artifact_root: Path | None = None
+    ) -> None:
         import mlflow
         from mlflow import MlflowClient
 
         self.tracking_uri, self.experiment = tracking_uri, experiment
+        self.artifact_root = artifact_root
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
@@ -246,6 +250,22 @@ class Registry:
 
     # --- eval runs --------------------------------------------------------------------------------
 
+    def use_experiment(self) -> None:
+        """The eval experiment, created with the local store's artifact folder where there is one
+        (MLflow's default is ./mlruns in whatever folder the command runs from)."""
+        import mlflow
+
+        found = self.client.get_experiment_by_name(self.experiment)
+        experiment_id = (
+            found.experiment_id
+            if found is not None
+            else self.client.create_experiment(
+                self.experiment,
+                artifact_location=self.artifact_root.as_uri() if self.artifact_root else None,
+            )
+        )
+        mlflow.set_experiment(experiment_id=experiment_id)
+
     def log_eval(
         self, content: PromptContent, report: Any, run_name: str | None, tags: dict[str, str]
     ) -> str:
@@ -254,7 +274,7 @@ class Registry:
         import mlflow
 
         with self._failing_closed(f"record the eval of {content.name}"):
-            mlflow.set_experiment(self.experiment)
+            self.use_experiment()
             with mlflow.start_run(run_name=run_name or f"eval-{content.name}") as run:
                 mlflow.set_tags(
                     {
@@ -339,3 +359,12 @@ def load_for_app(
     if not tracking_uri:
         return load_prompt(prompts_dir, name).content()
     return Registry(tracking_uri).content(name, alias=alias)
+
+
+def registry_for(settings: ProjectSettings) -> Registry:
+    """The settings' registry; a local store keeps its eval artifacts under its run folder."""
+    return Registry(
+        settings.resolved_tracking_uri(),
+        settings.experiment,
+        settings.local_artifact_root() if settings.uses_local_store() else None,
+    )
