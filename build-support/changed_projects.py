@@ -9,9 +9,15 @@ pants.toml). Output on stdout: a sorted JSON list of folder names under projects
 
 Rules, by the path each line names:
 - projects/<name>/...              -> that project (if its folder still exists)
-- repo-level tests, docs, other CI  -> no project (the repo-level tests run in their own job)
+- repo-level tests, docs, other CI  -> no project (the repo-level tests run in their own job),
+  and what only those tests read    also the vendored actions and the compose specification
+- a target of the build root (`//:name`, e.g. the files() targets the repo-level tests read)
+                                    -> no project: the files it owns are listed on their own lines
+                                       (as file targets and by git diff) and count there
 - anything else (shared/, 3rdparty/, pants, pants.toml, pants.ci.toml, build-support/, docker/,
-  the CI workflow and its actions, root targets, unknown paths) -> every project
+  the CI workflow and its actions, the root BUILD file, unknown paths) -> every project
+A target generator's address (`tests:tests`, `3rdparty/python:shared`) names its folder, and
+counts as that folder (`tests` is tests/, with or without the slash).
 `--all` prints every project without reading stdin (no usable base commit).
 """
 
@@ -24,11 +30,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 PROJECTS_DIR = "projects"
-# Paths under which a change affects no project. The CI workflow itself is not among them: a
+# Folders under which a change affects no project. The CI workflow itself is not among them: a
 # change to it must be proven on every project.
-NO_PROJECT_PREFIXES = ("tests/", "docs/", ".github/")
-AFFECTS_ALL_PROJECTS = (".github/workflows/ci.yml", ".github/actions/")
+NO_PROJECT_FOLDERS = ("tests", "docs", ".github", "3rdparty/actions", "3rdparty/compose-spec")
+AFFECTS_ALL_PROJECTS = (".github/workflows/ci.yml", ".github/actions")
 NO_PROJECT_ROOT_SUFFIXES = (".md",)
+# The build root's own targets (`//:name`): path_of gives them the empty path.
+BUILD_ROOT_TARGET = ""
 
 
 def path_of(line: str) -> str:
@@ -46,19 +54,27 @@ def path_of(line: str) -> str:
 
 def projects_for(path: str, existing: frozenset[str]) -> frozenset[str] | None:
     """The projects a change at `path` affects; None stands for every project."""
+    if path == BUILD_ROOT_TARGET:
+        return frozenset()
     parts = path.split("/")
     if parts[0] == PROJECTS_DIR:
         if len(parts) >= 2 and parts[1] in existing:
             return frozenset({parts[1]})
         # A deleted project, or a file directly under projects/: nothing left to build.
         return frozenset() if len(parts) >= 2 else None
-    if path.startswith(AFFECTS_ALL_PROJECTS):
+    if is_under(path, AFFECTS_ALL_PROJECTS):
         return None
-    if path.startswith(NO_PROJECT_PREFIXES):
+    if is_under(path, NO_PROJECT_FOLDERS):
         return frozenset()
     if "/" not in path and path.endswith(NO_PROJECT_ROOT_SUFFIXES):
         return frozenset()
     return None
+
+
+def is_under(path: str, entries: tuple[str, ...]) -> bool:
+    """Whether `path` is one of `entries` or lies below one of them (a folder's own address,
+    `tests` from `tests:tests`, has no trailing slash)."""
+    return any(path == entry or path.startswith(f"{entry}/") for entry in entries)
 
 
 def changed_projects(lines: Iterable[str], existing: Iterable[str]) -> list[str]:

@@ -61,7 +61,37 @@ def test_path_of_addresses_and_files(changed_projects: ModuleType, line: str, pa
         (["docker/base.Dockerfile"], PROJECTS),
         ([".github/workflows/ci.yml"], PROJECTS),
         ([".github/actions/setup-pants/action.yml"], PROJECTS),
-        (["//:root"], PROJECTS),
+        # Targets of the build root and target generators of repo-level folders (what Pants lists
+        # as dependents of almost any file): the files they own count on their own lines.
+        (["//:root"], []),
+        (["//:benchmark_results", "tests:tests", "tests/test_layout.py:tests"], []),
+        (["projects/ml-cicd/README.md:../../benchmark_results", "//:project_layout"], ["ml-cicd"]),
+        # What Pants 2.17 listed for a README-only change (a scratch commit in a clone).
+        (
+            [
+                "//projects/data-pipelines/README.md:../../benchmark_results",
+                "//projects/data-pipelines/README.md:../../project_layout",
+                "tests:tests",
+                "tests/test_layout.py",
+                "tests/test_results_files.py",
+                "projects/data-pipelines/README.md",
+            ],
+            ["data-pipelines"],
+        ),
+        (["//pants.toml:build_root"], PROJECTS),
+        (["BUILD"], PROJECTS),
+        (["3rdparty/python:shared"], PROJECTS),
+        ([".github/actions", ".github"], PROJECTS),
+        (["testsuite/x.py"], PROJECTS),
+        # What only the repo-level tests read: the actions act runs, the compose specification.
+        (
+            [
+                "//3rdparty/actions/actions/cache/abc.tar.gz:../../../vendored_actions",
+                "3rdparty/compose-spec/abc/compose-spec.json",
+            ],
+            [],
+        ),
+        (["3rdparty/actionsx/y"], PROJECTS),
         (["", "  ", "projects/ml-cicd:cli"], ["ml-cicd"]),
     ],
 )

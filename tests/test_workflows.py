@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import tarfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -312,3 +313,172 @@ def test_repo_workflows_and_actions_pin_actions_by_commit_sha(repo: Path) -> Non
     uses = [ref for f in files for ref in yaml_uses(yaml.safe_load(f.read_text()))]
     assert any(not ref.startswith("./") for ref in uses), "found no third-party action to check"
     assert [problem for f in files for problem in unpinned_uses(f, repo)] == []
+
+
+# --- What the workflows must do beyond linting (issue 25); tests/test_act_*.py run them.
+
+VENDORED_ACTIONS = Path("3rdparty") / "actions"
+SETUP_ACTION = ACTIONS / "setup-pants" / "action.yml"
+STICKY_ACTION = "./.github/actions/sticky-comment"
+# act 0.2.89's artifact server speaks the artifact protocol of upload-artifact v4; v7 sends
+# fields it rejects (`unknown field "mime_type"`).
+ACT_ARTIFACT_MAJOR = "v4"
+
+
+def workflows(root: Path) -> dict[str, dict]:
+    return {path.name: yaml.safe_load(path.read_text()) for path in workflow_files(root)}
+
+
+def third_party_uses(root: Path) -> dict[str, str]:
+    """`owner/repo@sha` -> its tag comment, for every pinned action of the workflows and actions."""
+    found = {}
+    for path in [*workflow_files(root), *action_files(root)]:
+        for line in path.read_text().splitlines():
+            match = USES_LINE.match(line)
+            if match and not match["ref"].startswith(("./", "docker://")):
+                found[match["ref"]] = match["comment"] or ""
+    return found
+
+
+def test_every_pinned_action_is_vendored_at_its_sha(repo: Path) -> None:
+    """act runs them from 3rdparty/actions/<owner>/<repo>/<sha>.tar.gz (--local-repository)."""
+    missing = []
+    for ref in third_party_uses(repo):
+        name, _, sha = ref.partition("@")
+        archive = repo / VENDORED_ACTIONS / name / f"{sha}.tar.gz"
+        if not archive.is_file():
+            missing.append(f"{ref}: no {archive.relative_to(repo)}")
+            continue
+        with tarfile.open(archive) as tar:
+            members = set(tar.getnames())
+            action = tar.extractfile("action.yml") if "action.yml" in members else None
+            runs = yaml.safe_load(action.read())["runs"] if action else {}
+        for key in ("main", "post", "pre"):
+            if key in runs and runs[key] not in members:
+                missing.append(f"{ref}: {runs[key]} ({key}) is not vendored")
+        missing += [f"{ref}: no {f}" for f in ("action.yml", "LICENSE") if f not in members]
+    assert missing == []
+
+
+def test_artifact_uploads_use_a_major_act_supports(repo: Path) -> None:
+    wrong = {
+        ref: tag for ref, tag in third_party_uses(repo).items()
+        if ref.startswith(("actions/upload-artifact@", "actions/download-artifact@"))
+        if not tag.startswith(ACT_ARTIFACT_MAJOR)
+    }
+    assert wrong == {}
+
+
+def test_torch_cpu_version_is_defined_once_in_the_setup_action(repo: Path) -> None:
+    action = yaml.safe_load((repo / SETUP_ACTION).read_text())
+    version = action["inputs"]["torch-cpu-version"]["default"]
+    pins = (repo / "3rdparty" / "python" / "shared-requirements.txt").read_text()
+    assert f"torch=={version}\n" in pins, "the action's torch differs from the lockfiles' pin"
+    setting = [
+        f"{path.name}: {line.strip()}"
+        for path in workflow_files(repo)
+        for line in path.read_text().splitlines()
+        if re.match(r"\s*TORCH_CPU_VERSION\s*:", line)
+    ]
+    assert setting == [], "workflows take TORCH_CPU_VERSION from the setup action's default"
+
+
+def test_every_job_has_a_timeout(repo: Path) -> None:
+    missing = [
+        f"{name}: {job_id}"
+        for name, document in workflows(repo).items()
+        for job_id, job in document["jobs"].items()
+        if "timeout-minutes" not in job
+    ]
+    assert missing == []
+
+
+def test_each_job_saves_its_own_pants_cache(repo: Path) -> None:
+    action = yaml.safe_load((repo / SETUP_ACTION).read_text())
+    (pants_cache,) = (s for s in action["runs"]["steps"] if "~/.cache/pants" in str(s.get("with")))
+    assert "${{ inputs.cache-key }}" in pants_cache["with"]["key"]
+    assert pants_cache["with"]["restore-keys"].splitlines()[0].endswith("${{ inputs.cache-key }}-")
+    ci = workflows(repo)["ci.yml"]["jobs"]
+    keys = {
+        job_id: step["with"].get("cache-key")
+        for job_id, job in ci.items()
+        for step in job.get("steps", [])
+        if step.get("uses") == "./.github/actions/setup-pants"
+    }
+    assert keys["project"] == "ci-project-${{ matrix.project }}"
+    assert len(set(keys.values())) == len(keys), keys
+
+
+def test_only_the_push_job_may_write_packages_and_only_after_the_tests(repo: Path) -> None:
+    writers = {
+        f"{name}: {job_id}": job
+        for name, document in workflows(repo).items()
+        for job_id, job in document["jobs"].items()
+        if (job.get("permissions") or {}).get("packages") == "write"
+    }
+    assert list(writers) == ["ci.yml: ml-cicd-image-push"]
+    push = writers["ci.yml: ml-cicd-image-push"]
+    # It runs none of the repository's code: no checkout, no Pants.
+    assert not any("checkout" in str(step.get("uses", "")) for step in push["steps"])
+    assert not any("./pants" in step.get("run", "") for step in push["steps"])
+    ci = workflows(repo)["ci.yml"]["jobs"]
+    image = ci[push["needs"]]
+    assert "project" in image["needs"] and "needs.project.result == 'success'" in image["if"]
+
+
+def test_pull_request_comments_are_sticky(repo: Path) -> None:
+    """One comment per workflow, edited on each run: through the sticky-comment action."""
+    plain = [
+        f"{name}: {job_id}"
+        for name, document in workflows(repo).items()
+        for job_id, job in document["jobs"].items()
+        for step in job.get("steps", [])
+        if "gh pr comment" in step.get("run", "")
+    ]
+    assert plain == []
+    markers = [
+        step["with"]["marker"]
+        for document in workflows(repo).values()
+        for job in document["jobs"].values()
+        for step in job.get("steps", [])
+        if step.get("uses") == STICKY_ACTION
+    ]
+    assert len(markers) == len(set(markers)), f"two workflows share a marker: {markers}"
+
+
+def test_gpu_containers_run_as_the_runner_user_and_clean_up(repo: Path) -> None:
+    jobs = workflows(repo)["gpu-bench.yml"]["jobs"]
+    containers = {job_id: job for job_id, job in jobs.items() if "container" in job}
+    assert containers, "gpu-bench.yml has no container job left to check"
+    for job_id, job in containers.items():
+        assert "--user ${{ needs.runner-user.outputs.user }}" in job["container"]["options"], job_id
+        assert "runner-user" in job["needs"], job_id
+        last = job["steps"][-1]
+        assert last.get("if") == "always()" and "$GITHUB_WORKSPACE" in last["run"], job_id
+
+
+def zizmor(root: Path) -> ToolResult:
+    return run_tool(
+        [find_tool("zizmor", "zizmor"), "--offline", "--no-progress", "--format", "plain",
+         "--config", root / ".github" / "zizmor.yml", root / ".github"],
+        cwd=root,
+    )
+
+
+def test_zizmor_finds_nothing_in_the_repo_workflows(repo: Path) -> None:
+    """The default persona; findings accepted in .github/zizmor.yml or inline say why."""
+    result = zizmor(repo)
+    assert result.returncode == 0, result.output
+
+
+def test_zizmor_catches_a_template_injection(tmp_path: Path) -> None:
+    workflow = write_workflow(
+        tmp_path,
+        "on: pull_request\npermissions: {}\njobs:\n  build:\n    runs-on: ubuntu-latest\n"
+        "    timeout-minutes: 5\n    steps:\n"
+        "      - run: echo ${{ github.event.pull_request.title }}\n",
+    )
+    (tmp_path / ".github" / "zizmor.yml").write_text("rules: {}\n")
+    result = zizmor(tmp_path)
+    assert result.returncode != 0 and "template-injection" in result.output, result.output
+    assert workflow.is_file()
