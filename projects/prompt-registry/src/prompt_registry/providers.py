@@ -118,7 +118,9 @@ def _hash_and_store(key: FileKey, path: Path, db: sqlite3.Connection | None) -> 
     digest = sha256_file(path)
     settled = time.time_ns() - key[5] > SETTLED_NS
     if db is not None and settled and _file_key(path) == key:
-        db.execute("INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?, ?, ?, ?)", (*key, digest))
+        db.execute(
+            "INSERT OR REPLACE INTO file_digests VALUES (?, ?, ?, ?, ?, ?, ?)", (*key, digest)
+        )
     return digest
 
 
@@ -132,8 +134,9 @@ def _stored_digest(key: FileKey, path: Path) -> str:
         store.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.closing(sqlite3.connect(store, timeout=30)) as db, db:
             db.execute(
-                "CREATE TABLE IF NOT EXISTS file_digests (device INTEGER, inode INTEGER, path TEXT, "
-                "size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, sha256 TEXT NOT NULL, "
+                "CREATE TABLE IF NOT EXISTS file_digests (device INTEGER, inode INTEGER, "
+                "path TEXT, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, "
+                "sha256 TEXT NOT NULL, "
                 "PRIMARY KEY (device, inode, path, size, mtime_ns, ctime_ns))"
             )
             row = db.execute(
