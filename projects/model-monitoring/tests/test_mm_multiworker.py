@@ -92,6 +92,8 @@ def test_two_workers_share_metrics_and_one_runs_the_drift_job(
             ]
             == 1
         )
+        # Every label found its prediction, although the two were logged by different workers.
+        assert found["model_labels_unmatched_total"][()] == 0
         assert found["model_labelled_window_rows"][()] == windowed
         assert found["model_labelled_accuracy"][()] > 0.8
         assert 0 <= found["model_feature_drift_psi"][(("feature", "MedInc"),)] < 0.2

@@ -94,6 +94,10 @@ class DriftJob:
         logger.info("drift reference loaded: bundle %s", self.bundle.version)
 
     def _ingest(self) -> None:
+        # Labels first: a label is posted after its prediction's reply, and the prediction's line
+        # is flushed before that reply, so every label read here finds its prediction below
+        # (read the other way round, a label posted in between was counted as unmatched).
+        labels = list(self._labels.read_new())
         for record in self._predictions.read_new():
             rows = len(record["ids"])
             # Kept as decoded (lists): most batches leave the window before a run needs them as
@@ -111,7 +115,7 @@ class DriftJob:
         while len(self._pending) > self.pending_label_rows:
             self._pending.popitem(last=False)
         unmatched = 0
-        for record in self._labels.read_new():
+        for record in labels:
             for pred_id, label in zip(record["ids"], record["labels"], strict=True):
                 proba = self._pending.pop(pred_id, None)
                 if proba is None:
