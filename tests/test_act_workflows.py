@@ -28,8 +28,9 @@ from act_runner import (
     push_event,
 )
 
-# The smallest project by test time; its job lints, type-checks, tests and packages it.
-SMALL_PROJECT = "model-monitoring"
+# The project whose job (lint, type-check, tests, package) is quickest: llm-alignment (~110 s
+# here, against ~250 s for model-monitoring, the next quickest).
+SMALL_PROJECT = "llm-alignment"
 README_PROJECT = "data-pipelines"
 PR_NUMBER = 7
 PROMPTS = Path("projects/prompt-registry/src/prompt_registry/prompts")
