@@ -175,8 +175,8 @@ remove_stale_tmp() {  # with the store's lock held
 }
 
 # Containers left by a build or run that was killed hold whole layers (gigabytes each: a full
-# disk failed the image tests once). Called with the store's lock held, so no build is running:
-# every container is stale except a run's whose process is alive.
+# disk failed the image tests once). Called with the store's lock held exclusively, so no build is
+# running: every container is stale except a run's whose process is alive.
 remove_stale_containers() {
   local id name pid
   while read -r id name; do
@@ -189,10 +189,14 @@ remove_stale_containers() {
   done < <(bh containers --noheading --format '{{.ContainerID}} {{.ContainerName}}')
 }
 
-# One build at a time (Pants runs the image tests side by side): a build holds the store's lock
-# exclusively until its image is committed and smoke-tested, so the disk holds one build's
-# intermediate layers at a time, and pruning never takes a running build's layers.
+# The store's lock, held by a build from its start until its image is committed and smoke-tested.
+# With overlay, builds share it (Pants runs the image tests side by side, and two builds use both
+# cores: a build is mostly one process at a time); with vfs, a build holds it alone (every layer a
+# full copy: a CI run once filled the disk building two images side by side). Clean-up and pruning
+# take it alone, so they never take a running build's containers or layers.
 exec {store_lock}>"$store.lock"
+build_lock=-s
+[[ $driver == overlay ]] || build_lock=-x
 
 case $mode in
   size)
@@ -222,11 +226,21 @@ case $mode in
     exit ;;
 esac
 
-log "waiting for the image store's lock (one build at a time)"
-flock -x "$store_lock"
-remove_stale_containers
-remove_stale_tmp
-ensure_base_image
+# Alone in the store: clean up and make the base image, then take the build's lock (flock converts
+# it). While other builds run, skip the clean-up (the next build or remove alone in the store does
+# it): the first of them made the base image before it shared the lock.
+if flock -x -n "$store_lock"; then
+  remove_stale_containers
+  remove_stale_tmp
+  ensure_base_image
+else
+  log "waiting for the image store's lock (other builds hold it)"
+fi
+flock "$build_lock" "$store_lock"
+if ! bh inspect --type image "$BASE_IMAGE_REF" >/dev/null 2>&1; then
+  # The build that was to make it failed: make it alone.
+  flock -x "$store_lock" && ensure_base_image && flock "$build_lock" "$store_lock"
+fi
 
 build_args=(--isolation chroot --layers --force-rm --build-arg "BASE_IMAGE=$BASE_IMAGE_REF")
 if [[ -n "$target" ]]; then
