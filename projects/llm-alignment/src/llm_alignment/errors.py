@@ -17,9 +17,5 @@ class ConfigError(LLMAlignmentError):
     """A YAML config or option that cannot be used; the message says which."""
 
 
-class VerifierError(LLMAlignmentError):
-    """A check that names an unknown rule or lacks a parameter its rule needs."""
-
-
 class AdapterError(LLMAlignmentError):
     """A folder that holds no usable LoRA adapter (none at all, or one vLLM cannot load)."""

@@ -15,10 +15,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from roadmap_lab import verifiable
 from roadmap_lab.results import atomic_write_text
 from roadmap_lab.stats import wilson_interval
 
-from llm_alignment import verifier
 from llm_alignment.errors import PreferenceDataError
 from llm_alignment.generation import chat_prompt, generate, load_policy
 
@@ -97,8 +97,8 @@ def evaluate_policy(
     for row, base_text, policy_text, kl_value in zip(
         prompts, base_responses, policy_responses, kl, strict=True
     ):
-        base_score = verifier.score(base_text, row["check"])
-        policy_score = verifier.score(policy_text, row["check"])
+        base_score = verifiable.score(base_text, row["check"])
+        policy_score = verifiable.score(policy_text, row["check"])
         samples.append(
             {
                 "prompt_id": row.get("prompt_id"),
@@ -149,8 +149,8 @@ def summarise(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return win_rate([s["outcome"] for s in samples]) | {
         "base_score": mean([s["base_score"] for s in samples]),
         "policy_score": mean([s["policy_score"] for s in samples]),
-        "base_length_words": mean([len(verifier.words(s["base"])) for s in samples]),
-        "policy_length_words": mean([len(verifier.words(s["policy"])) for s in samples]),
+        "base_length_words": mean([len(verifiable.words(s["base"])) for s in samples]),
+        "policy_length_words": mean([len(verifiable.words(s["policy"])) for s in samples]),
         "kl_to_base": mean([s["kl"] for s in samples]),
         "per_rule": per_rule,
     }

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+from roadmap_lab import verifiable
 
-from llm_alignment import verifier
 from llm_alignment.data import Row, save_dataset
 from llm_alignment.generation import generate, load_policy
 from llm_alignment.prompts import PromptItem, heldout_templates, make_prompts, split_by_template
@@ -36,7 +36,7 @@ def best_worst_pair(item: PromptItem, responses: list[str], min_gap: float) -> R
     """The (highest, lowest) scored responses as a conversational pair, or None when the score
     gap is below ``min_gap`` (ties among equal scores go to the shorter response for chosen and
     the longer for rejected, so length does not sneak in as the signal)."""
-    scored = [(verifier.score(text, item.check), text) for text in responses]
+    scored = [(verifiable.score(text, item.check), text) for text in responses]
     best = max(scored, key=lambda pair: (pair[0], -len(pair[1])))
     worst = min(scored, key=lambda pair: (pair[0], -len(pair[1])))
     if best[0] - worst[0] < min_gap:
@@ -96,7 +96,7 @@ def build_pairs(
         "base_model": model_name,
         "seed": options.seed,
         "generation": options.model_dump(),
-        "rules": verifier.RULE_DESCRIPTIONS,
+        "rules": verifiable.RULE_DESCRIPTIONS,
         "heldout_templates": sorted(heldout_templates(options.seed)),
         "splits": {
             "train": {"pairs": len(splits["train"]), "prompts": len(train_items)},
@@ -104,7 +104,7 @@ def build_pairs(
         },
         "pairs_per_rule": per_rule,
         "mean_sample_score": sum(
-            verifier.score(text, item.check) for item in items for text in by_id[item.prompt_id]
+            verifiable.score(text, item.check) for item in items for text in by_id[item.prompt_id]
         )
         / max(1, len(items) * options.samples),
         "build_seconds": round(time.monotonic() - started, 1),

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field
+from roadmap_lab import verifiable
 
-from llm_alignment import verifier
 from llm_alignment.dpo import TrainOptions, common_args, lora_config
 from llm_alignment.errors import PreferenceDataError
 
@@ -33,7 +33,7 @@ def verifier_reward(completions: list[Any], check_json: list[str], **_: Any) -> 
     rewards = []
     for completion, check in zip(completions, check_json, strict=True):
         text = completion[0]["content"] if isinstance(completion, list) else str(completion)
-        rewards.append(verifier.score(text, json.loads(check)))
+        rewards.append(verifiable.score(text, json.loads(check)))
     return rewards
 
 

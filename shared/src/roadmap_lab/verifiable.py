@@ -1,11 +1,14 @@
-"""The judge: rules whose compliance a program can check, each scoring a response in [0, 1].
+"""Verifiable rules: instructions whose compliance a program can check, each scoring a response
+in [0, 1]. llm-alignment's judge (its pairs, win-rate and GRPO reward) and prompt-registry's
+``verifier`` scorer both score with this one module.
 
 Scores are graded where a rule can be partly met (two words instead of one, a JSON object with
 some of its keys, a length just over the bound), so that the pairs built from them and the
 win-rate computed with them see more than pass/fail. Every rule scores an empty response 0: an
 answer that says nothing must not satisfy "avoid the word X".
 
-A check is a plain dict, ``{"rule": <name>, **params}``, so it travels inside data set rows.
+A check is a plain dict, ``{"rule": <name>, **params}``, so it travels inside data set rows
+and golden sets.
 """
 
 from __future__ import annotations
@@ -15,12 +18,16 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from llm_alignment.errors import VerifierError
+from roadmap_lab.errors import LabError
 
 WORD = re.compile(r"[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*")
 INTEGER = re.compile(r"-?\d+(?:,\d{3})*")
 BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+\S")
 CODE_FENCE = re.compile(r"^```[a-zA-Z]*\s*\n?(.*?)\n?```$", re.DOTALL)
+
+
+class VerifierError(LabError):
+    """A check that names an unknown rule or lacks a parameter its rule needs."""
 
 
 def words(text: str) -> list[str]:
