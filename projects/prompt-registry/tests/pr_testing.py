@@ -1,7 +1,7 @@
-"""Test helpers: a small HTTP server on 127.0.0.1 that speaks the OpenAI chat-completions and
-models API (rule-based answers, so tests know what to expect; scripted failures), a proxy in
-front of a real server that can be switched to answer 503 (a registry outage), and synthetic
-eval reports."""
+"""Test helpers: a small HTTP server on 127.0.0.1 that speaks the OpenAI chat-completions and models
+API (rule-based answers, so tests know what to expect; adapters served by name with their own
+answers; scripted failures), a proxy in front of a real server that can be switched to answer 503
+(a registry outage), and synthetic eval reports."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -43,14 +43,22 @@ class ChatServer:
     """``POST /v1/chat/completions`` answered by :func:`rule_based_answer` (cut to
     ``max_tokens`` words, then with finish reason ``length``) and ``GET /v1/models`` listing
     the ``served`` model with ``root`` as its weights, as vLLM does; records requests.
-    ``statuses`` scripts the next answers' HTTP statuses (429 with a short Retry-After, 500); a
-    prompt containing ``fail_when`` is always answered 500."""
+    ``adapters`` serves more models by name, each with its own answers (as vLLM serves LoRA
+    adapters beside the base: listed with the base as ``parent``); a request for any other
+    model gets the base's answers. ``statuses`` scripts the next answers' HTTP statuses (429
+    with a short Retry-After, 500); a prompt containing ``fail_when`` is always answered 500."""
 
-    def __init__(self, root: str = "/models/smollm2", served: str = "smollm2") -> None:
+    def __init__(
+        self,
+        root: str = "/models/smollm2",
+        served: str = "smollm2",
+        adapters: dict[str, Callable[[str], str]] | None = None,
+    ) -> None:
         self.requests: list[dict[str, Any]] = []
         self.statuses: list[int] = []
         self.fail_when: str | None = None
         self.root, self.served = root, served
+        self.adapters = adapters or {}
         self.lock = threading.Lock()
         server = self
 
@@ -62,9 +70,13 @@ class ChatServer:
                 if self.path != "/v1/models":  # vLLM serves the list only
                     self._reply(404, {"error": {"message": "no"}})
                     return
-                model = {"id": server.served, "object": "model", "created": int(time.time()),
-                         "owned_by": "vllm", "root": server.root, "parent": None}  # fmt: skip
-                self._reply(200, {"object": "list", "data": [model]})
+                base = {"id": server.served, "object": "model", "created": int(time.time()),
+                        "owned_by": "vllm", "root": server.root, "parent": None}  # fmt: skip
+                adapters = [
+                    {**base, "id": name, "root": f"/adapters/{name}", "parent": server.served}
+                    for name in server.adapters
+                ]
+                self._reply(200, {"object": "list", "data": [base, *adapters]})
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -77,7 +89,8 @@ class ChatServer:
                 if self.path != "/v1/chat/completions" or status != 200:
                     self._reply(status if status != 200 else 404, {"error": {"message": "no"}})
                     return
-                words = rule_based_answer(prompt).split()
+                answer = server.adapters.get(body["model"], rule_based_answer)(prompt)
+                words = answer.split()
                 cut = len(words) > body["max_tokens"]
                 self._reply(
                     200,
@@ -91,7 +104,9 @@ class ChatServer:
                                 "index": 0,
                                 "message": {
                                     "role": "assistant",
-                                    "content": " ".join(words[: body["max_tokens"]]),
+                                    "content": (
+                                        " ".join(words[: body["max_tokens"]]) if cut else answer
+                                    ),
                                 },
                                 "finish_reason": "length" if cut else "stop",
                             }

@@ -1,6 +1,7 @@
-"""What the commands share: the provider, the cache, the registry, the evaluation of one prompt
-version on an eval config, and the gate of changed prompts against production (from the
-registry, or from the files at a git commit), judged with production's eval config."""
+"""What the commands share: the provider (asked for the model a version names), the cache, the
+registry, the evaluation of one prompt version on an eval config, and the gate of changed prompts
+against production (from the registry, or from the files at a git commit), judged with
+production's eval config."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from prompt_registry.changes import prompt_at, scorer_code_at
-from prompt_registry.errors import PromptRegistryError, RegistryError
+from prompt_registry.errors import PromptRegistryError, ProviderError, RegistryError
 from prompt_registry.evalconfig import EvalConfig, config_changes, scorer_code_digest
 from prompt_registry.evaluation import EvalReport, run_eval
 from prompt_registry.gate import GateResult, NewConfigRuns, ScorerCode, decide
@@ -81,6 +82,8 @@ class Harness:
         self.cache = GenerationCache(settings.cache_file()) if settings.cache else None
         self.track = track
         self._registry: Registry | None = None
+        # The endpoint asked for each model a version names (one provider per model).
+        self._served: dict[str, Provider] = {}
 
     @property
     def registry(self) -> Registry:
@@ -92,16 +95,32 @@ class Harness:
     def folder(self, name: str) -> PromptFolder:
         return load_prompt(self.settings.prompts_dir, name)
 
+    def provider_for(self, content: PromptContent) -> Provider:
+        """The provider asked for the model the version names (the settings' provider when it
+        names none); only an OpenAI-compatible endpoint serves models by name."""
+        model = content.params.name
+        if model is None:
+            return self.provider
+        if not isinstance(self.provider, OpenAIProvider):
+            raise ProviderError(
+                f"{content.name} {content.label()} runs on model {model!r}, served by name: "
+                "use the openai provider (--provider openai)"
+            )
+        if model not in self._served:
+            self._served[model] = self.provider.serving(model)
+        return self._served[model]
+
     def evaluate(
         self, content: PromptContent, config: EvalConfig, run_name: str | None = None
     ) -> EvalReport:
-        """``content`` on the examples and with the scorers of ``config``."""
+        """``content`` (on the model it names) on the examples and with the scorers of
+        ``config``."""
         scorers = [build_scorer(s, self.judge) for s in config.scorers]
         return run_eval(
             content,
             config.examples,
             scorers,
-            self.provider,
+            self.provider_for(content),
             self.cache,
             self.registry if self.track else None,
             run_name,

@@ -5,9 +5,10 @@ and how it is evaluated; ``template.txt`` holds the template with ``{{variables}
 ``golden.jsonl`` (or a named built-in set) holds the golden examples. A template whose variables
 do not match the declaration is refused when the folder is loaded, before anything is registered.
 
-What a registry version holds is the :class:`PromptContent`: template, variables, parameters and
-its eval config (golden examples, scorers, floor, scorer-code digest; see ``evalconfig``). Its
-``digest`` covers all of them and decides whether registering creates a new version.
+What a registry version holds is the :class:`PromptContent`: template, variables, the model it runs
+on (``model.name``, optional) with its parameters, and its eval config (golden examples, scorers,
+floor, scorer-code digest; see ``evalconfig``). Its ``digest`` covers all of them and decides
+whether registering creates a new version.
 """
 
 from __future__ import annotations
@@ -32,12 +33,20 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
 class ModelParams(BaseModel):
-    """Generation parameters; part of the prompt version (a change makes a new version)."""
+    """The model and its generation parameters; part of the prompt version (a change makes a new
+    version). ``name``: the model the OpenAI-compatible endpoint serves under that name (the base,
+    or an adapter served by name such as ``dpo``); None runs on the provider's own model."""
 
     model_config = ConfigDict(extra="forbid")
 
+    name: str | None = Field(default=None, min_length=1)
     max_new_tokens: int = Field(default=32, ge=1, le=2048)
     temperature: float = Field(default=0.0, ge=0, le=2)
+
+    def recorded(self) -> dict[str, Any]:
+        """The parameters as versions and runs record them (no ``name`` when none is set, so a
+        version that names no model keeps the digest it had before models could be named)."""
+        return self.model_dump(exclude_none=True)
 
 
 class PromptSpec(BaseModel):
@@ -82,7 +91,7 @@ class PromptContent:
             {
                 "template": self.template,
                 "variables": sorted(self.variables),
-                "params": self.params.model_dump(),
+                "params": self.params.recorded(),
                 "eval_config": config.digest if config else None,
                 "scorer_code": config.scorer_code if config else None,
             },

@@ -312,6 +312,7 @@ class OpenAIProvider:
 
         self.base_url = base_url.rstrip("/")
         self.model, self.concurrency = model, concurrency
+        self.api_key, self.timeout_s, self.max_retries = api_key, timeout_s, max_retries
         self.progress = progress
         self.name = f"openai:{self.base_url}:{model}"
         self.calls = 0
@@ -320,6 +321,16 @@ class OpenAIProvider:
         self._client = OpenAI(
             base_url=self.base_url, api_key=api_key, timeout=timeout_s, max_retries=max_retries
         )
+
+    def serving(self, model: str) -> OpenAIProvider:
+        """The same endpoint asked for another model it serves by name (an adapter such as
+        ``dpo`` beside the base): its own identity, so its cache entries are its own."""
+        if model == self.model:
+            return self
+        return OpenAIProvider(
+            self.base_url, model, self.api_key, self.concurrency, self.timeout_s,
+            self.max_retries, self.progress,
+        )  # fmt: skip
 
     def _failure(self, error: Exception) -> ProviderError:
         import openai
@@ -346,7 +357,7 @@ class OpenAIProvider:
                 served = ", ".join(str(m.get("id")) for m in listed) or "none"
                 raise ProviderError(
                     f"{self.base_url} serves no model named {self.model!r} (it serves: "
-                    f"{served}; set PROMPT_REGISTRY_OPENAI_MODEL)"
+                    f"{served}; set PROMPT_REGISTRY_OPENAI_MODEL, or the version's model.name)"
                 )
             # What changes per request is no part of the model.
             stable = {k: v for k, v in reported.items() if k not in ("created", "permission")}

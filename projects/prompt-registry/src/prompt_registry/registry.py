@@ -1,12 +1,12 @@
 """MLflow's prompt registry: immutable versions, the ``staging`` and ``production`` aliases, and
 eval runs linked to the prompt version they measured.
 
-Each version carries as tags the digest of its content (template, variables, parameters, eval
-config, scorer code), so registering a prompt whose content already is a version creates
-nothing new, and its eval config itself (golden examples, scorers, floor, pinned baseline, the
-scorer code's digest), which the gate judges later candidates with. Promoting to production
-marks the version (the first one so marked is the default no-ratchet baseline) and keeps the
-version it replaces under ``previous-production``: ``rollback`` is one command away.
+Each version carries as tags the digest of its content (template, variables, the model it names and
+its parameters, eval config, scorer code), so registering a prompt whose content already is a
+version creates nothing new, and its eval config itself (golden examples, scorers, floor, pinned
+baseline, the scorer code's digest), which the gate judges later candidates with. Promoting to
+production marks the version (the first one so marked is the default no-ratchet baseline) and keeps
+the version it replaces under ``previous-production``: ``rollback`` is one command away.
 
 Reads fail closed: only the registry's own "not found" means a prompt or alias is absent; any
 other failure (unreachable server, an error answer) is a :class:`RegistryError`. Application
@@ -196,10 +196,7 @@ class Registry:
                     template=content.template,
                     commit_message=message or folder.spec.description or None,
                     tags=tags,
-                    model_config={
-                        "max_tokens": content.params.max_new_tokens,
-                        "temperature": content.params.temperature,
-                    },
+                    model_config=model_config(content.params),
                 )
             version, created = int(registered.version), True
         self.set_alias(folder.name, STAGING, version)
@@ -296,7 +293,7 @@ class Registry:
                         ),
                         "provider": report.provider,
                         "examples": report.n,
-                        **content.params.model_dump(),
+                        **content.params.recorded(),
                     }
                 )
                 mlflow.log_metrics(
@@ -324,10 +321,23 @@ class Registry:
                 return str(run.info.run_id)
 
 
+def model_config(params: ModelParams) -> dict[str, Any]:
+    """The version's model and parameters in MLflow's prompt model config (``model_name`` only
+    when the version names its model)."""
+    config: dict[str, Any] = {
+        "max_tokens": params.max_new_tokens,
+        "temperature": params.temperature,
+    }
+    if params.name is not None:
+        config["model_name"] = params.name
+    return config
+
+
 def content_of(version: Any) -> PromptContent:
-    """A registry PromptVersion as PromptContent (parameters from its model config)."""
+    """A registry PromptVersion as PromptContent (model and parameters from its model config)."""
     config = version.model_config or {}
     params = ModelParams(
+        name=config.get("model_name") or None,
         max_new_tokens=int(config.get("max_tokens") or ModelParams().max_new_tokens),
         temperature=float(config.get("temperature") or 0.0),
     )

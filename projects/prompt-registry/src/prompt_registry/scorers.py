@@ -14,6 +14,9 @@
   the closest accepted answer reaches ``threshold``.
 * ``llm_judge``: a judge model answers YES/NO ``repeats`` times; the example passes when at least
   ``min_pass`` answers are YES (repeat-and-min-pass for flaky judgements).
+* ``verifier``: the example's ``check`` (``{"rule": ..., **params}``) scored by the shared
+  verifiable rules (``roadmap_lab.verifiable``, llm-alignment's judge); it passes when the graded
+  score reaches ``min_score``.
 """
 
 from __future__ import annotations
@@ -293,6 +296,30 @@ class EmbeddingSimilarity:
         return results
 
 
+class Verifier:
+    """Instruction following that a program checks: one rule code for llm-alignment's judge and
+    this registry's gate."""
+
+    name = "verifier"
+
+    def __init__(self, min_score: float = 1.0) -> None:
+        if not 0 < min_score <= 1:
+            raise PromptFileError(f"verifier scorer: min_score must be in (0, 1], not {min_score}")
+        self.min_score = min_score
+
+    def score(self, outputs: Sequence[str], examples: Sequence[Example]) -> list[ScoreResult]:
+        from roadmap_lab import verifiable
+
+        def check(output: str, example: Example) -> ScoreResult:
+            rule = example.extra.get("check")
+            if not isinstance(rule, dict):
+                raise PromptFileError(f"verifier scorer: example {example.id} has no check")
+            value = verifiable.score(output, rule)
+            return ScoreResult(value >= self.min_score, round(value, 4), str(rule.get("rule")))
+
+        return _per_example(check)(outputs, examples)
+
+
 JUDGE_TEMPLATE = (
     "You are grading an answer. {rubric}\n"
     "Question: {question}\nReference answer: {reference}\nAnswer to grade: {answer}\n"
@@ -360,6 +387,7 @@ def build_scorer(spec: ScorerSpec, judge: Provider | None = None) -> Scorer:
         "numeric": Numeric,
         "json_schema": JsonSchema,
         "embedding": EmbeddingSimilarity,
+        "verifier": Verifier,
     }
     if spec.type == "llm_judge":
         if judge is None:
