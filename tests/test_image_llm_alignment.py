@@ -18,7 +18,7 @@ CHECK = ImageCheck(
                 "python",
                 "-c",
                 "import peft, trl; from roadmap_lab.models import smollm2_dir; "
-                "from llm_alignment.verifier import score; "
+                "from roadmap_lab.verifiable import score; "
                 "print('trl', trl.__version__, 'peft', peft.__version__, "
                 "(smollm2_dir() / 'config.json').is_file(), "
                 "score('42', {'rule': 'arithmetic', 'answer': 42}))",
