@@ -238,8 +238,11 @@ else
 fi
 flock "$build_lock" "$store_lock"
 if ! bh inspect --type image "$BASE_IMAGE_REF" >/dev/null 2>&1; then
-  # The build that was to make it failed: make it alone.
-  flock -x "$store_lock" && ensure_base_image && flock "$build_lock" "$store_lock"
+  # The build that was to make it failed: make it alone (plain commands, so set -e stops here
+  # on an error rather than commit a broken base image).
+  flock -x "$store_lock"
+  ensure_base_image
+  flock "$build_lock" "$store_lock"
 fi
 
 build_args=(--isolation chroot --layers --force-rm --build-arg "BASE_IMAGE=$BASE_IMAGE_REF")

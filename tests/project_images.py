@@ -6,9 +6,11 @@ The PEX comes from `./pants package` (tests/BUILD lists it in that test file's
 `runtime_package_dependencies`, so Pants builds it and puts it in the test sandbox);
 `docker/build-image.sh` builds the project's Dockerfile with buildah (no Docker engine); the
 project's smoke checks run inside the image as its non-root user, and a project with a service
-starts it inside the image and is called over HTTP from outside. Each image's size, build time and
-the disk the image store used are recorded as `figure.<project>.*` JUnit properties of the test
-suite, which the test command prints; the image is removed afterwards.
+starts it inside the image and is called over HTTP from outside. Each image's size and build time
+(the build script's wall time: with builds side by side it includes sharing the cores) are recorded
+as `figure.<project>.*` JUnit properties of the test suite, which the test command prints; the
+image is removed afterwards. (The image store's growth is not: builds and prunes of other tests
+share the store.)
 
 One test file per project, so that Pants runs the image builds as separate processes and reuses a
 cached result for a project whose image inputs did not change.
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shlex
 import shutil
 import signal
@@ -73,31 +74,6 @@ def post_json(url: str, body: dict) -> dict:
 MARKER = "@@smoke-check"
 
 
-def image_store() -> Path:
-    """Where build-image.sh keeps buildah's store: its default, in root's home (it runs as root,
-    through sudo when we are not)."""
-    configured = os.environ.get("ROADMAP_LAB_IMAGE_CACHE")
-    if configured:
-        return Path(configured)
-    return Path(pwd.getpwuid(0).pw_dir) / ".cache" / "roadmap-lab" / "images"
-
-
-def disk_usage_mb(folder: Path) -> float | None:
-    """Bytes under ``folder`` (hard links once), in MB; None when it cannot be read."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    try:
-        for root, _, files in os.walk(folder):
-            for name in files:
-                stat = os.lstat(os.path.join(root, name))
-                if (stat.st_dev, stat.st_ino) not in seen:
-                    seen.add((stat.st_dev, stat.st_ino))
-                    total += stat.st_blocks * 512
-    except OSError:
-        return None
-    return round(total / 1e6, 1)
-
-
 def _staged_context(check: ImageCheck, repo: Path, folder: Path) -> Path:
     """A build context holding only the PEX, where the Dockerfile expects it (dist/...)."""
     pex = repo / check.pex
@@ -126,19 +102,15 @@ def check_project_image(
     context = _staged_context(check, repo, tmp_path / "context")
     dockerfile = repo / "projects" / project / "Dockerfile"
     tag = f"localhost/roadmap-lab/{project}-test:latest"
-    store_before = disk_usage_mb(image_store())
     started = time.monotonic()
     built = run_build_script(repo, str(dockerfile), str(context), tag, timeout=2400)
     build_s = round(time.monotonic() - started, 1)
     try:
         assert built.returncode == 0, built.stderr[-4000:]
-        store_after = disk_usage_mb(image_store())
         size = run_build_script(repo, "--size", tag)
         assert size.returncode == 0, size.stderr
         record("image_size", size.stdout.strip())
         record("image_build_s", build_s)
-        if store_before is not None and store_after is not None:
-            record("image_store_growth_mb", round(store_after - store_before, 1))
 
         for smoke, (code, output) in run_smoke_checks(repo, tag, (*check.common, *check.smoke)):
             assert code == 0, f"{smoke.command} exited with {code}: {output[-3000:]}"
@@ -149,9 +121,6 @@ def check_project_image(
     finally:
         removed = run_build_script(repo, "--remove", tag, timeout=600)
         assert removed.returncode == 0, removed.stderr
-        store_end = disk_usage_mb(image_store())
-        if store_before is not None and store_end is not None:
-            record("image_store_left_mb", round(store_end - store_before, 1))
 
 
 def run_smoke_checks(
