@@ -75,8 +75,9 @@ def _strip_code_fence(text: str) -> str:
     return fenced.group(1).strip() if fenced else stripped
 
 
-def _first_json_object(text: str) -> dict[str, Any] | None:
-    """The first ``{...}`` in ``text`` that parses as a JSON object, if any."""
+def first_json_object(text: str) -> dict[str, Any] | None:
+    """The first ``{...}`` in ``text`` that parses as a JSON object, if any (models wrap it in
+    prose or code fences)."""
     decoder = json.JSONDecoder()
     for start in (i for i, char in enumerate(text) if char == "{"):
         try:
@@ -101,7 +102,7 @@ def score_json_keys(response: str, keys: list[str]) -> float:
     try:
         value = json.loads(body)
     except json.JSONDecodeError:
-        value = _first_json_object(body)
+        value = first_json_object(body)
         factor = 0.5
     if not isinstance(value, dict):
         return 0.0

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from roadmap_lab.verifiable import first_json_object
+
 from prompt_registry.errors import PromptFileError
 from prompt_registry.evalconfig import ScorerSpec
 from prompt_registry.golden import Example
@@ -182,19 +184,6 @@ class Numeric:
             return ScoreResult(passed, float(passed), f"{got:g} vs {want:g}")
 
         return _per_example(check)(outputs, examples)
-
-
-def first_json_object(text: str) -> Any:
-    """The first JSON object in the text (models wrap it in prose or code fences), or None."""
-    decoder = json.JSONDecoder()
-    for start in (i for i, char in enumerate(text) if char == "{"):
-        try:
-            value, _ = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return None
 
 
 def _normalised_value(value: Any) -> Any:
