@@ -40,3 +40,12 @@ def test_behaviour_fails_a_better_model() -> None:
     }
     assert reason.startswith("rejected (minimum_functionality failed)")
     assert not decide(0.9, gain(low=0.05), behaviour(flips=0.2), GateThresholds())[0]
+
+
+def test_a_model_without_behavioural_suites_is_decided_on_quality_alone() -> None:
+    promoted, reason, checks = decide(0.8, gain(low=0.001), None, GateThresholds())
+    assert promoted and checks == {"quality": True} and reason.endswith("no behavioural suites")
+    promoted, reason, checks = decide(0.8, gain(low=-0.001), None, GateThresholds())
+    assert not promoted and checks == {"quality": False}
+    assert reason.startswith("rejected (quality failed)")
+    assert not decide(0.5, None, None, GateThresholds(min_macro_f1=0.6))[0]

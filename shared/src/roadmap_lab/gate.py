@@ -1,11 +1,13 @@
-"""The promotion gate's rule for a review classifier (champion vs challenger), shared by every
-project that promotes one (experiment-tracking, ml-cicd), so both decide alike.
+"""The promotion gate's rule (champion vs challenger), shared by every project that promotes a
+classifier (experiment-tracking and ml-cicd: review classifiers; data-pipelines: the tabular
+housing classifier), so all decide alike.
 
 A challenger is promoted only when (1) the paired bootstrap interval of its macro-F1 gain over the
 champion on the same held-out rows clears the margin at its lower bound (``bound="low"``, so a
 gain within sampling noise is not enough), or, with no champion yet, its macro-F1 reaches the
-floor; and (2) it passes every behavioural suite (``roadmap_lab.behaviour``). ``decide`` is a pure
-function; registries and reports live in the projects.
+floor; and (2) it passes every behavioural suite (``roadmap_lab.behaviour``), for a review
+classifier: a model with no behavioural suites (``behaviour=None``, a tabular model) is decided
+on (1) alone. ``decide`` is a pure function; registries and reports live in the projects.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field
-
 from roadmap_lab.behaviour import BehaviourReport
 from roadmap_lab.settings import TrackedSettings
 from roadmap_lab.stats import Interval
@@ -85,11 +86,12 @@ class GatedSettings(TrackedSettings):
 def decide(
     challenger_macro_f1: float,
     gain: Interval | None,
-    behaviour: BehaviourReport,
+    behaviour: BehaviourReport | None,
     thresholds: GateThresholds,
 ) -> tuple[bool, str, dict[str, bool]]:
     """The gate's rule, as a pure function: (promoted, reason, checks). ``gain``: the
-    challenger-minus-champion macro-F1 interval, None when there is no champion yet."""
+    challenger-minus-champion macro-F1 interval, None when there is no champion yet.
+    ``behaviour``: the review classifier's suites; None for a model without any (tabular)."""
     checks: dict[str, bool] = {}
     if gain is None:
         checks["quality"] = challenger_macro_f1 >= thresholds.min_macro_f1
@@ -108,13 +110,26 @@ def decide(
             f"{decided_on:+.4f} {'>=' if checks['quality'] else '<'} margin "
             f"{thresholds.margin:+.4f}"
         )
+    behaviour_text = (
+        "no behavioural suites" if behaviour is None else _behaviour(behaviour, thresholds, checks)
+    )
+    promoted = all(checks.values())
+    failed = [name for name, ok in checks.items() if not ok]
+    verdict = "promoted" if promoted else f"rejected ({', '.join(failed)} failed)"
+    return promoted, f"{verdict}: {quality_text}; {behaviour_text}", checks
+
+
+def _behaviour(
+    behaviour: BehaviourReport, thresholds: GateThresholds, checks: dict[str, bool]
+) -> str:
+    """Adds the behavioural checks to ``checks``; their text."""
     suites = behaviour.suites()
     checks["minimum_functionality"] = (
         suites["minimum_functionality"].rate >= thresholds.min_functionality_pass_rate
     )
     checks["invariance"] = suites["invariance"].rate <= thresholds.max_invariance_failure_rate
     checks["directional"] = suites["directional"].rate <= thresholds.max_directional_failure_rate
-    behaviour_text = (
+    return (
         f"minimum functionality {suites['minimum_functionality'].rate:.0%} passed "
         f"(needs >= {thresholds.min_functionality_pass_rate:.0%}), invariance "
         f"{suites['invariance'].rate:.1%} flipped "
@@ -122,7 +137,3 @@ def decide(
         f"directional {suites['directional'].rate:.1%} failed (max "
         f"{thresholds.max_directional_failure_rate:.0%})"
     )
-    promoted = all(checks.values())
-    failed = [name for name, ok in checks.items() if not ok]
-    verdict = "promoted" if promoted else f"rejected ({', '.join(failed)} failed)"
-    return promoted, f"{verdict}: {quality_text}; {behaviour_text}", checks

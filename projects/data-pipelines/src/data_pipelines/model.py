@@ -10,12 +10,12 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from roadmap_lab.housing_model import MODEL_FORMAT, probability
 
 if TYPE_CHECKING:
     import pandas as pd
     from sklearn.pipeline import Pipeline
 
-MODEL_FORMAT = "data-pipelines/logistic-regression/v1"
 SIGNIFICANT_DIGITS = 12
 
 
@@ -56,11 +56,9 @@ def model_bytes(model: dict[str, Any]) -> bytes:
 
 
 def predict_proba(model: dict[str, Any], features: pd.DataFrame) -> np.ndarray:
-    """P(class 1) from the stored parameters (what a consumer of the artefact computes)."""
-    x = features[model["features"]].to_numpy(dtype=float)
-    z = (x - np.asarray(model["scaler_mean"])) / np.asarray(model["scaler_scale"])
-    logits = z @ np.asarray(model["coef"]) + model["intercept"]
-    return np.asarray(1.0 / (1.0 + np.exp(-logits)))
+    """P(class 1) from the stored parameters: the registry contract's computation
+    (``roadmap_lab.housing_model``), which the registered pyfunc runs too."""
+    return probability(model, features)
 
 
 def to_sklearn(model: dict[str, Any]) -> Pipeline:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
-from roadmap_lab.settings import LabSettings, env_prefix
+from roadmap_lab.gate import GatedSettings
+from roadmap_lab.housing_model import REGISTERED_MODEL
+from roadmap_lab.settings import env_prefix
 
 from data_pipelines import PROJECT
 
@@ -29,8 +31,9 @@ def store_url(location: str | Path) -> str:
     return Path(text).resolve().as_uri()
 
 
-class ProjectSettings(LabSettings):
-    """Where the data comes from, where artefacts go, and how hard the pipeline tries."""
+class ProjectSettings(GatedSettings):
+    """Where the data comes from, where artefacts go, how hard the pipeline tries, and the
+    registry every published model goes to (with the gate's ``GATE_*`` thresholds)."""
 
     model_config = SettingsConfigDict(env_prefix=env_prefix(PROJECT), extra="ignore")
 
@@ -65,6 +68,14 @@ class ProjectSettings(LabSettings):
     api_timeout_s: float = Field(default=60.0, gt=0, description="per REST request")
     backfill_timeout_s: float = Field(default=3600.0, gt=0, description="the whole backfill")
 
+    # The MLflow tracking server: when set, the DAG's register task registers every published
+    # model there and moves the champion alias through the gate; None: models are published to
+    # the store only. Only DATA_PIPELINES_TRACKING_URI sets it (not MLFLOW_TRACKING_URI, which
+    # other tools' environments may carry): registering is a deliberate choice.
+    tracking_uri: str | None = None
+    registered_model: str = REGISTERED_MODEL
+    experiment: str = "housing-pipeline"
+
     retries: int = Field(default=3, ge=0)
     retry_delay_s: float = Field(default=30.0, ge=0)
     retry_backoff: float = Field(default=2.0, ge=1.0, description="exponential backoff factor")
@@ -89,6 +100,10 @@ class ProjectSettings(LabSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"expected an http(s) URL, got {value!r}")
         return value.rstrip("/") if value else value
+
+    @property
+    def registers(self) -> bool:
+        return bool(self.tracking_uri)
 
     @property
     def output_url(self) -> str:

@@ -17,10 +17,12 @@ import logging
 from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Any
 
+from roadmap_lab.housing_model import ENGINEERED, MODEL_FORMAT, add_features
+
 from data_pipelines import __version__
 from data_pipelines.download import download
 from data_pipelines.errors import PermanentError, QuarantinedError
-from data_pipelines.model import MODEL_FORMAT, model_bytes, predict_proba, train_model
+from data_pipelines.model import model_bytes, predict_proba, train_model
 from data_pipelines.source import (
     SLICE_COLUMNS,
     previous_slice_id,
@@ -39,7 +41,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ENGINEERED = ["RoomsPerOccupant", "BedroomShare", "LogPopulation", "LogAveOccup"]
 MODEL_FEATURES = [*FEATURES, *ENGINEERED]
 TEST_EVERY = 5  # in-window evaluation: rows whose id is a multiple of 5 are held out
 MANIFEST_FORMAT = 2
@@ -216,17 +217,6 @@ def validate(settings: ProjectSettings, fetched: dict[str, Any]) -> dict[str, An
 
 
 # --- preprocess -----------------------------------------------------------------------------
-
-
-def add_features(frame: pd.DataFrame) -> pd.DataFrame:
-    import numpy as np
-
-    return frame.assign(
-        RoomsPerOccupant=frame["AveRooms"] / frame["AveOccup"],
-        BedroomShare=frame["AveBedrms"] / frame["AveRooms"],
-        LogPopulation=np.log1p(frame["Population"]),
-        LogAveOccup=np.log1p(frame["AveOccup"]),
-    )
 
 
 def preprocess(settings: ProjectSettings, validated: dict[str, Any]) -> dict[str, Any]:

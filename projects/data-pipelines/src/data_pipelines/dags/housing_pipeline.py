@@ -1,7 +1,9 @@
 """housing_pipeline: fetch -> validate -> preprocess -> train -> evaluate -> publish, one weekly
 slice of California-housing data per logical date (the week that ends at it). Tasks exchange URIs
 in the artefact store, never local paths, so fetch and validate may run on one worker (the ingest
-queue) and the rest on another (the train queue). Publish emits the housing_model Asset.
+queue) and the rest on another (the train queue). Publish emits the housing_model Asset. With a
+registry configured (DATA_PIPELINES_TRACKING_URI), a register task after
+publish registers the model in MLflow and moves the champion alias through the gate.
 Settings: DATA_PIPELINES_* (see data_pipelines.settings)."""
 
 from __future__ import annotations
@@ -67,12 +69,20 @@ def housing_pipeline() -> None:
         }
         return published
 
+    @task(queue=SETTINGS.train_queue)
+    def register(published: dict[str, Any]) -> dict[str, Any]:
+        from data_pipelines import registry  # MLflow loads only in this task
+
+        return run_step(registry.register, published)
+
     # Called in the DAG body, the tasks take and return XComArgs (their results at run time).
     validated: Any = validate(fetch())  # type: ignore[arg-type]
     prepared: Any = preprocess(validated)
     trained: Any = train(prepared)
     evaluated: Any = evaluate(prepared, trained)
-    publish(validated, prepared, trained, evaluated)
+    published: Any = publish(validated, prepared, trained, evaluated)
+    if SETTINGS.registers:
+        register(published)
 
 
 housing_pipeline()
