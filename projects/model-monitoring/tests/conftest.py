@@ -1,6 +1,7 @@
 """Fixtures: the default bundle and a car-loan bundle trained once per session, and a clean
-environment (no MODEL_MONITORING_* settings or PROMETHEUS_MULTIPROC_DIR from outside). The shared
-plugin adds the ``slow`` marker and real servers (``free_tcp_port``, ``start_service``)."""
+environment (no MODEL_MONITORING_* settings, PROMETHEUS_MULTIPROC_DIR or MLFLOW_TRACKING_URI from
+outside). The shared plugin adds the ``slow`` marker and real servers (``free_tcp_port``,
+``start_service``, ``postgres``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ pytest_plugins = ["roadmap_lab.testing.pytest_plugin"]
 
 @pytest.fixture(scope="session")
 def environment_isolation() -> Isolation:
-    return Isolation(prefixes=("MODEL_MONITORING_",), names=("PROMETHEUS_MULTIPROC_DIR",))
+    return Isolation(
+        prefixes=("MODEL_MONITORING_",), names=("PROMETHEUS_MULTIPROC_DIR", "MLFLOW_TRACKING_URI")
+    )
 
 
 @pytest.fixture(scope="session")

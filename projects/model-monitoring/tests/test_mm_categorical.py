@@ -171,7 +171,7 @@ def test_batch_metrics_equal_one_library_update_per_value_and_every_row_is_logge
         if writer == "monitor":
             monitor = Monitor(bundle, ProjectSettings(run_dir=tmp_path / writer), metrics)
             for batch in batches:
-                monitor.observe_batch(*batch)
+                monitor.observe_batch(bundle.version, *batch)
             monitor.close()
         else:
             for batch in batches:

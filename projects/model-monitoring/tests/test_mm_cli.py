@@ -121,3 +121,17 @@ def test_scaled_config_writes_files_promtool_accepts(tmp_path: Path) -> None:
     )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
     assert "scrape_interval: 250ms" in (tmp_path / "prometheus.yml").read_text()
+
+
+def test_serving_a_registry_model_without_a_reachable_registry_is_one_line(
+    tmp_path: Path, free_tcp_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MODEL_MONITORING_TRACKING_URI", f"http://127.0.0.1:{free_tcp_port}")
+    result = runner.invoke(
+        app, ["serve", "--registered-model", "housing-classifier", "--run-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())  # rich wraps the line at the terminal's width
+    assert f"registry at http://127.0.0.1:{free_tcp_port} failed" in said
+    assert "Traceback" not in said and not (tmp_path / "bundle").exists()

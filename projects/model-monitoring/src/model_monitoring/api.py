@@ -2,7 +2,7 @@
 
     POST /predict        {"rows": [{feature: value | null, ...}]} -> prediction ids, classes
     POST /labels         {"labels": [{"id": ..., "label": ...}]}  (delayed ground truth; X-API-Key)
-    GET  /model          the bundle: version, schema, reference window
+    GET  /model          the bundle: version, schema, reference window, registry version
     GET  /health/live    the process answers
     GET  /health/ready   a model is loaded and the prediction log is writable
     GET  /metrics        Prometheus (every worker's values in multi-process mode)
@@ -82,6 +82,15 @@ def request_models(bundle: Bundle, max_batch: int, max_labels: int) -> tuple[typ
     return predict, labels
 
 
+class ServedBundle:
+    """The bundle a worker serves: a switch (a new registry version) replaces it whole, one
+    attribute write, and a request reads it once, so no reply mixes two models. A new bundle
+    must have the same schema (the request models are built from it once)."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+
+
 class Prediction(BaseModel):
     id: str
     predicted_class: str
@@ -124,11 +133,12 @@ def labels_key_check(key: SecretStr | None, metrics: ServiceMetrics) -> Any:
 
 def add_routes(
     app: FastAPI,
-    bundle: Bundle,
+    served: ServedBundle,
     settings: ProjectSettings,
     metrics: ServiceMetrics,
     monitor: Monitor,
 ) -> None:
+    bundle = served.bundle  # the schema; every request reads the served bundle afresh
     predict_model, labels_model = request_models(bundle, settings.max_batch, settings.max_labels)
     numeric = [spec.name for spec in bundle.numeric]
     categorical = [spec.name for spec in bundle.categorical]
@@ -143,6 +153,7 @@ def add_routes(
     )  # fmt: skip
     async def predict(body: predict_model) -> PredictResponse:  # type: ignore[valid-type]
         rows = body.rows  # type: ignore[attr-defined]
+        bundle = served.bundle
         x = np.array([[getattr(row, name) for name in numeric] for row in rows], dtype=float)
         columns = [[getattr(row, name) for row in rows] for name in categorical]
         probability = bundle.pipeline.predict_proba(
@@ -152,7 +163,7 @@ def add_routes(
         confidence = np.where(predicted == 1, probability, 1 - probability)
         batch = uuid.uuid4().hex
         ids = [f"{batch}-{index}" for index in range(len(rows))]
-        monitor.observe_batch(ids, x, columns, predicted, confidence)
+        monitor.observe_batch(bundle.version, ids, x, columns, predicted, confidence)
         return PredictResponse(
             model_version=bundle.version,
             predictions=[
@@ -196,6 +207,7 @@ def add_routes(
 
     @app.get("/model")
     async def model() -> dict[str, Any]:
+        bundle = served.bundle
         return {
             "version": bundle.version,
             "trained_at": bundle.trained_at,
@@ -204,6 +216,8 @@ def add_routes(
             "features": [vars(spec) for spec in bundle.features],
             "reference_window": bundle.reference_window,
             "rebaselined_at": bundle.rebaselined_at,
+            # The registry version served (registered_model, version, alias, run_id), or null.
+            "registry": bundle.source,
         }
 
     @app.get("/health/live")
@@ -215,7 +229,7 @@ def add_routes(
         log_dir = settings.resolved_log_dir()
         if settings.instrumentation and not os.access(log_dir, os.W_OK):
             return JSONResponse({"status": f"prediction log {log_dir} not writable"}, 503)
-        return JSONResponse({"status": "ready", "model_version": bundle.version})
+        return JSONResponse({"status": "ready", "model_version": served.bundle.version})
 
     @app.get("/metrics", response_class=Response)
     async def prometheus_metrics(request: Request) -> Response:

@@ -264,7 +264,7 @@ def request_path_costs(bundle_dir: str, folder: str, batches: int = 500) -> dict
             predicted = (proba >= 0.5).astype(np.int64)
             confidence = np.where(predicted == 1, proba, 1 - proba)
             middle = time.perf_counter()
-            monitor.observe_batch(ids, rows, [], predicted, confidence)
+            monitor.observe_batch(bundle.version, ids, rows, [], predicted, confidence)
             recorder.record("/predict", 200, middle - started)
             instrument_s.append(time.perf_counter() - middle)
             predict_s.append(middle - started)

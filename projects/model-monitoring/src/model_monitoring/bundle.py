@@ -6,6 +6,10 @@ Layout of a bundle folder:
     model.joblib   the fitted pipeline (imputer and category encoder + gradient-boosted trees)
     bundle.json    schema, reference statistics, version, the model file's sha256
 
+or, for a version of the MLflow registry (``registry.py``; bundle.json's ``source`` names it):
+    mlflow-model/  the version's MLflow model as downloaded (a pyfunc and its artifacts)
+    bundle.json    schema and reference statistics from the version's training window
+
 The model's input is the numeric features (floats, NaN = missing) followed by the categorical
 ones (strings, None = missing), in schema order within each kind (``model_input``).
 ``train_bundle`` and ``rebaseline`` write a complete new folder and rename it into place, so a
@@ -39,6 +43,7 @@ from model_monitoring.drift import (
 from model_monitoring.errors import ModelMonitoringError
 
 MODEL_FILE = "model.joblib"
+MLFLOW_MODEL_DIR = "mlflow-model"
 BUNDLE_FILE = "bundle.json"
 FORMAT_VERSION = 2
 # Values a little outside the training range are still plausible; further out counts as invalid.
@@ -86,6 +91,8 @@ class Bundle:
     trained_at: str
     model_sha256: str
     rebaselined_at: str | None = None
+    # A registry version: registered_model, version, alias, run_id (None: a trained bundle).
+    source: dict[str, Any] | None = None
     pipeline: Any = field(default=None, repr=False)
 
     @property
@@ -224,7 +231,7 @@ def build_pipeline(specs: list[FeatureSpec], seed: int = 0) -> Any:
     return make_pipeline(encoder, model)
 
 
-def _prediction_reference(pipeline: Any, x: np.ndarray, y: np.ndarray) -> PredictionReference:
+def score_reference(pipeline: Any, x: np.ndarray, y: np.ndarray) -> PredictionReference:
     from sklearn.metrics import roc_auc_score
 
     proba = pipeline.predict_proba(x)[:, 1]
@@ -276,7 +283,7 @@ def select_window(
     return window
 
 
-def _window_description(window: pd.DataFrame, timestamp: str | None) -> dict[str, Any]:
+def window_description(window: pd.DataFrame, timestamp: str | None) -> dict[str, Any]:
     described: dict[str, Any] = {"rows": len(window), "timestamp_column": timestamp}
     if timestamp:
         described["start"] = window[timestamp].min().isoformat()
@@ -327,7 +334,7 @@ def train_bundle(
     order = np.random.default_rng(seed).permutation(len(window))
     fit_rows, validation_rows = np.split(order, [int(len(window) * (1 - VALIDATION_SHARE))])
     pipeline = build_pipeline(specs, seed).fit(x[fit_rows], y[fit_rows])
-    prediction_reference = _prediction_reference(pipeline, x[validation_rows], y[validation_rows])
+    prediction_reference = score_reference(pipeline, x[validation_rows], y[validation_rows])
     pipeline.fit(x, y)  # the served model sees the whole window
     buffer = io.BytesIO()
     joblib.dump(pipeline, buffer)
@@ -340,7 +347,7 @@ def train_bundle(
         features=specs,
         reference=reference_statistics(window, specs),
         prediction_reference=prediction_reference,
-        reference_window=_window_description(window, timestamp),
+        reference_window=window_description(window, timestamp),
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
         model_sha256=sha,
         pipeline=pipeline,
@@ -349,17 +356,20 @@ def train_bundle(
     return bundle
 
 
-def write_bundle(output: Path, model_bytes: bytes, bundle: Bundle) -> None:
-    """Write both files into a new sibling folder, then rename it into place: a reader sees the
-    old bundle or the new one (for an instant between the two renames, none), never a mix."""
+def write_bundle(output: Path, model: bytes | Path, bundle: Bundle) -> None:
+    """Write the model (``model.joblib`` bytes, or an MLflow model folder, moved in) and
+    bundle.json into a new sibling folder, then rename it into place: a reader sees the old
+    bundle or the new one (for an instant between the two renames, none), never a mix."""
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.new-"))
     try:
-        for name, data in (
-            (MODEL_FILE, model_bytes),
-            (BUNDLE_FILE, json.dumps(bundle.to_json(), indent=2).encode()),
-        ):
+        files = [(BUNDLE_FILE, json.dumps(bundle.to_json(), indent=2).encode())]
+        if isinstance(model, Path):
+            shutil.move(model, staging / MLFLOW_MODEL_DIR)
+        else:
+            files.insert(0, (MODEL_FILE, model))
+        for name, data in files:
             with (staging / name).open("wb") as stream:
                 stream.write(data)
                 stream.flush()
@@ -397,6 +407,11 @@ def rebaseline(
     """Recompute the reference statistics (drift and prediction figures) from a new window of
     labelled data, with the bundle's model (the same model file, a new bundle.json)."""
     bundle = load_bundle(bundle_dir)
+    if bundle.source is not None:
+        raise ModelMonitoringError(
+            f"{bundle_dir} serves a registry version: its reference is that version's training "
+            "window, and it is rebuilt when the registry's alias moves"
+        )
     missing = [name for name in [*bundle.feature_names, bundle.target] if name not in frame]
     if missing:
         raise ModelMonitoringError(f"the data lacks column(s) {', '.join(missing)}")
@@ -407,10 +422,10 @@ def rebaseline(
             f"target classes {classes} differ from the model's {bundle.classes}"
         )
     bundle.reference = reference_statistics(window, bundle.features)
-    bundle.prediction_reference = _prediction_reference(
+    bundle.prediction_reference = score_reference(
         bundle.pipeline, bundle.frame_input(window), y
     )
-    bundle.reference_window = _window_description(window, timestamp)
+    bundle.reference_window = window_description(window, timestamp)
     bundle.rebaselined_at = datetime.now(UTC).isoformat(timespec="seconds")
     write_bundle(bundle_dir, (bundle_dir / MODEL_FILE).read_bytes(), bundle)
     return bundle
@@ -449,12 +464,23 @@ def bundle_from_json(payload: dict[str, Any], pipeline: Any = None) -> Bundle:
         trained_at=payload["trained_at"],
         model_sha256=payload["model_sha256"],
         rebaselined_at=payload.get("rebaselined_at"),
+        source=payload.get("source"),
         pipeline=pipeline,
     )
 
 
 def load_bundle(bundle_dir: Path) -> Bundle:
     payload = read_bundle_json(bundle_dir)
+    if payload.get("source") is not None:  # a registry version (registry.py)
+        from model_monitoring.pyfunc import pyfunc_pipeline
+
+        bundle = bundle_from_json(payload)
+        names = bundle.feature_names
+        samples = [bundle.reference[name].sample for name in names]  # type: ignore[union-attr]
+        bundle.pipeline = pyfunc_pipeline(
+            bundle_dir / MLFLOW_MODEL_DIR, names, samples, bundle.model_sha256
+        )
+        return bundle
     try:
         model_bytes = (bundle_dir / MODEL_FILE).read_bytes()
     except FileNotFoundError:

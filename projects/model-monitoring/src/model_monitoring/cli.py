@@ -164,20 +164,36 @@ def serve(
     workers: Annotated[int, typer.Option(help="uvicorn worker processes.", min=1)] = 1,
     bundle_dir: BundleDir = None,
     run_dir: RunDirOption = None,
+    registered_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve models:/NAME@champion from the MLflow registry (MODEL_MONITORING_"
+            "TRACKING_URI) and follow the alias, instead of the trained bundle."
+        ),
+    ] = None,
 ) -> None:
-    """Serve the bundle (trained from the embedded data first when missing)."""
+    """Serve the bundle (trained from the embedded data first when missing), or a registry
+    model's alias, followed while serving."""
     with cli_errors():
         import uvicorn
 
         from model_monitoring.bundle import BUNDLE_FILE
         from model_monitoring.demo import ensure_bundle
         from model_monitoring.metrics import MULTIPROC_ENV
+        from model_monitoring.registry import sync
 
-        settings = ProjectSettings(**given(run_dir=run_dir, bundle_dir=bundle_dir))
+        settings = ProjectSettings(
+            **given(run_dir=run_dir, bundle_dir=bundle_dir, registered_model=registered_model)
+        )
         folder = settings.resolved_bundle_dir()
-        if not (folder / BUNDLE_FILE).is_file():
-            console.print(f"no bundle at {folder}: training the embedded default")
-        ensure_bundle(settings)
+        if settings.registered_model:
+            # The alias must resolve now (the registry reached, the alias set) or nothing starts.
+            sync(settings)
+            os.environ[f"{ENV_PREFIX}REGISTERED_MODEL"] = settings.registered_model
+        else:
+            if not (folder / BUNDLE_FILE).is_file():
+                console.print(f"no bundle at {folder}: training the embedded default")
+            ensure_bundle(settings)
         os.environ[f"{ENV_PREFIX}BUNDLE_DIR"] = str(folder.resolve())
         os.environ[f"{ENV_PREFIX}LOG_DIR"] = str(settings.resolved_log_dir().resolve())
         if workers > 1 or os.environ.get(MULTIPROC_ENV):

@@ -58,6 +58,7 @@ METRIC_NAMES = frozenset(
         "model_reference_auc",
         "model_reference_positive_rate",
         "model_info",
+        "model_registry_failures_total",
     }
 )
 # Exported only by a bundle with categorical features (their series are labelled by feature).
@@ -192,11 +193,27 @@ class ServiceMetrics:
         )
         self.model_info = Gauge(
             "model_info",
-            "The served model bundle (value 1)",
-            ["version", "trained_at", "reference_rows", "rebaselined_at"],
+            "The served model bundle (value 1; 0: a bundle this process served before)",
+            [
+                "version",
+                "trained_at",
+                "reference_rows",
+                "rebaselined_at",
+                "registered_model",
+                "registered_version",
+            ],
             registry=own,
             multiprocess_mode="max",
         )
+        self.registry_failures = Counter(
+            "model_registry_failures_total",
+            "Following the registry: polls that failed (unreachable, no alias, a version that "
+            "cannot be installed) and bundle switches refused; the served model stays",
+            ["stage"],
+            registry=own,
+        )
+        self.registry_poll_failures = self.registry_failures.labels("poll")
+        self.bundle_switch_failures = self.registry_failures.labels("switch")
         self.predicted = [
             self.predictions.labels(name, outcome)
             for name, outcome in zip(classes, ("negative", "positive"), strict=True)

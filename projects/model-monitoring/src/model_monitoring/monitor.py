@@ -20,13 +20,7 @@ class Monitor:
     def __init__(self, bundle: Bundle, settings: ProjectSettings, metrics: ServiceMetrics) -> None:
         self.enabled = settings.instrumentation
         self.metrics = metrics
-        self.version = bundle.version
-        numeric, categorical = bundle.numeric, bundle.categorical
-        self.numeric_names = [spec.name for spec in numeric]
-        self.categorical_names = [spec.name for spec in categorical]
-        self.known = [frozenset(spec.categories or ()) for spec in categorical]
-        self.low = np.array([spec.min for spec in numeric], dtype=float)
-        self.high = np.array([spec.max for spec in numeric], dtype=float)
+        self.use(bundle)
         # Every series a batch updates, in the order of _increments' vector.
         self.series = BatchSeries()
         self.series.counters(*(metrics.missing.labels(name) for name in self.numeric_names))
@@ -48,8 +42,19 @@ class Monitor:
             log_dir, LABELS, settings.log_max_bytes, settings.log_backups
         )
 
+    def use(self, bundle: Bundle) -> None:
+        """The schema's names, known categories and valid ranges (a new bundle of the same
+        schema may move the ranges)."""
+        numeric, categorical = bundle.numeric, bundle.categorical
+        self.numeric_names = [spec.name for spec in numeric]
+        self.categorical_names = [spec.name for spec in categorical]
+        self.known = [frozenset(spec.categories or ()) for spec in categorical]
+        self.low = np.array([spec.min for spec in numeric], dtype=float)
+        self.high = np.array([spec.max for spec in numeric], dtype=float)
+
     def observe_batch(
         self,
+        version: str,
         ids: list[str],
         numeric: np.ndarray,
         categorical: list[list[str | None]],
@@ -66,7 +71,7 @@ class Monitor:
         self.predictions_log.write(
             {
                 "ts": time.time(),
-                "model_version": self.version,
+                "model_version": version,
                 "ids": ids,
                 "inputs": inputs,
                 "prediction": predicted.tolist(),

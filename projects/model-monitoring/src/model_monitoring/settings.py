@@ -4,10 +4,12 @@ CLI flags override both."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
+from roadmap_lab.housing_model import CHAMPION
 from roadmap_lab.settings import LabSettings, env_prefix
 
 from model_monitoring import PROJECT
@@ -47,6 +49,18 @@ class ProjectSettings(LabSettings):
     # Predictions kept in memory to join delayed labels on.
     pending_label_rows: int = Field(default=200_000, ge=1000)
     access_log: bool = False
+
+    # Serve models:/<registered_model>@<registry_alias> from the MLflow registry at tracking_uri
+    # (TRACKING_URI, else MLFLOW_TRACKING_URI) instead of a trained bundle, and follow the
+    # alias: one worker polls the registry every registry_poll_s and rebuilds the bundle folder,
+    # and every worker looks for a new bundle every bundle_check_s. None: the trained bundle.
+    registered_model: str | None = None
+    registry_alias: str = CHAMPION
+    tracking_uri: str | None = Field(
+        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI") or None
+    )
+    registry_poll_s: float = Field(default=30.0, gt=0)
+    bundle_check_s: float = Field(default=1.0, gt=0)
 
     def resolved_bundle_dir(self) -> Path:
         return self.bundle_dir or self.run_dir / "bundle"
