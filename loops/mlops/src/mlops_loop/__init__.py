@@ -1,0 +1,3 @@
+"""The MLOps loop: model-monitoring's alerts retrain, gate and ship data-pipelines' model."""
+
+PROJECT = "mlops-loop"

@@ -1,0 +1,86 @@
+"""Typed settings of the loop: the alert receiver, the Airflow it triggers, and the loop's
+timings. Environment variables with the prefix ``MLOPS_LOOP_`` override the defaults; CLI flags
+override both.
+
+Timings are production seconds; the loop divides each by ``clock`` (30: thirty times faster), so
+a demo on an accelerated clock keeps the production ratios. The Alertmanager timings default to
+the committed alertmanager.yml's values (None here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+from roadmap_lab.settings import LabSettings, env_prefix
+
+from mlops_loop import PROJECT
+from mlops_loop.errors import MlopsLoopError
+
+ENV_PREFIX = env_prefix(PROJECT)
+# model-monitoring's alerts (its monitoring/rules/) that mean "the model no longer fits".
+RETRAIN_ALERTS = ("ModelFeatureDrift", "ModelAccuracyDegradation")
+
+
+class LoopSettings(LabSettings):
+    """The receiver, Airflow and the timings. Prefix ``MLOPS_LOOP_``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    run_dir: Path = Path("runs/mlops-loop")
+
+    # The receiver. Alertmanager sends this token as a bearer token (http_config.authorization
+    # reads the same file); without one the receiver does not start.
+    host: str = "127.0.0.1"
+    port: int = Field(default=9097, ge=1, le=65535)
+    webhook_token_file: Path | None = None
+    # None: http://<host>:<port>, what the Alertmanager config points at.
+    receiver_url: str | None = None
+    # Only these alert names trigger the DAG, whatever the route sends.
+    retrain_alerts: tuple[str, ...] = RETRAIN_ALERTS
+
+    # Airflow's api-server and the DAG to trigger (data-pipelines' pipeline by default).
+    airflow_url: str = "http://127.0.0.1:8080"
+    airflow_username: str = "admin"
+    airflow_password: SecretStr | None = None
+    dag_id: str = "housing_pipeline"
+    # Below Alertmanager's own deadline for one notification (its group_interval, at least 10 s).
+    airflow_timeout_s: float = Field(default=8.0, gt=0)
+
+    # Timings (production seconds, divided by clock).
+    clock: float = Field(default=1.0, ge=1)
+    # After a group's run finished, its alerts trigger nothing for this long.
+    cooldown_s: float = Field(default=1800.0, ge=0)
+    group_wait_s: float | None = Field(default=None, gt=0)
+    group_interval_s: float | None = Field(default=None, gt=0)
+    repeat_interval_s: float | None = Field(default=None, gt=0)
+
+    def wall_seconds(self, production_s: float) -> float:
+        return production_s / self.clock
+
+    def resolved_receiver_url(self) -> str:
+        return (self.receiver_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def webhook_token(self) -> str:
+        """The token the webhook must carry; an error when none is configured."""
+        path = self.webhook_token_file
+        if path is None:
+            raise MlopsLoopError(
+                f"no webhook token: set {ENV_PREFIX}WEBHOOK_TOKEN_FILE to a file holding the "
+                "token Alertmanager sends (http_config.authorization.credentials_file)"
+            )
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise MlopsLoopError(f"cannot read the webhook token file {path}: {error}") from None
+        if len(token) < 16:
+            raise MlopsLoopError(f"the webhook token in {path} is empty or under 16 characters")
+        return token
+
+    def airflow_secret(self) -> str:
+        if self.airflow_password is None:
+            raise MlopsLoopError(
+                f"no Airflow password: set {ENV_PREFIX}AIRFLOW_PASSWORD (the password of "
+                f"{self.airflow_username!r} on {self.airflow_url})"
+            )
+        return self.airflow_password.get_secret_value()
