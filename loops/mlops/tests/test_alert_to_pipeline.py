@@ -116,7 +116,23 @@ def loop(
         )
 
 
-def test_a_drift_alert_triggers_one_run_per_group_then_a_cooldown(loop: Loop) -> None:
+def fresh_receiver(loop: Loop, token_file: Path, password: str) -> TestClient:
+    """Another receiver, in this process, that has seen nothing yet."""
+    settings = LoopSettings(
+        webhook_token_file=token_file,
+        airflow_url=loop.airflow.url,
+        airflow_password=SecretStr(password),
+        dag_id=PROBE_DAG,
+        cooldown_s=COOLDOWN_S,
+    )
+    client = TestClient(create_app(settings))
+    client.headers["Authorization"] = f"Bearer {token_file.read_text()}"
+    return client
+
+
+def test_a_drift_alert_triggers_one_run_per_group_then_a_cooldown(
+    loop: Loop, token_file: Path
+) -> None:
     service = "housing-a"
     post_alerts(loop.alertmanager_url, [alert("ModelFeatureDrift", service, feature="MedInc")])
     first = wait_for("the group's run", lambda: loop.group_runs(service), 60)[0]
@@ -134,12 +150,19 @@ def test_a_drift_alert_triggers_one_run_per_group_then_a_cooldown(loop: Loop) ->
     post_alerts(loop.alertmanager_url, [alert("ModelAccuracyDegradation", service)])
     loop.wait_for_decision("deduplicated", after=before)
     assert [run.run_id for run in loop.group_runs(service)] == [first.run_id]
+    # The state is Airflow's: a receiver without memory of the run decides the same.
+    fresh = fresh_receiver(loop, token_file, loop.airflow.password)
+    same_group = {**notification(), "groupKey": conf["group_key"]}
+    decided = fresh.post("/alerts", json=same_group).json()
+    assert (decided["decision"], decided["run_id"]) == ("deduplicated", first.run_id)
 
     # The run finishes; repeats within the cooldown trigger nothing, the first one after it does.
     cooldowns = loop.counts()["cooldown"]
     loop.airflow.release(first.run_id)
     first_done = loop.finished(first.run_id)
     assert first_done.state == "success"
+    decided = fresh.post("/alerts", json=same_group).json()
+    assert (decided["decision"], decided["run_id"]) == ("cooldown", first.run_id)
     loop.wait_for_decision("cooldown", after=cooldowns)
     assert len(loop.group_runs(service)) == 1
     second = wait_for("a run after the cooldown",
@@ -184,14 +207,6 @@ def test_an_airflow_outage_is_a_5xx_until_alertmanagers_retry_gets_through(loop:
 
 
 def test_wrong_airflow_credentials_are_a_502(loop: Loop, token_file: Path) -> None:
-    settings = LoopSettings(
-        webhook_token_file=token_file,
-        airflow_url=loop.airflow.url,
-        airflow_password=SecretStr("wrong-password"),
-        dag_id=PROBE_DAG,
-    )
-    client = TestClient(create_app(settings))
-    headers = {"Authorization": f"Bearer {token_file.read_text()}"}
-    reply = client.post("/alerts", json=notification(), headers=headers)
+    reply = fresh_receiver(loop, token_file, "wrong-password").post("/alerts", json=notification())
     assert reply.status_code == 502
     assert "401" in reply.json()["detail"]
