@@ -55,7 +55,7 @@ def test_a_run_through_the_rest_api_uses_both_workers_and_passes_no_local_path(
 ) -> None:
     api = celery_stack.api
     stack_source.set_faults({KEY: FaultSpec("503", count=1)})  # one retry on the ingest worker
-    run_id = api.trigger(PIPELINE_DAG_ID, logical(KEY))
+    run_id = api.trigger(PIPELINE_DAG_ID, logical(KEY))["dag_run_id"]
     run = api.wait_for_run(PIPELINE_DAG_ID, run_id, RUN_TIMEOUT_S)
     instances = {ti["task_id"]: ti for ti in api.task_instances(PIPELINE_DAG_ID, run_id)}
     assert run["state"] == "success", failure_details(celery_stack, instances)
@@ -79,7 +79,7 @@ def test_a_run_through_the_rest_api_uses_both_workers_and_passes_no_local_path(
         done = [r for r in api.dag_runs(REPORT_DAG_ID) if r["state"] in ("success", "failed")]
         return done[0] if done else None
 
-    from data_pipelines.airflow_api import wait_for
+    from roadmap_lab.airflow_api import wait_for
 
     report = wait_for(f"{REPORT_DAG_ID} run from the Asset event", report_run, RUN_TIMEOUT_S)
     assert (report["state"], report["run_type"]) == ("success", "asset_triggered")

@@ -31,7 +31,6 @@ from roadmap_lab.services import PostgresCluster, postgres_cluster
 from roadmap_lab.stats import paired_ratio, t_interval
 
 from data_pipelines import PROJECT
-from data_pipelines.airflow_api import parse_time
 from data_pipelines.errors import DataPipelinesError
 from data_pipelines.local import local_pipeline, tree_digest
 from data_pipelines.names import PIPELINE_DAG_ID, REPORT_DAG_ID
@@ -137,7 +136,7 @@ def _scheduler_path(
 ) -> dict[str, Any]:
     """Each date triggered through the REST API and awaited, then the plain loop on it."""
     plain = settings.model_copy(update={"output_root": str(folder.parent / f"plain-{executor}")})
-    stack.api.request("PATCH", f"/dags/{REPORT_DAG_ID}", {"is_paused": True})
+    stack.api.request("PATCH", f"/dags/{REPORT_DAG_ID}", body={"is_paused": True})
     first = _triggered_wall(stack, warmup)
     run_plain(plain, warmup)
     cpu_before = _cpu_seconds(stack, services)
@@ -214,13 +213,13 @@ def _plain_wall(settings: ProjectSettings, key: str) -> float:
 def _triggered_wall(stack: AirflowStack, key: str) -> float:
     """Seconds from just before the trigger to the end_date of the successful run."""
     triggered = datetime.now(UTC)
-    run_id = stack.api.trigger(PIPELINE_DAG_ID, _logical(key))
+    run_id = stack.api.trigger(PIPELINE_DAG_ID, _logical(key))["dag_run_id"]
     run = stack.api.wait_for_run(PIPELINE_DAG_ID, run_id, RUN_TIMEOUT_S)
     if run["state"] != "success":
         raise DataPipelinesError(f"benchmark run {key} under the scheduler: {run['state']}")
     instances = stack.api.task_instances(PIPELINE_DAG_ID, run_id)
     _check_one_try(key, max(int(ti["try_number"]) for ti in instances))
-    wall: timedelta = parse_time(run["end_date"]) - triggered
+    wall: timedelta = datetime.fromisoformat(run["end_date"]) - triggered
     return round(wall.total_seconds(), 3)
 
 

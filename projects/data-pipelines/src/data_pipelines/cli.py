@@ -173,7 +173,7 @@ def backfill(
 
 def _server_backfill(settings: ProjectSettings, first: datetime, last: datetime) -> None:
     """Airflow's backfill on a running server (REST API): created, awaited, its runs listed."""
-    from data_pipelines.airflow_api import AirflowApi, parse_time
+    from data_pipelines.airflow_api import AirflowApi
     from data_pipelines.names import PIPELINE_DAG_ID
 
     if settings.airflow_password is None:
@@ -190,8 +190,9 @@ def _server_backfill(settings: ProjectSettings, first: datetime, last: datetime)
         api.wait_for_backfill(created["id"], settings.backfill_timeout_s)
     runs = [
         run
-        for run in api.dag_runs(PIPELINE_DAG_ID)
-        if run["run_type"] == "backfill" and first <= parse_time(run["logical_date"]) <= last
+        for run in api.dag_runs(PIPELINE_DAG_ID, order_by="logical_date")
+        if run["run_type"] == "backfill"
+        and first <= datetime.fromisoformat(run["logical_date"]) <= last
     ]
     table = Table("logical date", "state", "run id")
     for run in runs:

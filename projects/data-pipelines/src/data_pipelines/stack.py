@@ -19,10 +19,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from roadmap_lab.airflow_api import AirflowApiError, wait_for
 from roadmap_lab.results import process_tree_cpu_seconds
 from roadmap_lab.services import ManagedProcess, ServiceError, free_port, python_child_env
 
-from data_pipelines.airflow_api import AirflowApi, AirflowApiError, wait_for
+from data_pipelines.airflow_api import AirflowApi
 from data_pipelines.names import PIPELINE_DAG_ID, REPORT_DAG_ID
 from data_pipelines.runner import airflow_env
 
@@ -193,6 +194,7 @@ def _migrate(env: Mapping[str, str], folder: Path) -> None:
 
 def _dags_parsed(api: AirflowApi) -> bool:
     try:
-        return all(api.get(f"/dags/{dag_id}") for dag_id in (PIPELINE_DAG_ID, REPORT_DAG_ID))
+        dag_ids = (PIPELINE_DAG_ID, REPORT_DAG_ID)
+        return all(api.request("GET", f"/dags/{dag_id}") for dag_id in dag_ids)
     except AirflowApiError:
         return False
