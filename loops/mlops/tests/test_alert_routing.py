@@ -8,18 +8,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from mlops_loop.alert_routing import (
     RECEIVER,
     alertmanager_config,
     committed_config,
-    format_duration,
     loop_file,
-    parse_duration,
 )
 from mlops_loop.cli import app as cli_app
-from mlops_loop.errors import MlopsLoopError
 from mlops_loop.settings import RETRAIN_ALERTS, LoopSettings
 from typer.testing import CliRunner
 
@@ -96,14 +92,3 @@ def test_the_cli_writes_the_rendered_config(tmp_path: Path, token_file: Path) ->
     route = yaml.safe_load(output.read_text())["route"]["routes"][0]
     assert route["group_interval"] == "10s"
     assert amtool("check-config", str(output)).returncode == 0
-
-
-@pytest.mark.parametrize(("text", "seconds"), [("500ms", 0.5), ("1h30m", 5400), ("2s", 2)])
-def test_durations_round_trip(text: str, seconds: float) -> None:
-    assert parse_duration(text) == seconds
-    assert parse_duration(format_duration(seconds)) == seconds
-
-
-def test_a_bad_duration_is_an_error() -> None:
-    with pytest.raises(MlopsLoopError, match="not a Prometheus duration"):
-        parse_duration("5 minutes")

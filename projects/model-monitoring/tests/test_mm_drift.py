@@ -13,10 +13,7 @@ from model_monitoring.alerting import (
     RULES_FILE,
     load_yaml,
     monitoring_file,
-    parse_duration,
-    scale_expr,
     scaled_alertmanager_config,
-    scaled_rules,
 )
 from model_monitoring.drift import (
     PSI_DRIFT_THRESHOLD,
@@ -26,7 +23,7 @@ from model_monitoring.drift import (
     psi,
     reference_feature,
 )
-from model_monitoring.errors import ModelMonitoringError
+from roadmap_lab.prometheus_time import scaled_rules
 from scipy import stats
 
 
@@ -106,14 +103,6 @@ def test_discrete_reference_merges_tied_bins() -> None:
     assert len(reference.proportions) == len(reference.edges) + 1
     assert sum(reference.proportions) == pytest.approx(1.0)
     assert psi(reference, np.array([1.0] * 90 + [2.0] * 10)) == pytest.approx(0.0, abs=1e-9)
-
-
-def test_durations_and_range_selectors_scale_with_the_clock() -> None:
-    assert parse_duration("1h30m") == 5400
-    assert scale_expr("rate(x[5m]) / rate(y[1h])", 30) == "rate(x[10s]) / rate(y[120s])"
-    assert scale_expr("max_over_time(x[15m:1m])", 60) == "max_over_time(x[15s:1m])"
-    with pytest.raises(ModelMonitoringError, match="not a Prometheus duration"):
-        parse_duration("5 minutes")
 
 
 def test_scaled_rules_keep_every_rule_and_pass_promtool(tmp_path: Path) -> None:

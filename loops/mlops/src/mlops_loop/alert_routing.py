@@ -5,12 +5,12 @@ and the file of the bearer token Alertmanager sends."""
 from __future__ import annotations
 
 import copy
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+from roadmap_lab.prometheus_time import format_duration, parse_duration
 
 from mlops_loop.errors import MlopsLoopError
 from mlops_loop.settings import LoopSettings
@@ -20,8 +20,6 @@ CONFIG_FILE = "alertmanager.yml"
 RECEIVER = "retrain-pipeline"
 WEBHOOK_PATH = "/alerts"
 TIMINGS = ("group_wait", "group_interval", "repeat_interval")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
 def loop_file(relative: str) -> Path:
@@ -33,20 +31,6 @@ def loop_file(relative: str) -> Path:
         if (folder / relative).is_file():
             return (folder / relative).resolve()
     raise MlopsLoopError(f"loop file {relative} not found (looked for {LOOP_DIR})")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds of a Prometheus duration such as ``1h30m`` or ``500ms``."""
-    parts = _DURATION.findall(text)
-    if not parts or "".join(number + unit for number, unit in parts) != text:
-        raise MlopsLoopError(f"not a Prometheus duration: {text!r}")
-    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
-
-
-def format_duration(seconds: float) -> str:
-    """A Prometheus duration in whole milliseconds (at least 1 ms)."""
-    milliseconds = max(round(seconds * 1000), 1)
-    return f"{milliseconds // 1000}s" if milliseconds % 1000 == 0 else f"{milliseconds}ms"
 
 
 def committed_config() -> dict[str, Any]:

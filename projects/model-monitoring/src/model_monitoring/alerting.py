@@ -3,15 +3,15 @@ clock, and the webhook receiver that records every notification it gets.
 
 A replay at clock factor k runs k times faster than production: scrape and evaluation intervals,
 rule ``for:`` durations, range selectors (``[5m]``), Alertmanager's group waits and the drift
-job's interval are all divided by k, so the same rules fire after the same number of evaluation
-cycles. The committed files and their promtool tests keep production values.
+job's interval are all divided by k (``roadmap_lab.prometheus_time``), so the same rules fire
+after the same number of evaluation cycles. The committed files and their promtool tests keep
+production values.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from roadmap_lab.prometheus_time import scale_duration
 
 from model_monitoring.errors import ModelMonitoringError
 from model_monitoring.project_files import project_file
@@ -28,9 +29,6 @@ RULES_FILE = "rules/model-monitoring.rules.yml"
 PROMETHEUS_FILE = "prometheus.yml"
 ALERTMANAGER_FILE = "alertmanager.yml"
 SERVICE_JOB = "model-service"
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-_RANGE = re.compile(r"\[((?:\d+(?:ms|s|m|h|d|w|y))+)(?=[\]:])")
 
 
 def monitoring_file(relative: str) -> Path:
@@ -43,44 +41,6 @@ def load_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(content, dict):
         raise ModelMonitoringError(f"{path}: expected a YAML mapping")
     return content
-
-
-def parse_duration(text: str) -> float:
-    """Seconds of a Prometheus duration such as ``1h30m`` or ``500ms``."""
-    parts = _DURATION.findall(text)
-    if not parts or "".join(number + unit for number, unit in parts) != text:
-        raise ModelMonitoringError(f"not a Prometheus duration: {text!r}")
-    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
-
-
-def format_duration(seconds: float) -> str:
-    """A Prometheus duration in whole milliseconds (at least 1 ms)."""
-    milliseconds = max(round(seconds * 1000), 1)
-    if milliseconds % 1000 == 0:
-        return f"{milliseconds // 1000}s"
-    return f"{milliseconds}ms"
-
-
-def scale_duration(text: str, clock: float) -> str:
-    return format_duration(parse_duration(text) / clock)
-
-
-def scale_expr(expr: str, clock: float) -> str:
-    """Divide every range selector and subquery range of a PromQL expression by ``clock``."""
-    return _RANGE.sub(lambda match: "[" + scale_duration(match.group(1), clock), expr)
-
-
-def scaled_rules(rules: dict[str, Any], clock: float) -> dict[str, Any]:
-    scaled = copy.deepcopy(rules)
-    for group in scaled.get("groups", []):
-        if "interval" in group:
-            group["interval"] = scale_duration(group["interval"], clock)
-        for rule in group.get("rules", []):
-            rule["expr"] = scale_expr(str(rule["expr"]), clock)
-            for key in ("for", "keep_firing_for"):
-                if key in rule:
-                    rule[key] = scale_duration(str(rule[key]), clock)
-    return scaled
 
 
 def scaled_prometheus_config(

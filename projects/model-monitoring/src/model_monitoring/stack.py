@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from roadmap_lab.prometheus_time import parse_duration, scaled_rules
 from roadmap_lab.services import alertmanager, prometheus, uvicorn_app
 
 from model_monitoring.alerting import (
@@ -26,10 +27,8 @@ from model_monitoring.alerting import (
     AlertReceiver,
     load_yaml,
     monitoring_file,
-    parse_duration,
     scaled_alertmanager_config,
     scaled_prometheus_config,
-    scaled_rules,
 )
 from model_monitoring.metrics import MULTIPROC_ENV
 from model_monitoring.settings import ENV_PREFIX, ProjectSettings
