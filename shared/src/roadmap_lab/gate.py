@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field
+
 from roadmap_lab.behaviour import BehaviourReport
 from roadmap_lab.settings import TrackedSettings
 from roadmap_lab.stats import Interval
