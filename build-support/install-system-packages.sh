@@ -2,7 +2,8 @@
 # Installs the Debian packages of build-support/system-packages.txt that are missing.
 #
 # Usage: build-support/install-system-packages.sh [--check] [NAME...]
-#   NAME     only the entries needed by these folders (shared, showcase, tests, a project name);
+#   NAME     only the entries needed by these folders (shared, showcase, tests, a project's
+#            name or folder such as projects/ml-cicd, a loop's folder such as loops/mlops);
 #            default: every entry
 #   --check  install nothing: list what is missing and exit 1 if anything is
 #
@@ -25,7 +26,7 @@ for arg in "$@"; do
     --check) check_only=true ;;
     -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
     -*) log "unknown option $arg"; exit 2 ;;
-    *) wanted+=("$arg") ;;
+    *) wanted+=("${arg#projects/}") ;;  # the list names a project by its name
   esac
 done
 
@@ -33,7 +34,8 @@ done
 for name in ${wanted[@]+"${wanted[@]}"}; do
   case "$name" in
     shared|showcase|tests) ;;
-    *) [[ -d "projects/$name" ]] || { log "unknown NAME $name: shared, showcase, tests or a folder of projects/"; exit 2; } ;;
+    loops/*) [[ -d "$name" ]] || { log "unknown NAME $name: no such folder of loops/"; exit 2; } ;;
+    *) [[ -d "projects/$name" ]] || { log "unknown NAME $name: shared, showcase, tests, a folder of projects/ or loops/"; exit 2; } ;;
   esac
 done
 

@@ -33,10 +33,11 @@ class Totals:
 
 
 def component(classname: str) -> str:
-    """The folder a test belongs to, from its JUnit classname ("projects.foo.tests.test_x")."""
+    """The folder a test belongs to, from its JUnit classname ("projects.foo.tests.test_x",
+    "loops.mlops.tests.test_x")."""
     parts = classname.split(".")
-    if parts[0] == "projects" and len(parts) > 1:
-        return f"projects/{parts[1]}"
+    if parts[0] in ("projects", "loops") and len(parts) > 1:
+        return f"{parts[0]}/{parts[1]}"
     return parts[0] or "?"
 
 

@@ -2,7 +2,7 @@
 
 Every ``import`` counts: at module level, inside functions and under ``TYPE_CHECKING`` (a type
 two modules need belongs in a third). Modules are the .py files under each source root
-(shared/src, showcase/src, projects/*/src); imports of anything else are ignored.
+(shared/src, showcase/src, projects/*/src, loops/*/src); imports of anything else are ignored.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import ast
 from collections.abc import Iterable
 from pathlib import Path
 
-SOURCE_ROOT_GLOBS = ("shared/src", "showcase/src", "projects/*/src")
+SOURCE_ROOT_GLOBS = ("shared/src", "showcase/src", "projects/*/src", "loops/*/src")
 
 
 def module_files(root: Path) -> dict[str, Path]:

@@ -148,31 +148,51 @@ def is_shell_script(path: Path) -> bool:
 # --- project layout -------------------------------------------------------------------------------
 
 PROJECT_REQUIRED_FILES = ("BUILD", "Dockerfile", "README.md")
+# A loop joins the projects' services and images: it ships no image of its own.
+LOOP_REQUIRED_FILES = ("BUILD", "README.md")
+
+
+def subfolders(root: Path, parent: str) -> list[Path]:
+    folder = root / parent
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def project_folders(root: Path) -> list[Path]:
-    projects = root / "projects"
-    if not projects.is_dir():
-        return []
-    return sorted(p for p in projects.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return subfolders(root, "projects")
+
+
+def loop_folders(root: Path) -> list[Path]:
+    """loops/<name>: the folders that join projects into one system (issues' "loops")."""
+    return subfolders(root, "loops")
 
 
 def project_layout_problems(root: Path) -> list[str]:
-    """What each projects/<name>/ folder lacks: BUILD, Dockerfile, README.md, tests/test_*.py."""
+    """What each projects/<name>/ folder lacks (BUILD, Dockerfile, README.md, tests/test_*.py,
+    its image test) and each loops/<name>/ folder (BUILD, README.md, tests/test_*.py)."""
     problems = []
-    for project in project_folders(root):
-        rel = project.relative_to(root)
-        for required in PROJECT_REQUIRED_FILES:
-            if not (project / required).is_file():
-                problems.append(f"{rel}: missing {required}")
-        tests = project / "tests"
-        if not tests.is_dir():
-            problems.append(f"{rel}: missing tests/ folder")
-        elif not any(p.is_file() for p in tests.rglob("test_*.py")):
-            problems.append(f"{rel}: tests/ has no test_*.py")
-        image_test = image_test_path(root, project.name)
-        if (project / "Dockerfile").is_file() and not image_test.is_file():
-            problems.append(f"{rel}: missing its image test {image_test.relative_to(root)}")
+    for folder in project_folders(root):
+        problems += _folder_problems(root, folder, PROJECT_REQUIRED_FILES)
+        image_test = image_test_path(root, folder.name)
+        if (folder / "Dockerfile").is_file() and not image_test.is_file():
+            problems.append(
+                f"{folder.relative_to(root)}: missing its image test "
+                f"{image_test.relative_to(root)}"
+            )
+    for folder in loop_folders(root):
+        problems += _folder_problems(root, folder, LOOP_REQUIRED_FILES)
+    return problems
+
+
+def _folder_problems(root: Path, folder: Path, required_files: tuple[str, ...]) -> list[str]:
+    rel = folder.relative_to(root)
+    problems = [f"{rel}: missing {n}" for n in required_files if not (folder / n).is_file()]
+    tests = folder / "tests"
+    if not tests.is_dir():
+        problems.append(f"{rel}: missing tests/ folder")
+    elif not any(p.is_file() for p in tests.rglob("test_*.py")):
+        problems.append(f"{rel}: tests/ has no test_*.py")
     return problems
 
 

@@ -1,5 +1,6 @@
-"""One shape for every project (tests/test_layout.py): the same modules in each package, one form
-of ``__main__.py``, ``PROJECT`` defined once, and a README with the same sections in order."""
+"""One shape for every project and loop (tests/test_layout.py): the same modules in each package,
+one form of ``__main__.py``, ``PROJECT`` defined once, and a README with the same sections in
+order."""
 
 from __future__ import annotations
 
@@ -32,15 +33,21 @@ def packages(project: Path) -> list[Path]:
     return sorted(p.parent for p in (project / "src").glob("*/__main__.py"))
 
 
+def main_package(folder: Path) -> str:
+    """projects/data-pipelines -> data_pipelines; a loop, loops/mlops -> mlops_loop."""
+    package = folder.name.replace("-", "_")
+    return f"{package}_loop" if folder.parent.name == "loops" else package
+
+
 def package_problems(project: Path) -> list[str]:
     name = project.name
-    main_package = name.replace("-", "_")
+    main = main_package(project)
     found = packages(project)
     problems = []
-    if main_package not in {p.name for p in found}:
-        problems.append(f"{name}: no package src/{main_package}/ with a __main__.py")
+    if main not in {p.name for p in found}:
+        problems.append(f"{name}: no package src/{main}/ with a __main__.py")
     for package in found:
-        required = MAIN_PACKAGE_MODULES if package.name == main_package else ENTRY_POINT_MODULES
+        required = MAIN_PACKAGE_MODULES if package.name == main else ENTRY_POINT_MODULES
         for module in required:
             if not (package / f"{module}.py").is_file():
                 problems.append(f"{name}: src/{package.name}/ has no {module}.py")
@@ -52,7 +59,7 @@ def package_problems(project: Path) -> list[str]:
         for path in (project / "src").rglob("*.py")
         if PROJECT_CONSTANT.search(path.read_text(encoding="utf-8"))
     )
-    if defined != [f"src/{main_package}/__init__.py"]:
+    if defined != [f"src/{main}/__init__.py"]:
         problems.append(f"{name}: PROJECT must be defined once, in __init__.py; found {defined}")
     return problems
 

@@ -43,7 +43,7 @@ def run_plan(
     return result
 
 
-ML_CICD_CHANGED = {("changes", "select"): {"projects": '["ml-cicd"]'}}
+ML_CICD_CHANGED = {("changes", "select"): {"projects": '["projects/ml-cicd"]'}}
 
 
 def test_ci_push_to_main_builds_then_pushes_ml_cicd_images_after_its_tests(
@@ -55,13 +55,13 @@ def test_ci_push_to_main_builds_then_pushes_ml_cicd_images_after_its_tests(
     jobs = result.job_results()
     assert jobs == {
         "CI/Changed projects": "success",
-        "CI/Project ml-cicd": "success",
+        "CI/Project projects/ml-cicd": "success",
         "CI/Repo-level checks": "success",
         "CI/ml-cicd images": "success",
         "CI/Push the ml-cicd images": "success",
     }, jobs
     order = result.job_order()
-    assert order.index("CI/Project ml-cicd") < order.index("CI/ml-cicd images")
+    assert order.index("CI/Project projects/ml-cicd") < order.index("CI/ml-cicd images")
     assert order.index("CI/ml-cicd images") < order.index("CI/Push the ml-cicd images")
     images = result.output("CI/ml-cicd images")
     assert "PLAN ml-cicd-image step" in images
@@ -91,10 +91,10 @@ def test_ci_pull_request_builds_ml_cicd_images_but_pushes_nothing(
 def test_ci_builds_no_ml_cicd_image_when_ml_cicd_did_not_change(
     repo: Path, tmp_path: Path
 ) -> None:
-    other = {("changes", "select"): {"projects": '["data-pipelines"]'}}
+    other = {("changes", "select"): {"projects": '["projects/data-pipelines"]'}}
     result = run_plan(repo, tmp_path, "ci.yml", "push", push_event("0" * 40, "1" * 40), other)
     jobs = result.job_results()
-    assert jobs.get("CI/Project data-pipelines") == "success", jobs
+    assert jobs.get("CI/Project projects/data-pipelines") == "success", jobs
     assert "CI/ml-cicd images" not in jobs and "CI/Push the ml-cicd images" not in jobs, jobs
 
 

@@ -31,7 +31,8 @@ from act_runner import (
 # The project whose job (lint, type-check, tests, package) is quickest: llm-alignment (~110 s
 # here, against ~250 s for model-monitoring, the next quickest).
 SMALL_PROJECT = "llm-alignment"
-README_PROJECT = "data-pipelines"
+# A project no loop joins (a loop is selected with the projects it joins: changed_projects.py).
+README_PROJECT = "experiment-tracking"
 PR_NUMBER = 7
 PROMPTS = Path("projects/prompt-registry/src/prompt_registry/prompts")
 
@@ -80,16 +81,16 @@ def test_ci_pull_request_changing_one_project_tests_that_project_only(
     result = runner.run(head, "ci.yml", "pull_request", pull_request_event(base_sha, head_sha),
                         jobs=["project"], timeout=1200)
     record_testsuite_property("figure.act.ci_pull_request_s", result.seconds)
-    project_job = f"CI/Project {SMALL_PROJECT}"
+    project_job = f"CI/Project projects/{SMALL_PROJECT}"
     assert_succeeded(result, {"CI/Changed projects", project_job})
-    assert result.outputs("CI/Changed projects")["projects"] == f'["{SMALL_PROJECT}"]'
+    assert result.outputs("CI/Changed projects")["projects"] == f'["projects/{SMALL_PROJECT}"]'
     log = result.output(project_job)
     for tool in ("ruff", "mypy"):
         assert f"✓ {tool} succeeded." in log, log[-3000:]
     assert f"Run Pytest - projects/{SMALL_PROJECT}/tests/" in log
     assert f"Wrote dist/projects.{SMALL_PROJECT}/" in log
     # The job's own Pants cache key (job and project), falling back to any job's.
-    assert (f"pants-Linux-ci-project-{SMALL_PROJECT}-") in log
+    assert (f"pants-Linux-ci-project-projects/{SMALL_PROJECT}-") in log
 
 
 def test_ci_changes_job_selects_only_the_project_of_a_readme_change(
@@ -102,7 +103,7 @@ def test_ci_changes_job_selects_only_the_project_of_a_readme_change(
                         jobs=["changes"], timeout=600)
     record_testsuite_property("figure.act.ci_readme_s", result.seconds)
     assert_succeeded(result, {"CI/Changed projects"})
-    assert result.outputs("CI/Changed projects")["projects"] == f'["{README_PROJECT}"]'
+    assert result.outputs("CI/Changed projects")["projects"] == f'["projects/{README_PROJECT}"]'
 
 
 def new_data_slice(repo: Path, rows: int = 120) -> str:

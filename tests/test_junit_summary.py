@@ -35,16 +35,18 @@ def test_time_and_counts_per_project_and_the_totals(tmp_path: Path) -> None:
     _report(tmp_path, "a", "projects.llm-serving.tests.test_ls_vllm", 120.5, tests=3)
     _report(tmp_path, "b", "projects.llm-serving.tests.test_ls_units", 9.5, tests=2, skipped=1)
     _report(tmp_path, "c", "shared.tests.test_results", 4.0, tests=2)
+    _report(tmp_path, "d", "loops.mlops.tests.test_receiver", 2.0, tests=1)
     result = _summarise(tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     serving = next(line for line in lines if "projects/llm-serving" in line)
     assert serving.split() == ["projects/llm-serving", "2", "5", "0", "1", "130.0s"]
     assert next(line for line in lines if line.strip().startswith("shared")).split()[-1] == "4.0s"
+    assert next(line for line in lines if "loops/mlops" in line).split()[-1] == "2.0s"
     assert next(line for line in lines if line.strip().startswith("all")).split() == [
-        "all", "3", "7", "0", "1", "134.0s"
+        "all", "4", "8", "0", "1", "136.0s"
     ]  # fmt: skip
-    assert lines[-1] == "tests: 6 passed, 0 failed, 1 skipped"
+    assert lines[-1] == "tests: 7 passed, 0 failed, 1 skipped"
 
 
 def test_recorded_figures_are_listed(tmp_path: Path) -> None:

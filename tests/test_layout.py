@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
-from repo_checks import image_test_path, project_folders, project_layout_problems, repo_root
+from repo_checks import (
+    image_test_path,
+    loop_folders,
+    project_folders,
+    project_layout_problems,
+    repo_root,
+)
 from shape_checks import (
     ENTRY_POINT_MODULES,
     MAIN_MODULE,
@@ -90,8 +97,35 @@ def test_tests_folder_with_only_helpers_is_reported(tmp_path: Path) -> None:
     assert project_layout_problems(tmp_path) == ["projects/alpha: tests/ has no test_*.py"]
 
 
+def test_a_loop_needs_no_dockerfile_but_its_readme_and_tests(tmp_path: Path) -> None:
+    loop = tmp_path / "loops" / "mlops"
+    (loop / "tests").mkdir(parents=True)
+    (loop / "BUILD").write_text("")
+    assert project_layout_problems(tmp_path) == [
+        "loops/mlops: missing README.md",
+        "loops/mlops: tests/ has no test_*.py",
+    ]
+    (loop / "README.md").write_text("")
+    (loop / "tests" / "test_loop.py").write_text("")
+    assert project_layout_problems(tmp_path) == []
+
+
 def test_repo_projects_follow_the_layout(repo: Path) -> None:
     assert project_layout_problems(repo) == []
+
+
+def test_every_loop_names_the_projects_it_joins(repo: Path) -> None:
+    # CI tests a loop whenever a project it joins changes (build-support/changed_projects.py).
+    spec = importlib.util.spec_from_file_location(
+        "changed_projects", repo / "build-support" / "changed_projects.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    loops = {folder.relative_to(repo).as_posix() for folder in loop_folders(repo)}
+    assert set(module.LOOP_MEMBERS) == loops
+    projects = {folder.relative_to(repo).as_posix() for folder in project_folders(repo)}
+    assert {m for members in module.LOOP_MEMBERS.values() for m in members} <= projects
 
 
 def write_package(project: Path, package: str, modules: tuple[str, ...]) -> None:
@@ -139,11 +173,22 @@ def test_repo_projects_have_the_common_shape(repo: Path) -> None:
     assert [problem for p in project_folders(repo) for problem in shape_problems(p)] == []
 
 
+def test_a_loop_s_package_is_named_for_the_loop(tmp_path: Path) -> None:
+    loop = tmp_path / "loops" / "mlops"
+    write_package(loop, "mlops", ("__init__", *MAIN_PACKAGE_MODULES))
+    assert shape_problems(loop)[0] == "mlops: no package src/mlops_loop/ with a __main__.py"
+
+
+def test_repo_loops_have_the_common_shape(repo: Path) -> None:
+    assert [problem for p in loop_folders(repo) for problem in shape_problems(p)] == []
+
+
 def test_no_project_defines_its_own_cli_error_handling(repo: Path) -> None:
     # roadmap_lab.cli.cli_errors is the one place.
     copies = [
         str(path.relative_to(repo))
-        for path in (repo / "projects").rglob("*.py")
+        for folder in ("projects", "loops")
+        for path in (repo / folder).rglob("*.py")
         if "def cli_errors" in path.read_text(encoding="utf-8")
     ]
     assert copies == []

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from repo_checks import project_folders, subprocess_env
+from repo_checks import loop_folders, project_folders, subprocess_env
 
 LIST = Path("build-support") / "system-packages.txt"
 INSTALLER = Path("build-support") / "install-system-packages.sh"
@@ -49,13 +49,14 @@ def test_the_list_parses_without_duplicates(repo: Path) -> None:
 def test_every_needed_by_name_is_a_folder(repo: Path) -> None:
     projects = {folder.name for folder in project_folders(repo)}
     assert projects, "no projects/<name> folder found (under Pants: declare //:project_layout)"
+    loops = {folder.relative_to(repo).as_posix() for folder in loop_folders(repo)}
     unknown = [
         f"{LIST}:{entry.line}: {entry.package}: {name}"
         for entry in parse_list((repo / LIST).read_text())
         for name in entry.users
-        if name not in TOP_LEVEL_USERS | projects
+        if name not in TOP_LEVEL_USERS | projects | loops
     ]
-    assert unknown == [], f"names other than {sorted(TOP_LEVEL_USERS)} or a project folder"
+    assert unknown == [], f"names other than {sorted(TOP_LEVEL_USERS)}, a project or a loop"
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,18 @@ def test_check_covers_only_the_named_folders(installer: Installer) -> None:
 def test_check_passes_when_the_named_folders_have_what_they_need(installer: Installer) -> None:
     result = installer(FIXTURE_LIST, "--check", "llm-serving")
     assert (result.returncode, result.stderr, result.apt_calls) == (0, "", "")
+
+
+def test_folders_name_a_project_by_its_path_and_a_loop_by_its_folder(
+    installer: Installer,
+) -> None:
+    listing = FIXTURE_LIST + "loop-tool        | loops/mlops        | false\n"
+    project = installer(listing, "--check", "projects/llm-serving")
+    assert (project.returncode, project.stderr) == (0, "")
+    loop = installer(listing, "--check", "loops/mlops")
+    assert loop.returncode == 1 and "missing: loop-tool" in loop.stderr
+    unknown = installer(listing, "--check", "loops/no-such-loop")
+    assert unknown.returncode == 2 and "unknown NAME loops/no-such-loop" in unknown.stderr
 
 
 def test_a_missing_list_is_a_clear_error(installer: Installer) -> None:

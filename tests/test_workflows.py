@@ -117,7 +117,7 @@ def test_ci_runs_a_matrix_of_changed_projects(repo: Path) -> None:
     assert step_runs(project, f'{INSTALLER} "$PROJECT"')["env"] == {
         "PROJECT": "${{ matrix.project }}"
     }
-    assert "projects/$PROJECT::" in step_runs(project, "./pants lint check test package")["run"]
+    assert '"$PROJECT::"' in step_runs(project, "./pants lint check test package")["run"]
     step_runs(jobs["repo"], f"{INSTALLER} shared showcase tests")
 
 

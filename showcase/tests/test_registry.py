@@ -40,6 +40,20 @@ def test_full_entry_and_defaults():
     assert tiny.args == () and tiny.timeout_s == DEFAULT_TIMEOUT_S
 
 
+def test_a_loop_names_the_projects_it_runs_and_their_folders():
+    (loop,) = parse("""
+        [[project]]
+        name = "mlops-loop"
+        title = "Loop"
+        demo = "loops/mlops:cli"
+        packages = ["projects/data-pipelines:cli", "projects/model-monitoring:cli"]
+    """)
+    assert loop.packages == ("projects/data-pipelines:cli", "projects/model-monitoring:cli")
+    assert loop.folders == ["loops/mlops", "projects/data-pipelines", "projects/model-monitoring"]
+    (tiny,) = parse('[[project]]\nname = "tiny"\ntitle = "T"\ncommand = ["true"]')
+    assert tiny.folders == ["tiny"]
+
+
 def test_empty_registry_is_valid():
     assert parse("") == []
 
@@ -103,6 +117,10 @@ def test_shipped_registry_loads():
         (
             '[[project]]\nname = "a"\ntitle = "T"\ndemo = "p:cli"\nprepare_args = ["-x"]',
             "'prepare_args' given without 'prepare'",
+        ),
+        (
+            '[[project]]\nname = "a"\ntitle = "T"\ndemo = "p:cli"\npackages = ["p"]',
+            "'packages' holds Pants addresses",
         ),
         ('[[projects]]\nname = "a"', "unknown top-level key(s) projects"),
         ('project = "a"', "'project' must be an array of tables"),

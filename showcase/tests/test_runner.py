@@ -387,3 +387,23 @@ def test_a_failed_install_stops_before_any_demo_runs(tmp_path, capsys):
     assert code == 2
     assert "could not install the Debian packages" in capsys.readouterr().err
     assert not (showcase / "logs" / "alpha.log").exists()
+
+
+def test_the_packages_a_demo_runs_are_built_with_the_demos(tmp_path):
+    pants = fake_pants(tmp_path)
+    entries = [
+        {
+            "name": "loop",
+            "title": "Loop",
+            "demo": "loops/loop:cli",
+            "packages": ["projects/alpha:cli"],
+        }
+    ]
+    code, _ = run_showcase(tmp_path, entries, "--pants", str(pants))
+    assert code == 0
+    calls = [json.loads(line) for line in (tmp_path / "pants-calls.jsonl").read_text().splitlines()]
+    assert calls == [
+        ["--no-pantsd", "--concurrent", "package", "loops/loop:cli", "projects/alpha:cli"]
+    ]
+    runs = [json.loads(line) for line in (tmp_path / "pex-runs.jsonl").read_text().splitlines()]
+    assert runs == [["loops/loop:cli", []]]

@@ -98,9 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         projects = [project for project in projects if project.name in args.only]
 
     root = args.registry.resolve().parent
-    if args.system_packages and not install_system_packages(
-        root, [project.name for project in projects]
-    ):
+    folders = [folder for project in projects for folder in project.folders]
+    if args.system_packages and not install_system_packages(root, list(dict.fromkeys(folders))):
         console.print(
             f"[red]error:[/] could not install the Debian packages the demos need "
             f"({escape(str(SYSTEM_PACKAGES_INSTALLER))} exited non-zero; see its message above)",

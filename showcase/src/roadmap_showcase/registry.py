@@ -13,6 +13,7 @@ PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 PANTS_ADDRESS = re.compile(r"[A-Za-z0-9._/-]*:[A-Za-z0-9._-]+")
 KNOWN_KEYS = {
     "name", "title", "demo", "args", "timeout_s", "results", "command", "prepare", "prepare_args",
+    "packages",
 }  # fmt: skip
 
 
@@ -32,6 +33,14 @@ class Project:
     # A pex_binary run before the demo (e.g. a step in another resolve); same timeout.
     prepare: str | None = None
     prepare_args: tuple[str, ...] = ()
+    # Other pex_binaries the demo runs (a loop runs its projects' CLIs), built with the demos.
+    packages: tuple[str, ...] = ()
+
+    @property
+    def folders(self) -> list[str]:
+        """The folders whose Debian packages the demo needs: those of its Pants addresses."""
+        addresses = [a for a in (self.demo, self.prepare, *self.packages) if a]
+        return list(dict.fromkeys(a.partition(":")[0] for a in addresses)) or [self.name]
 
 
 def load_registry(path: Path) -> list[Project]:
@@ -119,6 +128,13 @@ def _parse_project(entry: dict, where: str) -> Project:
             f"got {prepare!r}"
         )
     prepare_args = _string_list(entry.get("prepare_args", []), "prepare_args", where)
+    packages = _string_list(entry.get("packages", []), "packages", where)
+    for address in packages:
+        if not PANTS_ADDRESS.fullmatch(address):
+            raise RegistryError(
+                f"{where}: 'packages' holds Pants addresses like 'projects/{name}:cli', "
+                f"got {address!r}"
+            )
     if prepare_args and prepare is None:
         raise RegistryError(f"{where}: 'prepare_args' given without 'prepare'")
 
@@ -142,6 +158,7 @@ def _parse_project(entry: dict, where: str) -> Project:
         command=tuple(command) if command is not None else None,
         prepare=prepare,
         prepare_args=tuple(prepare_args),
+        packages=tuple(packages),
     )
 
 

@@ -136,7 +136,8 @@ class Showcase:
             outcomes = []
             for index, project in enumerate(projects, start=1):
                 label = f"[{index}/{len(projects)}] {project.name}"
-                broken = [a for a in (project.demo, project.prepare) if a in build_failures]
+                needed = (project.demo, project.prepare, *project.packages)
+                broken = [a for a in needed if a in build_failures]
                 if project.command is None and broken:
                     reason, log = build_failures[broken[0]]
                     outcome = ProjectOutcome(
@@ -170,7 +171,7 @@ class Showcase:
                 address
                 for p in projects
                 if p.command is None
-                for address in (p.prepare, p.demo)
+                for address in (p.prepare, p.demo, *p.packages)
                 if address
             )
         )
