@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import mlflow
 import numpy as np
@@ -102,6 +103,10 @@ def test_each_model_is_registered_with_its_contract_and_the_gate_moves_the_alias
     second = publish_and_register(WEEKS[1])
     assert second["version"] == "2" and not second["promoted"]
     assert "rejected (quality failed)" in second["reason"] and second["champion_before"] == "1"
+    # Both were scored on the held-out rows of week 2's window, all of them.
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{registered}/2"))
+    held_out = int(pd.read_csv(next((local / "artifacts").glob("*.csv")))[contract.HELD_OUT].sum())
+    assert second["reason"].endswith(f"({held_out} held-out rows)")
     assert client.get_model_version_by_alias(registered, contract.CHAMPION).version == "1"
     # The week's forward figures (model 1 on week 2's slice) went on model 1's run.
     assert "forward_accuracy" in client.get_run(version.run_id).data.metrics
@@ -114,6 +119,38 @@ def test_each_model_is_registered_with_its_contract_and_the_gate_moves_the_alias
     assert third["promoted"] and third["champion_before"] == "1"
     assert client.get_model_version_by_alias(registered, contract.CHAMPION).version == "3"
     assert client.get_model_version(registered, "3").tags["promoted_over"] == "1"
+    # A promotion gated against a champion that has moved since (here: 1, now 3) moves nothing.
+    gated = client.get_model_version(registered, "2")
+    with pytest.raises(registry.RegistryError, match="alias .* moved to version 3"):
+        registry._move_alias(client, registered, gated, client.get_model_version(registered, "1"))
+    assert client.get_model_version_by_alias(registered, contract.CHAMPION).version == "3"
+
+
+def version(week: str, number: str = "1") -> SimpleNamespace:
+    return SimpleNamespace(version=number, tags={contract.TAG_SLICE_ID: week})
+
+
+def held_out_rows(labels: list[int]) -> pd.DataFrame:
+    return pd.DataFrame({"clf_target": labels, contract.HELD_OUT: 1})
+
+
+@pytest.mark.parametrize(
+    ("labels", "champion", "refused"),
+    [
+        ([0, 1] * 10, None, None),
+        ([0, 1] * 10, version("2021-02-14"), None),
+        ([0, 1] * 9, None, "refused: 18 held-out rows with 2 class(es)"),
+        ([1] * 40, None, "refused: 40 held-out rows with 1 class(es)"),
+        ([0, 1] * 10, version("2021-02-28", "3"), "refused: week 2021-02-21 is older"),
+    ],
+)
+def test_the_gate_refuses_too_few_rows_and_a_past_week(
+    labels: list[int], champion: SimpleNamespace | None, refused: str | None
+) -> None:
+    reason = registry._refusal(
+        ProjectSettings(), version("2021-02-21", "2"), champion, held_out_rows(labels)
+    )
+    assert reason is None if refused is None else (reason or "").startswith(refused)
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ version turned into a bundle without a server (fast)."""
 from __future__ import annotations
 
 import json
-import time
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,6 +183,22 @@ def test_the_service_serves_the_champion_and_follows_the_alias(
         info = metric_values(client, "model_info")
         assert {dict(k)["registered_version"]: v for k, v in info.items()} == {"1": 0.0, "2": 1.0}
 
+        # A version that cannot be installed (its window lacks the contract's columns): the
+        # follower counts the failure, lives on, and version 2 keeps serving.
+        broken = tmp_path / "v3"
+        broken.mkdir()
+        (broken / "model.json").write_text(json.dumps(second))
+        (broken / "training_window.csv").write_text("id\n1\n")
+        with mlflow.start_run():
+            info3 = contract.log_pyfunc(broken / "model.json", broken / "training_window.csv")
+        mlflow.register_model(info3.model_uri, name)
+        client_api.set_registered_model_alias(name, contract.CHAMPION, "3")
+        poll = (("stage", "poll"),)
+        wait_for(lambda: metric_values(client, "model_registry_failures_total").get(poll, 0) >= 2,
+                 timeout_s=60)  # fmt: skip
+        assert served_version(client) == "2"
+        assert client.get("/health/ready").status_code == 200
+
 
 @pytest.mark.slow
 def test_an_outage_keeps_the_model_serving_and_a_start_without_registry_fails_clearly(
@@ -254,6 +270,49 @@ def test_every_worker_of_a_two_worker_server_switches(
         wait_for(lambda: versions(5) and len(list(logs.glob("predictions-*.jsonl"))) == 2)
         assert versions(10) == {f"{name}/1"}
         mlflow.MlflowClient(registry_url).set_registered_model_alias(name, contract.CHAMPION, "2")
-        wait_for(lambda: versions(1) == {f"{name}/2"}, timeout_s=60)
-        time.sleep(1)  # every worker's watcher looks every 0.1 s
-        assert versions(40) == {f"{name}/2"}
+        # Every worker switches: 20 replies in a row from version 2, whichever worker answers.
+        wait_for(lambda: versions(20) == {f"{name}/2"}, timeout_s=60)
+
+
+def test_a_worker_retries_a_bundle_it_cannot_switch_to_and_is_not_ready_meanwhile(
+    bundle_dir: Path, car_loan_bundle_dir: Path, tmp_path: Path
+) -> None:
+    from model_monitoring.bundle import bundle_identity, load_bundle
+    from model_monitoring.registry import BundleWatcher
+
+    settings = ProjectSettings(run_dir=tmp_path, bundle_check_s=0.1)
+    served = settings.resolved_bundle_dir()
+    shutil.copytree(bundle_dir, served)
+    identity = bundle_identity(served)
+    housing_features = load_bundle(served).feature_names
+    switched, failures = [], []
+
+    def switch(bundle: Any) -> None:  # the service's rule: the same schema only
+        if bundle.feature_names != housing_features:
+            raise ValueError("another schema")
+        switched.append(bundle.version)
+
+    def replace_with(source: Path) -> None:  # a new folder renamed into place, as a swap does
+        staging = tmp_path / "staging"
+        shutil.copytree(source, staging)
+        shutil.rmtree(served)
+        staging.rename(served)
+
+    watcher = BundleWatcher(settings, switch, lambda: failures.append(1), identity)
+    watcher.check_once()
+    assert (switched, failures) == ([], [])  # the bundle it loaded: nothing to do
+    replace_with(car_loan_bundle_dir)
+    watcher.check_once()
+    watcher.check_once()
+    assert (switched, len(failures)) == ([], 2)  # refused, and tried again
+    replace_with(bundle_dir)
+    watcher.check_once()
+    watcher.check_once()
+    assert len(switched) == 1 and len(failures) == 2  # switched once, then nothing new
+
+    app = create_app(ProjectSettings(run_dir=tmp_path))
+    with TestClient(app) as client:
+        assert client.get("/health/ready").status_code == 200
+        app.state.served.stale = True  # what the service's watcher sets when a switch fails
+        reply = client.get("/health/ready")
+        assert reply.status_code == 503 and "could not switch" in reply.json()["status"]

@@ -199,18 +199,62 @@ def _gate(
 ) -> None:
     """Challenger and champion, both as the registry serves them, on the window's held-out rows;
     the alias moves only when the gate promotes."""
-    from roadmap_lab.stats import macro_f1_difference
-    from sklearn.metrics import f1_score
-
     name = settings.registered_model
     champion = contract.alias_version(mlflow_client, name, contract.CHAMPION)
     rows = window[window[contract.HELD_OUT] == 1]
+    refusal = _refusal(settings, version, champion, rows)
+    if refusal is None:
+        promoted, reason = _decide(settings, version, champion, rows)
+    else:
+        promoted, reason = False, refusal
+    decision = {
+        "gate.promoted": str(promoted).lower(),
+        "gate.reason": reason[:4000],
+        "gate.champion": champion.version if champion is not None else "none",
+    }
+    for tag, value in decision.items():
+        mlflow_client.set_model_version_tag(name, version.version, tag, value)
+    if promoted:
+        _move_alias(mlflow_client, name, version, champion)
+    logger.info("%s version %s: %s", name, version.version, reason)
+
+
+def _refusal(
+    settings: ProjectSettings, version: Any, champion: Any | None, rows: pd.DataFrame
+) -> str | None:
+    """Why the gate must not even score this challenger: too few held-out rows to decide on, or
+    a window older than the champion's (a rerun or backfill of a past week must not move the
+    alias back in time); None when it may."""
+    classes = rows[TARGET].nunique()
+    if len(rows) < settings.gate_min_rows or classes < 2:
+        return (
+            f"refused: {len(rows)} held-out rows with {classes} class(es); the gate needs at "
+            f"least {settings.gate_min_rows} with both classes (DATA_PIPELINES_GATE_MIN_ROWS)"
+        )
+    if champion is None:
+        return None
+    week = version.tags.get(contract.TAG_SLICE_ID)
+    champion_week = champion.tags.get(contract.TAG_SLICE_ID)
+    if champion_week is not None and week is not None and week < champion_week:
+        return (
+            f"refused: week {week} is older than the champion's week {champion_week} "
+            f"(version {champion.version}); a past week never takes the alias back"
+        )
+    return None
+
+
+def _decide(
+    settings: ProjectSettings, version: Any, champion: Any | None, rows: pd.DataFrame
+) -> tuple[bool, str]:
+    from roadmap_lab.stats import macro_f1_difference
+    from sklearn.metrics import f1_score
+
+    name, thresholds = settings.registered_model, settings.thresholds()
     truth = rows[TARGET].to_numpy()
     challenger_pred = _predicted(name, version.version, rows)
     challenger_f1 = float(f1_score(truth, challenger_pred, average="macro", labels=[0, 1]))
     gain = None
     if champion is not None:
-        thresholds = settings.thresholds()
         gain = macro_f1_difference(
             truth,
             _predicted(name, champion.version, rows),
@@ -220,21 +264,26 @@ def _gate(
             confidence=thresholds.confidence,
             seed=settings.seed,
         )
-    promoted, reason, _ = decide(challenger_f1, gain, None, settings.thresholds())
-    decision = {
-        "gate.promoted": str(promoted).lower(),
-        "gate.reason": reason[:4000],
-        "gate.champion": champion.version if champion is not None else "none",
-    }
-    for tag, value in decision.items():
-        mlflow_client.set_model_version_tag(name, version.version, tag, value)
-    if promoted:
-        if champion is not None:
-            mlflow_client.set_model_version_tag(
-                name, version.version, "promoted_over", champion.version
-            )
-        mlflow_client.set_registered_model_alias(name, contract.CHAMPION, version.version)
-    logger.info("%s version %s: %s", name, version.version, reason)
+    promoted, reason, _ = decide(challenger_f1, gain, None, thresholds)
+    return promoted, f"{reason} ({len(rows)} held-out rows)"
+
+
+def _move_alias(mlflow_client: MlflowClient, name: str, version: Any, champion: Any | None) -> None:
+    """Point the alias at ``version``, unless it moved since the gate read it (another run
+    promoted meanwhile): then RegistryError, and the task's retry gates against the new champion.
+    MLflow has no compare-and-set, so two registrations within the same instant can still race;
+    the DAG runs one at a time (max_active_runs=1)."""
+    current = contract.alias_version(mlflow_client, name, contract.CHAMPION)
+    now = current.version if current is not None else None
+    expected = champion.version if champion is not None else None
+    if now != expected:
+        raise RegistryError(
+            f"the {contract.CHAMPION} alias of {name} moved to version {now} while version "
+            f"{version.version} was gated against {expected}; the task's retry gates again"
+        )
+    if champion is not None:
+        mlflow_client.set_model_version_tag(name, version.version, "promoted_over", expected)
+    mlflow_client.set_registered_model_alias(name, contract.CHAMPION, version.version)
 
 
 def _predicted(name: str, version: str, rows: pd.DataFrame) -> Any:

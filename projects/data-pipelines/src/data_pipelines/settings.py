@@ -88,6 +88,9 @@ class ProjectSettings(GatedSettings):
     alert_webhook_url: str | None = None
 
     window_slices: int = Field(default=4, ge=1, description="trailing slices the model trains on")
+    gate_min_rows: int = Field(
+        default=20, ge=2, description="held-out rows (both classes present) the gate needs"
+    )
     min_rows: int = Field(default=100, ge=1)
     max_rows: int = Field(default=400, ge=1)
     # |median - previous slice's median| as a share of the feature's valid range. The embedded

@@ -89,6 +89,8 @@ class ServedBundle:
 
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
+        # True while the bundle folder holds another bundle this worker could not switch to.
+        self.stale = False
 
 
 class Prediction(BaseModel):
@@ -229,6 +231,12 @@ def add_routes(
         log_dir = settings.resolved_log_dir()
         if settings.instrumentation and not os.access(log_dir, os.W_OK):
             return JSONResponse({"status": f"prediction log {log_dir} not writable"}, 503)
+        if served.stale:
+            return JSONResponse(
+                {"status": f"serving {served.bundle.version}, but the bundle folder holds "
+                 "another that this worker could not switch to (see its log)"},
+                503,
+            )  # fmt: skip
         return JSONResponse({"status": "ready", "model_version": served.bundle.version})
 
     @app.get("/metrics", response_class=Response)

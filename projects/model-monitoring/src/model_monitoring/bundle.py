@@ -469,6 +469,15 @@ def bundle_from_json(payload: dict[str, Any], pipeline: Any = None) -> Bundle:
     )
 
 
+def bundle_identity(bundle_dir: Path) -> tuple[int, int] | None:
+    """Which bundle.json the folder holds now (a swap renames a new folder into place)."""
+    try:
+        stat = (bundle_dir / BUNDLE_FILE).stat()
+    except FileNotFoundError:  # between the two renames of a swap
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
 def load_bundle(bundle_dir: Path) -> Bundle:
     payload = read_bundle_json(bundle_dir)
     if payload.get("source") is not None:  # a registry version (registry.py)

@@ -15,8 +15,9 @@ new folder and renamed into place (``bundle.write_bundle``).
   Every worker (``BundleWatcher``) looks at bundle.json every ``bundle_check_s`` and switches to
   a new bundle whose schema matches the one it serves. A registry error, a vanished alias or a
   version that cannot be installed is logged and counted
-  (``model_registry_poll_failures_total``): the served model stays; nothing is read as "no
-  champion".
+  (``model_registry_failures_total{stage="poll"}``): the served model stays; nothing is read as
+  "no champion". A bundle a worker cannot switch to is counted (``stage="switch"``) and tried
+  again at every check; until it switches, the worker answers 503 on ``/health/ready``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from roadmap_lab import housing_model as contract
 from model_monitoring.bundle import (
     BUNDLE_FILE,
     Bundle,
+    bundle_identity,
     encode_target,
     feature_specs,
     frame_input,
@@ -250,6 +252,10 @@ class RegistryFollower:
             self.on_failure()
             logger.error("registry poll failed (the served model stays): %s", error)
             return False
+        except Exception:  # an unreadable version, a full disk: the follower must live on
+            self.on_failure()
+            logger.exception("registry poll failed (the served model stays)")
+            return False
         return changed
 
     def _loop(self) -> None:
@@ -260,41 +266,42 @@ class RegistryFollower:
 
 class BundleWatcher:
     """In every worker: when bundle.json is replaced (a new folder renamed into place), load the
-    new bundle and hand it to ``switch``; a bundle that cannot be loaded is counted and logged."""
+    new bundle and hand it to ``switch``. ``served`` is the identity of the bundle the worker
+    loaded (read before loading it, so a swap in between is seen). A bundle that cannot be
+    loaded or switched to is counted (``on_failure``), logged once, and tried again at every
+    check: the worker must end up serving what the folder holds."""
 
     def __init__(
         self,
         settings: ProjectSettings,
         switch: Callable[[Bundle], None],
         on_failure: Callable[[], None],
+        served: tuple[int, int] | None,
     ) -> None:
-        self.bundle_file = settings.resolved_bundle_dir() / BUNDLE_FILE
+        self.bundle_dir = settings.resolved_bundle_dir()
         self.interval_s = settings.bundle_check_s
         self.switch = switch
         self.on_failure = on_failure
-        self._seen = self._identity()
+        self._seen = served
+        self._failed: tuple[int, int] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bundle-watcher", daemon=True)
-
-    def _identity(self) -> tuple[int, int] | None:
-        try:
-            stat = self.bundle_file.stat()
-        except FileNotFoundError:  # between the two renames of a swap
-            return None
-        return stat.st_ino, stat.st_mtime_ns
 
     def check_once(self) -> None:
         from model_monitoring.bundle import load_bundle
 
-        seen = self._identity()
+        seen = bundle_identity(self.bundle_dir)
         if seen is None or seen == self._seen:
             return
         try:
-            bundle = load_bundle(self.bundle_file.parent)
+            bundle = load_bundle(self.bundle_dir)
             self.switch(bundle)
         except Exception:  # a bad bundle must not stop the watcher; the served one stays
             self.on_failure()
-            logger.exception("cannot switch to the bundle in %s", self.bundle_file.parent)
+            if seen != self._failed:
+                logger.exception("cannot switch to the bundle in %s", self.bundle_dir)
+            self._failed = seen
+            return
         self._seen = seen
 
     def start(self) -> None:

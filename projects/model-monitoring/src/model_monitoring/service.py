@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from model_monitoring.api import ServedBundle, add_routes
-from model_monitoring.bundle import Bundle, load_bundle
+from model_monitoring.bundle import Bundle, bundle_identity, load_bundle
 from model_monitoring.drift_job import DriftJobThread, drift_job_thread
 from model_monitoring.errors import ModelMonitoringError
 from model_monitoring.metrics import DriftMetrics, ServiceMetrics
@@ -26,6 +26,7 @@ from model_monitoring.settings import ProjectSettings
 def create_app(settings: ProjectSettings | None = None) -> FastAPI:
     """The app for the bundle ``settings`` names (an app factory: ``uvicorn --factory``)."""
     settings = settings or ProjectSettings()
+    identity = bundle_identity(settings.resolved_bundle_dir())  # before loading: see BundleWatcher
     bundle = load_bundle(settings.resolved_bundle_dir())
     # One thread per worker: scale with workers; OpenMP threads of several workers would fight.
     threadpool_limits(1)
@@ -39,7 +40,7 @@ def create_app(settings: ProjectSettings | None = None) -> FastAPI:
     if settings.instrumentation:
         threads.append(drift_job_thread(settings, DriftMetrics(metrics.registry)))
     if settings.registered_model:
-        threads += _registry_threads(settings, served, monitor, metrics)
+        threads += _registry_threads(settings, served, monitor, metrics, identity)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -70,7 +71,11 @@ def create_app(settings: ProjectSettings | None = None) -> FastAPI:
 
 
 def _registry_threads(
-    settings: ProjectSettings, served: ServedBundle, monitor: Monitor, metrics: ServiceMetrics
+    settings: ProjectSettings,
+    served: ServedBundle,
+    monitor: Monitor,
+    metrics: ServiceMetrics,
+    identity: tuple[int, int] | None,
 ) -> list[Any]:
     """The follower (it polls only in the worker that holds its lock) and this worker's
     watcher, which switches to each new bundle of the same schema."""
@@ -83,12 +88,17 @@ def _registry_threads(
                 f"bundle {new.version} has another schema than the served {old.version}"
             )
         served.bundle = new
+        served.stale = False
         monitor.use(new)
         _set_model_info(metrics, new, replaced=old)
 
+    def switch_failed() -> None:
+        served.stale = True
+        metrics.bundle_switch_failures.inc()
+
     return [
         RegistryFollower(settings, metrics.registry_poll_failures.inc),
-        BundleWatcher(settings, switch, metrics.bundle_switch_failures.inc),
+        BundleWatcher(settings, switch, switch_failed, identity),
     ]
 
 
