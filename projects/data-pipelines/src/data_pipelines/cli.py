@@ -1,9 +1,10 @@
-"""Command line: run, backfill, release, serve, demo, benchmark.
+"""Command line: run, backfill, release, serve, deploy, demo, benchmark.
 
 python -m data_pipelines backfill --start 2020-10-11 --end 2020-11-08   # the history's first weeks
 python -m data_pipelines run --date 2020-11-15             # one logical date, dag.test() on sqlite
 python -m data_pipelines release 2020-11-15                # a quarantined slice, then rerun it
 python -m data_pipelines serve --port 8765 --fault 2021-01-10=503:2   # the source on its own
+python -m data_pipelines deploy --folder runs/dp  # source + PostgreSQL + MLflow + Airflow, held
 python -m data_pipelines demo                              # the showcase's run, ~1-2 min
 python -m data_pipelines benchmark --publish               # DAG run vs a plain Python loop
 
@@ -14,6 +15,7 @@ with DATA_PIPELINES_AIRFLOW_API_URL (and _PASSWORD), backfill runs on that Airfl
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -49,7 +51,7 @@ StartDate = Annotated[
 Fault = Annotated[
     list[str] | None,
     typer.Option(help="Embedded source fault, DATE=KIND[:COUNT] (503, reset, truncate, slow, "
-                 "404, corrupt); repeatable."),
+                 "404, corrupt, changed, inverted, mislabelled); repeatable."),
 ]  # fmt: skip
 
 
@@ -234,6 +236,34 @@ def serve(
         console.print(f"serving slices on {server.url}/slices (Ctrl-C stops)")
         while True:
             time.sleep(3600)
+
+
+@app.command()
+def deploy(
+    folder: Annotated[
+        Path, typer.Option(help="Working folder; endpoints.json appears there once ready.")
+    ] = Path("runs/data-pipelines/deploy"),
+    start_date: StartDate = None,
+    window_slices: Annotated[
+        int | None, typer.Option(help="Trailing weeks a model trains on.", min=1)
+    ] = None,
+    fault: Fault = None,
+) -> None:
+    """Deploy the pipeline on 127.0.0.1 until SIGTERM or Ctrl-C: the embedded source, PostgreSQL,
+    an MLflow registry and Airflow running housing_pipeline unscheduled (runs come through the
+    REST API; a run without a logical date trains the next week of the history). Writes
+    <folder>/endpoints.json (URLs, the file with Airflow's admin password) once all is ready."""
+    from data_pipelines.deployment import ENDPOINTS_FILE, deployment, hold_until_stopped
+
+    with cli_errors():
+        settings = ProjectSettings(**given(start_date=start_date, window_slices=window_slices))
+        with deployment(settings, folder, _faults(fault)) as endpoints:
+            console.print(
+                f"deployed: Airflow {endpoints['airflow_url']}, MLflow "
+                f"{endpoints['tracking_uri']}, source {endpoints['source_url']}; "
+                f"{folder / ENDPOINTS_FILE} (SIGTERM or Ctrl-C stops)"
+            )
+            hold_until_stopped()
 
 
 @app.command()

@@ -13,7 +13,11 @@ ten pieces ``delay_s`` apart, ``chunked`` sends it without a Content-Length (chu
 encoding), ``html`` labels it text/html. ``404`` always answers 404; ``corrupt`` always serves a
 damaged slice (negative incomes, nulls, duplicate rows, a bad coordinate) and ``changed`` a
 slightly different but valid one (an upstream that rewrote a past week), both with a matching
-checksum, so only validation or the store's history can catch them.
+checksum, so only validation or the store's history can catch them. Two more always serve data
+that passes validation but changes what a model learns (the MLOps loop's drift): ``inverted``
+reports every income on a reversed scale, ``INVERT_MEDINC`` minus it (a persistent upstream
+change that a model trained before it misreads: rich blocks look poor and poor ones rich), and
+``mislabelled`` shuffles the labels (bad data a retrain learns nothing from).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cached_property
@@ -44,9 +48,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FaultKind = Literal[
-    "503", "reset", "truncate", "slow", "trickle", "chunked", "html", "404", "corrupt", "changed"
-]
-ALWAYS = ("404", "corrupt", "changed")  # every request, not only the first `count`
+    "503", "reset", "truncate", "slow", "trickle", "chunked", "html", "404", "corrupt", "changed",
+    "inverted", "mislabelled",
+]  # fmt: skip
+# Every request, not only the first `count`.
+ALWAYS = ("404", "corrupt", "changed", "inverted", "mislabelled")
+# `inverted` serves MedInc as this minus it: the data's incomes (0.5-15) stay within the valid
+# bounds (0-20) and a week's median moves by less than validation's limit (0.6 of the range).
+INVERT_MEDINC = 16.0
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 SLICE_COLUMNS = ["id", *HOUSING_FEATURES, "timestamp", "clf_target"]
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S"
@@ -145,6 +154,33 @@ class HousingSlices:
         rows.loc[rows.index[10:12], "HouseAge"] = float("nan")  # nulls
         rows.loc[rows.index[20], "Latitude"] = 91.0  # off the map
         rows = pd.concat([rows, rows.iloc[[30, 31]]], ignore_index=True)  # duplicated rows
+        return rows.to_csv(index=False, lineterminator="\n").encode()
+
+    def inverted_bytes(self, key: str) -> bytes | None:
+        """The slice after a persistent upstream change: MedInc reported as ``INVERT_MEDINC``
+        minus it."""
+        return self._edited(key, lambda rows: rows.assign(MedInc=INVERT_MEDINC - rows["MedInc"]))
+
+    def mislabelled_bytes(self, key: str) -> bytes | None:
+        """The slice with its labels shuffled (a seeded permutation): valid, but a model trained
+        on it learns no relation between the features and the label."""
+        import numpy as np
+
+        def shuffle(rows: pd.DataFrame) -> pd.DataFrame:
+            labels = np.random.default_rng(0).permutation(rows["clf_target"].to_numpy())
+            return rows.assign(clf_target=labels)
+
+        return self._edited(key, shuffle)
+
+    def _edited(self, key: str, edit: Callable[[pd.DataFrame], pd.DataFrame]) -> bytes | None:
+        import io
+
+        import pandas as pd
+
+        clean = self.csv_bytes(key)
+        if clean is None:
+            return None
+        rows = edit(pd.read_csv(io.BytesIO(clean)))
         return rows.to_csv(index=False, lineterminator="\n").encode()
 
     def changed_bytes(self, key: str) -> bytes | None:
@@ -276,11 +312,17 @@ def _handler_for(source: SourceServer) -> type[BaseHTTPRequestHandler]:
                 body = source.slices.corrupt_bytes(key)
             elif kind == "changed":
                 body = source.slices.changed_bytes(key)
+            elif kind == "inverted":
+                body = source.slices.inverted_bytes(key)
+            elif kind == "mislabelled":
+                body = source.slices.mislabelled_bytes(key)
             else:
                 body = source.slices.csv_bytes(key)
             assert body is not None  # checked above
             etag = f'"{sha256_hex(body)}"'
-            if self.headers.get("If-None-Match") == etag and kind in ("ok", "changed"):
+            # The same bytes every time: a repeated request may be answered 304.
+            consistent = kind in ("ok", "changed", "inverted", "mislabelled")
+            if self.headers.get("If-None-Match") == etag and consistent:
                 self._send(304, b"", "text/csv", {"ETag": etag})
                 return
             headers = {"ETag": etag, "X-Content-SHA256": sha256_hex(body)}

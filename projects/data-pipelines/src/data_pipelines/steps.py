@@ -23,6 +23,7 @@ from data_pipelines import __version__
 from data_pipelines.download import download
 from data_pipelines.errors import PermanentError, QuarantinedError
 from data_pipelines.model import model_bytes, predict_proba, train_model
+from data_pipelines.settings import SLICE_PERIOD
 from data_pipelines.source import (
     SLICE_COLUMNS,
     previous_slice_id,
@@ -65,6 +66,17 @@ def logical_slice_id(logical_date: datetime | None) -> str:
             "at midnight UTC"
         )
     return slice_id(utc)
+
+
+def next_week(settings: ProjectSettings) -> str:
+    """The week a run without a logical date trains on (an alert-triggered retrain): the one
+    after the newest published model, or the start date when none is. The history advances one
+    week at a time and in order, whatever triggered the run."""
+    store = ArtefactStore.of(settings)
+    published = [week for week in published_weeks(store) if store.current_version(week)]
+    if not published:
+        return settings.start_date.isoformat()
+    return slice_id(date.fromisoformat(published[-1]) + SLICE_PERIOD)
 
 
 def check_history(settings: ProjectSettings, store: ArtefactStore, key: str) -> None:

@@ -15,7 +15,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from data_pipelines.alerts import AlertNotifier
 from data_pipelines.errors import PermanentError
 from data_pipelines.settings import ProjectSettings
-from data_pipelines.steps import logical_slice_id
+from data_pipelines.steps import logical_slice_id, next_week
 
 T = TypeVar("T")
 
@@ -46,9 +46,14 @@ def run_step(step: Callable[..., T], *args: Any) -> T:
 
 
 def current_slice_id() -> str:
-    """The slice of the running DAG run's logical date (midnight UTC, or the task fails)."""
+    """The slice of the running DAG run: its logical date's (midnight UTC, or the task fails),
+    or, for a run without a logical date (an alert-triggered retrain), the next week of the
+    history (``steps.next_week``)."""
+    logical_date = get_current_context().get("logical_date")
     try:
-        return logical_slice_id(get_current_context().get("logical_date"))
+        if logical_date is None:
+            return next_week(ProjectSettings())
+        return logical_slice_id(logical_date)
     except PermanentError as error:
         raise AirflowFailException(str(error)) from error
 

@@ -24,7 +24,9 @@ SETTINGS = ProjectSettings()
     dag_id=PIPELINE_DAG_ID,
     schedule=SETTINGS.schedule_or_none(),
     start_date=SETTINGS.start,
-    end_date=LAST_SLICE_DATE,
+    # On a schedule the history ends with the data; runs triggered without a logical date
+    # (schedule "none": alert-triggered retrains) run after it, so they get no end date.
+    end_date=LAST_SLICE_DATE if SETTINGS.schedule_or_none() else None,
     catchup=False,
     # Week t needs week t-1's model: one run at a time, in logical-date order.
     max_active_runs=1,
