@@ -1,4 +1,5 @@
-"""Fixtures: a clean environment (no MLOPS_LOOP_* or AIRFLOW* settings from outside) and a
+"""Fixtures: a clean environment (no MLOPS_LOOP_*, AIRFLOW*, DATA_PIPELINES_* or
+MODEL_MONITORING_* settings from outside) and a
 webhook token file. The shared plugin adds the ``slow`` marker and real servers (``postgres``,
 ``free_tcp_port``, ``start_service``)."""
 
@@ -16,7 +17,11 @@ pytest_plugins = ["roadmap_lab.testing.pytest_plugin"]
 
 @pytest.fixture(scope="session")
 def environment_isolation() -> Isolation:
-    return Isolation(prefixes=("MLOPS_LOOP_", "AIRFLOW"))
+    # The loop's stack also starts data-pipelines and model-monitoring, which read their own
+    # prefixes: none of those from outside either.
+    return Isolation(
+        prefixes=("MLOPS_LOOP_", "AIRFLOW", "DATA_PIPELINES_", "MODEL_MONITORING_")
+    )
 
 
 @pytest.fixture(scope="session")

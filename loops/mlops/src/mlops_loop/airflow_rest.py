@@ -65,9 +65,12 @@ class AirflowClient:
         return [DagRun.from_api(run) for run in reply["dag_runs"]]
 
     def trigger(
-        self, dag_id: str, run_id: str, conf: dict[str, Any], logical_date: datetime
+        self, dag_id: str, run_id: str, conf: dict[str, Any], logical_date: datetime | None
     ) -> DagRun:
-        body = {"dag_run_id": run_id, "logical_date": logical_date.isoformat(), "conf": conf}
+        """A run of ``dag_id``; ``logical_date`` None: a run without one (the DAG decides what
+        data it covers)."""
+        when = None if logical_date is None else logical_date.isoformat()
+        body = {"dag_run_id": run_id, "logical_date": when, "conf": conf}
         return DagRun.from_api(self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", body=body))
 
     def _request(

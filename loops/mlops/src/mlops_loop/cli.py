@@ -1,7 +1,9 @@
-"""Command line: the alert receiver and its Alertmanager configuration.
+"""Command line: the alert receiver, its Alertmanager configuration, the demo, the benchmark.
 
 python -m mlops_loop receiver        # needs MLOPS_LOOP_WEBHOOK_TOKEN_FILE, _AIRFLOW_PASSWORD
 python -m mlops_loop alertmanager-config --output runs/mlops-loop/alertmanager.yml
+python -m mlops_loop demo            # the whole loop once, <= 5 min (needs the projects' PEXes)
+python -m mlops_loop benchmark --repeats 3
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from typing import Annotated
 
 import typer
 import yaml
-from roadmap_lab.cli import cli_errors, given, lab_app
+from rich.console import Console
+from roadmap_lab.cli import DistDirOption, RunDirOption, cli_errors, given, headline_table, lab_app
 from roadmap_lab.results import atomic_write_text
 
 from mlops_loop import PROJECT
@@ -21,8 +24,9 @@ app = lab_app(
     "The MLOps loop: model-monitoring's drift and accuracy alerts trigger data-pipelines' "
     "retraining DAG through Airflow's REST API.",
     PROJECT,
-    quiet_loggers=("uvicorn.access",),
+    quiet_loggers=("uvicorn.access", "roadmap_lab.services"),
 )
+console = Console()
 
 TokenFile = Annotated[
     Path | None,
@@ -76,6 +80,77 @@ def alertmanager_config(
         output.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(output, yaml.safe_dump(render(settings), sort_keys=False))
         typer.echo(f"wrote {output}")
+
+
+StartWeek = Annotated[
+    str | None, typer.Option(help="The history's first week (YYYY-MM-DD, a Sunday).")
+]
+Clock = Annotated[float, typer.Option(help="Clock factor of the stack (60: 60x faster).", min=1)]
+RowsPerSecond = Annotated[
+    float | None, typer.Option(help="Labelled traffic, production rows per second.", min=0.1)
+]
+
+
+@app.command()
+def demo(
+    dist_dir: DistDirOption = None,
+    run_dir: RunDirOption = None,
+    clock: Clock = 60.0,
+    rows_per_second: RowsPerSecond = None,
+    start_week: StartWeek = None,
+) -> None:
+    """The whole loop once (<= 5 min on 2 cores): the stack, the first champion, traffic, a
+    drift, the alert, the retrain, the gate, the switch, the alert resolved; writes
+    dist/mlops-loop/results.json, the timeline and its plot. Needs the two projects' PEXes."""
+    with cli_errors():
+        import json
+
+        from roadmap_lab.results import invocation
+
+        from mlops_loop.demo import run_demo
+
+        settings = LoopSettings(
+            **given(dist_dir=dist_dir, run_dir=run_dir, clock=clock,
+                    rows_per_second=rows_per_second, start_week=start_week)
+        )  # fmt: skip
+        path = run_demo(settings, invocation("mlops_loop"))
+        results = json.loads(path.read_text())
+        console.print(headline_table(f"{PROJECT} demo", results["headline"]))
+        console.print(f"results -> {path}")
+
+
+@app.command()
+def benchmark(
+    dist_dir: DistDirOption = None,
+    run_dir: RunDirOption = None,
+    repeats: Annotated[
+        int, typer.Option(help="Full loops, each on a fresh stack (>= 3 for the target).", min=1)
+    ] = 3,
+    clock: Clock = 60.0,
+    rows_per_second: RowsPerSecond = None,
+    start_week: Annotated[
+        list[str] | None,
+        typer.Option(help="A repeat's first week (repeatable, cycled; default: three chosen "
+                     "weeks)."),
+    ] = None,
+) -> None:
+    """``repeats`` full loops on fresh stacks: times from the drift onset to the alert, from the
+    alert to the new champion serving and to the alert resolved (production time), accuracy
+    before, during and after, whether each loop closed by itself. Not publishable yet (see the
+    README's "Limits")."""
+    with cli_errors():
+        from roadmap_lab.results import invocation
+
+        from mlops_loop.benchmark import run_benchmark
+
+        settings = LoopSettings(
+            **given(dist_dir=dist_dir, run_dir=run_dir, clock=clock,
+                    rows_per_second=rows_per_second,
+                    benchmark_start_weeks=tuple(start_week) if start_week else None)
+        )  # fmt: skip
+        path, results = run_benchmark(settings, invocation("mlops_loop"), repeats)
+        console.print(headline_table(f"{PROJECT} benchmark", results["headline"]))
+        console.print(f"results -> {path}")
 
 
 def main() -> None:

@@ -4,8 +4,9 @@ DAG out, through Airflow's REST API.
 For a firing notification that carries a retrain alert (``retrain_alerts``), and only then:
 - a run of the same alert group queued or running in Airflow: nothing new (de-duplicated);
 - a run of the group that ended less than the cooldown ago: nothing new (cooldown);
-- else a run whose id names the group (``alert__<digest of the group key>__<time>``) and whose
-  conf carries the group key, the group's labels and each firing alert's labels.
+- else a run whose id names the group (``alert__<digest of the group key>__<time>``), without a
+  logical date (the DAG decides which data a retrain covers), whose conf carries the group key,
+  the group's labels, each firing alert's labels and the trigger time.
 The run state is Airflow's own, read on every notification, so a restarted receiver keeps the
 rule; notifications are decided one at a time. Resolved notifications trigger nothing.
 
@@ -149,7 +150,9 @@ class PipelineTrigger:
                 detail = f"run ended {end:%H:%M:%S}; cooldown until {until:%H:%M:%S} UTC"
                 return Outcome(Decision.COOLDOWN, key, run_id, detail)
             run_id = f"{prefix}{now:%Y%m%dT%H%M%S.%fZ}"
-            self.client.trigger(self.dag_id, run_id, run_conf(notification, alerts, now), now)
+            # No logical date: the DAG decides which data a retrain covers (data-pipelines'
+            # trains the next week of its history); the trigger time is in the conf.
+            self.client.trigger(self.dag_id, run_id, run_conf(notification, alerts, now), None)
             return Outcome(Decision.TRIGGERED, key, run_id, f"{self.dag_id} run queued")
 
     def _group_runs(self, prefix: str, **query: Any) -> list[DagRun]:

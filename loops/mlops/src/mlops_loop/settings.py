@@ -55,6 +55,29 @@ class LoopSettings(LabSettings):
     group_interval_s: float | None = Field(default=None, gt=0)
     repeat_interval_s: float | None = Field(default=None, gt=0)
 
+    # The loop's stack (demo, benchmark): the two projects' PEXes, built by
+    # `./pants package projects/data-pipelines:cli projects/model-monitoring:cli`.
+    data_pipelines_pex: Path = Path("dist/projects.data-pipelines/cli.pex")
+    model_monitoring_pex: Path = Path("dist/projects.model-monitoring/cli.pex")
+    # The history's first week: the bootstrap run trains the first champion on it; the drift
+    # starts with the week after it (the source serves it, and every later week, inverted).
+    # Weeks of one region with both classes well represented (the data moves region by region,
+    # and some weeks hold one class only).
+    start_week: str = Field(default="2020-11-22", pattern=r"^\d{4}-\d{2}-\d{2}$")
+    # The benchmark's repeats: one start week each.
+    benchmark_start_weeks: tuple[str, ...] = ("2020-11-22", "2020-12-13", "2021-02-14")
+    # The gate's margin for the deployed pipeline (DATA_PIPELINES_GATE_MARGIN).
+    gate_margin: float = Field(default=0.01, ge=-1, le=1)
+    # Labelled traffic in production rows per second (the service, its drift job and
+    # Prometheus run on the clock; Airflow, training and the registry at real speed).
+    rows_per_second: float = Field(default=10.0, gt=0)
+    # Production minutes of traffic from the champion's own window before the drift, and after
+    # the alert resolved (the "after" accuracy).
+    before_minutes: float = Field(default=15.0, gt=0)
+    after_minutes: float = Field(default=10.0, gt=0)
+    # Real seconds the loop may take from the drift onset to the alert resolved.
+    loop_timeout_s: float = Field(default=240.0, gt=0)
+
     def wall_seconds(self, production_s: float) -> float:
         return production_s / self.clock
 

@@ -1,0 +1,142 @@
+"""The whole loop on real components, one stack for the module (data-pipelines' deployment and
+model-monitoring's service from their PEXes, this loop's receiver, a real Alertmanager and
+Prometheus): the loop closes by itself; then bad data during a second drift: the gate refuses the
+challenger, the champion keeps serving, the alert keeps firing, and a second alert while the run
+is in flight starts no second run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from mlops_loop.loop_run import (
+    ALERT_FIRED,
+    CHAMPION_MOVED,
+    GATED,
+    ONSET,
+    RESOLVED,
+    RUN_SUCCEEDED,
+    RUN_TRIGGERED,
+    SWITCHED,
+    Timeline,
+    run_loop,
+)
+from mlops_loop.report import phase_rows
+from mlops_loop.settings import LoopSettings
+from mlops_loop.stack import LoopStack, loop_stack
+from mlops_loop.traffic import accuracy
+from roadmap_lab.housing_model import TAG_SLICE_ID
+
+pytestmark = pytest.mark.slow
+
+START = "2020-11-22"
+# Where runtime_package_dependencies puts the projects' PEXes in the test sandbox.
+DATA_PIPELINES_PEX = Path("projects.data-pipelines/cli.pex")
+MODEL_MONITORING_PEX = Path("projects.model-monitoring/cli.pex")
+
+
+def week(offset: int) -> str:
+    return (date.fromisoformat(START) + timedelta(days=7 * offset)).isoformat()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopStack]:
+    # Week 1 drifts (incomes on a reversed scale); from week 2 on the source delivers
+    # mislabelled data.
+    faults = {week(1): "inverted", **{week(n): "mislabelled" for n in range(2, 8)}}
+    settings = LoopSettings(
+        clock=60, start_week=START, before_minutes=10, after_minutes=3,
+        # A short cooldown (5 s real): the second drift must not wait for the first run's.
+        cooldown_s=300,
+        data_pipelines_pex=DATA_PIPELINES_PEX,
+        model_monitoring_pex=MODEL_MONITORING_PEX,
+    )  # fmt: skip
+    with loop_stack(settings, tmp_path_factory.mktemp("loop"), faults) as running:
+        yield running
+
+
+def real_s(timeline: Timeline, event: str) -> float:
+    item = timeline.at(event)
+    assert item is not None, f"never saw {event}"
+    return float(item["real_s"])
+
+
+def test_a_drift_retrains_gates_and_ships_a_model_and_the_alert_resolves(
+    stack: LoopStack, tmp_path: Path
+) -> None:
+    first = stack.registry.champion()
+    assert first is not None and first["tags"][TAG_SLICE_ID] == START
+    outcome = run_loop(stack, tmp_path / "timeline.jsonl")
+    timeline = outcome.timeline
+    order = [ONSET, ALERT_FIRED, RUN_TRIGGERED, GATED, CHAMPION_MOVED, SWITCHED, RESOLVED]
+    times = [real_s(timeline, event) for event in order]
+    assert times == sorted(times), timeline.events
+    # The gate is the run's last task: the run ends after it.
+    assert real_s(timeline, GATED) <= real_s(timeline, RUN_SUCCEEDED)
+    gated = timeline.at(GATED)
+    assert gated is not None and gated["promoted"] is True and gated["week"] == week(1)
+    assert outcome.champion_after is not None
+    assert outcome.champion_after["version"] == gated["version"]
+    assert outcome.champion_after["tags"][TAG_SLICE_ID] == week(1)
+    assert stack.served()["registry"]["version"] == gated["version"]
+    [run] = outcome.runs  # one alert group, one run
+    assert run.state == "success" and run.conf["trigger"] == "alertmanager"
+    phases = {phase: accuracy(rows) for phase, rows in phase_rows(outcome).items()}
+    before, during, after = phases["before"], phases["during"], phases["after"]
+    assert before is not None and during is not None and after is not None
+    assert during.estimate < before.estimate  # the drift hurts
+    assert after.estimate > during.estimate + 0.1  # the new champion recovers
+    assert (tmp_path / "timeline.jsonl").read_text().count("\n") == len(timeline.events)
+
+
+def test_a_refused_challenger_leaves_the_champion_serving_and_the_alert_firing(
+    stack: LoopStack, tmp_path: Path
+) -> None:
+    champion = stack.registry.champion()
+    assert champion is not None
+    decisions: list[dict[str, Any]] = []
+
+    def post_again_while_in_flight(timeline: Timeline) -> bool:
+        """Once the run is triggered, the group's notification again, as a second alert of the
+        group would bring it while the run is in flight."""
+        runs = [r for r in stack.alert_runs() if r.state in ("queued", "running")]
+        if timeline.seen(RUN_TRIGGERED) and runs and not decisions:
+            decisions.append(notify(stack, runs[0].conf))
+        return timeline.seen(GATED)
+
+    # The traffic moves to week 2, whose incomes are the right way round again: drift again.
+    outcome = run_loop(stack, tmp_path / "timeline.jsonl", stop_when=post_again_while_in_flight,
+                       require_closed=False)  # fmt: skip
+    timeline = outcome.timeline
+    gated = timeline.at(GATED)
+    assert gated is not None and gated["promoted"] is False and gated["week"] == week(2)
+    assert decisions and decisions[0]["decision"] == "deduplicated"
+    # No second run for the notification sent while the first was in flight.
+    [run] = [r for r in outcome.runs if r.queued_at is not None]
+    assert run.run_id == decisions[0]["run_id"]
+    assert stack.finished_run(run.run_id).state == "success"  # refused, not failed
+    after = stack.registry.champion()
+    assert after is not None and after["version"] == champion["version"]
+    assert stack.served()["registry"]["version"] == champion["version"]
+    firing = [a for a in stack.retrain_alerts() if a["state"] == "firing"]
+    assert firing, "the alert should keep firing while the refused challenger is not served"
+    assert not timeline.seen(CHAMPION_MOVED) and not timeline.seen(RESOLVED)
+
+
+def notify(stack: LoopStack, conf: dict[str, Any]) -> dict[str, Any]:
+    """The receiver's decision for another firing notification of the run's alert group."""
+    token = (stack.folder / "webhook-token").read_text().strip()
+    alerts = [{"status": "firing", "labels": a["labels"], "startsAt": a["starts_at"],
+               "fingerprint": a["fingerprint"]} for a in conf["alerts"]]  # fmt: skip
+    payload = {"version": "4", "groupKey": conf["group_key"], "status": "firing",
+               "groupLabels": conf["group_labels"], "commonLabels": conf["common_labels"],
+               "alerts": alerts}  # fmt: skip
+    reply = requests.post(f"{stack.receiver_url}/alerts", json=payload,
+                          headers={"Authorization": f"Bearer {token}"}, timeout=30)  # fmt: skip
+    reply.raise_for_status()
+    decision: dict[str, Any] = reply.json()
+    return decision
