@@ -1,8 +1,9 @@
 """Labelled traffic: rows of the source's weekly slices, sent to the service's /predict in small
-batches at a steady rate, each prediction's true label posted to /labels right after it (the
-service's accuracy alert reads them). Every served row is recorded with the model version that
-answered, so accuracy is computed per phase and per version, on the rows each side never
-trained on."""
+batches at a steady rate. The true labels of the held-out rows (those no model of their week
+trained on) are posted to /labels right after: the service's accuracy alert then reads the same
+kind of rows as its reference accuracy (a version's held-out rows), never training rows. Every
+served row is recorded with the model version that answered, so accuracy is computed per phase
+and per version, on the rows each side never trained on."""
 
 from __future__ import annotations
 
@@ -129,11 +130,12 @@ class Traffic:
         at = time.monotonic()
         predictions = answer["predictions"]
         pairs = list(zip(predictions, batch, strict=True))
-        labels = [{"id": p["id"], "label": row.label} for p, row in pairs]
-        self.session.post(
-            f"{self.service_url}/labels", json={"labels": labels}, headers=self.labels_headers,
-            timeout=10,
-        ).raise_for_status()  # fmt: skip
+        labels = [{"id": p["id"], "label": row.label} for p, row in pairs if row.held_out]
+        if labels:
+            self.session.post(
+                f"{self.service_url}/labels", json={"labels": labels},
+                headers=self.labels_headers, timeout=10,
+            ).raise_for_status()  # fmt: skip
         self.served += [
             Served(at, phase, row.week, row.id, row.held_out, answer["model_version"],
                    int(p["predicted_class"]), row.label)
