@@ -27,12 +27,12 @@ from loop_testing import (
     post_alerts,
     wait_for,
 )
-from mlops_loop.airflow_rest import AirflowClient, DagRun
+from mlops_loop.airflow_rest import AirflowClient, DagRun, dag_runs
 from mlops_loop.alert_routing import alertmanager_config
-from mlops_loop.errors import AirflowRefused
 from mlops_loop.receiver import create_app
 from mlops_loop.settings import LoopSettings
 from pydantic import SecretStr
+from roadmap_lab.airflow_api import AirflowRefused
 from roadmap_lab.services import PostgresCluster, alertmanager, free_port, uvicorn_app
 
 pytestmark = pytest.mark.slow
@@ -53,7 +53,7 @@ class Loop:
     alertmanager_url: str
 
     def group_runs(self, service: str) -> list[DagRun]:
-        return [run for run in self.client.runs(PROBE_DAG)
+        return [run for run in dag_runs(self.client, PROBE_DAG)
                 if run.conf.get("group_labels") == {"service": service}]  # fmt: skip
 
     def counts(self) -> dict[str, float]:
@@ -64,7 +64,7 @@ class Loop:
 
     def finished(self, run_id: str) -> DagRun:
         def done() -> DagRun | None:
-            runs = [r for r in self.client.runs(PROBE_DAG, states=("success", "failed"))
+            runs = [r for r in dag_runs(self.client, PROBE_DAG, states=("success", "failed"))
                     if r.run_id == run_id]  # fmt: skip
             return runs[0] if runs else None
 
@@ -73,7 +73,7 @@ class Loop:
 
 def dag_parsed(client: AirflowClient) -> bool:
     try:
-        client.runs(PROBE_DAG)
+        dag_runs(client, PROBE_DAG)
     except AirflowRefused:  # 404 until the dag-processor has parsed it
         return False
     return True

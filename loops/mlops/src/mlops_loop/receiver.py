@@ -30,10 +30,10 @@ from fastapi import Depends, FastAPI, Header, HTTPException
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
+from roadmap_lab.airflow_api import AirflowApiError, AirflowUnavailable
 from roadmap_lab.logs import setup_logging
 
-from mlops_loop.airflow_rest import ACTIVE_STATES, AirflowClient, DagRun
-from mlops_loop.errors import AirflowRefused, AirflowUnavailable
+from mlops_loop.airflow_rest import ACTIVE_STATES, AirflowClient, DagRun, dag_runs, trigger_run
 from mlops_loop.settings import LoopSettings
 
 logger = logging.getLogger(__name__)
@@ -150,13 +150,12 @@ class PipelineTrigger:
                 detail = f"run ended {end:%H:%M:%S}; cooldown until {until:%H:%M:%S} UTC"
                 return Outcome(Decision.COOLDOWN, key, run_id, detail)
             run_id = f"{prefix}{now:%Y%m%dT%H%M%S.%fZ}"
-            # No logical date: the DAG decides which data a retrain covers (data-pipelines'
-            # trains the next week of its history); the trigger time is in the conf.
-            self.client.trigger(self.dag_id, run_id, run_conf(notification, alerts, now), None)
+            # The trigger time is in the conf; the run has no logical date (trigger_run).
+            trigger_run(self.client, self.dag_id, run_id, run_conf(notification, alerts, now))
             return Outcome(Decision.TRIGGERED, key, run_id, f"{self.dag_id} run queued")
 
     def _group_runs(self, prefix: str, **query: Any) -> list[DagRun]:
-        runs = self.client.runs(self.dag_id, **query)
+        runs = dag_runs(self.client, self.dag_id, **query)
         return [run for run in runs if run.run_id.startswith(prefix)]
 
 
@@ -170,7 +169,7 @@ def create_app(settings: LoopSettings | None = None) -> FastAPI:
         settings.airflow_url,
         settings.airflow_username,
         settings.airflow_secret(),
-        settings.airflow_timeout_s,
+        timeout_s=settings.airflow_timeout_s,
     )
     trigger = PipelineTrigger(client, settings)
     registry = CollectorRegistry()
@@ -204,7 +203,7 @@ def create_app(settings: LoopSettings | None = None) -> FastAPI:
     def alerts(notification: Notification) -> JSONResponse:
         try:
             outcome = trigger.handle(notification)
-        except (AirflowUnavailable, AirflowRefused) as error:
+        except AirflowApiError as error:  # AirflowUnavailable, or AirflowRefused (4xx)
             status = 503 if isinstance(error, AirflowUnavailable) else 502
             decisions.labels(str(Decision.AIRFLOW_ERROR)).inc()
             logger.error(

@@ -38,7 +38,7 @@ from roadmap_lab.services import (
     uvicorn_app,
 )
 
-from mlops_loop.airflow_rest import AirflowClient, DagRun
+from mlops_loop.airflow_rest import AirflowClient, DagRun, dag_runs, trigger_run
 from mlops_loop.alert_routing import alertmanager_config
 from mlops_loop.errors import MlopsLoopError
 from mlops_loop.settings import RETRAIN_ALERTS, LoopSettings
@@ -163,12 +163,12 @@ class LoopStack:
 
     def alert_runs(self) -> list[DagRun]:
         """The DAG's runs the receiver triggered, oldest first."""
-        runs = [r for r in self.airflow.runs(self.dag_id) if r.run_id.startswith("alert__")]
+        runs = [r for r in dag_runs(self.airflow, self.dag_id) if r.run_id.startswith("alert__")]
         return sorted(runs, key=lambda r: r.run_id)
 
     def finished_run(self, run_id: str, timeout_s: float = RUN_TIMEOUT_S) -> DagRun:
         def done() -> DagRun | None:
-            runs = [r for r in self.airflow.runs(self.dag_id) if r.run_id == run_id]
+            runs = [r for r in dag_runs(self.airflow, self.dag_id) if r.run_id == run_id]
             return runs[0] if runs and runs[0].state in ("success", "failed") else None
 
         return wait_for(f"run {run_id} to finish", done, timeout_s)
@@ -279,10 +279,10 @@ def bootstrap(airflow: AirflowClient, dag_id: str, registry: Registry) -> dict[s
     from datetime import UTC, datetime
 
     run_id = f"bootstrap__{datetime.now(UTC):%Y%m%dT%H%M%S}"
-    airflow.trigger(dag_id, run_id, {"trigger": "mlops-loop bootstrap"}, None)
+    trigger_run(airflow, dag_id, run_id, {"trigger": "mlops-loop bootstrap"})
 
     def done() -> DagRun | None:
-        runs = [r for r in airflow.runs(dag_id) if r.run_id == run_id]
+        runs = [r for r in dag_runs(airflow, dag_id) if r.run_id == run_id]
         return runs[0] if runs and runs[0].state in ("success", "failed") else None
 
     run = wait_for("the bootstrap run", done, RUN_TIMEOUT_S)
