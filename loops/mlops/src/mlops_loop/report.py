@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 CLOSED_FIGURE = "repeats in which the loop closed without a human step (share)"
+MIN_REPEATS = 3  # issue 26: the loop closes in every run of >= 3 repeats
 RECOVERY_FIGURE = "accuracy after the switch minus before the drift"
 # (figure name, first event, last event)
 SPANS = (
@@ -118,11 +119,14 @@ def headline(outcomes: Sequence[LoopOutcome], settings: LoopSettings) -> list[He
     before = accuracy(pooled["before"])
     closed = sum(o.closed for o in outcomes)
     share = closed / len(outcomes)
+    # The target is about the repeats themselves ("every run of >= 3 repeats"): every repeat is
+    # counted, no sampling; fewer than MIN_REPEATS (a demo's one run) cannot meet it: unverified.
+    observed = Interval(share, share, share, 1.0, "observed (every repeat counted)", len(outcomes))
     figures += [
         headline_figure(
-            CLOSED_FIGURE, None, "share", target=">= 1", digits=3,
-            interval=Interval(share, share, share, 1.0, "observed (every repeat counted)",
-                              len(outcomes)),
+            CLOSED_FIGURE, share if len(outcomes) < MIN_REPEATS else None, "share",
+            target=">= 1", digits=3,
+            interval=observed if len(outcomes) >= MIN_REPEATS or closed < len(outcomes) else None,
             repeats=len(outcomes), closed=closed,
         ),
         headline_figure(
