@@ -11,33 +11,20 @@ import re
 import secrets
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from roadmap_lab.services import ManagedProcess, ServiceError, free_port, python_child_env
 
-T = TypeVar("T")
 DAGS_DIR = Path(__file__).resolve().parent / "dags"
 PROBE_DAG = "retrain_probe"
 ADMIN = "admin"
 # On a loaded 2-core machine Airflow's processes take a minute or more to start.
 STARTUP_TIMEOUT_S = 240.0
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float, poll_s: float = 0.2) -> T:
-    """Poll ``probe`` until it returns something truthy; that value."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
 @dataclass

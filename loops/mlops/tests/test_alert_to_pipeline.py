@@ -25,12 +25,12 @@ from loop_testing import (
     decision_counts,
     notification,
     post_alerts,
-    wait_for,
 )
 from mlops_loop.airflow_rest import AirflowClient, DagRun, dag_runs
 from mlops_loop.alert_routing import alertmanager_config
 from mlops_loop.receiver import create_app
 from mlops_loop.settings import LoopSettings
+from mlops_loop.stack import wait_for
 from pydantic import SecretStr
 from roadmap_lab.airflow_api import AirflowRefused
 from roadmap_lab.services import PostgresCluster, alertmanager, free_port, uvicorn_app
