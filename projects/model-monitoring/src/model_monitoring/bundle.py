@@ -469,13 +469,14 @@ def bundle_from_json(payload: dict[str, Any], pipeline: Any = None) -> Bundle:
     )
 
 
-def bundle_identity(bundle_dir: Path) -> tuple[int, int] | None:
-    """Which bundle.json the folder holds now (a swap renames a new folder into place)."""
+def bundle_identity(bundle_dir: Path) -> str | None:
+    """Which bundle the folder holds now: the hash of its bundle.json (which names the model's
+    hash and version). Not the file's inode and mtime: a copy keeps the mtime and a freed inode
+    is reused, so a different bundle could look like the served one."""
     try:
-        stat = (bundle_dir / BUNDLE_FILE).stat()
+        return hashlib.sha256((bundle_dir / BUNDLE_FILE).read_bytes()).hexdigest()
     except FileNotFoundError:  # between the two renames of a swap
         return None
-    return stat.st_ino, stat.st_mtime_ns
 
 
 def load_bundle(bundle_dir: Path) -> Bundle:

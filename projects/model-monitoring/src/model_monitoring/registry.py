@@ -276,14 +276,14 @@ class BundleWatcher:
         settings: ProjectSettings,
         switch: Callable[[Bundle], None],
         on_failure: Callable[[], None],
-        served: tuple[int, int] | None,
+        served: str | None,
     ) -> None:
         self.bundle_dir = settings.resolved_bundle_dir()
         self.interval_s = settings.bundle_check_s
         self.switch = switch
         self.on_failure = on_failure
         self._seen = served
-        self._failed: tuple[int, int] | None = None
+        self._failed: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bundle-watcher", daemon=True)
 
@@ -291,7 +291,9 @@ class BundleWatcher:
         from model_monitoring.bundle import load_bundle
 
         seen = bundle_identity(self.bundle_dir)
-        if seen is None or seen == self._seen:
+        # After a failure, the served bundle coming back is loaded again: the switch clears
+        # the worker's stale state.
+        if seen is None or (seen == self._seen and self._failed is None):
             return
         try:
             bundle = load_bundle(self.bundle_dir)
@@ -302,7 +304,7 @@ class BundleWatcher:
                 logger.exception("cannot switch to the bundle in %s", self.bundle_dir)
             self._failed = seen
             return
-        self._seen = seen
+        self._seen, self._failed = seen, None
 
     def start(self) -> None:
         self._thread.start()

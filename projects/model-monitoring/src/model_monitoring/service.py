@@ -75,7 +75,7 @@ def _registry_threads(
     served: ServedBundle,
     monitor: Monitor,
     metrics: ServiceMetrics,
-    identity: tuple[int, int] | None,
+    identity: str | None,
 ) -> list[Any]:
     """The follower (it polls only in the worker that holds its lock) and this worker's
     watcher, which switches to each new bundle of the same schema."""
