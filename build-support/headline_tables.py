@@ -150,9 +150,10 @@ def stale_readmes(root: Path, write: bool) -> list[str]:
     ``write``): each project's, and the root README's summary."""
     tables: dict[Path, str] = {}
     all_results: dict[str, dict[str, Any]] = {}
-    for results_file in sorted(root.glob("projects/*/benchmarks/results.json")):
+    found = [sorted(root.glob(f"{top}/*/benchmarks/results.json")) for top in ("projects", "loops")]
+    for results_file in found[0] + found[1]:
         results = json.loads(results_file.read_text(encoding="utf-8"))
-        all_results[results_file.parent.parent.name] = results
+        all_results[results.get("project", results_file.parent.parent.name)] = results
         tables[results_file.parent.parent / "README.md"] = render_table(results)
     tables[root / "README.md"] = render_summary(all_results)
     stale = []

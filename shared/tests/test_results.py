@@ -25,6 +25,7 @@ from roadmap_lab.results import (
     invocation,
     parse_target,
     process_tree_cpu_seconds,
+    project_folder,
     publish_benchmark,
     reference_headline,
     verdict,
@@ -172,6 +173,15 @@ def test_benchmark_results_go_to_dist_and_are_published_only_when_asked(tmp_path
     assert published == committed / "results.json"
     assert published.read_bytes() == path.read_bytes()
     assert (committed / "speed.png").read_bytes() == (path.parent / "speed.png").read_bytes()
+
+
+def test_a_loop_publishes_into_its_folder_under_loops(tmp_path: Path) -> None:
+    repo = _fake_checkout(tmp_path / "repo", "other")
+    (repo / "loops" / "mlops" / "benchmarks").mkdir(parents=True)
+    path = ResultsWriter("mlops-loop", tmp_path / "dist", "c", kind="benchmark").write(QUIET)
+    assert publish_benchmark(path, repo_root=repo) == repo / "loops/mlops/benchmarks/results.json"
+    assert project_folder("mlops-loop") == "loops/mlops"
+    assert project_folder("model-monitoring") == "projects/model-monitoring"
 
 
 def test_publish_refuses_a_project_that_is_not_in_the_checkout(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from mlops_loop.loop_run import (
     Timeline,
     run_loop,
 )
-from mlops_loop.report import phase_rows
+from mlops_loop.report import phase_rows, served_by
 from mlops_loop.settings import LoopSettings
 from mlops_loop.stack import LoopStack, loop_stack
 from mlops_loop.traffic import accuracy
@@ -46,13 +46,15 @@ def week(offset: int) -> str:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopStack]:
-    # Week 1 drifts (incomes on a reversed scale); from week 2 on the source delivers
-    # mislabelled data.
-    faults = {week(1): "inverted", **{week(n): "mislabelled" for n in range(2, 8)}}
+    # Week 1 drifts (incomes on a reversed scale), and week 3, which the first loop serves a
+    # week later; week 2 and the later ones are mislabelled (the second drift's bad data).
+    faults = {week(n): "mislabelled" for n in range(2, 8)}
+    faults |= {week(1): "inverted", week(3): "inverted"}
     settings = LoopSettings(
         # The receiver's own cooldown (30 production min, 30 s real): shorter, a slow switch on a
         # loaded machine let the still-firing alert start a second run after the first.
-        clock=60, start_week=START, before_minutes=10, after_minutes=3,
+        # Two production minutes a week later: too short for an alert on it to fire.
+        clock=60, start_week=START, before_minutes=10, after_minutes=3, forward_minutes=2,
         data_pipelines_pex=DATA_PIPELINES_PEX,
         model_monitoring_pex=MODEL_MONITORING_PEX,
     )  # fmt: skip
@@ -71,7 +73,8 @@ def test_a_drift_retrains_gates_and_ships_a_model_and_the_alert_resolves(
 ) -> None:
     first = stack.registry.champion()
     assert first is not None and first["tags"][TAG_SLICE_ID] == START
-    outcome = run_loop(stack, tmp_path / "timeline.jsonl")
+    # A week later, week 3: the week after the drifted one is the second test's bad data.
+    outcome = run_loop(stack, tmp_path / "timeline.jsonl", forward_week=week(3))
     timeline = outcome.timeline
     order = [ONSET, ALERT_FIRED, RUN_TRIGGERED, GATED, CHAMPION_MOVED, SWITCHED, RESOLVED]
     times = [real_s(timeline, event) for event in order]
@@ -91,6 +94,9 @@ def test_a_drift_retrains_gates_and_ships_a_model_and_the_alert_resolves(
     assert before is not None and during is not None and after is not None
     assert during.estimate < before.estimate  # the drift hurts
     assert after.estimate > during.estimate + 0.1  # the new champion recovers
+    rows = phase_rows(outcome)
+    assert {s.week for s in rows["after"]} == {week(1)} and all(s.unseen for s in rows["after"])
+    assert {s.week for s in rows["forward"]} == {week(3)}
     assert (tmp_path / "timeline.jsonl").read_text().count("\n") == len(timeline.events)
 
 
@@ -103,6 +109,8 @@ def test_a_refused_challenger_leaves_the_champion_serving_and_the_alert_firing(
     # alert triggers a run of its own.
     time.sleep(stack.settings.wall_seconds(stack.settings.cooldown_s))
     decisions: list[dict[str, Any]] = []
+    # After the refusal, traffic goes on for 10 production minutes before the checks.
+    linger_s = stack.settings.wall_seconds(10 * 60)
 
     def post_again_while_in_flight(timeline: Timeline) -> bool:
         """Once the run is triggered, the group's notification again, as a second alert of the
@@ -110,7 +118,8 @@ def test_a_refused_challenger_leaves_the_champion_serving_and_the_alert_firing(
         runs = [r for r in stack.alert_runs() if r.state in ("queued", "running")]
         if timeline.seen(RUN_TRIGGERED) and runs and not decisions:
             decisions.append(notify(stack, runs[0].conf))
-        return timeline.seen(GATED)
+        gated = timeline.at(GATED)
+        return gated is not None and timeline.seconds_since(gated) >= linger_s
 
     # The traffic moves to week 2, whose incomes are the right way round again: drift again.
     outcome = run_loop(stack, tmp_path / "timeline.jsonl", stop_when=post_again_while_in_flight,
@@ -125,6 +134,10 @@ def test_a_refused_challenger_leaves_the_champion_serving_and_the_alert_firing(
     assert stack.finished_run(run.run_id).state == "success"  # refused, not failed
     after = stack.registry.champion()
     assert after is not None and after["version"] == champion["version"]
+    # Every row served after the refusal was answered by the champion.
+    refused_at = outcome.onset_monotonic + real_s(timeline, GATED)
+    later = {s.version for s in outcome.traffic.served if s.at > refused_at}
+    assert later == {served_by(str(champion["version"]))}
     assert stack.served()["registry"]["version"] == champion["version"]
     firing = [a for a in stack.retrain_alerts() if a["state"] == "firing"]
     assert firing, "the alert should keep firing while the refused challenger is not served"

@@ -46,10 +46,12 @@ def test_production_time_scales_all_but_the_airflow_run(tmp_path: Path) -> None:
     assert len((tmp_path / "timeline.jsonl").read_text().splitlines()) == 3
 
 
-def served(phase: str, version: str, rows: range, right: int, week: str = "w") -> list[Served]:
+def served(
+    phase: str, version: str, rows: range, right: int, week: str = "w", unseen: bool = True
+) -> list[Served]:
     """Rows ``rows`` served by ``version``; the first ``right`` of them answered correctly; each
     row twice (a repeat adds no evidence)."""
-    items = [Served(0.0, phase, week, i, i % 5 == 0, f"housing-classifier/{version}",
+    items = [Served(0.0, phase, week, i, unseen, f"housing-classifier/{version}",
                     int(n < right), 1) for n, i in enumerate(rows)]  # fmt: skip
     return items + items
 
@@ -61,23 +63,30 @@ def outcome(tmp_path: Path, closed: bool = True) -> LoopOutcome:
     traffic = Traffic("http://127.0.0.1:9", "key", 1.0)
     traffic.served = (
         served("before", "1", range(0, 500, 5), right=90)  # held-out rows: ids 0, 5, ...
-        + served("before", "1", range(1, 500, 5), right=0)  # training rows: not read
+        + served("before", "1", range(1, 500, 5), right=0, unseen=False)  # training rows
         + served("drift", "1", range(0, 200), right=120, week="d")
-        + served("drift", "2", range(0, 500, 5), right=89, week="d")
+        # Served by the new champion before the traffic moved on: not read.
+        + served("drift", "2", range(0, 50), right=50, week="d")
+        + served("after", "2", range(0, 500, 5), right=89, week="d")
+        + served("after", "2", range(1, 500, 5), right=100, week="d", unseen=False)
+        + served("forward", "2", range(0, 50), right=35, week="f")
     )
     return LoopOutcome(
         timeline=timeline, traffic=traffic, champion_before={"version": "1"},
-        champion_after={"version": "2"}, drift_week="d", onset_monotonic=0.0, closed=closed,
-        runs=[],
+        champion_after={"version": "2"}, drift_week="d", forward_week="f", onset_monotonic=0.0,
+        closed=closed, runs=[],
     )  # fmt: skip
 
 
 def test_accuracy_is_read_on_distinct_rows_the_model_never_trained_on(tmp_path: Path) -> None:
     phases = phase_rows(outcome(tmp_path))
-    before, during, after = (accuracy(phases[p]) for p in ("before", "during", "after"))
+    before, during, after, forward = (
+        accuracy(phases[p]) for p in ("before", "during", "after", "forward")
+    )
     assert before is not None and (before.estimate, before.n) == (0.9, 100)
     assert during is not None and (during.estimate, during.n) == (0.6, 200)
     assert after is not None and (after.estimate, after.n) == (0.89, 100)
+    assert forward is not None and (forward.estimate, forward.n) == (0.7, 50)
 
 
 def test_the_headline_carries_the_targeted_figures_with_verdicts(tmp_path: Path) -> None:
@@ -93,6 +102,10 @@ def test_the_headline_carries_the_targeted_figures_with_verdicts(tmp_path: Path)
     assert three[CLOSED_FIGURE]["value"] == 1 and three[CLOSED_FIGURE]["verdict"] == "met"
     recovery = figures[RECOVERY_FIGURE]
     assert recovery["value"] == -0.01
+    # Each repeat's own difference beside the pooled one, whose interval is narrower.
+    [(one, low, high), second] = recovery["repeats"]
+    assert one == -0.01 and second == [one, low, high]
+    assert high - low > recovery["interval"]["high"] - recovery["interval"]["low"]
     assert recovery["interval"]["low"] < -0.02 < recovery["interval"]["high"]
     assert recovery["verdict"] == "within noise"
     onset_to_alert = figures["drift onset to alert fired (production time)"]

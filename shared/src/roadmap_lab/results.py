@@ -10,7 +10,8 @@
 
 * The demo writes ``dist/<project>/results.json`` (+ plots): what the showcase reads.
 * The benchmark writes ``dist/<project>/benchmark/results.json`` (+ plots), and copies both to the
-  committed ``projects/<project>/benchmarks/`` only when asked (``publish_benchmark``).
+  committed ``<folder>/benchmarks/`` only when asked (``publish_benchmark``; the folder is
+  ``projects/<project>``, or ``loops/<name>`` for a loop named ``<name>-loop``).
 * Figures carried from the committed benchmark into a demo's headline are marked as references
   (``reference_headline``), never counted as measured by this run.
 * Every results file records the command that produced it.
@@ -42,7 +43,8 @@ if TYPE_CHECKING:
 HEADLINE_KEYS = ("name", "value", "unit", "baseline", "target")
 # Where a project's committed benchmark results live, relative to the repo root. Projects ship the
 # file in their PEX as a Pants resource, so it is also found under an entry of sys.path.
-COMMITTED_RESULTS = "projects/{project}/benchmarks/results.json"
+COMMITTED_RESULTS = "{folder}/benchmarks/results.json"
+LOOP_SUFFIX = "-loop"
 BUILD_ROOT_MARKER = "pants.toml"
 
 
@@ -445,9 +447,18 @@ def find_repo_root(start: Path | None = None) -> Path:
     raise ValueError(f"{here} is not inside a Roadmap Lab checkout (no {BUILD_ROOT_MARKER} above)")
 
 
+def project_folder(project: str) -> str:
+    """A project's folder in the checkout: ``projects/<project>``, or ``loops/<name>`` for a
+    loop (``<name>-loop``, the name the layout test gives loops/<name>)."""
+    if project.endswith(LOOP_SUFFIX):
+        return f"loops/{project.removesuffix(LOOP_SUFFIX)}"
+    return f"projects/{project}"
+
+
 def publish_benchmark(results_file: Path, repo_root: Path | None = None) -> Path:
     """Copy a benchmark's results.json and the plots it lists to the project's committed
-    ``projects/<project>/benchmarks/`` folder of the checkout; returns the copied results file.
+    ``<folder>/benchmarks/`` of the checkout (``project_folder``); returns the copied results
+    file.
 
     Plots are copied first and results.json last, each atomically, so the committed results never
     name a plot that is not there. BusyMachineError when the results record no conditions or were
@@ -458,7 +469,7 @@ def publish_benchmark(results_file: Path, repo_root: Path | None = None) -> Path
     if problem is not None:
         raise BusyMachineError(f"not publishing {results_file}: {problem}")
     committed = (repo_root or find_repo_root()) / COMMITTED_RESULTS.format(
-        project=results["project"]
+        folder=project_folder(results["project"])
     )
     if not committed.parent.parent.is_dir():
         raise ValueError(f"no project folder {committed.parent.parent} to publish into")
@@ -478,7 +489,7 @@ def committed_results(project: str) -> dict[str, Any] | None:
     Looked up under each entry of sys.path (the file is a Pants resource of the project, so it is
     inside the PEX or the test sandbox), never relative to the working directory.
     """
-    relative = COMMITTED_RESULTS.format(project=project)
+    relative = COMMITTED_RESULTS.format(folder=project_folder(project))
     for entry in sys.path:
         candidate = Path(entry or ".") / relative
         if entry and candidate.is_file():

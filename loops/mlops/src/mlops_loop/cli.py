@@ -14,7 +14,15 @@ from typing import Annotated
 import typer
 import yaml
 from rich.console import Console
-from roadmap_lab.cli import DistDirOption, RunDirOption, cli_errors, given, headline_table, lab_app
+from roadmap_lab.cli import (
+    DistDirOption,
+    PublishOption,
+    RunDirOption,
+    cli_errors,
+    given,
+    headline_table,
+    lab_app,
+)
 from roadmap_lab.results import atomic_write_text
 
 from mlops_loop import PROJECT
@@ -133,13 +141,13 @@ def benchmark(
         typer.Option(help="A repeat's first week (repeatable, cycled; default: three chosen "
                      "weeks)."),
     ] = None,
+    publish: PublishOption = False,
 ) -> None:
     """``repeats`` full loops on fresh stacks: times from the drift onset to the alert, from the
     alert to the new champion serving and to the alert resolved (production time), accuracy
-    before, during and after, whether each loop closed by itself. Not publishable yet (see the
-    README's "Limits")."""
+    before, during and after the switch and a week later, whether each loop closed by itself."""
     with cli_errors():
-        from roadmap_lab.results import invocation
+        from roadmap_lab.results import ensure_quiet_machine, invocation, publish_benchmark
 
         from mlops_loop.benchmark import run_benchmark
 
@@ -148,9 +156,13 @@ def benchmark(
                     rows_per_second=rows_per_second,
                     benchmark_start_weeks=tuple(start_week) if start_week else None)
         )  # fmt: skip
+        if publish:
+            ensure_quiet_machine()
         path, results = run_benchmark(settings, invocation("mlops_loop"), repeats)
         console.print(headline_table(f"{PROJECT} benchmark", results["headline"]))
         console.print(f"results -> {path}")
+        if publish:
+            console.print(f"published -> {publish_benchmark(path)}")
 
 
 def main() -> None:

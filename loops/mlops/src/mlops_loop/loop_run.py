@@ -7,7 +7,16 @@ one timeline (JSON lines):
 3. then, as each is first seen: the retrain alert fired (Prometheus), the DAG run triggered and
    its end (Airflow), the challenger gated (its version's gate tags in MLflow), ``@champion``
    moved (MLflow), the service switched (its /model), the alert resolved (Prometheus);
-4. after: ``after_minutes`` more of the same traffic.
+4. after: once the service switched, the drifted week's traffic goes on, now served by the new
+   champion, which trained on it (its accuracy is read on the held-out rows), until the alert
+   resolved and ``after_minutes`` more;
+5. a week later: ``forward_minutes`` of the week after the drifted one (shifted too; no model
+   trained on it). Every week of this data is another region, so the monitor alerts on it
+   again: the figure shows what a one-week model is worth a week later.
+
+The retrain reads the drifted week as soon as the alert fires: the source serves every week,
+labels included, at once, where production would wait for the week to end and its labels to
+arrive. The times measure the system's reaction, not that wait.
 
 Times are real seconds since the onset, and production seconds: the clock runs the service's
 drift job, Prometheus and Alertmanager ``clock`` times faster, so a real second there is
@@ -67,6 +76,10 @@ class Timeline:
     def at(self, event: str) -> dict[str, Any] | None:
         return next((e for e in self.events if e["event"] == event), None)
 
+    def seconds_since(self, event: dict[str, Any]) -> float:
+        """Real seconds from a recorded event to now."""
+        return (datetime.now(UTC) - datetime.fromisoformat(event["utc"])).total_seconds()
+
     def record(self, event: str, when: datetime | None = None, **details: Any) -> None:
         when = when or datetime.now(UTC)
         if event == ONSET:
@@ -108,6 +121,7 @@ class LoopOutcome:
     champion_before: dict[str, Any]
     champion_after: dict[str, Any] | None
     drift_week: str
+    forward_week: str
     onset_monotonic: float
     closed: bool
     runs: list[DagRun]
@@ -128,7 +142,7 @@ def window_rows(stack: LoopStack, version: dict[str, Any]) -> list[Row]:
     """The rows of the weeks a registered version trained on (its window tag), as the source
     serves them."""
     weeks = version["tags"][TAG_WINDOW_SLICES].split(",")
-    return [row for week in weeks for row in fetch_week(stack.source_url, week)]
+    return [row for week in weeks for row in fetch_week(stack.source_url, week, trained_on=True)]
 
 
 def run_loop(
@@ -136,16 +150,22 @@ def run_loop(
     timeline_path: Path,
     stop_when: Callable[[Timeline], bool] | None = None,
     require_closed: bool = True,
+    forward_week: str | None = None,
 ) -> LoopOutcome:
     """Drift the traffic and watch the loop close (or ``stop_when`` says enough); the outcome.
     With ``require_closed``, MlopsLoopError when the loop did not close within
-    ``loop_timeout_s``."""
+    ``loop_timeout_s``. ``forward_week``: the week served last (default: the one after the
+    drifted week)."""
     settings = stack.settings
     champion = stack.registry.champion()
     if champion is None:
         raise MlopsLoopError("no @champion to start the loop from")
     drift_week = next_week(champion["tags"][TAG_SLICE_ID])
+    forward_week = forward_week or next_week(drift_week)
     before_rows, drift_rows = window_rows(stack, champion), fetch_week(stack.source_url, drift_week)
+    # The same week once the new champion serves it: only its held-out rows are unseen.
+    after_rows = fetch_week(stack.source_url, drift_week, trained_on=True)
+    forward_rows = fetch_week(stack.source_url, forward_week)
     timeline_path.parent.mkdir(parents=True, exist_ok=True)
     timeline_path.unlink(missing_ok=True)
     timeline = Timeline(timeline_path, settings.clock)
@@ -167,10 +187,15 @@ def run_loop(
         done = stop_when or (lambda t: all(t.seen(event) for event in CLOSED))
         while not done(timeline) and time.monotonic() < deadline:
             watcher.poll()
+            if timeline.seen(SWITCHED) and traffic.phase != "after":
+                traffic.use("after", after_rows)
             time.sleep(POLL_S)
         closed = all(timeline.seen(event) for event in CLOSED)
         if closed:
             time.sleep(settings.wall_seconds(settings.after_minutes * 60))
+            if settings.forward_minutes:
+                traffic.use("forward", forward_rows)
+                time.sleep(settings.wall_seconds(settings.forward_minutes * 60))
     timeline.rewrite()
     if require_closed and not closed:
         missing = [event for event in CLOSED if not timeline.seen(event)]
@@ -184,6 +209,7 @@ def run_loop(
         champion_before=champion,
         champion_after=stack.registry.champion(),
         drift_week=drift_week,
+        forward_week=forward_week,
         onset_monotonic=onset,
         closed=closed,
         runs=[run for run in stack.alert_runs() if run.run_id not in known_runs],

@@ -5,7 +5,10 @@ Accuracy: on distinct rows (a row served again by the same model adds no evidenc
 read on rows the serving model never trained on: before the drift, the champion on its window's
 held-out rows; during it, the champion on the drifted week (a week it never saw); after the
 switch, the new champion on the drifted week's held-out rows (the week it trained on, without
-its training rows). Repeats pool their rows."""
+its training rows); a week later, the new champion on the next week (no model saw it). "Before"
+and "after" are both a model on its own week's held-out rows, on different weeks: their
+difference also carries how much easier one week is than the other. Repeats pool their rows;
+each repeat's own difference is kept beside the pooled one."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from roadmap_lab.housing_model import REGISTERED_MODEL
 from roadmap_lab.results import Headline, headline_figure
-from roadmap_lab.stats import Interval, bootstrap_interval, t_interval
+from roadmap_lab.stats import Interval, bootstrap_weights, t_interval
 
 from mlops_loop.loop_run import ALERT_FIRED, ONSET, RESOLVED, SWITCHED, LoopOutcome
 from mlops_loop.settings import LoopSettings
@@ -37,6 +40,7 @@ ACCURACY_FIGURES = {
     "before": "before the drift (champion, its held-out rows)",
     "during": "during the drift (champion, the drifted week)",
     "after": "after the switch (new champion, its held-out rows)",
+    "forward": "a week later (new champion, the next week, which no model trained on)",
 }
 
 
@@ -55,11 +59,13 @@ def phase_rows(outcome: LoopOutcome) -> dict[str, list[Served]]:
     )
     served = outcome.traffic.served
     return {
-        "before": [s for s in served if s.phase == "before" and s.version == old and s.held_out],
+        "before": [s for s in served if s.phase == "before" and s.version == old and s.unseen],
         "during": [s for s in served if s.phase == "drift" and s.version == old],
-        "after": [s for s in served if s.phase == "drift" and new not in (None, old)
-                  and s.version == new and s.held_out],  # fmt: skip
-    }
+        "after": [s for s in served if s.phase == "after" and new not in (None, old)
+                  and s.version == new and s.unseen],
+        "forward": [s for s in served if s.phase == "forward" and new not in (None, old)
+                    and s.version == new],
+    }  # fmt: skip
 
 
 def _outcomes(rows: Sequence[Served]) -> np.ndarray:
@@ -67,25 +73,27 @@ def _outcomes(rows: Sequence[Served]) -> np.ndarray:
     return np.array(list(distinct.values()), dtype=float)
 
 
-def difference(before: Sequence[Served], after: Sequence[Served]) -> Interval | None:
-    """after - before accuracy with a percentile bootstrap interval: the distinct rows of both
-    phases resampled together (the phases' sizes vary with the draw)."""
-    a, b = _outcomes(before), _outcomes(after)
-    if a.size == 0 or b.size == 0:
+def difference(repeats: Sequence[tuple[Sequence[Served], Sequence[Served]]]) -> Interval | None:
+    """Pooled after - before accuracy over repeats (each a pair of before and after rows), with a
+    percentile bootstrap stratified by repeat and phase: each keeps its size, its distinct rows
+    are resampled within it. The interval covers the rows drawn within these weeks, not the
+    choice of weeks (each repeat's own difference is reported beside it)."""
+    strata = [(_outcomes(rows), phase) for pair in repeats for phase, rows in enumerate(pair)]
+    strata = [(values, phase) for values, phase in strata if values.size]
+    if {phase for _, phase in strata} != {0, 1}:
         return None
-    values = np.concatenate([a, b])
-    in_after = np.concatenate([np.zeros(a.size), np.ones(b.size)])
+    values = np.concatenate([v for v, _ in strata])
+    in_after = np.concatenate([np.full(v.size, float(phase)) for v, phase in strata])
+    weights = np.hstack([bootstrap_weights(v.size, seed=k) for k, (v, _) in enumerate(strata)])
 
-    def statistic(weights: np.ndarray) -> np.ndarray:
-        after_w, before_w = weights * in_after, weights * (1 - in_after)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return (after_w @ values) / after_w.sum(axis=1) - (before_w @ values) / before_w.sum(
-                axis=1
-            )
+    def statistic(w: np.ndarray) -> np.ndarray:
+        after_w, before_w = w * in_after, w * (1 - in_after)
+        return (after_w @ values) / after_w.sum(axis=1) - (before_w @ values) / before_w.sum(axis=1)
 
-    interval = bootstrap_interval(statistic, values.size, "bootstrap (rows of both phases)")
-    return Interval(interval.estimate, interval.low, interval.high, interval.confidence,
-                    interval.method, int(values.size))  # fmt: skip
+    estimate = float(statistic(np.ones((1, values.size)))[0])
+    low, high = np.quantile(statistic(weights), [0.025, 0.975])
+    return Interval(estimate, float(low), float(high), 0.95,
+                    "bootstrap (rows, within each repeat and phase)", int(values.size))  # fmt: skip
 
 
 def headline(outcomes: Sequence[LoopOutcome], settings: LoopSettings) -> list[Headline]:
@@ -105,12 +113,14 @@ def headline(outcomes: Sequence[LoopOutcome], settings: LoopSettings) -> list[He
         figures.append(headline_figure(
             f"{name} (production time)", value, "min", interval=interval, digits=2,
             repeats_min=[None if p is None else round(p / 60, 2) for p in production],
-            repeats_real_s=[None if r is None else round(r, 1) for r in real], **conditions,
+            repeats_real_s=[None if r is None else round(r, 1) for r in real],
+            repeats_not_reached=production.count(None), **conditions,
         ))  # fmt: skip
-    pooled: dict[str, list[Served]] = {"before": [], "during": [], "after": []}
-    for outcome in outcomes:
-        for phase, rows in phase_rows(outcome).items():
-            pooled[phase] += rows
+    per_repeat = [phase_rows(outcome) for outcome in outcomes]
+    pooled: dict[str, list[Served]] = {
+        phase: [row for rows in per_repeat for row in rows[phase]] for phase in ACCURACY_FIGURES
+    }
+    pairs = [(rows["before"], rows["after"]) for rows in per_repeat]
     for phase, label in ACCURACY_FIGURES.items():
         figures.append(headline_figure(
             f"accuracy on labelled traffic {label}", None, "accuracy",
@@ -131,12 +141,20 @@ def headline(outcomes: Sequence[LoopOutcome], settings: LoopSettings) -> list[He
         ),
         headline_figure(
             RECOVERY_FIGURE, None, "accuracy", target="> -0.02", digits=3,
-            interval=difference(pooled["before"], pooled["after"]),
+            interval=difference(pairs),
             baseline=None if before is None else round(before.estimate, 3),
             baseline_unit="accuracy before the drift",
+            repeats=[_rounded(difference([pair])) for pair in pairs],
         ),
     ]  # fmt: skip
     return figures
+
+
+def _rounded(interval: Interval | None) -> list[float] | None:
+    """[estimate, low, high] to 3 digits (a repeat's own figure beside the pooled one)."""
+    if interval is None:
+        return None
+    return [round(interval.estimate, 3), round(interval.low, 3), round(interval.high, 3)]
 
 
 def loop_record(outcome: LoopOutcome) -> dict[str, Any]:

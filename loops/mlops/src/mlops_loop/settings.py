@@ -71,10 +71,12 @@ class LoopSettings(LabSettings):
     # Labelled traffic in production rows per second (the service, its drift job and
     # Prometheus run on the clock; Airflow, training and the registry at real speed).
     rows_per_second: float = Field(default=10.0, gt=0)
-    # Production minutes of traffic from the champion's own window before the drift, and after
-    # the alert resolved (the "after" accuracy).
+    # Production minutes of traffic from the champion's own window before the drift; after the
+    # alert resolved, of the drifted week (the "after" accuracy); then of the week after it,
+    # which no model trained on (the "a week later" accuracy; 0: none).
     before_minutes: float = Field(default=15.0, gt=0)
     after_minutes: float = Field(default=10.0, gt=0)
+    forward_minutes: float = Field(default=10.0, ge=0)
     # Real seconds the loop may take from the drift onset to the alert resolved.
     loop_timeout_s: float = Field(default=240.0, gt=0)
 

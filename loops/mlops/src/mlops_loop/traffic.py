@@ -1,9 +1,9 @@
 """Labelled traffic: rows of the source's weekly slices, sent to the service's /predict in small
-batches at a steady rate. The true labels of the held-out rows (those no model of their week
-trained on) are posted to /labels right after: the service's accuracy alert then reads the same
-kind of rows as its reference accuracy (a version's held-out rows), never training rows. Every
-served row is recorded with the model version that answered, so accuracy is computed per phase
-and per version, on the rows each side never trained on."""
+batches at a steady rate. The true labels of the rows the serving model never trained on (all
+rows of a week after its window; of its own window, only the held-out ones) are posted to
+/labels right after: the service's accuracy alert never reads training rows. Every served row is
+recorded with the model version that answered, so accuracy is computed per phase and per
+version, on the rows each side never trained on."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 # data-pipelines holds out the rows whose id is a multiple of 5 from training (its in-window
 # test rows, marked held_out in the registry's training_window artifact): a model's own
-# distribution without its training rows.
+# distribution without its training rows. (Restated here: reading the artifact would need
+# MLflow's artifact API in the loop's resolve for one rule.)
 HELD_OUT_EVERY = 5
 BATCH_PERIOD_S = 0.1
 
@@ -37,10 +38,7 @@ class Row:
     id: int
     features: dict[str, float]
     label: int
-
-    @property
-    def held_out(self) -> bool:
-        return self.id % HELD_OUT_EVERY == 0
+    unseen: bool  # the serving model never trained on it: labelled, counted for accuracy
 
 
 @dataclass(frozen=True)
@@ -51,20 +49,22 @@ class Served:
     phase: str
     week: str
     row_id: int
-    held_out: bool
+    unseen: bool
     version: str
     predicted: int
     label: int
 
 
-def fetch_week(source_url: str, week: str) -> list[Row]:
-    """The rows of ``week`` as the source serves them (its scenario applied)."""
+def fetch_week(source_url: str, week: str, trained_on: bool = False) -> list[Row]:
+    """The rows of ``week`` as the source serves them (its scenario applied); ``trained_on``:
+    the week is in the serving model's window, so only its held-out rows are unseen."""
     reply = requests.get(f"{source_url}/slices/{week}.csv", timeout=30)
     if reply.status_code != 200:
         raise MlopsLoopError(f"the source answered {reply.status_code} for week {week}")
     features = raw_features()
     return [
-        Row(week, int(r["id"]), {f: float(r[f]) for f in features}, int(r[TARGET]))
+        Row(week, int(r["id"]), {f: float(r[f]) for f in features}, int(r[TARGET]),
+            unseen=not trained_on or int(r["id"]) % HELD_OUT_EVERY == 0)
         for r in csv.DictReader(io.StringIO(reply.text))
     ]
 
@@ -85,6 +85,10 @@ class Traffic:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="traffic", daemon=True)
+
+    @property
+    def phase(self) -> str:
+        return self._phase
 
     def use(self, phase: str, rows: Sequence[Row]) -> None:
         if not rows:
@@ -130,14 +134,14 @@ class Traffic:
         at = time.monotonic()
         predictions = answer["predictions"]
         pairs = list(zip(predictions, batch, strict=True))
-        labels = [{"id": p["id"], "label": row.label} for p, row in pairs if row.held_out]
+        labels = [{"id": p["id"], "label": row.label} for p, row in pairs if row.unseen]
         if labels:
             self.session.post(
                 f"{self.service_url}/labels", json={"labels": labels},
                 headers=self.labels_headers, timeout=10,
             ).raise_for_status()  # fmt: skip
         self.served += [
-            Served(at, phase, row.week, row.id, row.held_out, answer["model_version"],
+            Served(at, phase, row.week, row.id, row.unseen, answer["model_version"],
                    int(p["predicted_class"]), row.label)
             for p, row in pairs
         ]  # fmt: skip
