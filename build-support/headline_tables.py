@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from roadmap_lab.results import verdict
+from roadmap_lab.results import project_folder, verdict
 
 START = (
     "<!-- headline-table: generated from benchmarks/results.json by "
@@ -135,7 +135,7 @@ def render_summary(all_results: dict[str, dict[str, Any]]) -> str:
     for project, results in all_results.items():
         counts = verdict_counts(results)
         rows.append(
-            f"| [{project}](projects/{project}#what-it-measured) | {sum(counts.values())} | "
+            f"| [{project}]({project_folder(project)}#what-it-measured) | {sum(counts.values())} | "
             + " | ".join(str(counts[name]) for name in VERDICT_MARK)
             + f" | {str(results.get('measured_at', '?'))[:10]} |"
         )
