@@ -26,10 +26,10 @@ from mlops_loop.loop_run import (
     Timeline,
     run_loop,
 )
-from mlops_loop.report import phase_rows, served_by
+from mlops_loop.report import phase_rows
 from mlops_loop.settings import LoopSettings
 from mlops_loop.stack import LoopStack, loop_stack
-from mlops_loop.traffic import accuracy
+from mlops_loop.traffic import accuracy, served_by
 from roadmap_lab.housing_model import TAG_SLICE_ID
 
 pytestmark = pytest.mark.slow
@@ -87,6 +87,7 @@ def test_a_drift_retrains_gates_and_ships_a_model_and_the_alert_resolves(
     assert outcome.champion_after["version"] == gated["version"]
     assert outcome.champion_after["tags"][TAG_SLICE_ID] == week(1)
     assert stack.served()["registry"]["version"] == gated["version"]
+    assert outcome.closed  # one run, one version promoted, moved and served, no alert again
     [run] = outcome.runs  # one alert group, one run
     assert run.state == "success" and run.conf["trigger"] == "alertmanager"
     phases = {phase: accuracy(rows) for phase, rows in phase_rows(outcome).items()}

@@ -56,7 +56,7 @@ def served(
     return items + items
 
 
-def outcome(tmp_path: Path, closed: bool = True) -> LoopOutcome:
+def outcome(tmp_path: Path, closed: bool = True, after_right: int = 89) -> LoopOutcome:
     timeline = Timeline(tmp_path / "t.jsonl", clock=60)
     for second, event in enumerate((ONSET, *CLOSED)):
         timeline.record(event, T0 + timedelta(seconds=second))
@@ -67,7 +67,7 @@ def outcome(tmp_path: Path, closed: bool = True) -> LoopOutcome:
         + served("drift", "1", range(0, 200), right=120, week="d")
         # Served by the new champion before the traffic moved on: not read.
         + served("drift", "2", range(0, 50), right=50, week="d")
-        + served("after", "2", range(0, 500, 5), right=89, week="d")
+        + served("after", "2", range(0, 500, 5), right=after_right, week="d")
         + served("after", "2", range(1, 500, 5), right=100, week="d", unseen=False)
         + served("forward", "2", range(0, 50), right=35, week="f")
     )
@@ -95,19 +95,16 @@ def test_the_headline_carries_the_targeted_figures_with_verdicts(tmp_path: Path)
     targets = tomllib.loads(TARGETS.read_text())["figure"]
     for target in targets:
         assert figures[target["name"]]["target"] == target["target"]
-    # Two repeats that closed cannot meet "every run of >= 3 repeats"; three can.
+    # Two repeats cannot meet "every run of >= 3 repeats", nor verify the recovery.
     closed = figures[CLOSED_FIGURE]
     assert closed["value"] == 1 and closed["verdict"] == "unverified"
-    three = {f["name"]: f for f in headline([outcome(tmp_path)] * 3, settings)}
-    assert three[CLOSED_FIGURE]["value"] == 1 and three[CLOSED_FIGURE]["verdict"] == "met"
     recovery = figures[RECOVERY_FIGURE]
-    assert recovery["value"] == -0.01
+    assert recovery["value"] == -0.01 and recovery["verdict"] == "unverified"
     # Each repeat's own difference beside the pooled one, whose interval is narrower.
     [(one, low, high), second] = recovery["repeats"]
     assert one == -0.01 and second == [one, low, high]
-    assert high - low > recovery["interval"]["high"] - recovery["interval"]["low"]
-    assert recovery["interval"]["low"] < -0.02 < recovery["interval"]["high"]
-    assert recovery["verdict"] == "within noise"
+    pooled = recovery["within_these_weeks"]
+    assert pooled[0] == -0.01 and high - low > pooled[2] - pooled[1]
     onset_to_alert = figures["drift onset to alert fired (production time)"]
     assert onset_to_alert["value"] == 1.0  # 1 real second at x60: 1 production minute
     assert onset_to_alert["repeats_real_s"] == [1.0, 1.0]
@@ -116,11 +113,29 @@ def test_the_headline_carries_the_targeted_figures_with_verdicts(tmp_path: Path)
     assert RUN_TRIGGERED in CLOSED and RUN_SUCCEEDED in CLOSED
 
 
-def test_a_repeat_that_did_not_close_misses_the_target(tmp_path: Path) -> None:
+def test_three_repeats_give_verdicts_from_the_spread_between_repeats(tmp_path: Path) -> None:
+    repeats = [outcome(tmp_path, after_right=right) for right in (89, 95, 80)]
+    figures = {f["name"]: f for f in headline(repeats, LoopSettings(clock=60))}
+    assert figures[CLOSED_FIGURE]["value"] == 1 and figures[CLOSED_FIGURE]["verdict"] == "met"
+    recovery = figures[RECOVERY_FIGURE]
+    # -0.01, +0.05, -0.10: a t interval over the three differences, wider than the rows'.
+    assert [r[0] for r in recovery["repeats"]] == [-0.01, 0.05, -0.1]
+    assert round(recovery["value"], 3) == -0.02 and recovery["verdict"] == "within noise"
+    low, high = recovery["interval"]["low"], recovery["interval"]["high"]
+    assert high - low > recovery["within_these_weeks"][2] - recovery["within_these_weeks"][1]
+
+
+def test_a_repeat_that_did_not_close_or_failed_misses_the_target(tmp_path: Path) -> None:
     figures = {f["name"]: f for f in headline(
         [outcome(tmp_path), outcome(tmp_path, closed=False)], LoopSettings(clock=60))}  # fmt: skip
     assert figures[CLOSED_FIGURE]["value"] == 0.5
     assert figures[CLOSED_FIGURE]["verdict"] == "missed"
+    three_and_a_failure = {f["name"]: f for f in headline(
+        [outcome(tmp_path)] * 3, LoopSettings(clock=60), failed=1)}  # fmt: skip
+    assert three_and_a_failure[CLOSED_FIGURE]["verdict"] == "missed"
+    # A failed repeat has no rows: the recovery cannot be verified without it.
+    assert three_and_a_failure[RECOVERY_FIGURE]["verdict"] == "unverified"
+    assert three_and_a_failure[RECOVERY_FIGURE]["repeats_without_both_phases"] == 1
 
 
 def test_the_timeline_plot_marks_every_step(tmp_path: Path) -> None:

@@ -49,6 +49,8 @@ def settings_record(settings: LoopSettings) -> dict[str, object]:
         "start_week": settings.start_week,
         "before_minutes_production": settings.before_minutes,
         "after_minutes_production": settings.after_minutes,
+        "forward_minutes_production": settings.forward_minutes,
+        "benchmark_start_weeks": list(settings.benchmark_start_weeks),
         "cooldown_s_production": settings.cooldown_s,
         "window_slices": 1,
     }

@@ -9,10 +9,13 @@ one timeline (JSON lines):
    moved (MLflow), the service switched (its /model), the alert resolved (Prometheus);
 4. after: once the service switched, the drifted week's traffic goes on, now served by the new
    champion, which trained on it (its accuracy is read on the held-out rows), until the alert
-   resolved and ``after_minutes`` more;
+   resolved and ``after_minutes`` more, watched: an alert firing again there means the loop did
+   not close;
 5. a week later: ``forward_minutes`` of the week after the drifted one (shifted too; no model
-   trained on it). Every week of this data is another region, so the monitor alerts on it
-   again: the figure shows what a one-week model is worth a week later.
+   trained on it), watched: whether the monitor alerts again on the next week is recorded.
+
+The loop closed when every step was seen, the promoted, ``@champion`` and served versions are one
+version, one run did it, and no retrain alert fired again during the after phase.
 
 The retrain reads the drifted week as soon as the alert fires: the source serves every week,
 labels included, at once, where production would wait for the week to end and its labels to
@@ -41,7 +44,7 @@ from roadmap_lab.results import atomic_write_text
 from mlops_loop.airflow_rest import DagRun
 from mlops_loop.errors import MlopsLoopError
 from mlops_loop.stack import LoopStack
-from mlops_loop.traffic import Row, Traffic, fetch_week
+from mlops_loop.traffic import Row, Traffic, fetch_week, served_by
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ GATED = "challenger gated"
 CHAMPION_MOVED = "@champion moved"
 SWITCHED = "service switched"
 RESOLVED = "alert resolved"
+FIRED_AGAIN = "alert fired again"
+WEEK_LATER = "traffic a week later"
 CLOSED = (ALERT_FIRED, RUN_TRIGGERED, RUN_SUCCEEDED, GATED, CHAMPION_MOVED, SWITCHED, RESOLVED)
 POLL_S = 0.2
 
@@ -160,6 +165,7 @@ def run_loop(
     champion = stack.registry.champion()
     if champion is None:
         raise MlopsLoopError("no @champion to start the loop from")
+    old = served_by(str(champion["version"]))
     drift_week = next_week(champion["tags"][TAG_SLICE_ID])
     forward_week = forward_week or next_week(drift_week)
     before_rows, drift_rows = window_rows(stack, champion), fetch_week(stack.source_url, drift_week)
@@ -172,14 +178,14 @@ def run_loop(
     known_runs = {run.run_id for run in stack.alert_runs()}
     real_rate = settings.rows_per_second * settings.clock
     with Traffic(stack.service_url, stack.labels_api_key, real_rate) as traffic:
-        traffic.use("before", before_rows)
+        traffic.use("before", before_rows, old)
         time.sleep(settings.wall_seconds(settings.before_minutes * 60))
         if stack.retrain_alerts():
             raise MlopsLoopError(
                 "a retrain alert is active before the drift: the champion's own traffic should "
                 "raise none (see Prometheus' alerts)"
             )
-        traffic.use("drift", drift_rows)
+        traffic.use("drift", drift_rows, old)
         onset = time.monotonic()
         timeline.record(ONSET, week=drift_week, champion=champion["version"])
         watcher = Watcher(stack, timeline, champion, known_runs)
@@ -187,22 +193,30 @@ def run_loop(
         done = stop_when or (lambda t: all(t.seen(event) for event in CLOSED))
         while not done(timeline) and time.monotonic() < deadline:
             watcher.poll()
-            if timeline.seen(SWITCHED) and traffic.phase != "after":
-                traffic.use("after", after_rows)
+            switched = timeline.at(SWITCHED)
+            if switched is not None and traffic.phase != "after":
+                traffic.use("after", after_rows, served_by(switched["version"]))
             time.sleep(POLL_S)
-        closed = all(timeline.seen(event) for event in CLOSED)
-        if closed:
-            time.sleep(settings.wall_seconds(settings.after_minutes * 60))
+        reached = all(timeline.seen(event) for event in CLOSED)
+        stayed_resolved = False
+        if reached:
+            watcher.watch(settings.wall_seconds(settings.after_minutes * 60))
+            stayed_resolved = not timeline.seen(FIRED_AGAIN)
             if settings.forward_minutes:
-                traffic.use("forward", forward_rows)
-                time.sleep(settings.wall_seconds(settings.forward_minutes * 60))
+                traffic.use("forward", forward_rows, traffic.version)
+                timeline.record(WEEK_LATER, week=forward_week)
+                watcher.watch(settings.wall_seconds(settings.forward_minutes * 60))
     timeline.rewrite()
+    runs = [run for run in stack.alert_runs() if run.run_id not in known_runs]
+    closed = reached and stayed_resolved and one_version_by_one_run(timeline, runs)
     if require_closed and not closed:
         missing = [event for event in CLOSED if not timeline.seen(event)]
         raise MlopsLoopError(
-            f"the loop did not close within {settings.loop_timeout_s:g} s: never saw "
-            f"{', '.join(missing)} (timeline: {timeline_path})"
-        )
+            f"the loop did not close within {settings.loop_timeout_s:g} s: "
+            + (f"never saw {', '.join(missing)}" if missing else "an alert fired again, or "
+               "the promoted, @champion and served versions differ, or several runs")
+            + f" (timeline: {timeline_path})"
+        )  # fmt: skip
     return LoopOutcome(
         timeline=timeline,
         traffic=traffic,
@@ -212,8 +226,18 @@ def run_loop(
         forward_week=forward_week,
         onset_monotonic=onset,
         closed=closed,
-        runs=[run for run in stack.alert_runs() if run.run_id not in known_runs],
+        runs=runs,
     )
+
+
+def one_version_by_one_run(timeline: Timeline, runs: list[DagRun]) -> bool:
+    """One run, and the version it promoted is the one ``@champion`` moved to and the service
+    switched to."""
+    promoted = [e["version"] for e in timeline.events if e["event"] == GATED and e["promoted"]]
+    moved, switched = timeline.at(CHAMPION_MOVED), timeline.at(SWITCHED)
+    if len(runs) != 1 or len(promoted) != 1 or moved is None or switched is None:
+        return False
+    return promoted[0] == moved["version"] == switched["version"]
 
 
 class Watcher:
@@ -235,14 +259,28 @@ class Watcher:
         self._registry()
         self._service()
 
+    def watch(self, seconds: float) -> None:
+        """Poll for ``seconds`` (real)."""
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            self.poll()
+            time.sleep(POLL_S)
+
     def _alerts(self) -> None:
         active = self.stack.retrain_alerts()
-        firing = sorted({a["labels"]["alertname"] for a in active if a["state"] == "firing"})
+        firing = [a["labels"] for a in active if a["state"] == "firing"]
+        # Which alerts, and for the drift alert which features' PSI crossed the line.
+        details: dict[str, Any] = {
+            "alerts": sorted({labels["alertname"] for labels in firing}),
+            "features": sorted({labels["feature"] for labels in firing if "feature" in labels}),
+        }
         if firing and not self.timeline.seen(ALERT_FIRED):
-            self.timeline.record(ALERT_FIRED, alerts=firing)
+            self.timeline.record(ALERT_FIRED, **details)
         elif self.timeline.seen(SWITCHED) and not active and not self.timeline.seen(RESOLVED):
             # Recovery: no retrain alert pending or firing once the new champion serves.
             self.timeline.record(RESOLVED)
+        elif firing and self.timeline.seen(RESOLVED) and not self.timeline.seen(FIRED_AGAIN):
+            self.timeline.record(FIRED_AGAIN, **details)
 
     def _runs(self) -> None:
         for run in self.stack.alert_runs():

@@ -1,8 +1,9 @@
 """Labelled traffic: rows of the source's weekly slices, sent to the service's /predict in small
-batches at a steady rate. The true labels of the rows the serving model never trained on (all
+batches at a steady rate. The true labels of the rows the phase's model never trained on (all
 rows of a week after its window; of its own window, only the held-out ones) are posted to
-/labels right after: the service's accuracy alert never reads training rows. Every served row is
-recorded with the model version that answered, so accuracy is computed per phase and per
+/labels right after, when that model answered them (not in the moment between a switch and the
+traffic's next phase): the service's accuracy alert never reads training rows. Every served row
+is recorded with the model version that answered, so accuracy is computed per phase and per
 version, on the rows each side never trained on."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import requests
-from roadmap_lab.housing_model import TARGET, raw_features
+from roadmap_lab.housing_model import REGISTERED_MODEL, TARGET, raw_features
 from roadmap_lab.stats import Interval, wilson_interval
 
 from mlops_loop.errors import MlopsLoopError
@@ -30,6 +31,11 @@ logger = logging.getLogger(__name__)
 # MLflow's artifact API in the loop's resolve for one rule.)
 HELD_OUT_EVERY = 5
 BATCH_PERIOD_S = 0.1
+
+
+def served_by(version: str) -> str:
+    """The service's ``model_version`` for a registry version."""
+    return f"{REGISTERED_MODEL}/{version}"
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,8 @@ def fetch_week(source_url: str, week: str, trained_on: bool = False) -> list[Row
 
 class Traffic:
     """Sends the current rows, cycled, at ``rows_per_second`` real rows per second until
-    stopped; ``use`` switches rows and phase. Requests that fail are counted, not retried."""
+    stopped; ``use`` switches rows, phase and the model version the phase expects. Requests
+    that fail are counted, not retried."""
 
     def __init__(self, service_url: str, labels_api_key: str, rows_per_second: float) -> None:
         self.service_url = service_url
@@ -81,6 +88,7 @@ class Traffic:
         self.served: list[Served] = []
         self.failures = 0
         self._phase = ""
+        self._version = ""
         self._rows: Iterable[Row] = iter(())
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -90,11 +98,18 @@ class Traffic:
     def phase(self) -> str:
         return self._phase
 
-    def use(self, phase: str, rows: Sequence[Row]) -> None:
+    @property
+    def version(self) -> str:
+        return self._version
+
+    def use(self, phase: str, rows: Sequence[Row], version: str) -> None:
+        """Serve ``rows`` in ``phase``, labelling the unseen ones that ``version`` (a
+        ``served_by`` name) answers."""
         if not rows:
             raise MlopsLoopError(f"no rows for the {phase} phase")
         with self._lock:
-            self._phase, self._rows = phase, itertools.cycle(rows)
+            self._phase, self._version = phase, version
+            self._rows = itertools.cycle(rows)
 
     def start(self) -> None:
         self._thread.start()
@@ -115,17 +130,18 @@ class Traffic:
         next_at = time.monotonic()
         while not self._stop.is_set():
             with self._lock:
-                phase, batch = self._phase, list(itertools.islice(self._rows, per_batch))
+                phase, version = self._phase, self._version
+                batch = list(itertools.islice(self._rows, per_batch))
             if batch:
                 try:
-                    self._send(phase, batch)
+                    self._send(phase, version, batch)
                 except requests.RequestException as error:
                     self.failures += 1
                     logger.warning("traffic: a batch failed: %s", error)
             next_at += per_batch / self.rows_per_second
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
-    def _send(self, phase: str, batch: list[Row]) -> None:
+    def _send(self, phase: str, version: str, batch: list[Row]) -> None:
         reply = self.session.post(
             f"{self.service_url}/predict", json={"rows": [r.features for r in batch]}, timeout=10
         )
@@ -134,7 +150,10 @@ class Traffic:
         at = time.monotonic()
         predictions = answer["predictions"]
         pairs = list(zip(predictions, batch, strict=True))
-        labels = [{"id": p["id"], "label": row.label} for p, row in pairs if row.unseen]
+        # Another version answering (a switch the loop has not noticed yet) may have trained on
+        # these rows: no labels for it.
+        expected = answer["model_version"] == version
+        labels = [{"id": p["id"], "label": r.label} for p, r in pairs if expected and r.unseen]
         if labels:
             self.session.post(
                 f"{self.service_url}/labels", json={"labels": labels},
