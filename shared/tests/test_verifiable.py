@@ -166,6 +166,87 @@ def test_bullet_list(response: str, expected: float) -> None:
     assert score(response, {"rule": "bullet_list", "items": 3}) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ("Yes, the sky is blue.", 1.0),
+        ("yes", 1.0),  # any case
+        ('**"Yes!"** it is.', 1.0),  # quotes and markup before the word are allowed
+        ("Well, yes it is.", 0.5),  # the word, but not first
+        ("Yesterday was fine.", 0.0),  # whole words only
+        ("No.", 0.0),
+        ("", 0.0),
+        ("  ...  ", 0.0),
+    ],
+)
+def test_starts_with(response: str, expected: float) -> None:
+    assert score(response, {"rule": "starts_with", "word": "yes"}) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("response", "case", "expected"),
+    [
+        ("the sky is blue.", "lower", 1.0),
+        ("it's 42 degrees, café open", "lower", 1.0),  # digits and punctuation do not count
+        ("The sky is blue.", "lower", 11 / 12),
+        ("THE SKY", "lower", 0.0),
+        ("THE SKY IS BLUE!", "upper", 1.0),
+        ("THE Sky", "upper", 4 / 6),
+        ("", "lower", 0.0),
+        ("42, 17.", "upper", 0.0),  # no letters: nothing shows the case
+    ],
+)
+def test_letter_case_is_the_fraction_of_letters_in_that_case(
+    response: str, case: str, expected: float
+) -> None:
+    assert score(response, {"rule": "letter_case", "case": case}) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ('"The sky is blue."', 1.0),
+        ('  "Blue"\n', 1.0),
+        ("“Curly quotes count.”", 1.0),
+        ('"Only opened.', 0.5),
+        ('Only closed."', 0.5),
+        ('He said "blue" twice.', 0.0),  # quotes inside, not around the answer
+        ("No quotes", 0.0),
+        ('""', 0.0),  # quotes around nothing
+        ("", 0.0),
+    ],
+)
+def test_quoted(response: str, expected: float) -> None:
+    assert score(response, {"rule": "quoted"}) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ("Rain falls from clouds.", 1.0),
+        ("Rain falls, then stops.", 0.5),
+        ("Red, green, blue", 1 / 3),
+        ("one，two", 0.5),  # a full-width comma is a comma
+        ("", 0.0),  # saying nothing does not satisfy the rule
+        (",", 0.0),
+    ],
+)
+def test_no_commas(response: str, expected: float) -> None:
+    assert score(response, {"rule": "no_commas"}) == pytest.approx(expected)
+
+
+def test_passes_is_full_compliance_only() -> None:
+    assert verifiable.passes("Paris", {"rule": "one_word", "answers": ["paris"]})
+    assert not verifiable.passes("Paris, France", {"rule": "one_word"})
+    assert not verifiable.passes("", {"rule": "avoid_word", "avoid": "sun"})
+    assert verifiable.passes('{"name": "A", "age": 1}', {"rule": "json_keys", "keys": ["name"]})
+    assert not verifiable.passes('Here: {"name": "A"}', {"rule": "json_keys", "keys": ["name"]})
+    assert verifiable.passes("- a\n- b", {"rule": "bullet_list", "items": 2})
+    assert not verifiable.passes("THE Sky", {"rule": "letter_case", "case": "upper"})
+    with pytest.raises(VerifierError, match="unknown rule"):
+        verifiable.passes("x", {"rule": "rhyme"})
+
+
 def test_unknown_rule_and_bad_parameters_raise_clear_errors() -> None:
     with pytest.raises(VerifierError, match="unknown rule 'rhyme'"):
         score("x", {"rule": "rhyme"})
@@ -177,6 +258,10 @@ def test_unknown_rule_and_bad_parameters_raise_clear_errors() -> None:
         score("{}", {"rule": "json_keys", "keys": []})
     with pytest.raises(VerifierError, match="items >= 1"):
         score("- a", {"rule": "bullet_list", "items": 0})
+    with pytest.raises(VerifierError, match="case 'lower' or 'upper'"):
+        score("a", {"rule": "letter_case", "case": "title"})
+    with pytest.raises(VerifierError, match="bad parameters for rule 'starts_with'"):
+        score("a", {"rule": "starts_with"})
 
 
 def test_every_rule_has_a_description() -> None:

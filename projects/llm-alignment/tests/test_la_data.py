@@ -1,5 +1,6 @@
 """Preference loaders (HH-RLHF and TRL conversational) on fixture files written here, malformed
-rows included; prompt templates and the split by template; the data set folder and its card."""
+rows included; prompt templates and the three-way split (training templates, held-out templates of
+training rules, held-out rules); pairs and their tie-break; the data set folder and its card."""
 
 from __future__ import annotations
 
@@ -18,13 +19,20 @@ from llm_alignment.data import (
     save_dataset,
 )
 from llm_alignment.errors import PreferenceDataError
-from llm_alignment.pairs import best_worst_pair
+from llm_alignment.pairs import PairOptions, best_worst_pair, build_pairs
 from llm_alignment.prompts import (
+    HELDOUT_RULE,
+    HELDOUT_RULES,
+    HELDOUT_TEMPLATE,
     RULE_NAMES,
     TEMPLATES,
+    TRAIN,
+    TRAINING_RULES,
     heldout_templates,
     make_prompts,
+    prompt_groups,
     split_by_template,
+    split_templates,
 )
 
 HH_ROW = {
@@ -181,17 +189,36 @@ def test_prompts_are_deterministic_distinct_and_cover_every_rule() -> None:
     assert make_prompts(3, seed=8) != first
 
 
-def test_split_is_by_template_one_held_out_template_per_rule() -> None:
-    items = make_prompts(4, seed=0)
-    train, heldout = split_by_template(items, seed=0)
-    held = heldout_templates(0)
-    assert len(held) == len(RULE_NAMES)
-    assert {item.template_id for item in heldout} == held
-    assert not {item.template_id for item in train} & held
-    assert {item.rule for item in heldout} == {item.rule for item in train} == set(RULE_NAMES)
-    assert len(train) + len(heldout) == len(items)
-    templates_per_rule = {t.rule for t in TEMPLATES}
-    assert len(TEMPLATES) > len(templates_per_rule)  # every rule keeps training templates
+def test_split_holds_out_rules_and_two_templates_of_each_training_rule() -> None:
+    groups = split_templates(0)
+    assert groups == split_templates(0)  # a pure function of the seed
+    assert any(split_templates(seed) != groups for seed in range(1, 5))
+    rule_of = {t.template_id: t.rule for t in TEMPLATES}
+    assert len(HELDOUT_RULES) >= 3 and set(TRAINING_RULES).isdisjoint(HELDOUT_RULES)
+    assert {rule_of[t] for t in groups[HELDOUT_RULE]} == set(HELDOUT_RULES)
+    assert {rule_of[t] for t in groups[TRAIN]} == set(TRAINING_RULES)
+    for rule in TRAINING_RULES:
+        assert [rule_of[t] for t in groups[HELDOUT_TEMPLATE]].count(rule) == 2
+        assert [rule_of[t] for t in groups[TRAIN]].count(rule) >= 3
+    # Every reported figure needs at least 10 template clusters.
+    assert len(groups[HELDOUT_TEMPLATE]) >= 10 and len(groups[HELDOUT_RULE]) >= 10
+    assert sorted(sum(groups.values(), [])) == sorted(rule_of)
+    assert heldout_templates(0) == set(groups[HELDOUT_TEMPLATE]) | set(groups[HELDOUT_RULE])
+
+
+def test_held_out_prompts_are_disjoint_from_training_prompts() -> None:
+    for seed in range(3):
+        groups = prompt_groups(3, seed)
+        train, heldout = split_by_template(make_prompts(3, seed), seed)
+        assert train == groups[TRAIN]
+        assert heldout == [
+            item
+            for item in make_prompts(3, seed)
+            if item in groups[HELDOUT_TEMPLATE] + groups[HELDOUT_RULE]
+        ]
+        train_texts = {item.prompt for item in train}
+        assert train_texts.isdisjoint(item.prompt for item in heldout)
+        assert all(item.rule in TRAINING_RULES for item in train)
 
 
 def test_best_worst_pair_needs_a_real_gap() -> None:
@@ -205,6 +232,47 @@ def test_best_worst_pair_needs_a_real_gap() -> None:
     assert pair["score_chosen"] == 1.0 and pair["score_rejected"] == 0.2
     assert best_worst_pair(item, [answer, answer.upper()], min_gap=0.25) is None
     assert best_worst_pair(item, ["two words", "three words here"], min_gap=0.25) is None
+
+
+def test_ties_are_broken_at_random_not_by_length() -> None:
+    """Two equally good and two equally bad answers of different lengths: over many prompts and
+    seeds the longer one is picked about half the time, and a seed repeats its pick."""
+    one_word = [item for item in make_prompts(6, seed=0) if item.rule == "one_word"]
+    longer_chosen, longer_rejected = [], []
+    for seed in range(20):
+        for item in one_word:
+            answer = item.check["answers"][0]
+            # Both best score 1 (markup is not a word), both worst 0.5 (two words).
+            answers = [answer, f"**{answer}**", "a b", "several-hyphenated-words here"]
+            pair = best_worst_pair(item, answers, min_gap=0.25, seed=seed)
+            assert pair is not None and pair == best_worst_pair(item, answers, 0.25, seed)
+            assert (pair["score_chosen"], pair["score_rejected"]) == (1.0, 0.5)
+            longer_chosen.append(pair["chosen"][0]["content"] == answers[1])
+            longer_rejected.append(pair["rejected"][0]["content"] == answers[3])
+    for picks in (longer_chosen, longer_rejected):
+        assert 0.3 < sum(picks) / len(picks) < 0.7
+
+
+@pytest.mark.slow
+def test_built_pairs_never_come_from_held_out_rules_or_templates(
+    tmp_path: Path, tiny_llama_dir: Path
+) -> None:
+    options = PairOptions(per_template=2, samples=2, max_new_tokens=6, min_gap=0.01, seed=3)
+    card = build_pairs(tiny_llama_dir, tmp_path / "data", options)
+    train, heldout, prompts, _ = load_dataset(tmp_path / "data")
+    groups = split_templates(3)
+    assert card["template_groups"] == groups
+    assert train, "the tiny model's samples should give some pairs"
+    for row in train:
+        assert row["template_id"] in groups[TRAIN] and row["rule"] in TRAINING_RULES
+    for row in heldout:
+        assert row["template_id"] in groups[HELDOUT_TEMPLATE]
+    assert {row["group"] for row in prompts} == {HELDOUT_TEMPLATE, HELDOUT_RULE}
+    for row in prompts:
+        assert row["template_id"] in groups[row["group"]]
+    train_prompts = {row["prompt"][-1]["content"] for row in train}
+    assert train_prompts.isdisjoint(row["prompt"] for row in prompts)
+    assert card["splits"][HELDOUT_RULE] == {"pairs": 0, "prompts": 2 * len(groups[HELDOUT_RULE])}
 
 
 def test_dataset_folder_round_trips_with_its_card(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ def test_every_rule_has_a_template_and_every_template_a_known_rule() -> None:
 
 def test_every_generated_check_scores_in_range() -> None:
     for item in make_prompts(3, seed=1):
-        for response in ("", "yes", '{"a": 1}', "- a\n- b", "12"):
+        for response in ("", "yes", '{"a": 1}', "- a\n- b", "12", '"Yes, IT is"'):
             assert 0.0 <= score(response, item.check) <= 1.0
 
 
@@ -29,6 +29,10 @@ def test_a_perfect_answer_exists_for_generated_prompts() -> None:
         "length": lambda c: "Short answer.",
         "arithmetic": lambda c: str(c["answer"]),
         "bullet_list": lambda c: "\n".join(f"- item {i}" for i in range(c["items"])),
+        "starts_with": lambda c: f"{c['word']} it is.",
+        "letter_case": lambda c: "fine words" if c["case"] == "lower" else "FINE WORDS",
+        "quoted": lambda c: '"A quoted answer."',
+        "no_commas": lambda c: "No commas here.",
     }
     for item in make_prompts(2, seed=0):
         assert score(perfect[item.rule](item.check), item.check) == 1.0, item.prompt

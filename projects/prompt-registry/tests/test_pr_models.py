@@ -26,6 +26,18 @@ from typer.testing import CliRunner
 PROMPT = "alignment-rules"
 # What the base writes whatever it is asked: short prose that follows no format.
 BASE_PROSE = "Here is my answer."
+# The rule families the golden set was written for: llm-alignment's training rules. The families
+# it holds out from training (issue 23: starts_with, letter_case, quoted, no_commas) are not in
+# this set yet; adding them changes the prompt's version and its measured pass rate.
+GOLDEN_RULES = (
+    "one_word",
+    "include_words",
+    "avoid_word",
+    "json_keys",
+    "length",
+    "arithmetic",
+    "bullet_list",
+)
 
 
 def invoke(*args: object):
@@ -54,8 +66,9 @@ def test_the_golden_set_covers_every_rule_and_its_references_comply(prompts_dir:
     examples = golden(prompts_dir)
     rules = [e.extra["check"]["rule"] for e in examples]
     assert len(examples) >= 24
-    assert {rule: rules.count(rule) >= 3 for rule in verifiable.RULES} == dict.fromkeys(
-        verifiable.RULES, True
+    assert set(GOLDEN_RULES) <= set(verifiable.RULES)
+    assert {rule: rules.count(rule) >= 3 for rule in set(rules) | set(GOLDEN_RULES)} == (
+        dict.fromkeys(GOLDEN_RULES, True)
     )
     results = Verifier().score([e.expected for e in examples], examples)
     assert all(r.passed and r.value == 1.0 for r in results)

@@ -3,9 +3,13 @@ in [0, 1]. llm-alignment's judge (its pairs, win-rate and GRPO reward) and promp
 ``verifier`` scorer both score with this one module.
 
 Scores are graded where a rule can be partly met (two words instead of one, a JSON object with
-some of its keys, a length just over the bound), so that the pairs built from them and the
-win-rate computed with them see more than pass/fail. Every rule scores an empty response 0: an
-answer that says nothing must not satisfy "avoid the word X".
+some of its keys, a length just over the bound), so that the pairs built from them see more than
+pass/fail. Every rule scores an empty response 0: an answer that says nothing must not satisfy
+"avoid the word X".
+
+``passes`` is full compliance (the graded score reaches 1). It is what a judge should count: a
+graded score lets brevity win (a shorter answer has fewer words to be wrong, fewer letters in the
+wrong case, fewer commas), while passing needs the instruction followed.
 
 A check is a plain dict, ``{"rule": <name>, **params}``, so it travels inside data set rows
 and golden sets.
@@ -162,6 +166,48 @@ def score_bullet_list(response: str, items: int) -> float:
     return (bullets / len(lines)) * min(bullets, items) / max(bullets, items)
 
 
+def score_starts_with(response: str, word: str) -> float:
+    """Starts with ``word`` (the first word, any case, quotes and markup before it allowed): 1.
+    The word later in the answer: 0.5. Otherwise 0."""
+    found = words(response)
+    if not found:
+        return 0.0
+    if found[0].lower() == word.lower():
+        return 1.0
+    return 0.5 if _contains_word(response, word) else 0.0
+
+
+def score_letter_case(response: str, case: str) -> float:
+    """Every letter in ``case`` ("lower" or "upper"): the fraction of letters that are."""
+    if case not in ("lower", "upper"):
+        raise VerifierError(f"letter_case needs case 'lower' or 'upper', got {case!r}")
+    letters = [char for char in response if char.isalpha()]
+    if not letters:
+        return 0.0
+    right = sum(1 for char in letters if (char.islower() if case == "lower" else char.isupper()))
+    return right / len(letters)
+
+
+QUOTE_OPEN, QUOTE_CLOSE = '"“', '"”'
+
+
+def score_quoted(response: str) -> float:
+    """The whole answer wrapped in double quotes (straight or curly): 1. A quote only at the
+    start or only at the end: 0.5. Otherwise 0."""
+    text = response.strip()
+    if not words(text):
+        return 0.0
+    opens, closes = text[0] in QUOTE_OPEN, len(text) > 1 and text[-1] in QUOTE_CLOSE
+    return (opens + closes) / 2
+
+
+def score_no_commas(response: str) -> float:
+    """No comma (ASCII or full-width): 1, else 1 / (1 + commas)."""
+    if not words(response):
+        return 0.0
+    return 1.0 / (1 + response.count(",") + response.count("，"))
+
+
 RULES: dict[str, Callable[..., float]] = {
     "one_word": score_one_word,
     "include_words": score_include_words,
@@ -170,6 +216,10 @@ RULES: dict[str, Callable[..., float]] = {
     "length": score_length,
     "arithmetic": score_arithmetic,
     "bullet_list": score_bullet_list,
+    "starts_with": score_starts_with,
+    "letter_case": score_letter_case,
+    "quoted": score_quoted,
+    "no_commas": score_no_commas,
 }
 RULE_DESCRIPTIONS = {
     name: (function.__doc__ or "").strip().splitlines()[0] for name, function in RULES.items()
@@ -187,3 +237,11 @@ def score(response: str, check: Mapping[str, Any]) -> float:
     except TypeError as error:
         raise VerifierError(f"bad parameters for rule {rule!r}: {error}") from None
     return float(min(1.0, max(0.0, value)))
+
+
+PASS_TOLERANCE = 1e-9
+
+
+def passes(response: str, check: Mapping[str, Any]) -> bool:
+    """Full compliance: the graded score reaches 1 (within floating-point tolerance)."""
+    return score(response, check) >= 1.0 - PASS_TOLERANCE

@@ -255,8 +255,8 @@ def card_markdown(card: Row) -> str:
         "| split | pairs | prompts |",
         "|---|---|---|",
     ]
-    for split in ("train", "heldout"):
-        info = card.get("splits", {}).get(split, {})
+    for split in card.get("splits", {}):
+        info = card["splits"][split]
         lines.append(f"| {split} | {info.get('pairs', 0)} | {info.get('prompts', 0)} |")
     lines += ["", "## Pairs per rule", "", "| rule | train | held-out |", "|---|---|---|"]
     for rule, counts in sorted(card.get("pairs_per_rule", {}).items()):
@@ -264,8 +264,15 @@ def card_markdown(card: Row) -> str:
     lines += ["", "## Verifier rules", ""]
     for rule, text in sorted(card.get("rules", {}).items()):
         lines.append(f"- `{rule}`: {text}")
-    lines += ["", "## Held-out templates", ""]
-    lines += [f"- `{template}`" for template in card.get("heldout_templates", [])]
+    groups = card.get("template_groups") or {"heldout_template": card.get("heldout_templates", [])}
+    titles = {
+        "train": "Training templates (the only ones pairs are trained on)",
+        "heldout_template": "Held-out templates of training rules",
+        "heldout_rule": "Held-out rules (never used to build a pair)",
+    }
+    for group, templates in groups.items():
+        lines += ["", f"## {titles.get(group, group)}", ""]
+        lines += [f"- `{template}`" for template in templates]
     lines += ["", "## Generation", "", "```json", json.dumps(card.get("generation", {}), indent=2)]
     lines += ["```", "", f"Seed: {card.get('seed')}", ""]
     return "\n".join(lines)

@@ -1,9 +1,14 @@
 """Build preference pairs locally: sample several responses per verifiable prompt from the base
-model, score them with the verifier and keep (best, worst) where the scores differ enough."""
+model, score them with the verifier and keep (best, worst) where the scores differ enough.
+
+Training pairs come only from the training templates of training rules. Pairs of the held-out
+templates of training rules are kept apart (the reward model's held-out accuracy); held-out rules
+get no pairs at all, only prompts for the win-rate."""
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections import Counter
 from pathlib import Path
@@ -14,7 +19,16 @@ from roadmap_lab import verifiable
 
 from llm_alignment.data import Row, save_dataset
 from llm_alignment.generation import generate, load_policy
-from llm_alignment.prompts import PromptItem, heldout_templates, make_prompts, split_by_template
+from llm_alignment.prompts import (
+    HELDOUT_RULE,
+    HELDOUT_RULES,
+    HELDOUT_TEMPLATE,
+    TRAIN,
+    TRAINING_RULES,
+    PromptItem,
+    prompt_groups,
+    split_templates,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,15 +46,19 @@ class PairOptions(BaseModel):
     seed: int = 0
 
 
-def best_worst_pair(item: PromptItem, responses: list[str], min_gap: float) -> Row | None:
+def best_worst_pair(
+    item: PromptItem, responses: list[str], min_gap: float, seed: int = 0
+) -> Row | None:
     """The (highest, lowest) scored responses as a conversational pair, or None when the score
-    gap is below ``min_gap`` (ties among equal scores go to the shorter response for chosen and
-    the longer for rejected, so length does not sneak in as the signal)."""
+    gap is below ``min_gap``. Among equal scores the pick is random (seeded by ``seed`` and the
+    prompt), so neither a shorter nor a longer answer is systematically chosen."""
     scored = [(verifiable.score(text, item.check), text) for text in responses]
-    best = max(scored, key=lambda pair: (pair[0], -len(pair[1])))
-    worst = min(scored, key=lambda pair: (pair[0], -len(pair[1])))
-    if best[0] - worst[0] < min_gap:
+    top, bottom = max(s for s, _ in scored), min(s for s, _ in scored)
+    if top - bottom < min_gap:
         return None
+    rng = random.Random(f"{seed}-{item.prompt_id}")
+    best = rng.choice([pair for pair in scored if pair[0] == top])
+    worst = rng.choice([pair for pair in scored if pair[0] == bottom])
     return {
         "prompt": [{"role": "user", "content": item.prompt}],
         "chosen": [{"role": "assistant", "content": best[1]}],
@@ -59,8 +77,14 @@ def build_pairs(
 ) -> dict[str, Any]:
     """Sample, score and pair; write the data set with its card into ``folder``; return the card."""
     started = time.monotonic()
-    items = make_prompts(options.per_template, options.seed)
-    train_items, heldout_items = split_by_template(items, options.seed)
+    by_group = prompt_groups(options.per_template, options.seed)
+    heldout_rows = [
+        item.as_row() | {"group": group}
+        for group in (HELDOUT_TEMPLATE, HELDOUT_RULE)
+        for item in by_group[group]
+    ]
+    # Held-out rules get no pairs, so no samples either.
+    items = by_group[TRAIN] + by_group[HELDOUT_TEMPLATE]
     model, tokenizer = load_policy(model_dir)
     logger.info("Sampling %d responses for each of %d prompts", options.samples, len(items))
     responses = generate(
@@ -77,30 +101,41 @@ def build_pairs(
     )
     by_id = {item.prompt_id: texts for item, texts in zip(items, responses, strict=True)}
     splits: dict[str, list[Row]] = {}
-    for split, split_items in (("train", train_items), ("heldout", heldout_items)):
+    for split, group in (("train", TRAIN), ("heldout", HELDOUT_TEMPLATE)):
         pairs = [
-            best_worst_pair(item, by_id[item.prompt_id], options.min_gap) for item in split_items
+            best_worst_pair(item, by_id[item.prompt_id], options.min_gap, options.seed)
+            for item in by_group[group]
         ]
         splits[split] = [pair for pair in pairs if pair is not None]
     per_rule: dict[str, dict[str, int]] = {}
     for split, kept in splits.items():
         for rule, count in Counter(pair["rule"] for pair in kept).items():
             per_rule.setdefault(rule, {})[split] = count
+    template_groups = split_templates(options.seed)
     card = {
         "name": "verifiable-preference-pairs",
         "description": (
             "Pairs built locally: prompts from templates a rule can verify, responses sampled "
             "from the base model, scored by the verifier; (best, worst) kept where the score "
-            f"gap is at least {options.min_gap}. Train and held-out are split by template."
+            f"gap is at least {options.min_gap}, ties broken at random. Training pairs come only "
+            "from the training templates of the training rules; held-out pairs from the "
+            "held-out templates of training rules; held-out rules get prompts, never pairs."
         ),
         "base_model": model_name,
         "seed": options.seed,
         "generation": options.model_dump(),
         "rules": verifiable.RULE_DESCRIPTIONS,
-        "heldout_templates": sorted(heldout_templates(options.seed)),
+        "training_rules": list(TRAINING_RULES),
+        "heldout_rules": list(HELDOUT_RULES),
+        "template_groups": template_groups,
+        "heldout_templates": template_groups[HELDOUT_TEMPLATE],
         "splits": {
-            "train": {"pairs": len(splits["train"]), "prompts": len(train_items)},
-            "heldout": {"pairs": len(splits["heldout"]), "prompts": len(heldout_items)},
+            "train": {"pairs": len(splits["train"]), "prompts": len(by_group[TRAIN])},
+            "heldout": {
+                "pairs": len(splits["heldout"]),
+                "prompts": len(by_group[HELDOUT_TEMPLATE]),
+            },
+            HELDOUT_RULE: {"pairs": 0, "prompts": len(by_group[HELDOUT_RULE])},
         },
         "pairs_per_rule": per_rule,
         "mean_sample_score": sum(
@@ -109,9 +144,7 @@ def build_pairs(
         / max(1, len(items) * options.samples),
         "build_seconds": round(time.monotonic() - started, 1),
     }
-    save_dataset(
-        folder, splits["train"], splits["heldout"], [i.as_row() for i in heldout_items], card
-    )
+    save_dataset(folder, splits["train"], splits["heldout"], heldout_rows, card)
     logger.info(
         "Pairs: %d train, %d held-out (%.0f s)",
         len(splits["train"]),

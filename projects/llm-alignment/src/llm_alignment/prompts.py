@@ -1,6 +1,12 @@
 """Prompts whose answers the verifier can check: several templates per rule, each filled with
-random slot values. The train / held-out split is by template, so held-out prompts are worded in
-ways training never saw, not new slot values of trained templates."""
+random slot values, in three groups (``split_templates``, a pure function of the seed):
+
+* training templates: 3 of the 5 templates of each TRAINING rule; the only ones pairs are built on;
+* held-out templates of training rules: the other 2 per training rule (14), worded in ways
+  training never saw;
+* held-out rules: every template of the HELD-OUT rules (4 families x 4 templates), rules no pair
+  is ever built from; the headline win-rate is measured on these.
+"""
 
 from __future__ import annotations
 
@@ -111,6 +117,15 @@ EXPLAIN = [
     "what gravity is",
 ]
 LISTS = ["fruits", "colours", "animals", "countries", "sports", "vegetables", "tools"]
+QUESTIONS = [
+    "is water wet",
+    "can birds fly",
+    "is the sun a star",
+    "do fish live in water",
+    "is ice cold",
+    "do plants need light",
+]
+STARTS = ["Yes", "Today", "Once", "Sure", "Well", "Honestly"]
 
 
 def _pick(rng: random.Random, options: list[Any]) -> Any:
@@ -171,6 +186,28 @@ def _bullet_fill(rng: random.Random) -> tuple[dict[str, Any], Check]:
     return {"k": items, "things": _pick(rng, LISTS)}, {"rule": "bullet_list", "items": items}
 
 
+def _starts_fill(rng: random.Random) -> tuple[dict[str, Any], Check]:
+    word = _pick(rng, STARTS)
+    slots = {"topic": _pick(rng, TOPICS), "question": _pick(rng, QUESTIONS), "w": word}
+    return slots, {"rule": "starts_with", "word": word}
+
+
+def _case_fill(case: str) -> Filler:
+    def fill(rng: random.Random) -> tuple[dict[str, Any], Check]:
+        slots = {"topic": _pick(rng, TOPICS), "explain": _pick(rng, EXPLAIN)}
+        return slots, {"rule": "letter_case", "case": case}
+
+    return fill
+
+
+def _plain_fill(rule: str) -> Filler:
+    def fill(rng: random.Random) -> tuple[dict[str, Any], Check]:
+        slots = {"topic": _pick(rng, TOPICS), "explain": _pick(rng, EXPLAIN)}
+        return slots, {"rule": rule}
+
+    return fill
+
+
 TEMPLATES: list[Template] = [
     Template(
         "one_word/colour",
@@ -197,6 +234,12 @@ TEMPLATES: list[Template] = [
         _answer_fill(CAPITALS),
     ),
     Template(
+        "one_word/single",
+        "one_word",
+        "What colour is {clue}? Your whole answer must be a single word.",
+        _answer_fill(COLOURS),
+    ),
+    Template(
         "include/one",
         "include_words",
         "Write one sentence about {topic} that uses the word '{w1}'.",
@@ -219,6 +262,12 @@ TEMPLATES: list[Template] = [
         "include_words",
         "Write a short line about {topic} containing the word '{w1}'.",
         _include_fill(1),
+    ),
+    Template(
+        "include/both",
+        "include_words",
+        "Use both '{w1}' and '{w2}' in one sentence about {topic}.",
+        _include_fill(2),
     ),
     Template(
         "avoid/without",
@@ -245,6 +294,12 @@ TEMPLATES: list[Template] = [
         _avoid_fill,
     ),
     Template(
+        "avoid/never",
+        "avoid_word",
+        "Talk about {topic} in a sentence; never write the word '{w}'.",
+        _avoid_fill,
+    ),
+    Template(
         "json/return",
         "json_keys",
         "Return a JSON object with the keys {keys} describing {entity}. Output only JSON.",
@@ -265,6 +320,12 @@ TEMPLATES: list[Template] = [
         "Describe {entity} as a JSON object that has exactly these keys: {keys}.",
         _json_fill,
     ),
+    Template(
+        "json/fields",
+        "json_keys",
+        "Fill in the fields {keys} for {entity}. Answer as a JSON object.",
+        _json_fill,
+    ),
     Template("length/at-most", "length", "In at most {n} words, explain {topic}.", _length_fill),
     Template(
         "length/no-more", "length", "Explain {topic} using no more than {n} words.", _length_fill
@@ -275,6 +336,9 @@ TEMPLATES: list[Template] = [
         "length",
         "Give a very short answer ({n} words maximum): {topic}?",
         _length_fill,
+    ),
+    Template(
+        "length/brief", "length", "Be brief ({n} words at most): explain {topic}.", _length_fill
     ),
     Template(
         "arith/plus",
@@ -301,6 +365,12 @@ TEMPLATES: list[Template] = [
         _arithmetic_fill("+"),
     ),
     Template(
+        "arith/subtract",
+        "arithmetic",
+        "Subtract {b} from {a}. Write only the number.",
+        _arithmetic_fill("-"),
+    ),
+    Template(
         "bullets/list",
         "bullet_list",
         "List {k} {things} as a bulleted list, one per line, nothing else.",
@@ -314,18 +384,144 @@ TEMPLATES: list[Template] = [
     ),
     Template("bullets/points", "bullet_list", "Name {k} {things} as bullet points.", _bullet_fill),
     Template("bullets/write", "bullet_list", "Write a bullet list of {k} {things}.", _bullet_fill),
+    Template(
+        "bullets/markdown", "bullet_list", "Markdown bullets only: {k} {things}.", _bullet_fill
+    ),
+    # Held-out rules: never used to build a pair.
+    Template(
+        "starts/begin",
+        "starts_with",
+        "Begin your answer with the word '{w}'. Tell me about {topic}.",
+        _starts_fill,
+    ),
+    Template(
+        "starts/first-word",
+        "starts_with",
+        "Answer the question ({question}?) and make '{w}' the first word of your reply.",
+        _starts_fill,
+    ),
+    Template(
+        "starts/open",
+        "starts_with",
+        "Write one sentence about {topic} that starts with '{w}'.",
+        _starts_fill,
+    ),
+    Template(
+        "starts/reply",
+        "starts_with",
+        "Reply starting with the word '{w}': {question}?",
+        _starts_fill,
+    ),
+    Template(
+        "case/lower",
+        "letter_case",
+        "Write a sentence about {topic} using only lowercase letters.",
+        _case_fill("lower"),
+    ),
+    Template(
+        "case/no-capitals",
+        "letter_case",
+        "Explain {explain} without any capital letters.",
+        _case_fill("lower"),
+    ),
+    Template(
+        "case/upper",
+        "letter_case",
+        "Write one sentence about {topic} in ALL CAPITAL LETTERS.",
+        _case_fill("upper"),
+    ),
+    Template(
+        "case/shout",
+        "letter_case",
+        "Explain {explain}, writing every letter in uppercase.",
+        _case_fill("upper"),
+    ),
+    Template(
+        "quoted/wrap",
+        "quoted",
+        "Wrap your entire answer in double quotation marks. Describe {topic}.",
+        _plain_fill("quoted"),
+    ),
+    Template(
+        "quoted/quote",
+        "quoted",
+        "Explain {explain}, and put your whole answer inside double quotes.",
+        _plain_fill("quoted"),
+    ),
+    Template(
+        "quoted/marks",
+        "quoted",
+        'Write one sentence about {topic} and enclose it in double quotes, like "this".',
+        _plain_fill("quoted"),
+    ),
+    Template(
+        "quoted/start-end",
+        "quoted",
+        "Start and end your answer with a double quote character: {explain}?",
+        _plain_fill("quoted"),
+    ),
+    Template(
+        "commas/none",
+        "no_commas",
+        "Describe {topic} without using any commas.",
+        _plain_fill("no_commas"),
+    ),
+    Template(
+        "commas/avoid",
+        "no_commas",
+        "Explain {explain}. Do not use a single comma.",
+        _plain_fill("no_commas"),
+    ),
+    Template(
+        "commas/no-punct",
+        "no_commas",
+        "Write two sentences about {topic}; commas are not allowed.",
+        _plain_fill("no_commas"),
+    ),
+    Template(
+        "commas/free",
+        "no_commas",
+        "Answer without commas: {explain}?",
+        _plain_fill("no_commas"),
+    ),
 ]
 RULE_NAMES = sorted({template.rule for template in TEMPLATES})
+# Rules no pair is ever built from: the win-rate on them shows alignment beyond the training signal.
+HELDOUT_RULES = ("starts_with", "letter_case", "quoted", "no_commas")
+TRAINING_RULES = tuple(rule for rule in RULE_NAMES if rule not in HELDOUT_RULES)
+HELDOUT_TEMPLATES_PER_RULE = 2
+# The three groups, in the names data rows and reports use.
+TRAIN, HELDOUT_TEMPLATE, HELDOUT_RULE = "train", "heldout_template", "heldout_rule"
+GROUPS = (TRAIN, HELDOUT_TEMPLATE, HELDOUT_RULE)
+
+
+def split_templates(seed: int) -> dict[str, list[str]]:
+    """Template ids per group: of each training rule, ``HELDOUT_TEMPLATES_PER_RULE`` templates
+    (chosen by ``seed``) are held out and the rest train; every template of a held-out rule is
+    held out. A pure function of ``seed``."""
+    rng = random.Random(f"heldout-{seed}")
+    groups: dict[str, list[str]] = {group: [] for group in GROUPS}
+    for rule in RULE_NAMES:
+        ids = [template.template_id for template in TEMPLATES if template.rule == rule]
+        if rule in HELDOUT_RULES:
+            groups[HELDOUT_RULE] += ids
+            continue
+        held = set(rng.sample(ids, HELDOUT_TEMPLATES_PER_RULE))
+        groups[HELDOUT_TEMPLATE] += [i for i in ids if i in held]
+        groups[TRAIN] += [i for i in ids if i not in held]
+    return groups
 
 
 def heldout_templates(seed: int) -> set[str]:
-    """One template per rule, chosen by ``seed``, is kept for evaluation only."""
-    rng = random.Random(f"heldout-{seed}")
-    held: set[str] = set()
-    for rule in RULE_NAMES:
-        ids = [template.template_id for template in TEMPLATES if template.rule == rule]
-        held.add(ids[rng.randrange(len(ids))])
-    return held
+    """Every template kept for evaluation only: held-out templates of training rules and the
+    templates of held-out rules."""
+    groups = split_templates(seed)
+    return set(groups[HELDOUT_TEMPLATE]) | set(groups[HELDOUT_RULE])
+
+
+def template_group(seed: int) -> dict[str, str]:
+    """template id -> its group under ``seed``."""
+    return {tid: group for group, ids in split_templates(seed).items() for tid in ids}
 
 
 def make_prompts(
@@ -356,10 +552,20 @@ def make_prompts(
     return items
 
 
+def prompt_groups(per_template: int, seed: int) -> dict[str, list[PromptItem]]:
+    """``make_prompts(per_template, seed)`` sorted into the three groups of ``split_templates``."""
+    groups = template_group(seed)
+    sorted_items: dict[str, list[PromptItem]] = {group: [] for group in GROUPS}
+    for item in make_prompts(per_template, seed):
+        sorted_items[groups[item.template_id]].append(item)
+    return sorted_items
+
+
 def split_by_template(
     items: list[PromptItem], seed: int
 ) -> tuple[list[PromptItem], list[PromptItem]]:
-    """(train, held-out): prompts of the held-out templates go to held-out, the rest to train."""
+    """(train, held-out): prompts of training templates, and the rest (held-out templates of
+    training rules and every prompt of a held-out rule)."""
     held = heldout_templates(seed)
     train = [item for item in items if item.template_id not in held]
     heldout = [item for item in items if item.template_id in held]
