@@ -6,6 +6,7 @@ from roadmap_lab.stats import (
     Interval,
     bootstrap_mean,
     cluster_bootstrap_mean,
+    hierarchical_bootstrap_mean,
     macro_f1_difference,
     mean_difference,
     paired_ratio,
@@ -172,3 +173,46 @@ def test_cluster_bootstrap_is_wider_than_treating_clustered_examples_as_independ
     assert (clustered.high - clustered.low) > 2 * (naive.high - naive.low)
     with pytest.raises(ValueError, match="at least two clusters"):
         cluster_bootstrap_mean([1.0, 0.0], ["a", "a"])
+
+
+def test_hierarchical_bootstrap_reduces_to_the_bootstrap_of_the_top_units() -> None:
+    """Known case: when all variation is between seeds (templates and prompts within a seed
+    agree), resampling seeds, then templates, then prompts is the plain bootstrap of the seed
+    means; with no levels it is the plain bootstrap of the examples."""
+    rng = np.random.default_rng(0)
+    seed_values = rng.normal(0.6, 0.1, size=15)
+    scores = np.repeat(seed_values, 24)  # 15 seeds x 6 templates x 4 prompts
+    seeds = np.repeat(np.arange(15), 24)
+    templates = np.tile(np.repeat(np.arange(6), 4), 15)
+    nested = hierarchical_bootstrap_mean(scores, [seeds, templates], resamples=4000, seed=1)
+    plain = bootstrap_mean(seed_values, resamples=4000, seed=2)
+    assert nested.estimate == pytest.approx(seed_values.mean())
+    assert nested.n == 15 and "2 levels" in nested.method
+    assert nested.low == pytest.approx(plain.low, abs=0.008)
+    assert nested.high == pytest.approx(plain.high, abs=0.008)
+
+    flat = rng.normal(0, 1, size=200)
+    no_levels = hierarchical_bootstrap_mean(flat, [], resamples=4000, seed=3)
+    reference = bootstrap_mean(flat, resamples=4000, seed=4)
+    assert no_levels.n == 200
+    assert no_levels.low == pytest.approx(reference.low, abs=0.03)
+    assert no_levels.high == pytest.approx(reference.high, abs=0.03)
+
+
+def test_hierarchical_bootstrap_counts_every_level() -> None:
+    # Identical scores give no spread; three seeds that disagree give more spread than the
+    # templates alone (one seed's worth of clusters) would.
+    constant = hierarchical_bootstrap_mean(np.full(30, 0.5), [np.repeat([0, 1, 2], 10)])
+    assert (constant.low, constant.estimate, constant.high) == (0.5, 0.5, 0.5)
+    rng = np.random.default_rng(5)
+    seeds = np.repeat([0, 1, 2], 40)
+    templates = np.tile(np.repeat(np.arange(10), 4), 3)
+    scores = rng.normal(0.5, 0.05, 120) + np.array([-0.2, 0.0, 0.2])[seeds]
+    nested = hierarchical_bootstrap_mean(scores, [seeds, templates], seed=6)
+    within = cluster_bootstrap_mean(
+        scores, [f"{s}/{t}" for s, t in zip(seeds, templates, strict=True)], seed=6
+    )
+    assert nested.high - nested.low > 2 * (within.high - within.low)
+    assert nested == hierarchical_bootstrap_mean(scores, [seeds, templates], seed=6)
+    with pytest.raises(ValueError, match="one label per score"):
+        hierarchical_bootstrap_mean([1.0, 0.0], [["a"]])

@@ -22,4 +22,3 @@ def tiny_llama_dir() -> Path:
     from roadmap_lab.testing.tiny_models import tiny_causal_lm_dir
 
     return tiny_causal_lm_dir(0)
-

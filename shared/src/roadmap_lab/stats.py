@@ -5,6 +5,8 @@ verdict comes from the interval (``roadmap_lab.results.verdict``), never from th
 * ``bootstrap_mean``: a mean of per-example scores, percentile bootstrap.
 * ``cluster_bootstrap_mean``: the same when examples come in groups that are not independent
   (prompts made from one template): whole clusters are resampled, so ``n`` is the cluster count.
+* ``hierarchical_bootstrap_mean``: the same with nested groups (seeds, then templates within a
+  seed, then the prompts of a template): each level is resampled within the units drawn above it.
 * ``t_interval``: a mean of a few repeated measurements (benchmark repeats, seeds), Student's t.
 * ``paired_ratio``: ours / baseline over interleaved repeats (repeat i of each side ran back to
   back, so drift of the machine cancels): a t interval on the log ratios, back-transformed, which
@@ -226,6 +228,61 @@ def cluster_bootstrap_mean(
         resamples,
         confidence,
         seed,
+    )
+
+
+def hierarchical_bootstrap_mean(
+    scores: Sequence[float] | np.ndarray,
+    levels: Sequence[Sequence[Any] | np.ndarray],
+    resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """The mean of per-example scores with a multi-level (nested) bootstrap interval.
+
+    ``levels`` holds one label per example for each level, outermost first (e.g. ``[seeds,
+    templates]``); a label names a unit within its parent unit. Each resample draws the outermost
+    units with replacement, then, independently for every draw of a unit, its sub-units, down to
+    the examples. ``n`` is the number of outermost units. With no levels it is the plain
+    bootstrap."""
+    _check_confidence(confidence)
+    values = _as_vector(scores, "scores")
+    if resamples < 1:
+        raise ValueError("bootstrap needs at least one resample")
+    coded = []
+    for labels in levels:
+        labels = list(labels)
+        if len(labels) != values.size:
+            raise ValueError(f"one label per score: {values.size} scores, {len(labels)} labels")
+        codes = {label: code for code, label in enumerate(dict.fromkeys(labels))}
+        coded.append(np.array([codes[label] for label in labels]))
+    rng = np.random.default_rng(seed)
+    weights = np.zeros((resamples, values.size))
+
+    def descend(members: np.ndarray, draws: np.ndarray, depth: int) -> None:
+        # A unit drawn d times contributes d independent resamples of its children; their
+        # summed counts are one multinomial of d x (number of children).
+        if depth == len(coded):
+            uniform = np.full(members.size, 1.0 / members.size)
+            weights[:, members] = rng.multinomial(draws * members.size, uniform)
+            return
+        labels = coded[depth][members]
+        units = np.unique(labels)
+        counts = rng.multinomial(draws * units.size, np.full(units.size, 1.0 / units.size))
+        for column, unit in enumerate(units):
+            descend(members[labels == unit], counts[:, column], depth + 1)
+
+    descend(np.arange(values.size), np.ones(resamples, dtype=np.int64), 0)
+    means = (weights @ values) / weights.sum(axis=1)
+    low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
+    top = int(np.unique(coded[0]).size) if coded else values.size
+    return Interval(
+        float(values.mean()),
+        float(low),
+        float(high),
+        confidence,
+        f"hierarchical bootstrap ({len(coded)} levels, {top} top units, {values.size} examples)",
+        top,
     )
 
 

@@ -1,8 +1,9 @@
 """The benchmark: a bigger run than the demo.
 
 1. Verifiable pairs from SmolLM2-135M-Instruct (more prompts per template).
-2. DPO (LoRA) on the train pairs; win-rate against the base on the held-out templates' prompts,
-   95% Wilson interval, per rule; the reward model's preference beside it.
+2. DPO (LoRA) on the train pairs; win-rate against the base (pass/fail judge) on held-out rules
+   and on held-out templates of training rules, 95% cluster bootstrap intervals over templates,
+   length-controlled beside; the reward model's preference beside it.
 3. Reward model (LoRA) on the same pairs: pairwise accuracy on the held-out pairs.
 4. GRPO (LoRA) rewarded by the verifier: its win-rate the same way.
 5. DPO steps/s and peak memory with and without precomputed reference log-probs, same pairs,
@@ -23,7 +24,7 @@ from llm_alignment import PROJECT, plots
 from llm_alignment.data import load_dataset
 from llm_alignment.demo import WIN_RATE_TARGET, win_rate_headline
 from llm_alignment.dpo import DPOOptions, train_dpo
-from llm_alignment.evaluate import evaluate_policy, render_html
+from llm_alignment.evaluate import GROUP_NAMES, evaluate_policy, figure_text, render_html
 from llm_alignment.pairs import PairOptions, build_pairs
 from llm_alignment.reward import RewardOptions, RewardScorer, pairwise_accuracy, train_reward_model
 from llm_alignment.rl import GRPOOptions, train_grpo
@@ -38,6 +39,7 @@ class BenchmarkSizes(BaseModel):
     speed_steps: int = Field(default=8, ge=2)
     grpo_steps: int = Field(default=12, ge=1)
     batch_size: int = Field(default=4, ge=1)
+    kl_samples: int = Field(default=4, ge=1)
     # Reuse the pairs an earlier run built in the same run folder (their card says how).
     reuse_data: bool = False
 
@@ -128,6 +130,8 @@ def run_benchmark(
         Path(dpo["adapter_dir"]),
         prompts,
         max_new_tokens=sizes.max_new_tokens,
+        kl_samples=sizes.kl_samples,
+        seed=settings.seed,
         reward_model_dir=Path(reward["adapter_dir"]),
     )
     train_prompts = [
@@ -149,6 +153,8 @@ def run_benchmark(
         Path(grpo["adapter_dir"]),
         prompts,
         max_new_tokens=sizes.max_new_tokens,
+        kl_samples=sizes.kl_samples,
+        seed=settings.seed,
         base_responses=[sample["base"] for sample in dpo_report["samples"]],
     )
     speed = measure_dpo_speed(
@@ -216,31 +222,28 @@ def run_benchmark(
     }
     path = writer.write(results)
 
-    table = Table("figure", "value", "95% CI / detail")
-    for name, report in (("DPO win-rate", dpo_report), ("GRPO win-rate", grpo_report)):
-        table.add_row(
-            name,
-            f"{report['win_rate']:.3f}",
-            f"[{report['ci_low']:.3f}, {report['ci_high']:.3f}] n={report['n']}",
-        )
-    if "reward_model" in dpo_report:
-        table.add_row(
-            "DPO win-rate by reward model", f"{dpo_report['reward_model']['win_rate']:.3f}", ""
-        )
+    table = Table("figure", "value [95% cluster CI] (templates, prompts)")
+    for name, report in (("DPO", dpo_report), ("GRPO", grpo_report)):
+        for group, summary in report["groups"].items():
+            table.add_row(f"{name} win-rate, {GROUP_NAMES[group]}", figure_text(summary))
+            table.add_row("  length-controlled", figure_text(summary["length_controlled"]))
+        kl = report["kl_to_base"]
+        table.add_row(f"{name} KL to base (nats/answer)", f"{kl['kl']:.3f} (SE {kl['se']})")
+    for group, figure in dpo_report.get("reward_model", {}).items():
+        table.add_row(f"DPO win-rate by reward model, {GROUP_NAMES[group]}", figure_text(figure))
     table.add_row(
         "RM pairwise accuracy",
-        f"{reward_accuracy['accuracy']:.3f}",
-        f"[{reward_accuracy['ci_low']:.3f}, {reward_accuracy['ci_high']:.3f}] "
-        f"n={reward_accuracy['n']}",
+        f"{reward_accuracy['accuracy']:.3f} [{reward_accuracy['ci_low']:.3f}, "
+        f"{reward_accuracy['ci_high']:.3f}] n={reward_accuracy['n']}",
     )
     for label, figures in speed.items():
         table.add_row(
             f"DPO steps/s ({label})",
-            f"{figures['steps_per_second']:.3f}",
-            f"wall incl. setup {figures['steps_per_second_wall']:.3f}/s, "
-            f"peak +{figures['peak_memory_mb']:.0f} MB {figures['memory_device']}",
+            f"{figures['steps_per_second']:.3f} (wall incl. setup "
+            f"{figures['steps_per_second_wall']:.3f}/s, peak +{figures['peak_memory_mb']:.0f} MB "
+            f"{figures['memory_device']})",
         )
     table.add_row(
-        "precomputed / on-the-fly steps/s", f"{speed_ratio:.3f}x", f"memory {memory_ratio:.3f}x"
+        "precomputed / on-the-fly steps/s", f"{speed_ratio:.3f}x (memory {memory_ratio:.3f}x)"
     )
     return path, table

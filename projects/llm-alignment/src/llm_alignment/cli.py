@@ -278,10 +278,14 @@ def evaluate_command(
     ] = None,
     html: Annotated[Path | None, typer.Option(help="Write the side-by-side page here.")] = None,
     max_new_tokens: Annotated[int, typer.Option()] = 48,
+    kl_samples: Annotated[
+        int, typer.Option(min=1, help="Answers sampled per prompt for the KL estimate.")
+    ] = 4,
     model_dir: ModelDirOption = None,
     run_dir: RunDirOption = None,
 ) -> None:
-    """Win-rate of a policy against the base on the held-out prompts (verifier as judge)."""
+    """Win-rate of a policy against the base on held-out rules and held-out templates (the
+    verifier's pass/fail as judge, cluster bootstrap intervals over templates)."""
     with cli_errors():
         from llm_alignment.data import load_dataset
         from llm_alignment.evaluate import evaluate_policy, render_html
@@ -294,6 +298,8 @@ def evaluate_command(
             adapter,
             prompts,
             max_new_tokens=max_new_tokens,
+            kl_samples=kl_samples,
+            seed=settings.seed,
             reward_model_dir=reward_adapter,
         )
         if html is not None:
@@ -302,23 +308,31 @@ def evaluate_command(
 
 
 def print_report(report: dict[str, Any]) -> None:
-    table = Table("rule", "win-rate", "95% CI", "n", "base score", "policy score")
-    for rule, row in [("overall", report), *report["per_rule"].items()]:
+    from llm_alignment.evaluate import GROUP_NAMES, figure_text
+
+    table = Table("group / rule", "win-rate [95% cluster CI] (templates, prompts)", "pass rate")
+    for group, summary in report["groups"].items():
         table.add_row(
-            rule,
-            f"{row['win_rate']:.3f}",
-            f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]",
-            str(row["n"]),
-            f"{row['base_score']:.3f}",
-            f"{row['policy_score']:.3f}",
+            f"[b]{GROUP_NAMES[group]}[/b]",
+            figure_text(summary),
+            f"{summary['base_pass_rate']:.3f} -> {summary['policy_pass_rate']:.3f}",
         )
+        table.add_row("  length-controlled", figure_text(summary["length_controlled"]), "")
+        for rule, row in summary["per_rule"].items():
+            table.add_row(
+                f"  {rule} (few templates)",
+                figure_text(row),
+                f"{row['base_pass_rate']:.3f} -> {row['policy_pass_rate']:.3f}",
+            )
     console.print(table)
+    kl = report["kl_to_base"]
     console.print(
-        f"mean length (words): base {report['base_length_words']:.1f}, policy "
-        f"{report['policy_length_words']:.1f}; KL to base {report['kl_to_base']:.3f} nats/answer"
+        f"judge: {report['judge']}; KL to base {kl['kl']:.3f} nats/answer "
+        f"(SE {kl['se'] if kl['se'] is None else round(kl['se'], 3)}, {kl['samples']} samples)"
     )
     if "reward_model" in report:
-        console.print(f"reward model's win-rate: {report['reward_model']['win_rate']:.3f}")
+        for group, figure in report["reward_model"].items():
+            console.print(f"reward model's win-rate, {GROUP_NAMES[group]}: {figure_text(figure)}")
 
 
 @app.command("chat")

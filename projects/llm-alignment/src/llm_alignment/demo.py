@@ -1,7 +1,7 @@
-"""The demo (at most ~7 minutes on 2 cores): build a small set of verifiable pairs from
-SmolLM2-135M-Instruct, train a DPO LoRA adapter on it, and measure its win-rate against the base
-model on held-out prompts; writes dist/llm-alignment/results.json, plots, the samples page and
-the vLLM-ready adapter."""
+"""The demo: build a small set of verifiable pairs from SmolLM2-135M-Instruct, train a DPO LoRA
+adapter on it, and measure its win-rate against the base model on held-out prompts (the headline:
+rules no pair was built from; beside it, held-out templates of training rules); writes
+dist/llm-alignment/results.json, plots, the samples page and the vLLM-ready adapter."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from roadmap_lab.stats import Interval
 from llm_alignment import PROJECT, plots
 from llm_alignment.data import load_dataset
 from llm_alignment.dpo import DPOOptions, train_dpo
-from llm_alignment.evaluate import evaluate_policy, render_html
+from llm_alignment.evaluate import evaluate_policy, figure_text, render_html
 from llm_alignment.export import export_for_vllm
 from llm_alignment.pairs import PairOptions, build_pairs
 from llm_alignment.settings import ProjectSettings, base_model_dir
@@ -40,25 +40,50 @@ class DemoSizes(BaseModel):
     max_new_tokens: int = Field(default=40, ge=4)
     epochs: float = Field(default=2.0, gt=0)
     batch_size: int = Field(default=4, ge=1)
+    # Held-out prompts judged per template (each template is one cluster of the interval).
+    eval_per_template: int = Field(default=1, ge=1)
+    kl_samples: int = Field(default=2, ge=1, description="sampled answers per prompt for KL")
 
 
 def win_rate_headline(label: str, report: dict[str, Any]) -> list[Headline]:
-    """The win-rate against the base with its interval, on two targets: better than the base
-    (> 0.5) and a clear win (>= 0.65)."""
-    interval = Interval(
-        report["win_rate"], report["ci_low"], report["ci_high"], 0.95, "wilson", report["n"]
-    )
-    name = f"{label} win-rate vs base (held-out, ties half)"
+    """The win-rate against the base on held-out rules with its cluster interval, on two
+    targets: better than the base (> 0.5) and a clear win (>= 0.65). With fewer than
+    ``MIN_CLUSTERS`` templates it carries no interval, so its verdict is unverified."""
+    figure = report["groups"][report["headline_group"]]
+    interval = None
+    if figure["verified"]:
+        interval = Interval(
+            figure["win_rate"], figure["ci_low"], figure["ci_high"], 0.95, figure["method"],
+            figure["n_clusters"],
+        )  # fmt: skip
+    name = f"{label} win-rate vs base (held-out rules, pass/fail judge, ties half)"
+    details = {
+        "prompts": figure["n"],
+        "templates": figure["n_clusters"],
+        "length_controlled": figure_text(figure["length_controlled"]),
+    }
     return [
         headline_figure(
-            f"{name}: better than base", None, "fraction", baseline=0.5, target="> 0.5",
-            interval=interval, digits=3,
+            f"{name}: better than base", round(figure["win_rate"], 3), "fraction", baseline=0.5,
+            target="> 0.5", interval=interval, digits=3, **details,
         ),
         headline_figure(
-            f"{name}: clear win", None, "fraction", baseline=0.5, target=f">= {WIN_RATE_TARGET}",
-            interval=interval, digits=3,
+            f"{name}: clear win", round(figure["win_rate"], 3), "fraction", baseline=0.5,
+            target=f">= {WIN_RATE_TARGET}", interval=interval, digits=3, **details,
         ),
     ]  # fmt: skip
+
+
+def first_per_template(rows: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """The first ``count`` prompts of each template (the template count sets the interval's
+    clusters; more prompts per template add less)."""
+    seen: dict[str, int] = {}
+    kept = []
+    for row in rows:
+        seen[row["template_id"]] = seen.get(row["template_id"], 0) + 1
+        if seen[row["template_id"]] <= count:
+            kept.append(row)
+    return kept
 
 
 def run_demo(settings: ProjectSettings, sizes: DemoSizes, command: str) -> Path:
@@ -89,7 +114,12 @@ def run_demo(settings: ProjectSettings, sizes: DemoSizes, command: str) -> Path:
         artifacts_dir=settings.local_artifact_root(),
     )
     report = evaluate_policy(
-        model_dir, Path(dpo["adapter_dir"]), heldout_prompts, max_new_tokens=sizes.max_new_tokens
+        model_dir,
+        Path(dpo["adapter_dir"]),
+        first_per_template(heldout_prompts, sizes.eval_per_template),
+        max_new_tokens=sizes.max_new_tokens,
+        kl_samples=sizes.kl_samples,
+        seed=settings.seed,
     )
     writer = ResultsWriter(PROJECT, settings.dist_dir, command=command)
     render_html(report, "DPO policy vs base (demo)", writer.folder / "samples.html")

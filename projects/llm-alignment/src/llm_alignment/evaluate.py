@@ -1,74 +1,302 @@
 """Win-rate of a policy (base + LoRA adapter) against the base model on held-out prompts.
 
-Both answer every prompt greedily; the verifier scores each answer; the policy wins a prompt when
-its score is higher, ties count half. The interval is Wilson's at 95% (ties as half a success),
-per rule as well. Beside it: mean response length (words), the KL divergence of the policy from
-the base along the policy's own answers (exact over the vocabulary at each position, summed over
-the answer's tokens, in nats), and the reward model's preference when a reward model is given.
+Both answer every prompt greedily. The judge is pass/fail (``verifiable.passes``, full
+compliance): the policy wins a prompt when its answer passes and the base's does not, loses in
+the reverse, and ties otherwise (ties count half). The graded score is kept as a side figure only:
+it lets brevity win (fewer words, fewer letters in the wrong case, partial credit for a number
+somewhere in the text).
+
+Figures, each for (a) held-out templates of training rules and (b) held-out rules (the headline):
+
+* the win-rate with a cluster bootstrap interval over templates (prompts of one template are not
+  independent); a figure with fewer than ``MIN_CLUSTERS`` templates is marked unverified;
+* the length-controlled win-rate: the same on the prompts whose two answers fall in the same
+  length band (``LENGTH_BANDS``), with how many prompts were kept;
+* per rule (few templates each: marked ``few_clusters``).
+
+``pooled_win_rates`` combines several seeds: per-seed figures and a pooled one whose interval
+resamples seeds, then templates, then prompts. KL(policy || base) is estimated by Monte Carlo
+over answers sampled from the policy (``mc_kl``).
 """
 
 from __future__ import annotations
 
 import html
 import logging
+import math
+from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from roadmap_lab import verifiable
 from roadmap_lab.results import atomic_write_text
-from roadmap_lab.stats import wilson_interval
+from roadmap_lab.stats import cluster_bootstrap_mean, hierarchical_bootstrap_mean
 
 from llm_alignment.errors import PreferenceDataError
 from llm_alignment.generation import chat_prompt, generate, load_policy
+from llm_alignment.prompts import HELDOUT_RULE, HELDOUT_RULES, HELDOUT_TEMPLATE
 
 logger = logging.getLogger(__name__)
+MIN_CLUSTERS = 10
+# Upper word counts of the length bands: 0-2, 3-5, 6-10, 11-20, 21 or more words.
+LENGTH_BANDS = (2, 5, 10, 20)
+JUDGE = "verifiable.passes (full compliance): win = policy passes and base fails; ties half"
+GROUP_NAMES = {
+    HELDOUT_RULE: "held-out rules",
+    HELDOUT_TEMPLATE: "held-out templates of training rules",
+}
+Sample = dict[str, Any]
 
 
-def outcome(policy_score: float, base_score: float, tolerance: float = 1e-9) -> float:
-    """1 for a win of the policy, 0.5 for a tie, 0 for a loss."""
-    if abs(policy_score - base_score) <= tolerance:
+def outcome(policy: float, base: float, tolerance: float = 1e-9) -> float:
+    """1 when the policy's value is higher (a pass against a fail), 0.5 for a tie, 0 for lower."""
+    if abs(policy - base) <= tolerance:
         return 0.5
-    return 1.0 if policy_score > base_score else 0.0
+    return 1.0 if policy > base else 0.0
 
 
-def win_rate(outcomes: list[float]) -> dict[str, Any]:
-    """Win-rate (ties half) with its 95% Wilson interval, and the counts."""
-    interval = wilson_interval(sum(outcomes), len(outcomes))
-    return {
-        "win_rate": interval.estimate,
-        "ci_low": interval.low,
-        "ci_high": interval.high,
+def length_band(text: str) -> int:
+    """The index of the length band (``LENGTH_BANDS``) of ``text``'s word count."""
+    return bisect_left(LENGTH_BANDS, len(verifiable.words(text)))
+
+
+def win_rate(outcomes: Sequence[float], clusters: Sequence[Any], seed: int = 0) -> dict[str, Any]:
+    """Win-rate (ties half) with a cluster bootstrap interval over ``clusters`` (templates), the
+    counts, and whether it has the ``MIN_CLUSTERS`` a reported figure needs."""
+    n_clusters = len(set(clusters))
+    figure: dict[str, Any] = {
+        "win_rate": sum(outcomes) / len(outcomes) if outcomes else None,
+        "ci_low": None,
+        "ci_high": None,
         "n": len(outcomes),
+        "n_clusters": n_clusters,
         "wins": sum(1 for o in outcomes if o == 1.0),
         "ties": sum(1 for o in outcomes if o == 0.5),
         "losses": sum(1 for o in outcomes if o == 0.0),
+        "verified": n_clusters >= MIN_CLUSTERS,
+        "method": None,
+    }
+    if n_clusters >= 2:
+        interval = cluster_bootstrap_mean(outcomes, list(clusters), seed=seed)
+        figure |= {"ci_low": interval.low, "ci_high": interval.high, "method": interval.method}
+    return figure
+
+
+def sample_group(row: dict[str, Any]) -> str:
+    """A held-out prompt's group; data sets built before the split recorded none."""
+    if "group" in row:
+        return str(row["group"])
+    return HELDOUT_RULE if row["rule"] in HELDOUT_RULES else HELDOUT_TEMPLATE
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def length_controlled(samples: list[Sample]) -> list[Sample]:
+    """The samples whose policy and base answers fall in the same length band."""
+    return [s for s in samples if length_band(s["policy"]) == length_band(s["base"])]
+
+
+def group_summary(samples: list[Sample]) -> dict[str, Any]:
+    """Raw and length-controlled win-rate, pass rates, graded scores and lengths of one group."""
+
+    def figure(rows: list[Sample]) -> dict[str, Any]:
+        return win_rate([s["outcome"] for s in rows], [s["template_id"] for s in rows])
+
+    by_rule: dict[str, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        by_rule[sample["rule"]].append(sample)
+    per_rule = {}
+    for rule, rows in sorted(by_rule.items()):
+        rule_figure = figure(rows)
+        per_rule[rule] = rule_figure | {
+            "few_clusters": not rule_figure["verified"],
+            "base_pass_rate": _mean([s["base_pass"] for s in rows]),
+            "policy_pass_rate": _mean([s["policy_pass"] for s in rows]),
+        }
+    return figure(samples) | {
+        "length_controlled": figure(length_controlled(samples)),
+        "base_pass_rate": _mean([s["base_pass"] for s in samples]),
+        "policy_pass_rate": _mean([s["policy_pass"] for s in samples]),
+        "base_score": _mean([s["base_score"] for s in samples]),
+        "policy_score": _mean([s["policy_score"] for s in samples]),
+        "base_length_words": _mean([len(verifiable.words(s["base"])) for s in samples]),
+        "policy_length_words": _mean([len(verifiable.words(s["policy"])) for s in samples]),
+        "per_rule": per_rule,
     }
 
 
-def kl_to_base(model: Any, tokenizer: Any, prompts: list[str], responses: list[str]) -> list[float]:
-    """Per answer: sum over its tokens of KL(policy || base) at that position (nats)."""
+def summarise(samples: list[Sample]) -> dict[str, Any]:
+    """The report of judged samples: a summary per group (held-out rules first)."""
+    by_group: dict[str, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        by_group[sample["group"]].append(sample)
+    return {
+        "judge": JUDGE,
+        "headline_group": HELDOUT_RULE,
+        "min_clusters": MIN_CLUSTERS,
+        "length_bands_words": band_names(),
+        "groups": {
+            group: group_summary(by_group[group])
+            for group in (HELDOUT_RULE, HELDOUT_TEMPLATE)
+            if by_group[group]
+        },
+    }
+
+
+def band_names() -> list[str]:
+    edges = [-1, *LENGTH_BANDS]
+    return [f"{low + 1}-{high}" for low, high in zip(edges, edges[1:], strict=False)] + [
+        f"{LENGTH_BANDS[-1] + 1}+"
+    ]
+
+
+def pooled_win_rates(per_seed: dict[int, list[Sample]], seed: int = 0) -> dict[str, Any]:
+    """Several seeds' judged samples (seed -> samples): per group, each seed's figure and the
+    pooled one, whose interval resamples seeds, then templates, then prompts. A pooled figure
+    is verified when every seed has ``MIN_CLUSTERS`` templates in it."""
+    pooled: dict[str, Any] = {}
+    for group in (HELDOUT_RULE, HELDOUT_TEMPLATE):
+        for name, select in (("raw", lambda rows: rows), ("length_controlled", length_controlled)):
+            rows = {
+                s: select([r for r in samples if r["group"] == group])
+                for s, samples in per_seed.items()
+            }
+            pooled.setdefault(group, {})[name] = _pooled_figure(rows, seed)
+    return pooled
+
+
+def _pooled_figure(rows: dict[int, list[Sample]], seed: int) -> dict[str, Any]:
+    per_seed = {
+        s: win_rate([r["outcome"] for r in samples], [r["template_id"] for r in samples], seed)
+        for s, samples in rows.items()
+    }
+    flat = [(s, r) for s, samples in rows.items() for r in samples]
+    figure: dict[str, Any] = {
+        "per_seed": per_seed,
+        "seeds": len(rows),
+        "n": len(flat),
+        "n_clusters_min": min((f["n_clusters"] for f in per_seed.values()), default=0),
+        "win_rate": None,
+        "ci_low": None,
+        "ci_high": None,
+        "method": None,
+    }
+    figure["verified"] = len(rows) >= 2 and figure["n_clusters_min"] >= MIN_CLUSTERS
+    if len({s for s, _ in flat}) >= 2:
+        interval = hierarchical_bootstrap_mean(
+            [r["outcome"] for _, r in flat],
+            [[s for s, _ in flat], [r["template_id"] for _, r in flat]],
+            seed=seed,
+        )
+        figure |= {
+            "win_rate": interval.estimate,
+            "ci_low": interval.low,
+            "ci_high": interval.high,
+            "method": interval.method,
+        }
+    return figure
+
+
+def mc_kl(policy_logps: Any, base_logps: Any) -> dict[str, Any]:
+    """Monte Carlo KL(policy || base) from answers sampled from the policy: the mean over
+    answers of log pi(y) - log p_base(y). Rows are prompts and columns their samples (a 1-D
+    input is one sample per row); the standard error is over the prompts' means, since samples
+    of one prompt are not independent of it."""
+    ratio = np.asarray(policy_logps, dtype=float) - np.asarray(base_logps, dtype=float)
+    if ratio.ndim == 1:
+        ratio = ratio[:, None]
+    units = ratio.mean(axis=1)
+    se = float(units.std(ddof=1) / math.sqrt(units.size)) if units.size > 1 else None
+    return {"kl": float(ratio.mean()), "se": se, "samples": int(ratio.size), "prompts": units.size}
+
+
+def sampled_log_probs(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    *,
+    samples: int,
+    max_new_tokens: int,
+    batch_size: int = 16,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(policy, base) log-probabilities, prompts x ``samples``, of answers sampled from the
+    policy at temperature 1 (no top-p or top-k), summed over each answer's tokens up to and
+    including its end-of-sequence token (answers cut at ``max_new_tokens`` stop there)."""
     import torch
 
-    values = []
-    for prompt, response in zip(prompts, responses, strict=True):
-        prefix = chat_prompt(tokenizer, [{"role": "user", "content": prompt}])
-        prefix_ids = tokenizer(prefix, add_special_tokens=False, return_tensors="pt")["input_ids"]
-        encoded = tokenizer(prefix + response, add_special_tokens=False, return_tensors="pt")
-        full = encoded["input_ids"].to(model.device)
-        start = prefix_ids.shape[1]
-        if full.shape[1] <= start:
-            values.append(0.0)
-            continue
+    tokenizer.padding_side = "left"
+    texts = [chat_prompt(tokenizer, [{"role": "user", "content": p}]) for p in prompts]
+    per_batch = max(1, batch_size // samples)
+    policy, base = [], []
+    torch.manual_seed(seed)
+    for start in range(0, len(texts), per_batch):
+        batch = tokenizer(
+            texts[start : start + per_batch],
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=False,
+        ).to(model.device)
         with torch.inference_mode():
-            policy_logits = model(full).logits[0, start - 1 : -1]
+            sequences = model.generate(
+                **batch,
+                do_sample=True,
+                temperature=1.0,
+                top_p=1.0,
+                top_k=0,
+                num_return_sequences=samples,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            prompt_mask = batch["attention_mask"].repeat_interleave(samples, dim=0)
+            policy.append(_answer_log_probs(model, tokenizer, sequences, prompt_mask))
             with model.disable_adapter():
-                base_logits = model(full).logits[0, start - 1 : -1]
-        policy_logp = torch.log_softmax(policy_logits.float(), dim=-1)
-        base_logp = torch.log_softmax(base_logits.float(), dim=-1)
-        per_token = (policy_logp.exp() * (policy_logp - base_logp)).sum(dim=-1)
-        values.append(float(per_token.sum()))
-    return values
+                base.append(_answer_log_probs(model, tokenizer, sequences, prompt_mask))
+    return np.concatenate(policy).reshape(-1, samples), np.concatenate(base).reshape(-1, samples)
+
+
+def _answer_log_probs(model: Any, tokenizer: Any, sequences: Any, prompt_mask: Any) -> np.ndarray:
+    """Sum of log p(token) over each sequence's answer (after the prompt), up to and including
+    its first end-of-sequence token."""
+    import torch
+
+    width = prompt_mask.shape[1]
+    answer = sequences[:, width:]
+    ended = (answer == tokenizer.eos_token_id).long()
+    keep = (ended.cumsum(dim=1) - ended) == 0
+    attention = torch.cat([prompt_mask, keep.long()], dim=1)
+    # Positions as generate() numbered them under left padding.
+    positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
+    logits = model(sequences, attention_mask=attention, position_ids=positions).logits
+    logp = torch.log_softmax(logits[:, width - 1 : -1].float(), dim=-1)
+    token_logp = logp.gather(-1, answer.unsqueeze(-1)).squeeze(-1)
+    return (token_logp * keep).sum(dim=1).cpu().numpy()
+
+
+def judge(row: dict[str, Any], base_text: str, policy_text: str) -> Sample:
+    """One held-out prompt's two answers, judged pass/fail, with the graded scores beside."""
+    base_pass = verifiable.passes(base_text, row["check"])
+    policy_pass = verifiable.passes(policy_text, row["check"])
+    return {
+        "prompt_id": row.get("prompt_id"),
+        "template_id": row.get("template_id", row["rule"]),
+        "group": sample_group(row),
+        "rule": row["rule"],
+        "prompt": row["prompt"],
+        "base": base_text,
+        "policy": policy_text,
+        "base_pass": base_pass,
+        "policy_pass": policy_pass,
+        "base_score": verifiable.score(base_text, row["check"]),
+        "policy_score": verifiable.score(policy_text, row["check"]),
+        "outcome": outcome(float(policy_pass), float(base_pass)),
+    }
 
 
 def evaluate_policy(
@@ -78,10 +306,14 @@ def evaluate_policy(
     *,
     max_new_tokens: int = 48,
     batch_size: int = 16,
+    kl_samples: int = 4,
+    seed: int = 0,
     reward_model_dir: Path | None = None,
     base_responses: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Answer ``prompts`` (rows with prompt, rule, check) with base and policy; compare."""
+    """Answer ``prompts`` (rows with prompt, template_id, rule, check, group) with base and
+    policy; judge, summarise, and estimate KL to the base over ``kl_samples`` sampled answers
+    per prompt."""
     if not prompts:
         raise PreferenceDataError("no held-out prompts to evaluate on")
     model, tokenizer = load_policy(base_model_dir, adapter_dir)
@@ -91,111 +323,105 @@ def evaluate_policy(
         with model.disable_adapter():
             base_responses = [r[0] for r in generate(model, tokenizer, conversations, **options)]
     policy_responses = [r[0] for r in generate(model, tokenizer, conversations, **options)]
-    kl = kl_to_base(model, tokenizer, [row["prompt"] for row in prompts], policy_responses)
+    policy_logps, base_logps = sampled_log_probs(
+        model, tokenizer, [row["prompt"] for row in prompts], samples=kl_samples, seed=seed,
+        **options,
+    )  # fmt: skip
     del model
-    samples = []
-    for row, base_text, policy_text, kl_value in zip(
-        prompts, base_responses, policy_responses, kl, strict=True
-    ):
-        base_score = verifiable.score(base_text, row["check"])
-        policy_score = verifiable.score(policy_text, row["check"])
-        samples.append(
-            {
-                "prompt_id": row.get("prompt_id"),
-                "rule": row["rule"],
-                "prompt": row["prompt"],
-                "base": base_text,
-                "policy": policy_text,
-                "base_score": base_score,
-                "policy_score": policy_score,
-                "outcome": outcome(policy_score, base_score),
-                "kl": kl_value,
-            }
+    samples = [
+        judge(row, base_text, policy_text)
+        for row, base_text, policy_text in zip(
+            prompts, base_responses, policy_responses, strict=True
         )
-    report = summarise(samples)
+    ]
+    report = summarise(samples) | {"kl_to_base": mc_kl(policy_logps, base_logps)}
     if reward_model_dir is not None:
-        from llm_alignment.reward import RewardScorer
-
-        scorer = RewardScorer(base_model_dir, reward_model_dir)
-        texts = [row["prompt"] for row in prompts]
-        base_rewards = scorer.score(texts, base_responses)
-        policy_rewards = scorer.score(texts, policy_responses)
-        for sample, base_r, policy_r in zip(samples, base_rewards, policy_rewards, strict=True):
-            sample["base_reward"], sample["policy_reward"] = base_r, policy_r
-        report["reward_model"] = win_rate(
-            [outcome(p, b) for p, b in zip(policy_rewards, base_rewards, strict=True)]
-        )
+        report["reward_model"] = reward_model_preference(base_model_dir, reward_model_dir, samples)
     report["samples"] = samples
     return report
 
 
-def summarise(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Overall and per-rule win-rate, mean scores, lengths and KL of scored samples."""
-    by_rule: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for sample in samples:
-        by_rule[sample["rule"]].append(sample)
+def reward_model_preference(
+    base_model_dir: Path, reward_model_dir: Path, samples: list[Sample]
+) -> dict[str, Any]:
+    """The reward model as a second judge: per group, how often it prefers the policy's answer."""
+    from llm_alignment.reward import RewardScorer
 
-    def mean(values: list[float]) -> float:
-        return sum(values) / len(values) if values else 0.0
+    scorer = RewardScorer(base_model_dir, reward_model_dir)
+    texts = [s["prompt"] for s in samples]
+    base_rewards = scorer.score(texts, [s["base"] for s in samples])
+    policy_rewards = scorer.score(texts, [s["policy"] for s in samples])
+    figures = {}
+    for group in sorted({s["group"] for s in samples}):
+        rows = [i for i, s in enumerate(samples) if s["group"] == group]
+        figures[group] = win_rate(
+            [outcome(policy_rewards[i], base_rewards[i]) for i in rows],
+            [samples[i]["template_id"] for i in rows],
+        )
+    return figures
 
-    per_rule = {
-        rule: win_rate([s["outcome"] for s in rows])
-        | {
-            "base_score": mean([s["base_score"] for s in rows]),
-            "policy_score": mean([s["policy_score"] for s in rows]),
-        }
-        for rule, rows in sorted(by_rule.items())
-    }
-    return win_rate([s["outcome"] for s in samples]) | {
-        "base_score": mean([s["base_score"] for s in samples]),
-        "policy_score": mean([s["policy_score"] for s in samples]),
-        "base_length_words": mean([len(verifiable.words(s["base"])) for s in samples]),
-        "policy_length_words": mean([len(verifiable.words(s["policy"])) for s in samples]),
-        "kl_to_base": mean([s["kl"] for s in samples]),
-        "per_rule": per_rule,
-    }
+
+def figure_text(figure: dict[str, Any]) -> str:
+    """A figure as one line: estimate [interval] (templates, prompts), unverified or not."""
+    if figure["win_rate"] is None:
+        return "no prompts"
+    interval = (
+        f" [{figure['ci_low']:.3f}, {figure['ci_high']:.3f}]"
+        if figure["ci_low"] is not None
+        else ""
+    )
+    flag = "" if figure["verified"] else ", unverified: too few templates"
+    return (
+        f"{figure['win_rate']:.3f}{interval} ({figure['n_clusters']} templates, "
+        f"{figure['n']} prompts{flag})"
+    )
 
 
 def render_html(report: dict[str, Any], title: str, path: Path) -> Path:
     """A page with the figures and every held-out prompt's two answers side by side."""
     outcome_label = {1.0: "policy wins", 0.5: "tie", 0.0: "base wins"}
-    rows = []
-    for sample in report["samples"]:
-        rows.append(
-            "<tr class='o{o}'><td>{rule}</td><td>{prompt}</td><td><pre>{base}</pre>"
-            "<small>score {bs:.2f}</small></td><td><pre>{policy}</pre><small>score {ps:.2f}"
-            "</small></td><td>{label}</td></tr>".format(
-                o=int(sample["outcome"] * 2),
-                rule=html.escape(sample["rule"]),
-                prompt=html.escape(sample["prompt"]),
-                base=html.escape(sample["base"]),
-                policy=html.escape(sample["policy"]),
-                bs=sample["base_score"],
-                ps=sample["policy_score"],
-                label=outcome_label[sample["outcome"]],
-            )
+
+    def cell(text: str, passed: bool, graded: float) -> str:
+        verdict = "pass" if passed else "fail"
+        return f"<pre>{html.escape(text)}</pre><small>{verdict} (graded {graded:.2f})</small>"
+
+    rows = [
+        f"<tr class='o{int(s['outcome'] * 2)}'><td>{html.escape(GROUP_NAMES[s['group']])}</td>"
+        f"<td>{html.escape(s['rule'])}</td><td>{html.escape(s['prompt'])}</td>"
+        f"<td>{cell(s['base'], s['base_pass'], s['base_score'])}</td>"
+        f"<td>{cell(s['policy'], s['policy_pass'], s['policy_score'])}</td>"
+        f"<td>{outcome_label[s['outcome']]}</td></tr>"
+        for s in report["samples"]
+    ]
+    figures = []
+    for group, summary in report["groups"].items():
+        per_rule = "".join(
+            f"<li>{html.escape(rule)}: {figure_text(r)} (few templates)</li>"
+            for rule, r in summary["per_rule"].items()
         )
-    per_rule = "".join(
-        f"<tr><td>{html.escape(rule)}</td><td>{r['win_rate']:.2f} [{r['ci_low']:.2f}, "
-        f"{r['ci_high']:.2f}]</td><td>{r['n']}</td><td>{r['base_score']:.2f}</td>"
-        f"<td>{r['policy_score']:.2f}</td></tr>"
-        for rule, r in report["per_rule"].items()
-    )
+        lc = summary["length_controlled"]
+        figures.append(
+            f"<h2>{html.escape(GROUP_NAMES[group])}</h2><p>Win-rate (ties half): "
+            f"<b>{figure_text(summary)}</b>; {summary['wins']} wins, {summary['ties']} ties, "
+            f"{summary['losses']} losses. Length-controlled: {figure_text(lc)}. Pass rate: base "
+            f"{summary['base_pass_rate']:.3f}, policy {summary['policy_pass_rate']:.3f}. Graded "
+            f"score: base {summary['base_score']:.3f}, policy {summary['policy_score']:.3f}. "
+            f"Length (words): base {summary['base_length_words']:.1f}, policy "
+            f"{summary['policy_length_words']:.1f}.</p><ul>{per_rule}</ul>"
+        )
+    kl = report["kl_to_base"]
+    kl_se = "n/a" if kl["se"] is None else f"{kl['se']:.3f}"
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px;vertical-align:top}}pre{{white-space:pre-wrap;margin:0;
 max-width:40em}}.o2{{background:#e8f7e8}}.o0{{background:#fbe9e9}}</style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>Win-rate against the base (ties half): <b>{report['win_rate']:.3f}</b>
-(95% Wilson [{report['ci_low']:.3f}, {report['ci_high']:.3f}], n={report['n']}: {report['wins']}
-wins, {report['ties']} ties, {report['losses']} losses). Mean verifier score: base
-{report['base_score']:.3f}, policy {report['policy_score']:.3f}. Mean length (words): base
-{report['base_length_words']:.1f}, policy {report['policy_length_words']:.1f}. KL to base:
-{report['kl_to_base']:.3f} nats per answer.</p>
-<h2>Per rule</h2><table><tr><th>rule</th><th>win-rate [95% CI]</th><th>n</th>
-<th>base score</th><th>policy score</th></tr>{per_rule}</table>
-<h2>Samples</h2><table><tr><th>rule</th><th>prompt</th><th>base</th><th>policy</th>
-<th>outcome</th></tr>{''.join(rows)}</table></body></html>
+<p>Judge: {html.escape(report['judge'])}. Intervals: 95% cluster bootstrap over templates.
+Length bands (words): {', '.join(report['length_bands_words'])}. KL to base:
+{kl['kl']:.3f} ± {kl_se} (SE) nats per answer ({kl['samples']} sampled answers).</p>
+{''.join(figures)}
+<h2>Samples</h2><table><tr><th>group</th><th>rule</th><th>prompt</th><th>base</th>
+<th>policy</th><th>outcome</th></tr>{''.join(rows)}</table></body></html>
 """
     return atomic_write_text(path, page)

@@ -49,17 +49,27 @@ def mean_reward_curve(history: list[dict[str, float]], title: str = "GRPO mean r
 
 
 def win_rates(reports: dict[str, dict[str, Any]], target: float = 0.65) -> Figure:
-    """Overall and per-rule win-rates of each policy against the base, with 95% intervals."""
+    """Each policy's win-rate against the base with its 95% cluster interval: on held-out rules
+    and held-out templates, raw and length-controlled."""
     names = list(reports)
-    rules = ["overall", *sorted({rule for r in reports.values() for rule in r["per_rule"]})]
-    fig, axis = plt.subplots(figsize=(max(6, 1.1 * len(rules) * len(names)), 4))
+    bars = [
+        (group, kind)
+        for group in ("heldout_rule", "heldout_template")
+        for kind in ("raw", "length_controlled")
+    ]
+    labels = [
+        f"{'held-out rules' if g == 'heldout_rule' else 'held-out templates'}"
+        f"{' (length-controlled)' if k != 'raw' else ''}"
+        for g, k in bars
+    ]
+    fig, axis = plt.subplots(figsize=(max(6, 1.6 * len(bars) * len(names)), 4))
     width = 0.8 / len(names)
     for index, name in enumerate(names):
-        report = reports[name]
-        figures = [report, *[report["per_rule"].get(rule) for rule in rules[1:]]]
         xs, values, lows, highs = [], [], [], []
-        for position, figure in enumerate(figures):
-            if figure is None:
+        for position, (group, kind) in enumerate(bars):
+            summary = reports[name]["groups"].get(group)
+            figure = None if summary is None else summary if kind == "raw" else summary[kind]
+            if figure is None or figure["win_rate"] is None or figure["ci_low"] is None:
                 continue
             xs.append(position + index * width)
             values.append(figure["win_rate"])
@@ -69,10 +79,10 @@ def win_rates(reports: dict[str, dict[str, Any]], target: float = 0.65) -> Figur
     axis.axhline(0.5, color="black", lw=0.8)
     axis.axhline(target, color="green", lw=0.8, ls="--", label=f"target {target:.0%}")
     axis.set_xticks(
-        [p + width * (len(names) - 1) / 2 for p in range(len(rules))], rules, rotation=30
+        [p + width * (len(names) - 1) / 2 for p in range(len(bars))], labels, rotation=15
     )
     axis.set_ylim(0, 1)
-    axis.set_ylabel("win-rate vs base (ties half), 95% CI")
+    axis.set_ylabel("win-rate vs base (pass/fail, ties half), 95% CI")
     axis.legend(fontsize=8)
     fig.tight_layout()
     return fig
