@@ -93,6 +93,8 @@ def test_demo_writes_results_plots_page_and_vllm_adapter(
             str(tiny_llama_dir),
             "--max-new-tokens",
             "8",
+            "--kl-samples",
+            "1",
         ],
     )
     assert result.exit_code == 0, result.output

@@ -174,3 +174,11 @@ def test_answer_log_probs_do_not_depend_on_left_padding(tiny_llama_dir: Path) ->
             sequence = torch.cat([alone["input_ids"], sequences[row : row + 1, width:]], dim=1)
             single = _answer_log_probs(model, tokenizer, sequence, alone["attention_mask"])
             assert padded[row] == pytest.approx(single[0], abs=1e-4)
+            # By hand: one plain forward, the answer's tokens up to the first end-of-sequence.
+            start = alone["input_ids"].shape[1]
+            answer = sequence[0, start:].tolist()
+            if tokenizer.eos_token_id in answer:
+                answer = answer[: answer.index(tokenizer.eos_token_id) + 1]
+            logp = torch.log_softmax(model(sequence).logits[0].float(), dim=-1)
+            by_hand = sum(float(logp[start - 1 + i, token]) for i, token in enumerate(answer))
+            assert padded[row] == pytest.approx(by_hand, abs=1e-4)

@@ -273,8 +273,14 @@ def _answer_log_probs(model: Any, tokenizer: Any, sequences: Any, prompt_mask: A
     attention = torch.cat([prompt_mask, keep.long()], dim=1)
     # Positions as generate() numbered them under left padding.
     positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
-    logits = model(sequences, attention_mask=attention, position_ids=positions).logits
-    logp = torch.log_softmax(logits[:, width - 1 : -1].float(), dim=-1)
+    # Logits only where they predict an answer token (the vocabulary makes them large).
+    logits = model(
+        sequences,
+        attention_mask=attention,
+        position_ids=positions,
+        logits_to_keep=answer.shape[1] + 1,
+    ).logits
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     token_logp = logp.gather(-1, answer.unsqueeze(-1)).squeeze(-1)
     return (token_logp * keep).sum(dim=1).cpu().numpy()
 
