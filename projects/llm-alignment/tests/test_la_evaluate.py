@@ -133,7 +133,7 @@ def test_sampled_kl_of_a_policy_equal_to_its_base_is_exactly_zero(
     # A fresh LoRA adapter adds exactly zero (its B matrix starts at 0).
     base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
     config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
-    get_peft_model(base, config).save_pretrained(tmp_path / "adapter")
+    get_peft_model(base, config).save_pretrained(str(tmp_path / "adapter"))
     model, tokenizer = load_policy(tiny_llama_dir, tmp_path / "adapter")
     prompts = ["Say hi.", "Name a colour, please.", "Count to three."]
     policy, reference = sampled_log_probs(

@@ -320,7 +320,7 @@ def print_report(report: dict[str, Any]) -> None:
         table.add_row("  length-controlled", figure_text(summary["length_controlled"]), "")
         for rule, row in summary["per_rule"].items():
             table.add_row(
-                f"  {rule} (few templates)",
+                f"  {rule}",
                 figure_text(row),
                 f"{row['base_pass_rate']:.3f} -> {row['policy_pass_rate']:.3f}",
             )

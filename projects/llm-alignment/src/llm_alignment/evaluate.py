@@ -402,7 +402,7 @@ def render_html(report: dict[str, Any], title: str, path: Path) -> Path:
     figures = []
     for group, summary in report["groups"].items():
         per_rule = "".join(
-            f"<li>{html.escape(rule)}: {figure_text(r)} (few templates)</li>"
+            f"<li>{html.escape(rule)}: {figure_text(r)}</li>"
             for rule, r in summary["per_rule"].items()
         )
         lc = summary["length_controlled"]
