@@ -120,3 +120,49 @@ def test_demo_writes_results_plots_page_and_vllm_adapter(
         ["chat", "--adapter", str(tmp_path), "--message", "hi", "--model-dir", str(tiny_llama_dir)],
     )
     assert result.exit_code == 2 and "holds no LoRA adapter" in result.output
+
+
+TINY_BENCHMARK = [
+    "seeds=[0, 1]",
+    "per_template=1",
+    "samples=2",
+    "max_new_tokens=6",
+    "dpo_epochs=1",
+    "batch_size=2",
+    "eval_per_template=1",
+    "kl_samples=1",
+    "grpo_steps=1",
+    "speed_pairs=2",
+    "speed_repeats=2",
+]
+
+
+@pytest.mark.slow
+def test_benchmark_runs_in_stages_pools_the_seeds_and_resumes(
+    tmp_path: Path, tiny_llama_dir: Path
+) -> None:
+    dist, run, stages = tmp_path / "dist", tmp_path / "run", tmp_path / "stages"
+    args = ["--model-dir", str(tiny_llama_dir), "--run-dir", str(run), "--dist-dir", str(dist)]
+    args += ["--stage-dir", str(stages), *(f"--set={item}" for item in TINY_BENCHMARK)]
+    result = runner.invoke(app, ["benchmark", *args])
+    assert result.exit_code == 0, result.output
+    expected = {"data-seed0", "data-seed1", "dpo-seed0", "dpo-seed1", "reward", "grpo", "speed"}
+    assert {path.name for path in stages.iterdir()} == expected
+    results_file = dist / "llm-alignment" / "benchmark" / "results.json"
+    results = json.loads(results_file.read_text())
+    pooled = results["headline"][0]
+    assert "2 seeds pooled" in pooled["name"] and "held-out rules" in pooled["name"]
+    assert set(results["dpo_pooled"]["heldout_rule"]["raw"]["per_seed"]) == {"0", "1"}
+    assert len(results["dpo_speed"]["precomputed"]) == 2
+    assert set(results["conditions"]["stages"]) == expected
+    finished = {name: results["stages"][name]["finished_at"] for name in expected}
+
+    result = runner.invoke(app, ["benchmark", "--resume", *args])
+    assert result.exit_code == 0, result.output
+    again = json.loads(results_file.read_text())
+    assert {name: again["stages"][name]["finished_at"] for name in expected} == finished
+    assert again["dpo_pooled"] == results["dpo_pooled"]
+
+    changed = [*args, "--set=grpo_steps=2"]
+    result = runner.invoke(app, ["benchmark", "--resume", *changed])
+    assert result.exit_code == 2 and "other settings" in result.output

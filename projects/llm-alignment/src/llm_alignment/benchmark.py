@@ -1,249 +1,364 @@
-"""The benchmark: a bigger run than the demo.
+"""The full-size benchmark, in resumable stages (``stages.py``): hours on 2 cores, so each stage
+writes its record when it finishes and ``--resume`` continues where a sitting stopped.
 
-1. Verifiable pairs from SmolLM2-135M-Instruct (more prompts per template).
-2. DPO (LoRA) on the train pairs; win-rate against the base (pass/fail judge) on held-out rules
-   and on held-out templates of training rules, 95% cluster bootstrap intervals over templates,
-   length-controlled beside; the reward model's preference beside it.
-3. Reward model (LoRA) on the same pairs: pairwise accuracy on the held-out pairs.
-4. GRPO (LoRA) rewarded by the verifier: its win-rate the same way.
-5. DPO steps/s and peak memory with and without precomputed reference log-probs, same pairs,
-   same steps, measured in this run (the ratio is the figure; absolute speed drifts).
+Per seed (data, training and evaluation all follow the seed):
+1. ``data-seed<s>``: verifiable pairs from SmolLM2-135M-Instruct, built only from the training
+   rules' training templates (the data set is kept beside the record).
+2. ``dpo-seed<s>``: DPO (LoRA, precomputed reference log-probs) for ``dpo_epochs`` over those pairs,
+   then the win-rate against the base (pass/fail judge) on the held-out prompts: rules no pair was
+   built from (the headline) and held-out templates of training rules, with KL to the base by
+   Monte Carlo.
+Once, on seed 0's pairs:
+3. ``reward``: the reward model's pairwise accuracy on held-out pairs. It learns the verifier's
+   preferences, so it is reported as a model, never used as a judge of the DPO policy.
+4. ``grpo``: GRPO rewarded by the verifier on the training prompts, its reward and KL per step,
+   and its win-rate the same way.
+5. ``speed``: DPO steps/s with the reference log-probs precomputed (the pass counted) against
+   computed on the fly, the same pairs, ``dpo_epochs`` epochs each, alternating arms over repeats.
+The report pools the seeds (seeds, then templates, then prompts resampled) and computes each
+verdict from its interval.
 """
 
 from __future__ import annotations
 
-import time
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 from rich.table import Table
-from roadmap_lab.results import BenchmarkConditions, ResultsWriter, headline_figure
+from roadmap_lab.results import ResultsWriter, headline_figure
+from roadmap_lab.stats import Interval, paired_ratio
 
 from llm_alignment import PROJECT, plots
 from llm_alignment.data import load_dataset
 from llm_alignment.demo import WIN_RATE_TARGET, win_rate_headline
 from llm_alignment.dpo import DPOOptions, train_dpo
-from llm_alignment.evaluate import GROUP_NAMES, evaluate_policy, figure_text, render_html
+from llm_alignment.evaluate import (
+    GROUP_NAMES,
+    evaluate_policy,
+    figure_text,
+    first_per_template,
+    pooled_win_rates,
+    render_html,
+)
 from llm_alignment.pairs import PairOptions, build_pairs
+from llm_alignment.prompts import HELDOUT_RULE, HELDOUT_TEMPLATE
 from llm_alignment.reward import RewardOptions, RewardScorer, pairwise_accuracy, train_reward_model
 from llm_alignment.rl import GRPOOptions, train_grpo
 from llm_alignment.settings import ProjectSettings, base_model_dir
+from llm_alignment.stages import StageStore
+
+SPEED_ARMS = ("on_the_fly", "precomputed")
 
 
 class BenchmarkSizes(BaseModel):
-    per_template: int = Field(default=6, ge=1)
-    samples: int = Field(default=4, ge=2)
+    """The full-size defaults: >= 200 training pairs per seed, >= 2 DPO epochs, 3 seeds."""
+
+    seeds: list[int] = Field(default=[0, 1, 2], min_length=1)
+    per_template: int = Field(default=20, ge=1, description="prompts drawn from each template")
+    samples: int = Field(default=6, ge=2, description="sampled answers per prompt for pairs")
     max_new_tokens: int = Field(default=40, ge=4)
-    dpo_epochs: float = Field(default=3.0, gt=0)
-    speed_steps: int = Field(default=8, ge=2)
-    grpo_steps: int = Field(default=12, ge=1)
+    dpo_epochs: float = Field(default=2.0, gt=0)
     batch_size: int = Field(default=4, ge=1)
+    eval_per_template: int = Field(default=6, ge=1, description="held-out prompts per template")
     kl_samples: int = Field(default=4, ge=1)
-    # Reuse the pairs an earlier run built in the same run folder (their card says how).
-    reuse_data: bool = False
+    grpo_steps: int = Field(default=40, ge=1)
+    speed_pairs: int = Field(default=32, ge=2, description="pairs each speed arm trains on")
+    speed_repeats: int = Field(default=3, ge=2)
 
 
-def measure_dpo_speed(
-    rows: list[dict[str, Any]],
-    model_dir: Path,
-    run_dir: Path,
-    steps: int,
-    batch_size: int,
-    **tracking: Any,
-) -> dict[str, dict[str, Any]]:
-    """The same DPO steps on the same pairs, with and without precomputed reference log-probs."""
-    subset = rows[: steps * batch_size]
-    measured = {}
-    for precompute in (False, True):
-        options = DPOOptions(
-            output_dir=run_dir / f"speed-precompute-{precompute}",
-            max_steps=steps,
-            per_device_train_batch_size=batch_size,
-            precompute_ref_log_probs=precompute,
-            register_name=None,
-        )
-        summary = train_dpo(options, subset, model_dir, **tracking)
-        measured["precomputed" if precompute else "on_the_fly"] = {
-            key: summary[key]
-            for key in (
-                "steps",
-                "steps_per_second",
-                "steps_per_second_wall",
-                "train_seconds",
-                "wall_seconds",
-                "peak_memory_mb",
-                "memory_device",
-            )
+class Benchmark:
+    """The stages of one benchmark: ``store`` keeps their records, ``run_dir`` their scratch
+    (checkpoints, adapters), which the records never need again."""
+
+    def __init__(
+        self, settings: ProjectSettings, sizes: BenchmarkSizes, store: StageStore, resume: bool
+    ) -> None:
+        self.sizes, self.store, self.resume = sizes, store, resume
+        self.model_dir = base_model_dir(settings.model_dir)
+        self.run_dir = settings.run_dir / "benchmark"
+        self.records: dict[str, dict[str, Any]] = {}
+        self.tracking: dict[str, Any] = {
+            "tracking_uri": settings.resolved_tracking_uri(),
+            "experiment": f"{settings.experiment}-benchmark",
+            "artifacts_dir": settings.local_artifact_root(),
         }
-    return measured
+
+    def stage(self, name: str, work: Callable[[Path], dict[str, Any]], **settings: Any) -> Any:
+        """The stage's result: from this run when it already ran in it, else from its record
+        (``--resume``), else computed now."""
+        if name not in self.records:
+            recorded = {"model": self.model_dir.name, **settings}
+            self.records[name] = self.store.run(name, recorded, work, resume=self.resume)
+        return self.records[name]["result"]
+
+    def data(self, seed: int) -> tuple[list[Any], list[Any], list[Any], dict[str, Any]]:
+        options = PairOptions(
+            per_template=self.sizes.per_template,
+            samples=self.sizes.samples,
+            max_new_tokens=self.sizes.max_new_tokens,
+            seed=seed,
+        )
+
+        def work(folder: Path) -> dict[str, Any]:
+            return build_pairs(
+                self.model_dir, folder / "data", options, model_name=self.model_dir.name
+            )
+
+        self.stage(f"data-seed{seed}", work, pairs=options.model_dump())
+        return load_dataset(self.store.folder(f"data-seed{seed}") / "data")
+
+    def evaluate(self, adapter_dir: Path, prompts: list[Any], seed: int) -> dict[str, Any]:
+        return evaluate_policy(
+            self.model_dir,
+            adapter_dir,
+            first_per_template(prompts, self.sizes.eval_per_template),
+            max_new_tokens=self.sizes.max_new_tokens,
+            kl_samples=self.sizes.kl_samples,
+            seed=seed,
+        )
+
+    def dpo(self, seed: int) -> dict[str, Any]:
+        train, _, prompts, _ = self.data(seed)
+
+        def work(_: Path) -> dict[str, Any]:
+            options = DPOOptions(
+                output_dir=self.run_dir / f"dpo-seed{seed}",
+                num_train_epochs=self.sizes.dpo_epochs,
+                per_device_train_batch_size=self.sizes.batch_size,
+                precompute_ref_log_probs=True,
+                seed=seed,
+                register_name=None,
+            )
+            summary = train_dpo(options, train, self.model_dir, **self.tracking)
+            report = self.evaluate(Path(summary["adapter_dir"]), prompts, seed)
+            shutil.rmtree(options.output_dir, ignore_errors=True)
+            return {"training": summary, "evaluation": report}
+
+        return self.stage(
+            f"dpo-seed{seed}", work, seed=seed, **self.sizes.model_dump(exclude={"seeds"})
+        )
+
+    def reward(self) -> dict[str, Any]:
+        train, heldout_pairs, _, _ = self.data(self.sizes.seeds[0])
+
+        def work(_: Path) -> dict[str, Any]:
+            options = RewardOptions(
+                output_dir=self.run_dir / "reward", num_train_epochs=self.sizes.dpo_epochs
+            )
+            summary = train_reward_model(options, train, self.model_dir)
+            scorer = RewardScorer(self.model_dir, Path(summary["adapter_dir"]))
+            accuracy = pairwise_accuracy(scorer, heldout_pairs)
+            shutil.rmtree(options.output_dir, ignore_errors=True)
+            return {"training": summary, "heldout": accuracy}
+
+        return self.stage("reward", work, seed=self.sizes.seeds[0], epochs=self.sizes.dpo_epochs)
+
+    def grpo(self) -> dict[str, Any]:
+        seed = self.sizes.seeds[0]
+        train, _, prompts, _ = self.data(seed)
+        train_prompts = [
+            {"prompt": row["prompt"][-1]["content"], "check": row["check"]} for row in train
+        ]
+
+        def work(_: Path) -> dict[str, Any]:
+            options = GRPOOptions(
+                output_dir=self.run_dir / "grpo",
+                max_steps=self.sizes.grpo_steps,
+                max_completion_length=self.sizes.max_new_tokens,
+                seed=seed,
+                register_name=None,
+            )
+            summary = train_grpo(options, train_prompts, self.model_dir, **self.tracking)
+            report = self.evaluate(Path(summary["adapter_dir"]), prompts, seed)
+            shutil.rmtree(options.output_dir, ignore_errors=True)
+            return {"training": summary, "evaluation": report}
+
+        return self.stage(
+            "grpo", work, seed=seed, steps=self.sizes.grpo_steps, eval=self.sizes.eval_per_template
+        )
+
+    def speed(self) -> dict[str, Any]:
+        seed = self.sizes.seeds[0]
+        subset = self.data(seed)[0][: self.sizes.speed_pairs]
+
+        def arm(precompute: bool, repeat: int) -> dict[str, Any]:
+            options = DPOOptions(
+                output_dir=self.run_dir / f"speed-{repeat}-{precompute}",
+                num_train_epochs=self.sizes.dpo_epochs,
+                per_device_train_batch_size=self.sizes.batch_size,
+                precompute_ref_log_probs=precompute,
+                seed=seed,
+                register_name=None,
+            )
+            summary = train_dpo(options, subset, self.model_dir, **self.tracking)
+            shutil.rmtree(options.output_dir, ignore_errors=True)
+            keys = ("steps", "steps_per_second", "steps_per_second_wall", "peak_memory_mb")
+            return {key: summary[key] for key in keys}
+
+        def work(_: Path) -> dict[str, Any]:
+            repeats: dict[str, list[dict[str, Any]]] = {name: [] for name in SPEED_ARMS}
+            for repeat in range(self.sizes.speed_repeats):
+                # Alternate which arm goes first, so a drift in machine speed hits both.
+                order = SPEED_ARMS if repeat % 2 == 0 else SPEED_ARMS[::-1]
+                for name in order:
+                    repeats[name].append(arm(name == "precomputed", repeat))
+            return repeats
+
+        return self.stage(
+            "speed",
+            work,
+            seed=seed,
+            pairs=len(subset),
+            epochs=self.sizes.dpo_epochs,
+            batch=self.sizes.batch_size,
+            repeats=self.sizes.speed_repeats,
+        )
+
+
+def speed_ratio(repeats: dict[str, list[dict[str, Any]]], key: str) -> Interval:
+    """Precomputed over on-the-fly ``key`` (steps/s), paired by repeat."""
+    return paired_ratio(
+        [r[key] for r in repeats["precomputed"]], [r[key] for r in repeats["on_the_fly"]]
+    )
+
+
+def pooled_figure(pooled: dict[str, Any], group: str) -> dict[str, Any]:
+    """A group's pooled figure in the shape of one seed's (its cluster count: the fewest any
+    seed had), with the length-controlled one inside."""
+
+    def shaped(figure: dict[str, Any]) -> dict[str, Any]:
+        return figure | {"n_clusters": figure["n_clusters_min"]}
+
+    return shaped(pooled[group]["raw"]) | {
+        "length_controlled": shaped(pooled[group]["length_controlled"])
+    }
+
+
+def merged_conditions(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The conditions of a benchmark run in stages: the busiest stage's start stands for all
+    (publishing refuses it when that was a busy machine), each stage's beside it."""
+    busiest = max(records, key=lambda r: r["conditions"]["load_average_before"][0])
+    return busiest["conditions"] | {
+        "quiet": all(r["conditions"]["quiet"] for r in records),
+        "stages": {
+            r["stage"]: r["conditions"] | {"finished_at": r["finished_at"], "seconds": r["seconds"]}
+            for r in records
+        },
+    }
 
 
 def run_benchmark(
-    settings: ProjectSettings, sizes: BenchmarkSizes, command: str
-) -> tuple[Path, Table]:
-    conditions = BenchmarkConditions()
-    started = time.monotonic()
-    model_dir = base_model_dir(settings.model_dir)
-    run_dir = settings.run_dir / "benchmark"
-    tracking: dict[str, Any] = {
-        "tracking_uri": settings.resolved_tracking_uri(),
-        "experiment": f"{settings.experiment}-benchmark",
-        "artifacts_dir": settings.local_artifact_root(),
-    }
-    data_dir = run_dir / "data"
-    if not (sizes.reuse_data and (data_dir / "card.json").is_file()):
-        build_pairs(
-            model_dir,
-            data_dir,
-            PairOptions(
-                per_template=sizes.per_template,
-                samples=sizes.samples,
-                max_new_tokens=sizes.max_new_tokens,
-                seed=settings.seed,
-            ),
-            model_name=model_dir.name,
-        )
-    train, heldout_pairs, prompts, card = load_dataset(data_dir)
-
-    dpo = train_dpo(
-        DPOOptions(
-            output_dir=run_dir / "dpo",
-            num_train_epochs=sizes.dpo_epochs,
-            per_device_train_batch_size=sizes.batch_size,
-            seed=settings.seed,
-        ),
-        train,
-        model_dir,
-        **tracking,
-    )
-    reward = train_reward_model(
-        RewardOptions(output_dir=run_dir / "reward", num_train_epochs=sizes.dpo_epochs),
-        train,
-        model_dir,
-    )
-    reward_accuracy = pairwise_accuracy(
-        RewardScorer(model_dir, Path(reward["adapter_dir"])), heldout_pairs
-    )
-    dpo_report = evaluate_policy(
-        model_dir,
-        Path(dpo["adapter_dir"]),
-        prompts,
-        max_new_tokens=sizes.max_new_tokens,
-        kl_samples=sizes.kl_samples,
-        seed=settings.seed,
-        reward_model_dir=Path(reward["adapter_dir"]),
-    )
-    train_prompts = [
-        {"prompt": row["prompt"][-1]["content"], "check": row["check"]} for row in train
-    ]
-    grpo = train_grpo(
-        GRPOOptions(
-            output_dir=run_dir / "grpo",
-            max_steps=sizes.grpo_steps,
-            max_completion_length=sizes.max_new_tokens,
-            seed=settings.seed,
-        ),
-        train_prompts,
-        model_dir,
-        **tracking,
-    )
-    grpo_report = evaluate_policy(
-        model_dir,
-        Path(grpo["adapter_dir"]),
-        prompts,
-        max_new_tokens=sizes.max_new_tokens,
-        kl_samples=sizes.kl_samples,
-        seed=settings.seed,
-        base_responses=[sample["base"] for sample in dpo_report["samples"]],
-    )
-    speed = measure_dpo_speed(
-        train, model_dir, run_dir, sizes.speed_steps, sizes.batch_size, **tracking
-    )
-    on_the_fly, precomputed = speed["on_the_fly"], speed["precomputed"]
-    speed_ratio = precomputed["steps_per_second"] / on_the_fly["steps_per_second"]
-    wall_ratio = precomputed["steps_per_second_wall"] / on_the_fly["steps_per_second_wall"]
-    memory_ratio = precomputed["peak_memory_mb"] / max(on_the_fly["peak_memory_mb"], 1e-9)
+    settings: ProjectSettings, sizes: BenchmarkSizes, store: StageStore, command: str, *,
+    resume: bool,
+) -> tuple[Path, Table]:  # fmt: skip
+    """Run (or resume) every stage, then write results.json from their records."""
+    bench = Benchmark(settings, sizes, store, resume)
+    dpo = {seed: bench.dpo(seed) for seed in sizes.seeds}
+    reward, grpo, speed = bench.reward(), bench.grpo(), bench.speed()
+    records = list(bench.records.values())
+    pooled = pooled_win_rates({s: dpo[s]["evaluation"]["samples"] for s in sizes.seeds})
+    first = dpo[sizes.seeds[0]]["evaluation"]
+    grpo_report = grpo["evaluation"]
+    speed_wall = speed_ratio(speed, "steps_per_second_wall")
 
     writer = ResultsWriter(PROJECT, settings.dist_dir, command=command, kind="benchmark")
-    render_html(dpo_report, "DPO policy vs base (benchmark)", writer.folder / "samples_dpo.html")
-    render_html(grpo_report, "GRPO policy vs base (benchmark)", writer.folder / "samples_grpo.html")
+    render_html(first, f"DPO (seed {sizes.seeds[0]}) vs base", writer.folder / "samples_dpo.html")
+    render_html(grpo_report, "GRPO vs base", writer.folder / "samples_grpo.html")
     writer.save_figure(
-        plots.reward_curves(dpo["history"], "DPO implicit rewards (benchmark)"), "dpo_rewards"
+        plots.reward_curves(dpo[sizes.seeds[0]]["training"]["history"], "DPO implicit rewards"),
+        "dpo_rewards",
     )
-    writer.save_figure(plots.mean_reward_curve(grpo["history"]), "grpo_reward")
+    writer.save_figure(plots.mean_reward_curve(grpo["training"]["history"]), "grpo_reward")
     writer.save_figure(
-        plots.win_rates({"DPO": dpo_report, "GRPO": grpo_report}, WIN_RATE_TARGET), "win_rate"
+        plots.win_rates({"DPO": first, "GRPO": grpo_report}, WIN_RATE_TARGET), "win_rate"
     )
+    seeds = f"{len(sizes.seeds)} seeds pooled"
+    templates_figure = pooled_figure(pooled, HELDOUT_TEMPLATE)
     headline = (
-        win_rate_headline("DPO", dpo_report)
-        + win_rate_headline("GRPO", grpo_report)
+        win_rate_headline(f"DPO ({seeds})", pooled_figure(pooled, HELDOUT_RULE))
+        + win_rate_headline("GRPO", grpo_report["groups"][HELDOUT_RULE])
         + [
             headline_figure(
+                f"DPO win-rate vs base (held-out templates of training rules, {seeds})",
+                None, "fraction", baseline=0.5, interval=_interval(templates_figure), digits=3,
+            ),
+            headline_figure(
                 "Reward model pairwise accuracy (held-out pairs)",
-                round(reward_accuracy["accuracy"], 3),
-                "fraction",
-                baseline=0.5,
+                round(reward["heldout"]["accuracy"], 3), "fraction", baseline=0.5,
             ),
             headline_figure(
-                "DPO train steps/s with precomputed ref log-probs (ratio)",
-                round(speed_ratio, 3),
-                "x",
-                baseline=1.0,
-            ),
-            headline_figure(
-                "DPO peak memory with precomputed ref log-probs (ratio)",
-                round(memory_ratio, 3),
-                "x",
-                baseline=1.0,
+                "DPO steps/s, precomputed reference over on the fly (wall, precompute counted)",
+                None, "x", baseline=1.0, interval=speed_wall, digits=3,
             ),
         ]
-    )
-    strip = {"samples"}
+    )  # fmt: skip
     results = {
         "headline": headline,
         "sizes": sizes.model_dump(),
-        "data_card": card,
-        "dpo": {k: v for k, v in dpo.items() if k != "history"} | {"history": dpo["history"]},
-        "dpo_evaluation": {k: v for k, v in dpo_report.items() if k not in strip},
-        "reward_model": {k: v for k, v in reward.items() if k != "history"}
-        | {"heldout": reward_accuracy},
-        "grpo": {k: v for k, v in grpo.items() if k != "history"} | {"history": grpo["history"]},
-        "grpo_evaluation": {k: v for k, v in grpo_report.items() if k not in strip},
-        "dpo_speed": speed
-        | {
-            "steps_per_second_ratio": speed_ratio,
-            "wall_ratio": wall_ratio,
-            "peak_memory_ratio": memory_ratio,
-        },
+        "stages": {r["stage"]: _stage_summary(r) for r in records},
+        "data_cards": {s: bench.records[f"data-seed{s}"]["result"] for s in sizes.seeds},
+        "dpo": {s: _without_samples(dpo[s]) for s in sizes.seeds},
+        "dpo_pooled": pooled,
+        "reward_model": reward,
+        "grpo": _without_samples(grpo),
+        "dpo_speed": speed | {"wall_ratio": speed_wall.as_dict()},
         "pages": ["samples_dpo.html", "samples_grpo.html"],
-        "seconds": round(time.monotonic() - started, 1),
-        "conditions": conditions.finish(),
+        "conditions": merged_conditions(records),
     }
-    path = writer.write(results)
+    return writer.write(results), summary_table(pooled, grpo_report, reward, speed, speed_wall)
 
-    table = Table("figure", "value [95% cluster CI] (templates, prompts)")
-    for name, report in (("DPO", dpo_report), ("GRPO", grpo_report)):
-        for group, summary in report["groups"].items():
-            table.add_row(f"{name} win-rate, {GROUP_NAMES[group]}", figure_text(summary))
-            table.add_row("  length-controlled", figure_text(summary["length_controlled"]))
-        kl = report["kl_to_base"]
-        table.add_row(f"{name} KL to base (nats/answer)", f"{kl['kl']:.3f} (SE {kl['se']})")
-    for group, figure in dpo_report.get("reward_model", {}).items():
-        table.add_row(f"DPO win-rate by reward model, {GROUP_NAMES[group]}", figure_text(figure))
+
+def _stage_summary(record: dict[str, Any]) -> dict[str, Any]:
+    return {key: record[key] for key in ("settings", "finished_at", "seconds")}
+
+
+def _without_samples(stage: dict[str, Any]) -> dict[str, Any]:
+    """A training stage's result without the per-prompt answers (they go to the HTML pages)."""
+    evaluation = {k: v for k, v in stage["evaluation"].items() if k != "samples"}
+    return {"training": stage["training"], "evaluation": evaluation}
+
+
+def _interval(figure: dict[str, Any]) -> Interval | None:
+    if not figure["verified"] or figure["ci_low"] is None:
+        return None
+    return Interval(
+        figure["win_rate"], figure["ci_low"], figure["ci_high"], 0.95, figure["method"],
+        figure["n_clusters"],
+    )  # fmt: skip
+
+
+def summary_table(
+    pooled: dict[str, Any],
+    grpo: dict[str, Any],
+    reward: dict[str, Any],
+    speed: dict[str, list[dict[str, Any]]],
+    speed_wall: Interval,
+) -> Table:
+    table = Table("figure", "value [95% CI] (templates, prompts)")
+    for group in (HELDOUT_RULE, HELDOUT_TEMPLATE):
+        figure = pooled_figure(pooled, group)
+        table.add_row(f"DPO win-rate, {GROUP_NAMES[group]}, seeds pooled", figure_text(figure))
+        table.add_row("  length-controlled", figure_text(figure["length_controlled"]))
+        for seed, per_seed in figure["per_seed"].items():
+            table.add_row(f"  seed {seed}", figure_text(per_seed))
+    for group, summary in grpo["groups"].items():
+        table.add_row(f"GRPO win-rate, {GROUP_NAMES[group]}", figure_text(summary))
+    kl = grpo["kl_to_base"]
+    table.add_row("GRPO KL to base (nats/answer)", f"{kl['kl']:.3f} (SE {kl['se']})")
+    accuracy = reward["heldout"]
     table.add_row(
         "RM pairwise accuracy",
-        f"{reward_accuracy['accuracy']:.3f} [{reward_accuracy['ci_low']:.3f}, "
-        f"{reward_accuracy['ci_high']:.3f}] n={reward_accuracy['n']}",
+        f"{accuracy['accuracy']:.3f} [{accuracy['ci_low']:.3f}, {accuracy['ci_high']:.3f}] "
+        f"n={accuracy['n']}",
     )
-    for label, figures in speed.items():
-        table.add_row(
-            f"DPO steps/s ({label})",
-            f"{figures['steps_per_second']:.3f} (wall incl. setup "
-            f"{figures['steps_per_second_wall']:.3f}/s, peak +{figures['peak_memory_mb']:.0f} MB "
-            f"{figures['memory_device']})",
-        )
+    for arm, repeats in speed.items():
+        rates = ", ".join(f"{r['steps_per_second_wall']:.4f}" for r in repeats)
+        table.add_row(f"DPO steps/s wall ({arm})", rates)
     table.add_row(
-        "precomputed / on-the-fly steps/s", f"{speed_ratio:.3f}x (memory {memory_ratio:.3f}x)"
+        "precomputed / on the fly (wall)",
+        f"{speed_wall.estimate:.3f}x [{speed_wall.low:.3f}, {speed_wall.high:.3f}]",
     )
-    return path, table
+    return table

@@ -23,7 +23,7 @@ from roadmap_lab.stats import Interval
 from llm_alignment import PROJECT, plots
 from llm_alignment.data import load_dataset
 from llm_alignment.dpo import DPOOptions, train_dpo
-from llm_alignment.evaluate import evaluate_policy, figure_text, render_html
+from llm_alignment.evaluate import evaluate_policy, figure_text, first_per_template, render_html
 from llm_alignment.export import export_for_vllm
 from llm_alignment.pairs import PairOptions, build_pairs
 from llm_alignment.settings import ProjectSettings, base_model_dir
@@ -45,11 +45,10 @@ class DemoSizes(BaseModel):
     kl_samples: int = Field(default=2, ge=1, description="sampled answers per prompt for KL")
 
 
-def win_rate_headline(label: str, report: dict[str, Any]) -> list[Headline]:
-    """The win-rate against the base on held-out rules with its cluster interval, on two
-    targets: better than the base (> 0.5) and a clear win (>= 0.65). With fewer than
-    ``MIN_CLUSTERS`` templates it carries no interval, so its verdict is unverified."""
-    figure = report["groups"][report["headline_group"]]
+def win_rate_headline(label: str, figure: dict[str, Any]) -> list[Headline]:
+    """A held-out-rules win-rate against the base with its interval, on two targets: better
+    than the base (> 0.5) and a clear win (>= 0.65). A figure with fewer than ``MIN_CLUSTERS``
+    templates (``verified`` false) carries no interval, so its verdict is unverified."""
     interval = None
     if figure["verified"]:
         interval = Interval(
@@ -72,18 +71,6 @@ def win_rate_headline(label: str, report: dict[str, Any]) -> list[Headline]:
             target=f">= {WIN_RATE_TARGET}", interval=interval, digits=3, **details,
         ),
     ]  # fmt: skip
-
-
-def first_per_template(rows: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
-    """The first ``count`` prompts of each template (the template count sets the interval's
-    clusters; more prompts per template add less)."""
-    seen: dict[str, int] = {}
-    kept = []
-    for row in rows:
-        seen[row["template_id"]] = seen.get(row["template_id"], 0) + 1
-        if seen[row["template_id"]] <= count:
-            kept.append(row)
-    return kept
 
 
 def run_demo(settings: ProjectSettings, sizes: DemoSizes, command: str) -> Path:
@@ -129,7 +116,7 @@ def run_demo(settings: ProjectSettings, sizes: DemoSizes, command: str) -> Path:
     )
     writer.save_figure(plots.win_rates({"DPO": report}, WIN_RATE_TARGET), "win_rate")
     last = [h for h in dpo["history"] if "rewards/accuracies" in h][-1]
-    headline = win_rate_headline("DPO (demo)", report) + [
+    headline = win_rate_headline("DPO (demo)", report["groups"][report["headline_group"]]) + [
         headline_figure(
             "DPO reward accuracy on training pairs (last step)",
             round(last["rewards/accuracies"], 3),

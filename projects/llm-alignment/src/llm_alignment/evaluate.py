@@ -85,6 +85,18 @@ def win_rate(outcomes: Sequence[float], clusters: Sequence[Any], seed: int = 0) 
     return figure
 
 
+def first_per_template(rows: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """The first ``count`` prompts of each template (the template count sets the interval's
+    clusters; more prompts per template add less)."""
+    seen: dict[str, int] = {}
+    kept = []
+    for row in rows:
+        seen[row["template_id"]] = seen.get(row["template_id"], 0) + 1
+        if seen[row["template_id"]] <= count:
+            kept.append(row)
+    return kept
+
+
 def sample_group(row: dict[str, Any]) -> str:
     """A held-out prompt's group; data sets built before the split recorded none."""
     if "group" in row:
