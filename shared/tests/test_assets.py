@@ -150,3 +150,15 @@ def test_pip_from_this_environment_sees_its_sys_path() -> None:
     command, env = assets._pip_command()
     assert command == [sys.executable, "-m", "pip"]
     assert all(path in env["PYTHONPATH"].split(os.pathsep) for path in sys.path if path)
+
+
+def test_replace_dir_puts_the_new_folder_in_place_of_the_old(tmp_path: Path) -> None:
+    dest = tmp_path / "adapter"
+    for content in ("first", "second"):
+        staging = tmp_path / f".staging-{content}"
+        staging.mkdir()
+        (staging / "weights.txt").write_text(content)
+        assets.replace_dir(staging, dest)
+        assert (dest / "weights.txt").read_text() == content
+        assert not staging.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]  # nothing set aside is left

@@ -5,6 +5,8 @@ set; the GRPO step runs and logs its mean reward; adapters reload with the same 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,8 @@ from llm_alignment.generation import generate, load_policy
 from llm_alignment.prompts import make_prompts
 from llm_alignment.reward import RewardOptions, RewardScorer, pairwise_accuracy, train_reward_model
 from llm_alignment.rl import GRPOOptions, train_grpo, verifier_reward
+from llm_alignment.tracking import adapter_fingerprint
+from roadmap_lab.services import python_child_env
 
 SHIPPED_CONFIG = Path("projects/llm-alignment/configs/dpo_smollm2.yaml")
 
@@ -142,6 +146,53 @@ def test_precomputed_reference_log_probs_train_the_same_way(
     assert summary["peak_memory_mb"] >= 0
     assert "model_version" not in summary
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_dpo_trains_in_two_processes_and_only_the_main_one_saves_and_logs(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in easy_pairs(8)))
+    run_dir, tracking_uri = tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [
+        *("train-dpo", "--processes", "2", "--data", str(data), "--max-steps", "4"),
+        *("--batch-size", "2", "--learning-rate", "5e-3", "--register-name", "tests-dpo-ddp"),
+        *("--model-dir", str(tiny_llama_dir), "--run-dir", str(run_dir)),
+        *("--tracking-uri", tracking_uri),
+    ]
+    completed = subprocess.run(
+        [sys.executable, "-m", "llm_alignment", *command],
+        env=python_child_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    summary = json.loads((run_dir / "dpo" / "summary.json").read_text())
+    # What torch.distributed told each process inside the trainer (gathered at train end).
+    seen = [(p["rank"], p["world_size"], p["backend"]) for p in summary["processes"]]
+    assert seen == [(0, 2, "gloo"), (1, 2, "gloo")]
+    # 8 pairs, 2 per process and step: 2 steps per epoch, so 4 steps covered the data twice.
+    assert summary["steps"] == 4 and summary["history"][-1]["epoch"] == 2.0
+
+    client = mlflow.MlflowClient(tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments)
+    assert [r.info.run_id for r in runs] == [summary["run_id"]]
+    assert runs[0].data.params["world_size"] == "2"
+    assert len(client.get_metric_history(summary["run_id"], "loss")) == 4
+    assert len(client.search_model_versions("name='tests-dpo-ddp'")) == 1
+
+    # The saved adapter loads, and its tensors are bit for bit those both processes ended with.
+    model, _ = load_policy(tiny_llama_dir, run_dir / "dpo" / "adapter")
+    assert {p["adapter_sha256"] for p in summary["processes"]} == {adapter_fingerprint(model)}
+    from peft import get_peft_model_state_dict
+
+    lora_b = [t for name, t in get_peft_model_state_dict(model).items() if "lora_B" in name]
+    assert lora_b and all(t.abs().sum() > 0 for t in lora_b)  # trained: LoRA B starts at 0
+    # Staged and renamed: nothing half-written or set aside is left.
+    assert sorted(p.name for p in (run_dir / "dpo").iterdir()) == ["adapter", "summary.json"]
 
 
 def test_reward_model_separates_an_easy_pair_set(tiny_llama_dir: Path, tmp_path: Path) -> None:

@@ -195,3 +195,18 @@ def publish_dir(staging: Path, dest_dir: Path) -> None:
     except OSError:
         if not dest_dir.is_dir():
             raise
+
+
+def replace_dir(staging: Path, dest_dir: Path) -> None:
+    """Put the finished ``staging`` folder at ``dest_dir``, replacing what is there (a new
+    training run's output, say). A rename cannot replace a non-empty folder, so the old one is
+    moved aside first and removed after: readers never see a partly written folder."""
+    replaced = None
+    if dest_dir.exists():
+        replaced = dest_dir.with_name(f".{dest_dir.name}-replaced-{os.getpid()}")
+        shutil.rmtree(replaced, ignore_errors=True)
+        os.rename(dest_dir, replaced)
+    os.chmod(staging, 0o755)  # mkdtemp creates 0700
+    os.rename(staging, dest_dir)
+    if replaced is not None:
+        shutil.rmtree(replaced, ignore_errors=True)

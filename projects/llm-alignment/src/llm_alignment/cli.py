@@ -3,6 +3,7 @@
 python -m llm_alignment build-data                      # verifiable pairs from SmolLM2 (+ card)
 python -m llm_alignment inspect-data hh.jsonl.gz        # validate an HH-RLHF / TRL file
 python -m llm_alignment train-dpo --config configs/dpo_smollm2.yaml [--precompute-ref-log-probs]
+python -m llm_alignment train-dpo --processes 2          # two processes (torchrun; gloo on CPU)
 python -m llm_alignment train-reward                    # reward model + held-out pairwise accuracy
 python -m llm_alignment train-grpo --max-steps 20       # online RL rewarded by the verifier
 python -m llm_alignment evaluate --adapter runs/llm-alignment/dpo/adapter --html eval.html
@@ -30,6 +31,7 @@ from roadmap_lab.cli import (
     RunDirOption,
     TrackingUriOption,
     cli_errors,
+    error_line,
     given,
     headline_table,
     lab_app,
@@ -153,6 +155,12 @@ def train_dpo_command(
     ] = None,
     register_name: Annotated[str | None, typer.Option(help="MLflow registered model.")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Train in this many processes (re-launches itself under torchrun)."
+        ),
+    ] = 1,
     sets: SetOption = None,
     model_dir: ModelDirOption = None,
     run_dir: RunDirOption = None,
@@ -161,6 +169,7 @@ def train_dpo_command(
     """Train a LoRA adapter with DPO; track in MLflow; save and register the adapter."""
     with cli_errors():
         from llm_alignment.dpo import DPOOptions, load_options, train_dpo
+        from llm_alignment.launch import relaunch, under_launcher
         from llm_alignment.settings import base_model_dir
 
         settings = ProjectSettings(
@@ -185,7 +194,25 @@ def train_dpo_command(
         options: DPOOptions = load_options(DPOOptions, config, _overrides(sets, flags))
         if options.output_dir == DPOOptions().output_dir:
             options = options.model_copy(update={"output_dir": settings.run_dir / "dpo"})
-        rows = _training_rows(settings, options.data, data_dir)
+        rows = _training_rows(settings, options.data, data_dir)  # bad data fails here, once
+        if processes > 1 and not under_launcher():
+            status = relaunch(
+                "train-dpo",
+                options,
+                processes,
+                {
+                    "data_dir": data_dir,
+                    "run_dir": settings.run_dir,
+                    "tracking_uri": settings.resolved_tracking_uri(),
+                },
+            )
+            if status != 0:
+                raise error_line(
+                    f"training in {processes} processes failed (torchrun status "
+                    f"{status}); their output is above",
+                    status,
+                )
+            return
         summary = train_dpo(
             options,
             rows,
@@ -194,7 +221,8 @@ def train_dpo_command(
             experiment=settings.experiment,
             artifacts_dir=settings.local_artifact_root(),
         )
-        console.print_json(json.dumps({k: v for k, v in summary.items() if k != "history"}))
+        if summary["is_main_process"]:
+            console.print_json(json.dumps({k: v for k, v in summary.items() if k != "history"}))
 
 
 @app.command("train-reward")

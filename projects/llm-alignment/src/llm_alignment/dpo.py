@@ -14,12 +14,17 @@ Every option is a flag of ``train-dpo`` and a key of a YAML config (flags win ov
         --model-dir /models/SmolLM2-1.7B-Instruct --lora-r 32 --max-steps 500 \\
         --output-dir runs/dpo-1.7b
 
-    # Several GPUs (accelerate; DeepSpeed ZeRO-2 config committed under configs/):
+    # Two processes (torchrun; gloo on CPU, tested on the tiny model):
+    python -m llm_alignment train-dpo --config configs/dpo_smollm2.yaml --processes 2
+
+    # Several GPUs (accelerate; DeepSpeed ZeRO-2 config committed under configs/, never run here):
     accelerate launch --config_file configs/accelerate_zero2.yaml -m llm_alignment train-dpo \\
         --config configs/dpo_smollm2.yaml
 
-The adapter is saved to ``<output_dir>/adapter`` and registered as a version of the MLflow model
-``register_name`` (local file store under the run folder unless a tracking URI is set).
+The adapter is saved to ``<output_dir>/adapter`` (staged, then renamed into place), the summary to
+``<output_dir>/summary.json``, and the adapter registered as a version of the MLflow model
+``register_name`` (local store under the run folder unless a tracking URI is set): by the main
+process only, when several train.
 """
 
 from __future__ import annotations
@@ -136,6 +141,8 @@ def common_args(options: TrainOptions, output_dir: Path) -> dict[str, Any]:
         "save_strategy": "no",
         "report_to": "none",
         "dataloader_num_workers": 0,
+        # LoRA uses every trainable weight each step; the search for unused ones only costs time.
+        "ddp_find_unused_parameters": False,
     }
 
 
@@ -158,19 +165,17 @@ def train_dpo(
     artifacts_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Train a LoRA adapter with DPO on ``rows``; save (and register) it; return a summary with
-    the log history, steps/s and peak memory."""
-    import mlflow
+    the log history, steps/s, peak memory and what each process ended with.
+
+    Under torchrun every process trains; only the main one opens the MLflow run, logs, saves
+    the adapter and writes ``summary.json`` beside it. The others return ``{"is_main_process":
+    False, ...}``."""
     import torch
     from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
 
     from llm_alignment.generation import load_tokenizer
-    from llm_alignment.tracking import (
-        MetricsCallback,
-        PeakMemory,
-        register_adapter,
-        use_experiment,
-    )
+    from llm_alignment.tracking import MetricsCallback, PeakMemory, ProcessRecord, main_process_run
 
     if not rows:
         raise ConfigError("no preference pairs to train on")
@@ -186,13 +191,11 @@ def train_dpo(
         max_length=options.max_length,
         precompute_ref_log_probs=options.precompute_ref_log_probs,
     )
-    metrics = MetricsCallback()
-    use_experiment(tracking_uri, experiment, artifacts_dir)
-    with mlflow.start_run(run_name="dpo") as run:
-        mlflow.log_params(
-            {k: str(v) for k, v in options.model_dump().items()}
-            | {"base_model": str(base_model_dir), "pairs": len(rows)}
-        )
+    is_main = args.process_index == 0
+    metrics, processes = MetricsCallback(), ProcessRecord()
+    with main_process_run(is_main, tracking_uri, experiment, artifacts_dir, "dpo") as run:
+        if run is not None:
+            mlflow_params(options, base_model_dir, len(rows), args.world_size)
         started = time.monotonic()
         with PeakMemory() as memory:
             trainer = DPOTrainer(
@@ -201,36 +204,84 @@ def train_dpo(
                 train_dataset=preference_dataset(rows),
                 processing_class=tokenizer,
                 peft_config=lora_config(options),
-                callbacks=[metrics],
+                callbacks=[metrics, processes],
             )
             output = trainer.train()
         wall = time.monotonic() - started
-        adapter_dir = output_dir / "adapter"
-        trainer.model.save_pretrained(adapter_dir)
-        tokenizer.save_pretrained(adapter_dir)
-        steps = int(output.global_step)
-        summary = {
-            "run_id": run.info.run_id,
-            "adapter_dir": str(adapter_dir),
-            "steps": steps,
-            "pairs": len(rows),
-            "train_seconds": round(float(output.metrics.get("train_runtime", wall)), 2),
-            "steps_per_second": round(steps / float(output.metrics.get("train_runtime", wall)), 4),
-            "wall_seconds": round(wall, 2),
-            "steps_per_second_wall": round(steps / wall, 4),
-            "peak_memory_mb": round(memory.peak_mb, 1),
-            "memory_device": memory.device,
-            "precompute_ref_log_probs": options.precompute_ref_log_probs,
-            "history": metrics.history,
-        }
-        mlflow.log_metrics(
-            {"peak_memory_mb": memory.peak_mb, "steps_per_second_wall": steps / wall}
+        if run is None:
+            return {"is_main_process": False, "processes": processes.processes}
+        return finish_dpo_run(
+            options,
+            run,
+            trainer,
+            tokenizer,
+            base_model_dir,
+            summary={
+                "run_id": run.info.run_id,
+                "adapter_dir": str(output_dir / "adapter"),
+                "steps": int(output.global_step),
+                "pairs": len(rows),
+                "world_size": args.world_size,
+                "processes": processes.processes,
+                **speed(int(output.global_step), output.metrics, wall),
+                "peak_memory_mb": round(memory.peak_mb, 1),
+                "memory_device": memory.device,
+                "precompute_ref_log_probs": options.precompute_ref_log_probs,
+                "history": metrics.history,
+            },
         )
-        if options.register_name:
-            summary["model_version"] = register_adapter(
-                adapter_dir, base_model_dir, options.register_name
-            )
-            summary["registered_model"] = options.register_name
+
+
+def mlflow_params(options: DPOOptions, base_model_dir: Path, pairs: int, world_size: int) -> None:
+    import mlflow
+
+    mlflow.log_params(
+        {k: str(v) for k, v in options.model_dump().items()}
+        | {"base_model": str(base_model_dir), "pairs": pairs, "world_size": world_size}
+    )
+
+
+def speed(steps: int, metrics: dict[str, Any], wall: float) -> dict[str, float]:
+    """Steps/s by the trainer's own clock and by the wall clock (the latter counts the
+    precompute pass, which runs before the trainer's clock starts)."""
+    train_seconds = float(metrics.get("train_runtime", wall))
+    return {
+        "train_seconds": round(train_seconds, 2),
+        "steps_per_second": round(steps / train_seconds, 4),
+        "wall_seconds": round(wall, 2),
+        "steps_per_second_wall": round(steps / wall, 4),
+    }
+
+
+def finish_dpo_run(
+    options: DPOOptions,
+    run: Any,
+    trainer: Any,
+    tokenizer: Any,
+    base_model_dir: Path,
+    summary: dict[str, Any],
+) -> dict[str, Any]:
+    """Main process: save the adapter (atomically), log memory and speed, register the adapter,
+    write ``summary.json`` beside it."""
+    import mlflow
+    from roadmap_lab.results import atomic_write_json
+
+    from llm_alignment.tracking import register_adapter, save_adapter
+
+    adapter_dir = save_adapter(trainer.model, tokenizer, Path(summary["adapter_dir"]))
+    mlflow.log_metrics(
+        {
+            "peak_memory_mb": summary["peak_memory_mb"],
+            "steps_per_second_wall": summary["steps_per_second_wall"],
+        }
+    )
+    if options.register_name:
+        summary["model_version"] = register_adapter(
+            adapter_dir, base_model_dir, options.register_name
+        )
+        summary["registered_model"] = options.register_name
+    summary["is_main_process"] = True
+    atomic_write_json(Path(options.output_dir) / "summary.json", summary)
     return summary
 
 

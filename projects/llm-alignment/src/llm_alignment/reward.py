@@ -41,7 +41,7 @@ def train_reward_model(
     """Train the reward model's LoRA adapter (and score head) on ``rows``; save it."""
     from trl import RewardConfig, RewardTrainer
 
-    from llm_alignment.tracking import MetricsCallback
+    from llm_alignment.tracking import MetricsCallback, save_adapter
 
     if not rows:
         raise PreferenceDataError("no preference pairs to train the reward model on")
@@ -59,7 +59,8 @@ def train_reward_model(
     started = time.monotonic()
     output = trainer.train()
     adapter_dir = Path(options.output_dir) / "adapter"
-    trainer.model.save_pretrained(adapter_dir)
+    if args.process_index == 0:  # one writer under torchrun
+        save_adapter(trainer.model, tokenizer, adapter_dir)
     return {
         "adapter_dir": str(adapter_dir),
         "steps": int(output.global_step),

@@ -68,7 +68,12 @@ def train_grpo(
     from trl import GRPOConfig, GRPOTrainer
 
     from llm_alignment.generation import load_tokenizer
-    from llm_alignment.tracking import MetricsCallback, register_adapter, use_experiment
+    from llm_alignment.tracking import (
+        MetricsCallback,
+        main_process_run,
+        register_adapter,
+        save_adapter,
+    )
 
     if not prompt_rows:
         raise PreferenceDataError("no prompts for the RL step")
@@ -84,9 +89,10 @@ def train_grpo(
         beta=options.beta,
     )
     metrics = MetricsCallback()
-    use_experiment(tracking_uri, experiment, artifacts_dir)
-    with mlflow.start_run(run_name="grpo") as run:
-        mlflow.log_params({k: str(v) for k, v in options.model_dump().items()})
+    is_main = args.process_index == 0
+    with main_process_run(is_main, tracking_uri, experiment, artifacts_dir, "grpo") as run:
+        if run is not None:
+            mlflow.log_params({k: str(v) for k, v in options.model_dump().items()})
         started = time.monotonic()
         trainer = GRPOTrainer(
             model=model,
@@ -98,9 +104,9 @@ def train_grpo(
             callbacks=[metrics],
         )
         output = trainer.train()
-        adapter_dir = Path(options.output_dir) / "adapter"
-        trainer.model.save_pretrained(adapter_dir)
-        tokenizer.save_pretrained(adapter_dir)
+        if run is None:
+            return {"is_main_process": False}
+        adapter_dir = save_adapter(trainer.model, tokenizer, Path(options.output_dir) / "adapter")
         rewards = [h["reward"] for h in metrics.history if "reward" in h]
         summary: dict[str, Any] = {
             "run_id": run.info.run_id,
@@ -110,6 +116,7 @@ def train_grpo(
             "mean_reward_first": rewards[0] if rewards else None,
             "mean_reward_last": rewards[-1] if rewards else None,
             "history": metrics.history,
+            "is_main_process": True,
         }
         if options.register_name:
             summary["model_version"] = register_adapter(

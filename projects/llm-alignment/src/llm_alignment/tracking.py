@@ -1,12 +1,19 @@
 """MLflow tracking for the trainers: a callback that logs every metric TRL reports (loss,
 rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins, ...), peak memory while
-training, and registering a saved LoRA adapter as an MLflow model version."""
+training, and registering a saved LoRA adapter as an MLflow model version. Under several
+processes (torchrun) only the main one opens the run, logs and saves; a callback records what
+every process ended with."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +40,79 @@ class MetricsCallback(TrainerCallback):
         self.history.append({"step": float(state.global_step), **numeric})
         if mlflow.active_run() is not None:
             mlflow.log_metrics(numeric, step=int(state.global_step))
+
+
+def adapter_fingerprint(model: Any) -> str:
+    """sha256 of a PEFT model's adapter weights (names and exact bytes, in name order): equal
+    fingerprints mean equal tensors, bit for bit."""
+    from peft import get_peft_model_state_dict
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(get_peft_model_state_dict(model).items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class ProcessRecord(TrainerCallback):
+    """At the end of training, every process reports its rank, the world size torch.distributed
+    gives it and the fingerprint of the adapter weights it ended with; ``processes`` holds all of
+    them (gathered to every process), so a run shows how many processes trained and that they
+    ended in agreement."""
+
+    def __init__(self) -> None:
+        self.processes: list[dict[str, Any]] = []
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        import torch.distributed as dist
+
+        distributed = dist.is_available() and dist.is_initialized()
+        world_size = dist.get_world_size() if distributed else 1
+        mine = {
+            "rank": dist.get_rank() if distributed else 0,
+            "world_size": world_size,
+            "backend": str(dist.get_backend()) if distributed else None,
+            "adapter_sha256": adapter_fingerprint(kwargs["model"]),
+        }
+        gathered: list[Any] = [mine]
+        if distributed:
+            gathered = [None] * world_size
+            dist.all_gather_object(gathered, mine)
+        self.processes = sorted(gathered, key=lambda record: record["rank"])
+
+
+@contextmanager
+def main_process_run(
+    is_main: bool,
+    tracking_uri: str | None,
+    experiment: str,
+    artifacts_dir: Path | None,
+    run_name: str,
+) -> Iterator[Any]:
+    """The MLflow run on the main process; None on the others, which neither create the
+    experiment (two processes creating it in one store race) nor log."""
+    if not is_main:
+        yield None
+        return
+    use_experiment(tracking_uri, experiment, artifacts_dir)
+    with mlflow.start_run(run_name=run_name) as run:
+        yield run
+
+
+def save_adapter(model: Any, tokenizer: Any, adapter_dir: Path) -> Path:
+    """Save the adapter and tokenizer to a staging folder beside ``adapter_dir``, then rename it
+    into place: a crash mid-save leaves the previous adapter, never a partial one."""
+    from roadmap_lab.assets import replace_dir
+
+    adapter_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=adapter_dir.parent, prefix=f".{adapter_dir.name}-"))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        replace_dir(staging, adapter_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return adapter_dir
 
 
 class PeakMemory:
