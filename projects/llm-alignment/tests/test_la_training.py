@@ -13,7 +13,7 @@ from typing import Any
 import mlflow
 import pytest
 import torch
-from la_testing import easy_pairs
+from la_testing import EASY_PROMPTS, easy_pairs
 from llm_alignment.dpo import (
     DPOOptions,
     implicit_reward_margins,
@@ -241,6 +241,48 @@ def test_grpo_step_runs_and_logs_its_mean_reward(
     )
     assert [m.value for m in logged] == pytest.approx(rewards)
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+
+
+def favoured_tokens(model_dir: Path) -> set[int]:
+    """The tokens whose (tied) embeddings point along one fixed direction: about half the
+    vocabulary, all raised together by moving the last hidden state that way."""
+    from safetensors.torch import load_file
+
+    embeddings = load_file(str(model_dir / "model.safetensors"))["model.embed_tokens.weight"]
+    direction = torch.randn(embeddings.shape[1], generator=torch.Generator().manual_seed(0))
+    return set(torch.nonzero(embeddings @ direction > 0).flatten().tolist())
+
+
+def test_grpo_raises_the_mean_reward_on_a_trivially_learnable_reward(
+    tiny_llama_dir: Path, tracking: dict[str, Any], tmp_path: Path
+) -> None:
+    favoured = favoured_tokens(tiny_llama_dir)
+    assert 0.3 < len(favoured) / 512 < 0.7
+
+    def favoured_fraction(completion_ids: list[list[int]], **_: Any) -> list[float]:
+        return [sum(t in favoured for t in ids) / max(len(ids), 1) for ids in completion_ids]
+
+    options = GRPOOptions(
+        output_dir=tmp_path,
+        max_steps=6,
+        learning_rate=5e-3,
+        num_generations=4,
+        per_device_train_batch_size=8,
+        max_completion_length=8,
+        # The random model's logits are tiny (std ~0.16): at temperature 1 its answers are
+        # near-uniform noise that a few LoRA steps cannot move measurably; at 0.1 they can.
+        temperature=0.1,
+        beta=0.0,
+        register_name=None,
+    )
+    prompts = [{"prompt": prompt, "check": {}} for prompt in EASY_PROMPTS]
+    summary = train_grpo(
+        options, prompts, tiny_llama_dir, **tracking, reward_funcs=[favoured_fraction]
+    )
+    rewards = [h["reward"] for h in summary["history"] if "reward" in h]
+    assert len(rewards) == 6
+    # Measured over seeds 0-2: the first step's mean 0.0-0.22, the last two's 0.98-1.0.
+    assert sum(rewards[-2:]) / 2 > rewards[0] + 0.4, rewards
 
 
 def test_verifier_reward_reads_conversational_completions() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,10 @@ def train_grpo(
     tracking_uri: str | None = None,
     experiment: str = "llm-alignment",
     artifacts_dir: Path | None = None,
+    reward_funcs: list[Callable[..., list[float]]] | None = None,
 ) -> dict[str, Any]:
-    """Run GRPO on ``prompt_rows`` (rows with prompt and check); save (and register) the adapter."""
+    """Run GRPO on ``prompt_rows`` (rows with prompt and check); save (and register) the adapter.
+    The reward is the verifier's score unless ``reward_funcs`` (TRL reward functions) are given."""
     import mlflow
     import torch
     from transformers import AutoModelForCausalLM
@@ -96,7 +99,7 @@ def train_grpo(
         started = time.monotonic()
         trainer = GRPOTrainer(
             model=model,
-            reward_funcs=[verifier_reward],
+            reward_funcs=reward_funcs or [verifier_reward],
             args=args,
             train_dataset=prompt_dataset(prompt_rows),
             processing_class=tokenizer,
