@@ -42,6 +42,11 @@ def test_train_dpo_refuses_bad_options_before_loading_anything(tmp_path: Path) -
     )
     result = runner.invoke(app, ["train-dpo", "--run-dir", str(tmp_path)])
     assert result.exit_code == 2 and "not a built data set" in result.output
+    result = runner.invoke(app, ["train-dpo", "--processes", "0", "--run-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "--processes must be at least 1, got 0" in result.output
+    # Checked once, before torchrun starts any process.
+    result = runner.invoke(app, ["train-dpo", "--processes", "2", "--run-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "not a built data set" in result.output
 
 
 @pytest.mark.slow

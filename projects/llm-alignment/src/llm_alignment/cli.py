@@ -156,10 +156,7 @@ def train_dpo_command(
     register_name: Annotated[str | None, typer.Option(help="MLflow registered model.")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     processes: Annotated[
-        int,
-        typer.Option(
-            min=1, help="Train in this many processes (re-launches itself under torchrun)."
-        ),
+        int, typer.Option(help="Train in this many processes (re-launches itself under torchrun).")
     ] = 1,
     sets: SetOption = None,
     model_dir: ModelDirOption = None,
@@ -194,6 +191,8 @@ def train_dpo_command(
         options: DPOOptions = load_options(DPOOptions, config, _overrides(sets, flags))
         if options.output_dir == DPOOptions().output_dir:
             options = options.model_copy(update={"output_dir": settings.run_dir / "dpo"})
+        if processes < 1:
+            raise ConfigError(f"--processes must be at least 1, got {processes}")
         rows = _training_rows(settings, options.data, data_dir)  # bad data fails here, once
         if processes > 1 and not under_launcher():
             status = relaunch(
