@@ -293,7 +293,8 @@ def train_grpo_command(
             experiment=settings.experiment,
             artifacts_dir=settings.local_artifact_root(),
         )
-        console.print_json(json.dumps({k: v for k, v in summary.items() if k != "history"}))
+        if summary["is_main_process"]:  # under torchrun, one summary
+            console.print_json(json.dumps({k: v for k, v in summary.items() if k != "history"}))
 
 
 @app.command("evaluate")
