@@ -112,3 +112,13 @@ def test_quantities_are_formatted_for_reading(value: object, unit: str, text: st
 
 def test_large_floats_are_grouped() -> None:
     assert format_number(123456.7) == "123,457"
+
+
+def test_a_demo_claim_is_shown_above_its_headline_escaped() -> None:
+    project = Project("serving", "Serving", "p:cli", (), 60.0, Path("r.json"), None)
+    results = {"project": "serving", "headline": [MEASURED], "claim": "wins > 0.5 <on held-out>"}
+    now = datetime.now(UTC)
+    outcome = ProjectOutcome(project, "ok", results=results)
+    html = render_report(ShowcaseRun(now, now, [outcome], None), MACHINE)
+    claim = html.index("wins &gt; 0.5 &lt;on held-out&gt;")
+    assert claim < html.index("vLLM / HF sequential")

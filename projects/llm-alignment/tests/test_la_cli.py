@@ -60,6 +60,7 @@ def test_demo_writes_results_plots_page_and_vllm_adapter(
     folder = dist / "llm-alignment"
     results = json.loads((folder / "results.json").read_text())
     assert results["project"] == "llm-alignment"
+    assert "never trained on" in results["claim"] and "Claim:" in result.output
     names = [item["name"] for item in results["headline"]]
     assert any("win-rate" in name for name in names)
     for plot in results["plots"]:

@@ -288,6 +288,11 @@ def _card(outcome: ProjectOutcome, page_machine: dict) -> str:
             f'<p class="meta"><span class="label">Ran on</span> '
             f"{escape(format_machine(machine))}</p>"
         )
+    if results.get("claim"):
+        # The claim the demo stated before it ran; the headline below judges it.
+        parts.append(
+            f'<p class="claim"><span class="label">Claim</span> {escape(str(results["claim"]))}</p>'
+        )
     if outcome.ok:
         parts.append(_headline_table(results.get("headline", [])))
         if outcome.plots:
@@ -403,6 +408,7 @@ main.wrap { padding-top: 24px; padding-bottom: 8px; }
 .card h2 { margin: 0; font-size: 19px; }
 .card-head { display: flex; align-items: center; justify-content: space-between; gap: 12px; }
 .card .meta { color: var(--muted); margin: 4px 0 12px; font-size: 13.5px; }
+.card .claim { margin: 4px 0 12px; font-size: 14px; }
 .badge { display: inline-block; padding: 2px 10px; border-radius: 999px; font-size: 12px;
   font-weight: 700; text-transform: uppercase; letter-spacing: 0.05em; }
 .badge.ok { background: var(--ok-bg); color: var(--ok); }

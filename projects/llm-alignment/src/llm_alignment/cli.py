@@ -418,12 +418,14 @@ def demo(
     model_dir: ModelDirOption = None,
     per_template: Annotated[int | None, typer.Option(help="Prompts per template.")] = None,
 ) -> None:
-    """Build pairs, train DPO, measure the win-rate; results for the showcase (~7 min)."""
+    """State the claim, build pairs, train DPO, measure the win-rate on held-out rules; results
+    for the showcase (at most 6 min on 2 cores)."""
     with cli_errors():
         from roadmap_lab.results import invocation
 
-        from llm_alignment.demo import DemoSizes, run_demo
+        from llm_alignment.demo import CLAIM, DemoSizes, run_demo
 
+        console.print(f"[bold]Claim:[/bold] {CLAIM}")
         settings = ProjectSettings(**given(dist_dir=dist_dir, run_dir=run_dir, model_dir=model_dir))
         sizes = DemoSizes(**({"per_template": per_template} if per_template else {}))
         path = run_demo(settings, sizes, invocation("llm_alignment"))
