@@ -4,7 +4,8 @@
 # Build from the repo root (the shared library is part of the context):
 #   docker build -f projects/llm-serving/cuda.Dockerfile -t roadmap-lab/llm-serving:cuda .
 # Run (NVIDIA Container Toolkit):
-#   docker run --rm --gpus all -p 8000:8000 --shm-size 8g --ipc host roadmap-lab/llm-serving:cuda
+#   docker run --rm --gpus all -p 8000:8000 --shm-size 8g --ipc host -e LLM_SERVING_API_KEY roadmap-lab/llm-serving:cuda
+#   (it binds 0.0.0.0, so it refuses to start without LLM_SERVING_API_KEY or --allow-unauthenticated)
 #   docker run --rm --gpus all --shm-size 8g --ipc host roadmap-lab/llm-serving:cuda benchmark --device cuda
 # The image holds SmolLM2-135M-Instruct in bf16. On a GPU the quantized variants are FP8 (Ada and
 # Hopper), AWQ or GPTQ, not the CPU image's W8A8 INT8. Make them with llm_quantize in a separate
@@ -50,6 +51,7 @@ ENV PYTHONPATH=/opt/app \
     HF_HUB_OFFLINE=1 \
     ROADMAP_LAB_CACHE=/opt/cache \
     LLM_SERVING_HOST=0.0.0.0 \
+    LLM_SERVING_LOG_STDOUT=true \
     LLM_SERVING_DEVICE=cuda \
     LLM_SERVING_MODEL=smollm2 \
     VLLM_CACHE_ROOT=/work/cache/vllm \

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -56,14 +58,42 @@ def serve(
     enforce_eager: Annotated[
         bool | None, typer.Option(help="skip torch.compile: faster start")
     ] = None,
+    lora: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="serve a LoRA adapter as model NAME: NAME=FOLDER or NAME=models:/<name>/<version> "
+            "(an MLflow model version; LLM_SERVING_TRACKING_URI); repeatable"
+        ),
+    ] = None,
+    allow_unauthenticated: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-unauthenticated",
+            help="serve beyond 127.0.0.1 without an API key (LLM_SERVING_API_KEY)",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the model through vLLM's OpenAI-compatible API until Ctrl-C / SIGTERM."""
+    """Serve the model (and LoRA adapters) through vLLM's OpenAI-compatible API until Ctrl-C /
+    SIGTERM. Binds 127.0.0.1 unless told otherwise; elsewhere it needs LLM_SERVING_API_KEY."""
     with cli_errors():
+        from llm_serving.lora import resolve_adapters
         from llm_serving.server import VllmServer
 
-        flags = given(model=model, host=host, port=port, device=device, enforce_eager=enforce_eager)
+        flags = given(
+            model=model,
+            host=host,
+            port=port,
+            device=device,
+            enforce_eager=enforce_eager,
+            allow_unauthenticated=allow_unauthenticated,
+        )
         settings = ProjectSettings(**flags)
-        _serve_until_stopped(VllmServer(settings, resolve_model(settings.model)))
+        settings.check_exposure()  # before any model is built or downloaded
+        adapters = resolve_adapters(
+            lora or [], settings.served_model_name, settings.run_dir / "lora", settings.registry_uri()
+        )
+        server = VllmServer(settings, resolve_model(settings.model), adapters=adapters)
+        _serve_until_stopped(server)
 
 
 def _serve_until_stopped(server: VllmServer) -> None:
@@ -71,12 +101,15 @@ def _serve_until_stopped(server: VllmServer) -> None:
     # Ctrl-C or SIGTERM interrupts whatever runs, startup included; the finally stops vLLM.
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
+    follower = LogFollower(server.log_path) if server.settings.log_stdout else None
     try:
         server.start()
+        if follower is not None:
+            follower.start()
         server.wait_ready()
         ready = True
         typer.echo(
-            f"Serving {server.settings.served_model_name} at {server.base_url}/v1 "
+            f"Serving {', '.join(server.served_models)} at {server.base_url}/v1 "
             f"(health: /health, metrics: /metrics). Ctrl-C stops it."
         )
         while server.process is not None and server.process.poll() is None:
@@ -90,6 +123,40 @@ def _serve_until_stopped(server: VllmServer) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):  # let the stop below finish
             signal.signal(signum, signal.SIG_IGN)
         server.stop()
+        if follower is not None:
+            follower.stop()
+
+
+class LogFollower(threading.Thread):
+    """Copies what is appended to a log file to stdout (a container's logs), from now on."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(name="log-follower", daemon=True)
+        self.path = path
+        self.offset = path.stat().st_size if path.exists() else 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(0.5):
+            self._copy()
+        self._copy()
+
+    def _copy(self) -> None:
+        try:
+            with self.path.open("rb") as log:
+                log.seek(self.offset)
+                data = log.read()
+        except OSError:
+            return
+        self.offset += len(data)
+        if data:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(timeout=5)
 
 
 @app.command()

@@ -24,3 +24,12 @@ class EngineError(LlmServingError):
 
 class ServerError(LlmServingError, ServiceError):
     """The server did not start or stopped unexpectedly; the message carries its log tail."""
+
+
+class LoraError(LlmServingError):
+    """An adapter to serve that is not there, is not a LoRA adapter vLLM loads, or whose model
+    version the registry does not give (registry errors fail closed)."""
+
+
+class ExposureError(LlmServingError):
+    """A server bound beyond loopback without an API key (and not explicitly allowed)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from roadmap_lab.services import ManagedProcess, ServiceError, free_port
 
 from llm_serving.errors import ServerError
+from llm_serving.lora import LoraAdapter, max_lora_rank
 from llm_serving.settings import ProjectSettings
 
 logger = logging.getLogger(__name__)
@@ -29,9 +30,16 @@ SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 class VllmServer:
     """One ``vllm serve`` process for ``model_dir`` configured by ``settings``."""
 
-    def __init__(self, settings: ProjectSettings, model_dir: Path, log_path: Path | None = None):
+    def __init__(
+        self,
+        settings: ProjectSettings,
+        model_dir: Path,
+        log_path: Path | None = None,
+        adapters: list[LoraAdapter] | None = None,
+    ):
         self.settings = settings
         self.model_dir = model_dir
+        self.adapters = adapters or []
         self.port = settings.port or free_port(settings.host)
         self.log_path = log_path or settings.run_dir / f"vllm-server-{self.port}.log"
         self.process: ManagedProcess | None = None
@@ -61,11 +69,24 @@ class VllmServer:
             argv += ["--gpu-memory-utilization", str(s.gpu_memory_utilization)]
         else:
             argv += ["--kv-cache-memory-bytes", str(s.kv_cache_bytes())]
+        if self.adapters:
+            argv += [
+                "--enable-lora",
+                "--max-lora-rank", str(max_lora_rank(self.adapters)),
+                "--max-loras", str(len(self.adapters)),
+                "--lora-modules", *(adapter.module_arg() for adapter in self.adapters),
+            ]  # fmt: skip
         return argv
+
+    @property
+    def served_models(self) -> list[str]:
+        """What ``/v1/models`` lists: the base model, then the adapters."""
+        return [self.settings.served_model_name, *(adapter.name for adapter in self.adapters)]
 
     def start(self) -> None:
         if self.process is not None:
             raise ServerError("server already started")
+        self.settings.check_exposure()  # before anything listens
         logger.info(
             "Starting vLLM on %s (model %s, log %s)", self.base_url, self.model_dir, self.log_path
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pydantic_settings import SettingsConfigDict
 from roadmap_lab.settings import LabSettings, env_prefix
 
 from llm_serving import PROJECT
+from llm_serving.errors import ExposureError
 
 
 class ProjectSettings(LabSettings):
@@ -47,7 +49,14 @@ class ProjectSettings(LabSettings):
     # Each child process of a benchmark (one vLLM engine, or the HF baseline in one dtype) must
     # finish within this; a stuck one is stopped with an EngineError instead of hanging the run.
     engine_timeout_s: float = Field(default=3600.0, gt=0)
+    # The bearer token vLLM requires (passed as VLLM_API_KEY, never on its command line). Bound
+    # beyond loopback, the server refuses to start without one unless allow_unauthenticated.
     api_key: SecretStr | None = None
+    allow_unauthenticated: bool = False
+    # The MLflow registry that `--lora NAME=models:/...` asks (else MLFLOW_TRACKING_URI).
+    tracking_uri: str | None = None
+    # `serve` copies vLLM's log to stdout as well as to its file (the container's logs).
+    log_stdout: bool = False
     # Logs and compile caches (vLLM's default is the home folder).
     run_dir: Path = Path("runs/llm-serving")
 
@@ -88,8 +97,8 @@ class ProjectSettings(LabSettings):
                 env["LD_PRELOAD"] = " ".join(
                     filter(None, [str(iomp), os.environ.get("LD_PRELOAD")])
                 )
-        if self.api_key is not None:
-            env["VLLM_API_KEY"] = self.api_key.get_secret_value()
+        if self.api_key_value():
+            env["VLLM_API_KEY"] = self.api_key_value() or ""
         return env
 
     def baseline_env(self) -> dict[str, str]:
@@ -111,7 +120,20 @@ class ProjectSettings(LabSettings):
         return env
 
     def api_key_value(self) -> str | None:
-        return None if self.api_key is None else self.api_key.get_secret_value()
+        key = None if self.api_key is None else self.api_key.get_secret_value()
+        return key or None  # an empty key is no key
+
+    def registry_uri(self) -> str | None:
+        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+
+    def check_exposure(self) -> None:
+        """Refuse a server reachable from other machines without an API key, unless allowed."""
+        if is_loopback(self.host) or self.api_key_value() or self.allow_unauthenticated:
+            return
+        raise ExposureError(
+            f"refusing to serve on {self.host} without an API key: set LLM_SERVING_API_KEY, "
+            "bind 127.0.0.1, or pass --allow-unauthenticated"
+        )
 
     def engine_kwargs(
         self, model_dir: Path, prefix_caching: bool | None = None
@@ -138,6 +160,16 @@ class ProjectSettings(LabSettings):
     def kv_cache_bytes(self) -> int:
         # A fixed KV cache also skips vLLM-CPU's check that 0.92 of all RAM is free at startup.
         return int(self.kv_cache_gib * 2**30)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a hostname or "": whatever it resolves to, treat it as exposed
 
 
 def _cores(bind: str) -> list[int]:
