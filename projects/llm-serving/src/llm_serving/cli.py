@@ -90,7 +90,10 @@ def serve(
         settings = ProjectSettings(**flags)
         settings.check_exposure()  # before any model is built or downloaded
         adapters = resolve_adapters(
-            lora or [], settings.served_model_name, settings.run_dir / "lora", settings.registry_uri()
+            lora or [],
+            settings.served_model_name,
+            settings.run_dir / "lora",
+            settings.registry_uri(),
         )
         server = VllmServer(settings, resolve_model(settings.model), adapters=adapters)
         _serve_until_stopped(server)
@@ -233,6 +236,14 @@ def benchmark(
     repeats: Annotated[int | None, _size("timed runs per vLLM workload (3)")] = None,
     hf_dtypes: Annotated[str | None, _size("HF dtypes to time (bfloat16,float32)")] = None,
     seed: Annotated[int | None, _size("prompt sampling seed (LLM_SERVING_SEED, 0)")] = None,
+    lora_adapter: Annotated[
+        Path | None,
+        typer.Option(
+            help="also measure LoRA's cost: this PEFT LoRA folder vs the base, one server"
+        ),
+    ] = None,
+    lora_rounds: Annotated[int | None, _size("LoRA's cost: interleaved rounds (3)")] = None,
+    lora_requests: Annotated[int | None, _size("LoRA's cost: requests per level (32)")] = None,
 ) -> None:
     """The full benchmark: vLLM vs HF (sequential, static batches), bf16 vs quantized, online.
 
@@ -267,6 +278,9 @@ def benchmark(
             online_output_len=online_output_len,
             repeats=repeats,
             hf_dtypes=None if hf_dtypes is None else tuple(hf_dtypes.split(",")),
+            lora_adapter=None if lora_adapter is None else str(lora_adapter.resolve()),
+            lora_rounds=lora_rounds,
+            lora_requests=lora_requests,
         )
         config = BenchmarkConfig(
             **sizes, quantized_model=quantized, seed=settings.seed if seed is None else seed

@@ -53,7 +53,7 @@ def _throughput(
     return result, tokens
 
 
-def _perplexity(llm: LLM, texts: list[list[int]]) -> dict[str, float]:
+def _perplexity(llm: LLM, texts: list[list[int]]) -> dict[str, Any]:
     """exp(mean negative log-likelihood) of the texts' tokens, from vLLM's prompt logprobs."""
     from vllm import SamplingParams, TokensPrompt
 
@@ -61,14 +61,23 @@ def _perplexity(llm: LLM, texts: list[list[int]]) -> dict[str, float]:
     outputs = llm.generate(
         [TokensPrompt(prompt_token_ids=ids) for ids in texts], params, use_tqdm=False
     )
-    nll, count = 0.0, 0
+    nll: list[float] = []  # per text: the summed negative log-likelihood and its token count
+    counts: list[int] = []
     for ids, output in zip(texts, outputs, strict=True):
-        for position, logprobs in enumerate(output.prompt_logprobs or []):
-            if position == 0 or logprobs is None:
-                continue  # the first token has no context
-            nll -= logprobs[ids[position]].logprob
-            count += 1
-    return {"perplexity": math.exp(nll / count), "tokens": count}
+        scored = [
+            -logprobs[ids[position]].logprob
+            for position, logprobs in enumerate(output.prompt_logprobs or [])
+            if position > 0 and logprobs is not None  # the first token has no context
+        ]
+        nll.append(sum(scored))
+        counts.append(len(scored))
+    return {
+        "perplexity": math.exp(sum(nll) / sum(counts)),
+        "tokens": sum(counts),
+        # Per text, so that a comparison of two models gets a bootstrap interval over the texts.
+        "text_nll": nll,
+        "text_tokens": counts,
+    }
 
 
 def _session(settings_json: str, model_dir: str, tasks: dict[str, Any]) -> dict[str, Any]:
