@@ -430,7 +430,9 @@ def run_benchmark(settings: ProjectSettings, config: BenchmarkConfig) -> dict[st
     choice = hf_choice(hf)
     hf_workloads = {**workloads, "fixed_sequential": workloads["fixed"].head(sequential)}
     mode = "eager" if settings.enforce_eager else "compiled"
-    vllm_bf16, vllm_quant, hf_rounds = [], [], []
+    vllm_bf16: list[dict[str, Any]] = []
+    vllm_quant: list[dict[str, Any]] = []
+    hf_rounds: list[dict[str, dict[str, Any]]] = []
     for index in range(config.repeats):
         logger.info("Round %d of %d: vLLM bf16, %s (%s), HF", index + 1, config.repeats,
                     config.quantized_model, mode)  # fmt: skip

@@ -5,13 +5,18 @@ machine cancels in the per-round ratios. Reported with intervals, no target."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from roadmap_lab.results import headline_figure
 from roadmap_lab.stats import paired_ratio
 
 from llm_serving.errors import BenchmarkSizeError
 from llm_serving.online import NO_API_KEY, run_level
+
+if TYPE_CHECKING:
+    from llm_serving.benchmark import BenchmarkConfig
+    from llm_serving.settings import ProjectSettings
 
 
 def lora_rounds(
@@ -79,7 +84,11 @@ def lora_cost(measured: list[dict[str, dict[str, Any]]], base: str, adapter: str
 
 
 def run_lora_cost(
-    settings: Any, model_dir: Any, adapter_dir: str, prompts: list[list[int]], config: Any
+    settings: ProjectSettings,
+    model_dir: Path,
+    adapter_dir: str,
+    prompts: list[list[int]],
+    config: BenchmarkConfig,
 ) -> dict[str, Any]:
     """Serve ``model_dir`` with the adapter at ``adapter_dir`` and measure LoRA's cost on it."""
     from llm_serving.lora import resolve_adapters
