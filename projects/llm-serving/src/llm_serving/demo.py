@@ -14,8 +14,9 @@ from llm_serving.settings import ProjectSettings
 # targets (see DEMO_NOTE); the others are too small a run to judge.
 DEMO_JUDGED = {"quantized_vs_bf16_equal_lengths", "perplexity_reviews", "perplexity_freshqa"}
 DEMO_NOTE = (
-    "A small run with eager engines (no torch.compile: a fast start). W8A8 vs bf16 is measured as "
-    "in the full benchmark, on 64 concurrent requests of 64 tokens: W8A8's speed-up needs that "
+    "A small run with eager engines (no torch.compile: a fast start), in 2 paired rounds. W8A8 vs "
+    "bf16 is measured as in the full benchmark, on 64 concurrent requests of 64 tokens: W8A8's "
+    "speed-up needs that "
     "many (with 16 requests it measured 0.96-1.0x bf16, eager or compiled; with 64, 1.2-1.3x), "
     "and so are both perplexities; these carry their targets. The ratios to HF do not: eager "
     "engines are slower than the full benchmark's compiled ones, HF runs in bf16 only and one "
