@@ -251,8 +251,14 @@ def test_targets_are_one_sided_comparisons(text: str, unit: str | None, expected
 
 @pytest.mark.parametrize(
     ("text", "unit"),
-    [("detected", None), ("reported", None), ("== 1", None), ("30", None),
-     (">= 30 per batch", "tok/s"), ("", None)],
+    [
+        ("detected", None),
+        ("reported", None),
+        ("== 1", None),
+        ("30", None),
+        (">= 30 per batch", "tok/s"),
+        ("", None),
+    ],
 )
 def test_words_are_not_targets(text: str, unit: str | None) -> None:
     with pytest.raises(ValueError, match="is not a comparison"):
@@ -264,8 +270,11 @@ def test_a_headline_figure_takes_its_value_from_the_interval_and_computes_its_ve
     item = headline_figure("throughput", None, "x", target=">= 2", interval=ratio, digits=2)
     assert item["value"] == 2.31 and item["verdict"] == "met"
     assert item["interval"] == {
-        "low": 2.05, "high": 2.6, "confidence": 0.95,
-        "method": "paired ratio (t on log ratios)", "n": 5,
+        "low": 2.05,
+        "high": 2.6,
+        "confidence": 0.95,
+        "method": "paired ratio (t on log ratios)",
+        "n": 5,
     }
     assert headline_figure("cold start", 12.0, "s", target="< 60")["verdict"] == "unverified"
 
@@ -284,11 +293,17 @@ def test_a_stored_interval_is_rounded_outward_so_rounding_never_earns_met() -> N
 def test_a_short_replay_cannot_earn_met_by_seeing_nothing() -> None:
     # 0 false alerts in 10 minutes: the exact upper bound is ~22 per hour.
     short = headline_figure(
-        "false alerts", None, "per hour", target="< 1",
+        "false alerts",
+        None,
+        "per hour",
+        target="< 1",
         interval=poisson_rate(0, 10 / 60, unit="per hour"),
     )
     long = headline_figure(
-        "false alerts", None, "per hour", target="< 1",
+        "false alerts",
+        None,
+        "per hour",
+        target="< 1",
         interval=poisson_rate(0, 10, unit="per hour"),
     )
     assert short["value"] == 0 and short["verdict"] == "within noise"
@@ -320,8 +335,7 @@ def test_process_tree_cpu_counts_a_busy_child() -> None:
 
     # The child burns 0.5 s of CPU by its own clock, says so, then waits.
     burn = (
-        "import time\nwhile time.process_time() < 0.5: pass\n"
-        "print('burnt', flush=True)\ninput()"
+        "import time\nwhile time.process_time() < 0.5: pass\n" "print('burnt', flush=True)\ninput()"
     )
     child = subprocess.Popen(
         [sys.executable, "-c", burn], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True

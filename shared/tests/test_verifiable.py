@@ -267,3 +267,24 @@ def test_unknown_rule_and_bad_parameters_raise_clear_errors() -> None:
 def test_every_rule_has_a_description() -> None:
     assert set(verifiable.RULE_DESCRIPTIONS) == set(verifiable.RULES)
     assert all(verifiable.RULE_DESCRIPTIONS.values())
+
+
+@pytest.mark.parametrize(
+    ("check", "short", "long_enough"),
+    [
+        ({"rule": "no_commas"}, "Garden.", "The garden is green and quiet today."),
+        ({"rule": "starts_with", "word": "Once"}, "Once.", "Once upon a time a garden grew."),
+        ({"rule": "letter_case", "case": "lower"}, "ok", "the garden is green and quiet today"),
+        ({"rule": "quoted"}, '"Yes."', '"The garden is green and quiet today."'),
+    ],
+)
+def test_held_out_rules_need_the_answer_the_prompt_asked_for(
+    check: dict, short: str, long_enough: str
+) -> None:
+    # "Describe a garden without commas": one word says too little to pass.
+    sized = {**check, "min_words": 6}
+    assert not verifiable.passes(short, sized) and verifiable.passes(short, check)
+    assert verifiable.passes(long_enough, sized)
+    assert score(short, sized) == pytest.approx(score(short, check) * len(short.split()) / 6)
+    with pytest.raises(VerifierError, match="min_words"):
+        score(long_enough, {**check, "min_words": 0})

@@ -73,7 +73,7 @@ def test_demo_writes_results_plots_page_and_vllm_adapter(
     assert evaluation["groups"]["heldout_rule"]["n_clusters"] == 16
     assert evaluation["groups"]["heldout_template"]["n_clusters"] == 14
     assert evaluation["kl_to_base"]["samples"] == 2 * judged
-    assert "held-out rules" in results["headline"][0]["name"]
+    assert "held-out rule families" in results["headline"][0]["name"]
     assert results["headline"][0]["interval"]["method"].startswith("cluster bootstrap")
     assert sorted(p.name for p in (folder / "vllm-adapter").iterdir()) == [
         "adapter_config.json",
@@ -157,7 +157,7 @@ def test_benchmark_runs_in_stages_pools_the_seeds_and_resumes(
     results_file = dist / "llm-alignment" / "benchmark" / "results.json"
     results = json.loads(results_file.read_text())
     pooled = results["headline"][0]
-    assert "2 seeds pooled" in pooled["name"] and "held-out rules" in pooled["name"]
+    assert "2 seeds pooled" in pooled["name"] and "held-out rule families" in pooled["name"]
     assert set(results["dpo_pooled"]["heldout_rule"]["raw"]["per_seed"]) == {"0", "1"}
     assert len(results["dpo_speed"]["precomputed"]) == 2
     assert set(results["conditions"]["stages"]) == expected

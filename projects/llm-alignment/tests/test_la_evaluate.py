@@ -36,6 +36,18 @@ def test_the_judge_is_pass_fail_so_brevity_alone_does_not_win() -> None:
     assert outcome(1.0, 0.0) == 1.0 and outcome(0.0, 0.0) == 0.5
 
 
+def test_a_cut_down_answer_does_not_win_a_held_out_rule() -> None:
+    # A trained habit of brevity: the base's answer breaks the rule, the policy's says too
+    # little to be the description asked for. Neither passes: a tie, not a win.
+    check = {"rule": "no_commas", "min_words": 6}
+    row = {"prompt": "Describe a garden without commas.", "template_id": "commas/none"}
+    row |= {"rule": "no_commas", "check": check, "group": HELDOUT_RULE}
+    base = "A garden is green, quiet and full of flowers, bees and birds."
+    for policy in ("Green.", "A garden grows."):
+        assert judge(row, base, policy)["outcome"] == 0.5
+    assert judge(row, base, "A garden is green and full of flowers.")["outcome"] == 1.0
+
+
 def sample(group: str, template: str, result: float, base: str = "a", policy: str = "b") -> dict:
     return {
         "group": group,
@@ -107,6 +119,10 @@ def test_pooled_figure_resamples_seeds_and_reports_each_seed() -> None:
     assert "hierarchical" in rules["method"] and rules["verified"]
     assert not pooled[HELDOUT_TEMPLATE]["raw"]["verified"]  # 4 templates per seed
     assert pooled[HELDOUT_RULE]["length_controlled"]["n"] == 72
+    # Every seed judged the same prompt text here: one distinct prompt, not 72.
+    assert rules["distinct_prompts"] == 1
+    details = pooled[HELDOUT_RULE]["all_seeds"]
+    assert details["n"] == 72 and details["leave_one_rule_out"] == {}  # one rule: none to drop
 
 
 def test_monte_carlo_kl_matches_the_analytic_kl_of_two_categoricals() -> None:

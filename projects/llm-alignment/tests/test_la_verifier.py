@@ -21,6 +21,7 @@ def test_every_generated_check_scores_in_range() -> None:
 
 def test_a_perfect_answer_exists_for_generated_prompts() -> None:
     """The checks the templates generate can be fully met (else pairs could never be clean)."""
+    padding = " and the rest of a full answer of enough words here"
     perfect = {
         "one_word": lambda c: c["answers"][0],
         "include_words": lambda c: " ".join(c["include"]),
@@ -29,10 +30,12 @@ def test_a_perfect_answer_exists_for_generated_prompts() -> None:
         "length": lambda c: "Short answer.",
         "arithmetic": lambda c: str(c["answer"]),
         "bullet_list": lambda c: "\n".join(f"- item {i}" for i in range(c["items"])),
-        "starts_with": lambda c: f"{c['word']} it is.",
-        "letter_case": lambda c: "fine words" if c["case"] == "lower" else "FINE WORDS",
-        "quoted": lambda c: '"A quoted answer."',
-        "no_commas": lambda c: "No commas here.",
+        "starts_with": lambda c: f"{c['word']} it is{padding}.",
+        "letter_case": lambda c: f"fine words{padding}"
+        if c["case"] == "lower"
+        else f"FINE WORDS{padding.upper()}",
+        "quoted": lambda c: f'"A quoted answer{padding}."',
+        "no_commas": lambda c: f"No commas here{padding}.",
     }
     for item in make_prompts(2, seed=0):
         assert score(perfect[item.rule](item.check), item.check) == 1.0, item.prompt

@@ -166,46 +166,60 @@ def score_bullet_list(response: str, items: int) -> float:
     return (bullets / len(lines)) * min(bullets, items) / max(bullets, items)
 
 
-def score_starts_with(response: str, word: str) -> float:
+def _long_enough(response: str, min_words: int) -> float:
+    """1 when ``response`` has at least ``min_words`` words, else the share it has: an answer
+    too short to do what the prompt asked (a sentence, an explanation) must not pass a rule
+    that only says how to write it."""
+    if min_words < 1:
+        raise VerifierError(f"min_words must be >= 1, got {min_words}")
+    return min(1.0, len(words(response)) / min_words)
+
+
+def score_starts_with(response: str, word: str, min_words: int = 1) -> float:
     """Starts with ``word`` (the first word, any case, quotes and markup before it allowed): 1.
-    The word later in the answer: 0.5. Otherwise 0."""
+    The word later in the answer: 0.5. Otherwise 0. Times the share of ``min_words`` met."""
     found = words(response)
     if not found:
         return 0.0
     if found[0].lower() == word.lower():
-        return 1.0
-    return 0.5 if _contains_word(response, word) else 0.0
+        value = 1.0
+    else:
+        value = 0.5 if _contains_word(response, word) else 0.0
+    return value * _long_enough(response, min_words)
 
 
-def score_letter_case(response: str, case: str) -> float:
-    """Every letter in ``case`` ("lower" or "upper"): the fraction of letters that are."""
+def score_letter_case(response: str, case: str, min_words: int = 1) -> float:
+    """Every letter in ``case`` ("lower" or "upper"): the fraction of letters that are, times the
+    share of ``min_words`` met."""
     if case not in ("lower", "upper"):
         raise VerifierError(f"letter_case needs case 'lower' or 'upper', got {case!r}")
     letters = [char for char in response if char.isalpha()]
     if not letters:
         return 0.0
     right = sum(1 for char in letters if (char.islower() if case == "lower" else char.isupper()))
-    return right / len(letters)
+    return right / len(letters) * _long_enough(response, min_words)
 
 
 QUOTE_OPEN, QUOTE_CLOSE = '"“', '"”'
 
 
-def score_quoted(response: str) -> float:
+def score_quoted(response: str, min_words: int = 1) -> float:
     """The whole answer wrapped in double quotes (straight or curly): 1. A quote only at the
-    start or only at the end: 0.5. Otherwise 0."""
+    start or only at the end: 0.5. Otherwise 0. Times the share of ``min_words`` met."""
     text = response.strip()
     if not words(text):
         return 0.0
     opens, closes = text[0] in QUOTE_OPEN, len(text) > 1 and text[-1] in QUOTE_CLOSE
-    return (opens + closes) / 2
+    return (opens + closes) / 2 * _long_enough(text, min_words)
 
 
-def score_no_commas(response: str) -> float:
-    """No comma (ASCII or full-width): 1, else 1 / (1 + commas)."""
+def score_no_commas(response: str, min_words: int = 1) -> float:
+    """No comma (ASCII or full-width): 1, else 1 / (1 + commas). Times the share of
+    ``min_words`` met."""
     if not words(response):
         return 0.0
-    return 1.0 / (1 + response.count(",") + response.count("，"))
+    commas = response.count(",") + response.count("，")
+    return 1.0 / (1 + commas) * _long_enough(response, min_words)
 
 
 RULES: dict[str, Callable[..., float]] = {

@@ -21,6 +21,7 @@ verdict from its interval.
 
 from __future__ import annotations
 
+import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -48,7 +49,7 @@ from llm_alignment.prompts import HELDOUT_RULE, HELDOUT_TEMPLATE
 from llm_alignment.reward import RewardOptions, RewardScorer, pairwise_accuracy, train_reward_model
 from llm_alignment.rl import GRPOOptions, train_grpo
 from llm_alignment.settings import ProjectSettings, base_model_dir
-from llm_alignment.stages import StageStore
+from llm_alignment.stages import StageStore, files_digest
 
 SPEED_ARMS = ("on_the_fly", "precomputed")
 
@@ -59,14 +60,16 @@ class BenchmarkSizes(BaseModel):
     seeds: list[int] = Field(default=[0, 1, 2], min_length=1)
     per_template: int = Field(default=20, ge=1, description="prompts drawn from each template")
     samples: int = Field(default=6, ge=2, description="sampled answers per prompt for pairs")
-    max_new_tokens: int = Field(default=40, ge=4)
+    max_new_tokens: int = Field(default=40, ge=4, description="answer tokens when sampling pairs")
+    # Judged answers get room to finish: one cut short fails "quoted" or "two sentences".
+    eval_max_new_tokens: int = Field(default=96, ge=4)
     dpo_epochs: float = Field(default=2.0, gt=0)
     batch_size: int = Field(default=4, ge=1)
     eval_per_template: int = Field(default=6, ge=1, description="held-out prompts per template")
     kl_samples: int = Field(default=4, ge=1)
     grpo_steps: int = Field(default=40, ge=1)
     speed_pairs: int = Field(default=32, ge=2, description="pairs each speed arm trains on")
-    speed_repeats: int = Field(default=3, ge=2)
+    speed_repeats: int = Field(default=4, ge=2, description="even: each arm first half the time")
 
 
 class Benchmark:
@@ -80,19 +83,37 @@ class Benchmark:
         self.model_dir = base_model_dir(settings.model_dir)
         self.run_dir = settings.run_dir / "benchmark"
         self.records: dict[str, dict[str, Any]] = {}
+        self.versions = code_and_weights(self.model_dir)
         self.tracking: dict[str, Any] = {
             "tracking_uri": settings.resolved_tracking_uri(),
             "experiment": f"{settings.experiment}-benchmark",
             "artifacts_dir": settings.local_artifact_root(),
         }
 
-    def stage(self, name: str, work: Callable[[Path], dict[str, Any]], **settings: Any) -> Any:
+    def stage(
+        self, name: str, work: Callable[[Path], dict[str, Any]], code: str, **settings: Any
+    ) -> Any:
         """The stage's result: from this run when it already ran in it, else from its record
-        (``--resume``), else computed now."""
+        (``--resume``, only when made with the same settings, code and weights), else computed
+        now. ``code`` names the digest in ``versions`` the stage depends on."""
         if name not in self.records:
-            recorded = {"model": self.model_dir.name, **settings}
+            recorded = {
+                "model": self.model_dir.name,
+                "weights": self.versions["weights"],
+                "code": self.versions[code],
+                **settings,
+            }
             self.records[name] = self.store.run(name, recorded, work, resume=self.resume)
         return self.records[name]["result"]
+
+    def trained_on(self, seed: int) -> dict[str, Any]:
+        """Settings of a stage that trains on seed's pairs: the sizes and the data's record."""
+        self.data(seed)
+        return {
+            "seed": seed,
+            "data": self.records[f"data-seed{seed}"]["fingerprint"],
+            **self.sizes.model_dump(exclude={"seeds"}),
+        }
 
     def data(self, seed: int) -> tuple[list[Any], list[Any], list[Any], dict[str, Any]]:
         options = PairOptions(
@@ -107,7 +128,7 @@ class Benchmark:
                 self.model_dir, folder / "data", options, model_name=self.model_dir.name
             )
 
-        self.stage(f"data-seed{seed}", work, pairs=options.model_dump())
+        self.stage(f"data-seed{seed}", work, "data_code", pairs=options.model_dump())
         return load_dataset(self.store.folder(f"data-seed{seed}") / "data")
 
     def evaluate(self, adapter_dir: Path, prompts: list[Any], seed: int) -> dict[str, Any]:
@@ -115,7 +136,7 @@ class Benchmark:
             self.model_dir,
             adapter_dir,
             first_per_template(prompts, self.sizes.eval_per_template),
-            max_new_tokens=self.sizes.max_new_tokens,
+            max_new_tokens=self.sizes.eval_max_new_tokens,
             kl_samples=self.sizes.kl_samples,
             seed=seed,
         )
@@ -137,9 +158,7 @@ class Benchmark:
             shutil.rmtree(options.output_dir, ignore_errors=True)
             return {"training": summary, "evaluation": report}
 
-        return self.stage(
-            f"dpo-seed{seed}", work, seed=seed, **self.sizes.model_dump(exclude={"seeds"})
-        )
+        return self.stage(f"dpo-seed{seed}", work, "code", **self.trained_on(seed))
 
     def reward(self) -> dict[str, Any]:
         train, heldout_pairs, _, _ = self.data(self.sizes.seeds[0])
@@ -154,7 +173,7 @@ class Benchmark:
             shutil.rmtree(options.output_dir, ignore_errors=True)
             return {"training": summary, "heldout": accuracy}
 
-        return self.stage("reward", work, seed=self.sizes.seeds[0], epochs=self.sizes.dpo_epochs)
+        return self.stage("reward", work, "code", **self.trained_on(self.sizes.seeds[0]))
 
     def grpo(self) -> dict[str, Any]:
         seed = self.sizes.seeds[0]
@@ -172,17 +191,18 @@ class Benchmark:
                 register_name=None,
             )
             summary = train_grpo(options, train_prompts, self.model_dir, **self.tracking)
+            summary |= reward_ends(summary["history"], steps=5)
             report = self.evaluate(Path(summary["adapter_dir"]), prompts, seed)
             shutil.rmtree(options.output_dir, ignore_errors=True)
             return {"training": summary, "evaluation": report}
 
-        return self.stage(
-            "grpo", work, seed=seed, steps=self.sizes.grpo_steps, eval=self.sizes.eval_per_template
-        )
+        return self.stage("grpo", work, "code", **self.trained_on(seed))
 
     def speed(self) -> dict[str, Any]:
         seed = self.sizes.seeds[0]
-        subset = self.data(seed)[0][: self.sizes.speed_pairs]
+        # A seeded shuffle: the first pairs are all from the first templates (short answers).
+        train = self.data(seed)[0]
+        subset = random.Random(seed).sample(train, min(len(train), self.sizes.speed_pairs))
 
         def arm(precompute: bool, repeat: int) -> dict[str, Any]:
             options = DPOOptions(
@@ -199,6 +219,7 @@ class Benchmark:
             return {key: summary[key] for key in keys}
 
         def work(_: Path) -> dict[str, Any]:
+            arm(False, -1)  # warm-up, discarded: file cache, torch and MLflow start cold
             repeats: dict[str, list[dict[str, Any]]] = {name: [] for name in SPEED_ARMS}
             for repeat in range(self.sizes.speed_repeats):
                 # Alternate which arm goes first, so a drift in machine speed hits both.
@@ -207,15 +228,37 @@ class Benchmark:
                     repeats[name].append(arm(name == "precomputed", repeat))
             return repeats
 
-        return self.stage(
-            "speed",
-            work,
-            seed=seed,
-            pairs=len(subset),
-            epochs=self.sizes.dpo_epochs,
-            batch=self.sizes.batch_size,
-            repeats=self.sizes.speed_repeats,
-        )
+        return self.stage("speed", work, "code", **self.trained_on(seed))
+
+
+def code_and_weights(model_dir: Path) -> dict[str, str]:
+    """Digests a stage's record carries: the model's weights, the code pairs are built with
+    (``data_code``), and all of this project's and the shared library's code (``code``)."""
+    import roadmap_lab
+    from roadmap_lab import verifiable
+
+    from llm_alignment import data, generation, pairs, prompts
+
+    package = Path(__file__).parent
+    shared = Path(roadmap_lab.__file__).parent
+    data_files = [Path(m.__file__ or "") for m in (data, generation, pairs, prompts, verifiable)]
+    return {
+        "weights": files_digest(sorted(model_dir.glob("*.safetensors"))),
+        "data_code": files_digest(data_files),
+        "code": files_digest([*package.glob("*.py"), *shared.glob("*.py")]),
+    }
+
+
+def reward_ends(history: list[dict[str, Any]], steps: int) -> dict[str, float | None]:
+    """GRPO's mean reward over its first and last ``steps`` logged steps (one step is a couple
+    of prompts: too few to read alone)."""
+    rewards = [h["reward"] for h in history if "reward" in h]
+    if not rewards:
+        return {"mean_reward_first_steps": None, "mean_reward_last_steps": None}
+    return {
+        "mean_reward_first_steps": sum(rewards[:steps]) / len(rewards[:steps]),
+        "mean_reward_last_steps": sum(rewards[-steps:]) / len(rewards[-steps:]),
+    }
 
 
 def speed_ratio(repeats: dict[str, list[dict[str, Any]]], key: str) -> Interval:
@@ -273,13 +316,18 @@ def run_benchmark(
     )
     writer.save_figure(plots.mean_reward_curve(grpo["training"]["history"]), "grpo_reward")
     writer.save_figure(
-        plots.win_rates({"DPO": first, "GRPO": grpo_report}, WIN_RATE_TARGET), "win_rate"
+        plots.win_rates(
+            {f"DPO (seed {sizes.seeds[0]})": first, "GRPO": grpo_report}, WIN_RATE_TARGET
+        ),
+        "win_rate",
     )
     seeds = f"{len(sizes.seeds)} seeds pooled"
     templates_figure = pooled_figure(pooled, HELDOUT_TEMPLATE)
     headline = (
-        win_rate_headline(f"DPO ({seeds})", pooled_figure(pooled, HELDOUT_RULE))
-        + win_rate_headline("GRPO", grpo_report["groups"][HELDOUT_RULE])
+        win_rate_headline(
+            f"DPO ({seeds})", pooled_figure(pooled, HELDOUT_RULE), pooled[HELDOUT_RULE]["all_seeds"]
+        )
+        + win_rate_headline(f"GRPO (1 seed: {sizes.seeds[0]})", grpo_report["groups"][HELDOUT_RULE])
         + [
             headline_figure(
                 f"DPO win-rate vs base (held-out templates of training rules, {seeds})",

@@ -23,7 +23,13 @@ from roadmap_lab.stats import Interval
 from llm_alignment import PROJECT, plots
 from llm_alignment.data import load_dataset
 from llm_alignment.dpo import DPOOptions, train_dpo
-from llm_alignment.evaluate import evaluate_policy, figure_text, first_per_template, render_html
+from llm_alignment.evaluate import (
+    evaluate_policy,
+    figure_text,
+    first_per_template,
+    render_html,
+    summary_details,
+)
 from llm_alignment.export import export_for_vllm
 from llm_alignment.pairs import PairOptions, build_pairs
 from llm_alignment.settings import ProjectSettings, base_model_dir
@@ -50,23 +56,29 @@ class DemoSizes(BaseModel):
     # Held-out prompts judged per template (each template is one cluster of the interval).
     eval_per_template: int = Field(default=1, ge=1)
     kl_samples: int = Field(default=2, ge=1, description="sampled answers per prompt for KL")
+    # Judged answers get more room than sampled ones: one cut short fails "quoted".
+    eval_max_new_tokens: int = Field(default=64, ge=4)
 
 
-def win_rate_headline(label: str, figure: dict[str, Any]) -> list[Headline]:
+def win_rate_headline(
+    label: str, figure: dict[str, Any], summary: dict[str, Any] | None = None
+) -> list[Headline]:
     """A held-out-rules win-rate against the base with its interval, on two targets: better
-    than the base (> 0.5) and a clear win (>= 0.65). A figure with fewer than ``MIN_CLUSTERS``
-    templates (``verified`` false) carries no interval, so its verdict is unverified."""
+    than the base (> 0.5) and a clear win (>= 0.65), with ``summary``'s details (a group
+    summary; default: the figure's own). A figure with fewer than ``MIN_CLUSTERS`` templates
+    (``verified`` false) carries no interval, so its verdict is unverified."""
     interval = None
     if figure["verified"]:
         interval = Interval(
             figure["win_rate"], figure["ci_low"], figure["ci_high"], 0.95, figure["method"],
             figure["n_clusters"],
         )  # fmt: skip
-    name = f"{label} win-rate vs base (held-out rules, pass/fail judge, ties half)"
+    name = f"{label} win-rate vs base (the 4 held-out rule families, pass/fail judge, ties half)"
     details = {
         "prompts": figure["n"],
         "templates": figure["n_clusters"],
         "length_controlled": figure_text(figure["length_controlled"]),
+        **summary_details(summary or figure),
     }
     return [
         headline_figure(
@@ -112,7 +124,7 @@ def run_demo(settings: ProjectSettings, sizes: DemoSizes, command: str) -> Path:
         model_dir,
         Path(dpo["adapter_dir"]),
         first_per_template(heldout_prompts, sizes.eval_per_template),
-        max_new_tokens=sizes.max_new_tokens,
+        max_new_tokens=sizes.eval_max_new_tokens,
         kl_samples=sizes.kl_samples,
         seed=settings.seed,
     )

@@ -136,10 +136,22 @@ def group_summary(samples: list[Sample]) -> dict[str, Any]:
         "policy_pass_rate": _mean([s["policy_pass"] for s in samples]),
         "base_score": _mean([s["base_score"] for s in samples]),
         "policy_score": _mean([s["policy_score"] for s in samples]),
+        "base_truncated": _mean([s.get("base_truncated", False) for s in samples]),
+        "policy_truncated": _mean([s.get("policy_truncated", False) for s in samples]),
+        "leave_one_rule_out": leave_one_rule_out(samples),
         "base_length_words": _mean([len(verifiable.words(s["base"])) for s in samples]),
         "policy_length_words": _mean([len(verifiable.words(s["policy"])) for s in samples]),
         "per_rule": per_rule,
     }
+
+
+def leave_one_rule_out(samples: list[Sample]) -> dict[str, float]:
+    """The win-rate with each rule left out in turn (rule -> win-rate without it), so a figure
+    carried by one rule shows."""
+    rules = sorted({s["rule"] for s in samples})
+    if len(rules) < 2:
+        return {}
+    return {rule: _mean([s["outcome"] for s in samples if s["rule"] != rule]) for rule in rules}
 
 
 def summarise(samples: list[Sample]) -> dict[str, Any]:
@@ -179,6 +191,9 @@ def pooled_win_rates(per_seed: dict[int, list[Sample]], seed: int = 0) -> dict[s
                 for s, samples in per_seed.items()
             }
             pooled.setdefault(group, {})[name] = _pooled_figure(rows, seed)
+        everything = [r for samples in per_seed.values() for r in samples if r["group"] == group]
+        if everything:
+            pooled[group]["all_seeds"] = group_summary(everything)
     return pooled
 
 
@@ -192,6 +207,7 @@ def _pooled_figure(rows: dict[int, list[Sample]], seed: int) -> dict[str, Any]:
         "per_seed": per_seed,
         "seeds": len(rows),
         "n": len(flat),
+        "distinct_prompts": len({r["prompt"] for _, r in flat}),
         "n_clusters_min": min((f["n_clusters"] for f in per_seed.values()), default=0),
         "win_rate": None,
         "ci_low": None,
@@ -200,9 +216,12 @@ def _pooled_figure(rows: dict[int, list[Sample]], seed: int) -> dict[str, Any]:
     }
     figure["verified"] = len(rows) >= 2 and figure["n_clusters_min"] >= MIN_CLUSTERS
     if len({s for s, _ in flat}) >= 2:
+        # Templates outermost: every seed judges the same held-out templates (and mostly the
+        # same prompts, with the same greedy base answer), so seeds are not independent draws
+        # above templates; nesting seeds inside templates keeps the interval honest.
         interval = hierarchical_bootstrap_mean(
             [r["outcome"] for _, r in flat],
-            [[s for s, _ in flat], [r["template_id"] for _, r in flat]],
+            [[r["template_id"] for _, r in flat], [s for s, _ in flat]],
             seed=seed,
         )
         figure |= {
@@ -297,8 +316,14 @@ def _answer_log_probs(model: Any, tokenizer: Any, sequences: Any, prompt_mask: A
     return (token_logp * keep).sum(dim=1).cpu().numpy()
 
 
-def judge(row: dict[str, Any], base_text: str, policy_text: str) -> Sample:
-    """One held-out prompt's two answers, judged pass/fail, with the graded scores beside."""
+def judge(
+    row: dict[str, Any],
+    base_text: str,
+    policy_text: str,
+    truncated: tuple[bool, bool] = (False, False),
+) -> Sample:
+    """One held-out prompt's two answers, judged pass/fail, with the graded scores beside and
+    whether each answer ran into the token limit (``truncated``: base, policy)."""
     base_pass = verifiable.passes(base_text, row["check"])
     policy_pass = verifiable.passes(policy_text, row["check"])
     return {
@@ -314,6 +339,8 @@ def judge(row: dict[str, Any], base_text: str, policy_text: str) -> Sample:
         "base_score": verifiable.score(base_text, row["check"]),
         "policy_score": verifiable.score(policy_text, row["check"]),
         "outcome": outcome(float(policy_pass), float(base_pass)),
+        "base_truncated": truncated[0],
+        "policy_truncated": truncated[1],
     }
 
 
@@ -346,8 +373,12 @@ def evaluate_policy(
         **options,
     )  # fmt: skip
     del model
+
+    def hit_limit(text: str) -> bool:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"]) >= max_new_tokens - 1
+
     samples = [
-        judge(row, base_text, policy_text)
+        judge(row, base_text, policy_text, (hit_limit(base_text), hit_limit(policy_text)))
         for row, base_text, policy_text in zip(
             prompts, base_responses, policy_responses, strict=True
         )
@@ -377,6 +408,26 @@ def reward_model_preference(
             [samples[i]["template_id"] for i in rows],
         )
     return figures
+
+
+def summary_details(summary: dict[str, Any]) -> dict[str, Any]:
+    """What a reader needs beside a win-rate (a group summary's): wins/ties/losses, pass rates,
+    each rule's win-rate, the range with one rule left out, and answers cut by the limit."""
+    left_out = summary["leave_one_rule_out"].values()
+    return {
+        "wins_ties_losses": f"{summary['wins']}/{summary['ties']}/{summary['losses']}",
+        "pass_rate_base_to_policy": (
+            f"{summary['base_pass_rate']:.3f} -> {summary['policy_pass_rate']:.3f}"
+        ),
+        "per_rule": {
+            rule: f"{f['win_rate']:.3f} ({f['wins']}/{f['ties']}/{f['losses']})"
+            for rule, f in summary["per_rule"].items()
+        },
+        "one_rule_left_out": f"{min(left_out):.3f}-{max(left_out):.3f}" if left_out else None,
+        "truncated_base_policy": (
+            f"{summary['base_truncated']:.3f}/{summary['policy_truncated']:.3f}"
+        ),
+    }
 
 
 def figure_text(figure: dict[str, Any]) -> str:

@@ -62,6 +62,16 @@ ANIMALS = [
     ("makes honey", "bee"),
     ("has black and white stripes", "zebra"),
 ]
+# Its own questions: one template per list, so a held-out template never repeats a trained one's.
+YOUNG = [
+    ("cat", "kitten"),
+    ("dog", "puppy"),
+    ("cow", "calf"),
+    ("sheep", "lamb"),
+    ("horse", "foal"),
+    ("duck", "duckling"),
+    ("frog", "tadpole"),
+]
 OPPOSITES = [
     ("hot", "cold"),
     ("up", "down"),
@@ -126,6 +136,19 @@ QUESTIONS = [
     "do plants need light",
 ]
 STARTS = ["Yes", "Today", "Once", "Sure", "Well", "Honestly"]
+# Held-out rules explain other things than the length rule's EXPLAIN: "explain X" was trained
+# to be short there.
+WONDERS = [
+    "how bridges stay up",
+    "why leaves change colour",
+    "what a volcano is",
+    "how bees make honey",
+    "why the sea is salty",
+    "what electricity is",
+]
+# The fewest words that do what a held-out prompt asks besides its rule: an answer too short to
+# be a sentence or an explanation must not pass "no commas" or "all lowercase" by saying little.
+SENTENCE, SHORT_ANSWER, EXPLANATION, TWO_SENTENCES = 6, 3, 8, 10
 
 
 def _pick(rng: random.Random, options: list[Any]) -> Any:
@@ -186,24 +209,27 @@ def _bullet_fill(rng: random.Random) -> tuple[dict[str, Any], Check]:
     return {"k": items, "things": _pick(rng, LISTS)}, {"rule": "bullet_list", "items": items}
 
 
-def _starts_fill(rng: random.Random) -> tuple[dict[str, Any], Check]:
-    word = _pick(rng, STARTS)
-    slots = {"topic": _pick(rng, TOPICS), "question": _pick(rng, QUESTIONS), "w": word}
-    return slots, {"rule": "starts_with", "word": word}
-
-
-def _case_fill(case: str) -> Filler:
+def _starts_fill(min_words: int) -> Filler:
     def fill(rng: random.Random) -> tuple[dict[str, Any], Check]:
-        slots = {"topic": _pick(rng, TOPICS), "explain": _pick(rng, EXPLAIN)}
-        return slots, {"rule": "letter_case", "case": case}
+        word = _pick(rng, STARTS)
+        slots = {"topic": _pick(rng, TOPICS), "question": _pick(rng, QUESTIONS), "w": word}
+        return slots, {"rule": "starts_with", "word": word, "min_words": min_words}
 
     return fill
 
 
-def _plain_fill(rule: str) -> Filler:
+def _case_fill(case: str, min_words: int) -> Filler:
     def fill(rng: random.Random) -> tuple[dict[str, Any], Check]:
-        slots = {"topic": _pick(rng, TOPICS), "explain": _pick(rng, EXPLAIN)}
-        return slots, {"rule": rule}
+        slots = {"topic": _pick(rng, TOPICS), "explain": _pick(rng, WONDERS)}
+        return slots, {"rule": "letter_case", "case": case, "min_words": min_words}
+
+    return fill
+
+
+def _plain_fill(rule: str, min_words: int) -> Filler:
+    def fill(rng: random.Random) -> tuple[dict[str, Any], Check]:
+        slots = {"topic": _pick(rng, TOPICS), "explain": _pick(rng, WONDERS)}
+        return slots, {"rule": rule, "min_words": min_words}
 
     return fill
 
@@ -236,8 +262,8 @@ TEMPLATES: list[Template] = [
     Template(
         "one_word/single",
         "one_word",
-        "What colour is {clue}? Your whole answer must be a single word.",
-        _answer_fill(COLOURS),
+        "What is a baby {clue} called? Your whole answer must be a single word.",
+        _answer_fill(YOUNG),
     ),
     Template(
         "include/one",
@@ -392,97 +418,97 @@ TEMPLATES: list[Template] = [
         "starts/begin",
         "starts_with",
         "Begin your answer with the word '{w}'. Tell me about {topic}.",
-        _starts_fill,
+        _starts_fill(EXPLANATION),
     ),
     Template(
         "starts/first-word",
         "starts_with",
         "Answer the question ({question}?) and make '{w}' the first word of your reply.",
-        _starts_fill,
+        _starts_fill(SHORT_ANSWER),
     ),
     Template(
         "starts/open",
         "starts_with",
         "Write one sentence about {topic} that starts with '{w}'.",
-        _starts_fill,
+        _starts_fill(SENTENCE),
     ),
     Template(
         "starts/reply",
         "starts_with",
         "Reply starting with the word '{w}': {question}?",
-        _starts_fill,
+        _starts_fill(SHORT_ANSWER),
     ),
     Template(
         "case/lower",
         "letter_case",
         "Write a sentence about {topic} using only lowercase letters.",
-        _case_fill("lower"),
+        _case_fill("lower", SENTENCE),
     ),
     Template(
         "case/no-capitals",
         "letter_case",
         "Explain {explain} without any capital letters.",
-        _case_fill("lower"),
+        _case_fill("lower", EXPLANATION),
     ),
     Template(
         "case/upper",
         "letter_case",
         "Write one sentence about {topic} in ALL CAPITAL LETTERS.",
-        _case_fill("upper"),
+        _case_fill("upper", SENTENCE),
     ),
     Template(
         "case/shout",
         "letter_case",
         "Explain {explain}, writing every letter in uppercase.",
-        _case_fill("upper"),
+        _case_fill("upper", EXPLANATION),
     ),
     Template(
         "quoted/wrap",
         "quoted",
         "Wrap your entire answer in double quotation marks. Describe {topic}.",
-        _plain_fill("quoted"),
+        _plain_fill("quoted", SENTENCE),
     ),
     Template(
         "quoted/quote",
         "quoted",
         "Explain {explain}, and put your whole answer inside double quotes.",
-        _plain_fill("quoted"),
+        _plain_fill("quoted", EXPLANATION),
     ),
     Template(
         "quoted/marks",
         "quoted",
         'Write one sentence about {topic} and enclose it in double quotes, like "this".',
-        _plain_fill("quoted"),
+        _plain_fill("quoted", SENTENCE),
     ),
     Template(
         "quoted/start-end",
         "quoted",
         "Start and end your answer with a double quote character: {explain}?",
-        _plain_fill("quoted"),
+        _plain_fill("quoted", EXPLANATION),
     ),
     Template(
         "commas/none",
         "no_commas",
         "Describe {topic} without using any commas.",
-        _plain_fill("no_commas"),
+        _plain_fill("no_commas", SENTENCE),
     ),
     Template(
         "commas/avoid",
         "no_commas",
         "Explain {explain}. Do not use a single comma.",
-        _plain_fill("no_commas"),
+        _plain_fill("no_commas", EXPLANATION),
     ),
     Template(
         "commas/no-punct",
         "no_commas",
         "Write two sentences about {topic}; commas are not allowed.",
-        _plain_fill("no_commas"),
+        _plain_fill("no_commas", TWO_SENTENCES),
     ),
     Template(
         "commas/free",
         "no_commas",
         "Answer without commas: {explain}?",
-        _plain_fill("no_commas"),
+        _plain_fill("no_commas", EXPLANATION),
     ),
 ]
 RULE_NAMES = sorted({template.rule for template in TEMPLATES})

@@ -108,20 +108,40 @@ class RewardScorer:
 
 
 def pairwise_accuracy(scorer: RewardScorer, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Share of pairs whose chosen answer gets the higher reward, with its Wilson interval."""
-    from roadmap_lab.stats import wilson_interval
+    """Share of pairs whose chosen answer gets the higher reward, with a cluster bootstrap
+    interval over templates (pairs of one template are not independent; Wilson's when the rows
+    name fewer than two templates), and beside it the accuracy of "the shorter answer wins"
+    on the same pairs: what a reward model that learnt only length would score."""
+    from roadmap_lab import verifiable
+    from roadmap_lab.stats import cluster_bootstrap_mean, wilson_interval
 
     if not rows:
         raise PreferenceDataError("no held-out pairs to measure pairwise accuracy on")
     prompts = [row["prompt"][-1]["content"] for row in rows]
     chosen = scorer.score(prompts, [row["chosen"][0]["content"] for row in rows])
     rejected = scorer.score(prompts, [row["rejected"][0]["content"] for row in rows])
-    correct = sum(1 for c, r in zip(chosen, rejected, strict=True) if c > r)
-    interval = wilson_interval(correct, len(rows))
+    correct = [float(c > r) for c, r in zip(chosen, rejected, strict=True)]
+    templates = [row.get("template_id", row.get("rule", "")) for row in rows]
+    if len(set(templates)) >= 2:
+        interval = cluster_bootstrap_mean(correct, templates)
+    else:
+        interval = wilson_interval(sum(correct), len(rows))
+
+    def length(row: dict[str, Any], key: str) -> int:
+        return len(verifiable.words(row[key][0]["content"]))
+
+    shorter = [
+        0.5 if length(row, "chosen") == length(row, "rejected")
+        else float(length(row, "chosen") < length(row, "rejected"))
+        for row in rows
+    ]  # fmt: skip
     return {
         "accuracy": interval.estimate,
         "ci_low": interval.low,
         "ci_high": interval.high,
+        "method": interval.method,
         "n": len(rows),
+        "templates": len(set(templates)),
+        "shorter_answer_wins": sum(shorter) / len(rows),
         "mean_margin": sum(c - r for c, r in zip(chosen, rejected, strict=True)) / len(rows),
     }

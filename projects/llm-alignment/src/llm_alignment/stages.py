@@ -33,6 +33,18 @@ RECORD = "record.json"
 StageWork = Callable[[Path], dict[str, Any]]
 
 
+def files_digest(paths: list[Path]) -> str:
+    """A short hash of the files' names and bytes: a stage records the code (and weights) it
+    ran with, so --resume never mixes records made by other code."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        with path.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def fingerprint(settings: dict[str, Any]) -> str:
     """A short hash of the settings a stage ran with (sorted JSON)."""
     text = json.dumps(settings, sort_keys=True, default=str)
