@@ -141,18 +141,22 @@ class Benchmark:
             seed=seed,
         )
 
+    def dpo_options(self, name: str, seed: int, precompute: bool) -> DPOOptions:
+        """DPO at the benchmark's sizes, into a scratch folder, registering nothing."""
+        return DPOOptions(
+            output_dir=self.run_dir / name,
+            num_train_epochs=self.sizes.dpo_epochs,
+            per_device_train_batch_size=self.sizes.batch_size,
+            precompute_ref_log_probs=precompute,
+            seed=seed,
+            register_name=None,
+        )
+
     def dpo(self, seed: int) -> dict[str, Any]:
         train, _, prompts, _ = self.data(seed)
 
         def work(_: Path) -> dict[str, Any]:
-            options = DPOOptions(
-                output_dir=self.run_dir / f"dpo-seed{seed}",
-                num_train_epochs=self.sizes.dpo_epochs,
-                per_device_train_batch_size=self.sizes.batch_size,
-                precompute_ref_log_probs=True,
-                seed=seed,
-                register_name=None,
-            )
+            options = self.dpo_options(f"dpo-seed{seed}", seed, precompute=True)
             summary = train_dpo(options, train, self.model_dir, **self.tracking)
             report = self.evaluate(Path(summary["adapter_dir"]), prompts, seed)
             shutil.rmtree(options.output_dir, ignore_errors=True)
@@ -205,14 +209,7 @@ class Benchmark:
         subset = random.Random(seed).sample(train, min(len(train), self.sizes.speed_pairs))
 
         def arm(precompute: bool, repeat: int) -> dict[str, Any]:
-            options = DPOOptions(
-                output_dir=self.run_dir / f"speed-{repeat}-{precompute}",
-                num_train_epochs=self.sizes.dpo_epochs,
-                per_device_train_batch_size=self.sizes.batch_size,
-                precompute_ref_log_probs=precompute,
-                seed=seed,
-                register_name=None,
-            )
+            options = self.dpo_options(f"speed-{repeat}-{precompute}", seed, precompute)
             summary = train_dpo(options, subset, self.model_dir, **self.tracking)
             shutil.rmtree(options.output_dir, ignore_errors=True)
             keys = ("steps", "steps_per_second", "steps_per_second_wall", "peak_memory_mb")

@@ -49,6 +49,7 @@ NOISE_ROWS = 900
 # Share of requests that may fail while the service switches models (zero observed failures meet
 # it only when enough requests were sent: the Wilson bound of 0 in n is about 3.84 / n).
 RELOAD_FAILURE_TARGET = "< 0.001"
+RELOAD_TIMEOUT_S = 120.0
 
 
 def _git(folder: Path, *args: str) -> str:
@@ -101,7 +102,7 @@ def _reload(base_url: str, api_key: str, model_uri: str) -> dict[str, Any]:
         f"{base_url}/admin/reload",
         json={"model_uri": model_uri},
         headers={"X-API-Key": api_key},
-        timeout=120,
+        timeout=RELOAD_TIMEOUT_S,
     )
     return {"status": reply.status_code, **reply.json()}
 
@@ -109,18 +110,27 @@ def _reload(base_url: str, api_key: str, model_uri: str) -> dict[str, Any]:
 def _load_during_reload(
     base_url: str, api_key: str, model_uri: str, seconds: float
 ) -> tuple[LoadResult, dict[str, Any], float]:
-    """Traffic for ``seconds``; the reload starts a third of the way in. Returns the load, the
-    reload's reply and when (seconds into the load) the reload was sent."""
+    """Traffic for at least ``seconds``; the reload starts a third of the way in, and the traffic
+    goes on for a third of ``seconds`` after the reload's reply (on a busy machine the reload
+    can outlast the planned window, and the new version must be seen answering). Returns the
+    load, the reload's reply and when (seconds into the load) the reload was sent."""
     holder: dict[str, LoadResult] = {}
+    stop = threading.Event()
     thread = threading.Thread(
-        target=lambda: holder.setdefault("load", run_load(base_url, seconds, concurrency=4))
+        target=lambda: holder.setdefault(
+            "load", run_load(base_url, seconds + RELOAD_TIMEOUT_S, concurrency=4, stop=stop)
+        )
     )
     began = time.monotonic()
     thread.start()
     time.sleep(seconds / 3)
     sent_at = time.monotonic() - began
-    reply = _reload(base_url, api_key, model_uri)
-    thread.join()
+    try:
+        reply = _reload(base_url, api_key, model_uri)
+        time.sleep(max(seconds / 3, seconds - (time.monotonic() - began)))
+    finally:
+        stop.set()
+        thread.join()
     return holder["load"], reply, sent_at
 
 
