@@ -5,6 +5,7 @@ analytic KL of two categorical distributions, and exactly 0 for a policy equal t
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,9 +13,11 @@ from llm_alignment.evaluate import (
     MIN_CLUSTERS,
     judge,
     length_band,
+    length_matched,
     mc_kl,
     outcome,
     pooled_win_rates,
+    rejudge,
     sampled_log_probs,
     summarise,
     win_rate,
@@ -40,8 +43,8 @@ def test_a_cut_down_answer_does_not_win_a_held_out_rule() -> None:
     # A trained habit of brevity: the base's answer breaks the rule, the policy's says too
     # little to be the description asked for. Neither passes: a tie, not a win.
     check = {"rule": "no_commas", "min_words": 6}
-    row = {"prompt": "Describe a garden without commas.", "template_id": "commas/none"}
-    row |= {"rule": "no_commas", "check": check, "group": HELDOUT_RULE}
+    row: dict[str, Any] = {"prompt": "Describe a garden without commas.", "check": check}
+    row |= {"template_id": "commas/none", "rule": "no_commas", "group": HELDOUT_RULE}
     base = "A garden is green, quiet and full of flowers, bees and birds."
     for policy in ("Green.", "A garden grows."):
         assert judge(row, base, policy)["outcome"] == 0.5
@@ -54,6 +57,7 @@ def sample(group: str, template: str, result: float, base: str = "a", policy: st
         "template_id": template,
         "rule": template.split("/")[0],
         "prompt": "p",
+        "check": {"rule": "one_word"},
         "base": base,
         "policy": policy,
         "base_pass": result == 0.0,
@@ -61,6 +65,8 @@ def sample(group: str, template: str, result: float, base: str = "a", policy: st
         "base_score": 0.5,
         "policy_score": 0.5,
         "outcome": result,
+        "base_truncated": False,
+        "policy_truncated": False,
     }
 
 
@@ -198,3 +204,31 @@ def test_answer_log_probs_do_not_depend_on_left_padding(tiny_llama_dir: Path) ->
             logp = torch.log_softmax(model(sequence).logits[0].float(), dim=-1)
             by_hand = sum(float(logp[start - 1 + i, token]) for i, token in enumerate(answer))
             assert padded[row] == pytest.approx(by_hand, abs=1e-4)
+
+
+def test_length_matched_cuts_the_base_to_the_policy_answer_for_prefix_rules() -> None:
+    check = {"rule": "no_commas", "min_words": 6}
+    row: dict[str, Any] = {"prompt": "Describe a garden without commas.", "check": check}
+    row |= {"template_id": "commas/none", "rule": "no_commas", "group": HELDOUT_RULE}
+    # The base breaks the rule only after the policy's length: cut there, it passes too.
+    judged = judge(
+        row, "A garden is green and quiet today, with bees.", "A garden is green and calm."
+    )
+    assert judged["outcome"] == 1.0
+    (matched,) = length_matched([judged])
+    assert matched["base"] == "A garden is green and quiet" and matched["outcome"] == 0.5
+    assert rejudge([judged]) == [judged]
+
+
+def test_the_pooled_interval_covers_every_seeds_estimate() -> None:
+    # Seed 2's run went worse on every template: a bootstrap inside templates averages it out.
+    per_seed = {
+        seed: [
+            sample(HELDOUT_RULE, f"r/{t}", 0.5 if seed == 2 or t % 4 == 0 else 1.0)
+            for t in range(12)
+        ]
+        for seed in range(3)
+    }
+    figure = pooled_win_rates(per_seed)[HELDOUT_RULE]["raw"]
+    assert figure["per_seed"][2]["win_rate"] == 0.5
+    assert figure["ci_low"] <= 0.5 and "each seed" in figure["method"]

@@ -15,7 +15,8 @@ Once, on seed 0's pairs:
    and its win-rate the same way.
 5. ``speed``: DPO steps/s with the reference log-probs precomputed (the pass counted) against
    computed on the fly, the same pairs, ``dpo_epochs`` epochs each, alternating arms over repeats.
-The report pools the seeds (seeds, then templates, then prompts resampled) and computes each
+The report judges the stored answers again, pools the seeds (templates, then seeds, then prompts
+resampled, widened to cover each seed's estimate) and computes each
 verdict from its interval.
 """
 
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from rich.table import Table
 from roadmap_lab.results import ResultsWriter, headline_figure
 from roadmap_lab.stats import Interval, paired_ratio
@@ -42,14 +43,16 @@ from llm_alignment.evaluate import (
     figure_text,
     first_per_template,
     pooled_win_rates,
+    rejudge,
     render_html,
+    summarise,
 )
 from llm_alignment.pairs import PairOptions, build_pairs
 from llm_alignment.prompts import HELDOUT_RULE, HELDOUT_TEMPLATE
 from llm_alignment.reward import RewardOptions, RewardScorer, pairwise_accuracy, train_reward_model
 from llm_alignment.rl import GRPOOptions, train_grpo
 from llm_alignment.settings import ProjectSettings, base_model_dir
-from llm_alignment.stages import StageStore, files_digest
+from llm_alignment.stages import StageStore, files_digest, sources_digest
 
 SPEED_ARMS = ("on_the_fly", "precomputed")
 
@@ -70,6 +73,13 @@ class BenchmarkSizes(BaseModel):
     grpo_steps: int = Field(default=40, ge=1)
     speed_pairs: int = Field(default=32, ge=2, description="pairs each speed arm trains on")
     speed_repeats: int = Field(default=4, ge=2, description="even: each arm first half the time")
+
+    @field_validator("speed_repeats")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError("speed_repeats must be even, so each arm goes first equally often")
+        return value
 
 
 class Benchmark:
@@ -229,21 +239,37 @@ class Benchmark:
 
 
 def code_and_weights(model_dir: Path) -> dict[str, str]:
-    """Digests a stage's record carries: the model's weights, the code pairs are built with
-    (``data_code``), and all of this project's and the shared library's code (``code``)."""
-    import roadmap_lab
+    """Digests a stage's record carries, so --resume never mixes records made otherwise: the
+    model (weights, tokenizer, configs) with the versions of the libraries that run it; the code
+    that builds pairs (``data_code``); the code that makes a stage's weights and answers
+    (``code``: training, generation, the KL estimate). Judging and reporting are left out: the
+    report judges the stored answers again, so fixing them needs no new stage."""
+    from importlib import metadata
+
     from roadmap_lab import verifiable
 
-    from llm_alignment import data, generation, pairs, prompts
+    from llm_alignment import data, dpo, evaluate, generation, pairs, prompts, reward, rl
 
-    package = Path(__file__).parent
-    shared = Path(roadmap_lab.__file__).parent
-    data_files = [Path(m.__file__ or "") for m in (data, generation, pairs, prompts, verifiable)]
+    libraries = ("torch", "transformers", "trl", "peft", "accelerate")
+    versions = ";".join(f"{name}={metadata.version(name)}" for name in libraries)
+    model_files = sorted([*model_dir.glob("*.safetensors"), *model_dir.glob("*.json")])
+    data_modules = (data, generation, pairs, prompts, verifiable)
+    answering = (
+        evaluate.evaluate_policy, evaluate.sampled_log_probs, evaluate._answer_log_probs,
+        evaluate.mc_kl,
+    )  # fmt: skip
     return {
-        "weights": files_digest(sorted(model_dir.glob("*.safetensors"))),
-        "data_code": files_digest(data_files),
-        "code": files_digest([*package.glob("*.py"), *shared.glob("*.py")]),
+        "weights": f"{files_digest(model_files)};{versions}",
+        "data_code": files_digest([Path(m.__file__ or "") for m in data_modules]),
+        "code": files_digest([Path(m.__file__ or "") for m in (*data_modules, dpo, reward, rl)])
+        + sources_digest(answering),
     }
+
+
+def rejudged(report: dict[str, Any]) -> dict[str, Any]:
+    """A stage's evaluation judged and summarised again from its stored answers."""
+    samples = rejudge(report["samples"])
+    return summarise(samples) | {"kl_to_base": report["kl_to_base"], "samples": samples}
 
 
 def reward_ends(history: list[dict[str, Any]], steps: int) -> dict[str, float | None]:
@@ -299,9 +325,8 @@ def run_benchmark(
     dpo = {seed: bench.dpo(seed) for seed in sizes.seeds}
     reward, grpo, speed = bench.reward(), bench.grpo(), bench.speed()
     records = list(bench.records.values())
-    pooled = pooled_win_rates({s: dpo[s]["evaluation"]["samples"] for s in sizes.seeds})
-    first = dpo[sizes.seeds[0]]["evaluation"]
-    grpo_report = grpo["evaluation"]
+    pooled = pooled_win_rates({s: rejudge(dpo[s]["evaluation"]["samples"]) for s in sizes.seeds})
+    first, grpo_report = rejudged(dpo[sizes.seeds[0]]["evaluation"]), rejudged(grpo["evaluation"])
     speed_wall = speed_ratio(speed, "steps_per_second_wall")
 
     writer = ResultsWriter(PROJECT, settings.dist_dir, command=command, kind="benchmark")
@@ -331,8 +356,9 @@ def run_benchmark(
                 None, "fraction", baseline=0.5, interval=_interval(templates_figure), digits=3,
             ),
             headline_figure(
-                "Reward model pairwise accuracy (held-out pairs)",
-                round(reward["heldout"]["accuracy"], 3), "fraction", baseline=0.5,
+                "Reward model pairwise accuracy (held-out pairs; baseline: shorter answer wins)",
+                None, "fraction", baseline=round(reward["heldout"]["shorter_answer_wins"], 3),
+                interval=rm_interval(reward["heldout"]), digits=3,
             ),
             headline_figure(
                 "DPO steps/s, precomputed reference over on the fly (wall, precompute counted)",
@@ -364,6 +390,13 @@ def _without_samples(stage: dict[str, Any]) -> dict[str, Any]:
     """A training stage's result without the per-prompt answers (they go to the HTML pages)."""
     evaluation = {k: v for k, v in stage["evaluation"].items() if k != "samples"}
     return {"training": stage["training"], "evaluation": evaluation}
+
+
+def rm_interval(accuracy: dict[str, Any]) -> Interval:
+    return Interval(
+        accuracy["accuracy"], accuracy["ci_low"], accuracy["ci_high"], 0.95, accuracy["method"],
+        accuracy["templates"],
+    )  # fmt: skip
 
 
 def _interval(figure: dict[str, Any]) -> Interval | None:

@@ -76,6 +76,8 @@ def win_rate_headline(
     name = f"{label} win-rate vs base (the 4 held-out rule families, pass/fail judge, ties half)"
     details = {
         "prompts": figure["n"],
+        "distinct_prompts": figure.get("distinct_prompts", figure["n"]),
+        "per_seed": {s: figure_text(f) for s, f in figure.get("per_seed", {}).items()},
         "templates": figure["n_clusters"],
         "length_controlled": figure_text(figure["length_controlled"]),
         **summary_details(summary or figure),

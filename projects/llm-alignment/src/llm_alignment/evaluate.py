@@ -15,7 +15,7 @@ Figures, each for (a) held-out templates of training rules and (b) held-out rule
 * per rule (few templates each: marked ``few_clusters``).
 
 ``pooled_win_rates`` combines several seeds: per-seed figures and a pooled one whose interval
-resamples seeds, then templates, then prompts. KL(policy || base) is estimated by Monte Carlo
+resamples templates, then seeds, then prompts. KL(policy || base) is estimated by Monte Carlo
 over answers sampled from the policy (``mc_kl``).
 """
 
@@ -132,12 +132,16 @@ def group_summary(samples: list[Sample]) -> dict[str, Any]:
         }
     return figure(samples) | {
         "length_controlled": figure(length_controlled(samples)),
+        "length_matched": figure(length_matched(samples)),
+        "untruncated": figure(
+            [s for s in samples if not (s["base_truncated"] or s["policy_truncated"])]
+        ),
         "base_pass_rate": _mean([s["base_pass"] for s in samples]),
         "policy_pass_rate": _mean([s["policy_pass"] for s in samples]),
         "base_score": _mean([s["base_score"] for s in samples]),
         "policy_score": _mean([s["policy_score"] for s in samples]),
-        "base_truncated": _mean([s.get("base_truncated", False) for s in samples]),
-        "policy_truncated": _mean([s.get("policy_truncated", False) for s in samples]),
+        "base_truncated": _mean([s["base_truncated"] for s in samples]),
+        "policy_truncated": _mean([s["policy_truncated"] for s in samples]),
         "leave_one_rule_out": leave_one_rule_out(samples),
         "base_length_words": _mean([len(verifiable.words(s["base"])) for s in samples]),
         "policy_length_words": _mean([len(verifiable.words(s["policy"])) for s in samples]),
@@ -152,6 +156,32 @@ def leave_one_rule_out(samples: list[Sample]) -> dict[str, float]:
     if len(rules) < 2:
         return {}
     return {rule: _mean([s["outcome"] for s in samples if s["rule"] != rule]) for rule in rules}
+
+
+# Rules an answer cannot break by being longer's opposite: cutting an answer to fewer words
+# never adds a comma or a wrong-case letter, so the base cut to the policy's length is fair.
+PREFIX_MONOTONE_RULES = ("no_commas", "letter_case")
+
+
+def rejudge(samples: list[Sample]) -> list[Sample]:
+    """Judge stored answers again with the current judge (a record keeps its texts and checks,
+    so a fix to judging needs no new answers)."""
+    return [
+        judge(s, s["base"], s["policy"], (s["base_truncated"], s["policy_truncated"]))
+        for s in samples
+    ]
+
+
+def length_matched(samples: list[Sample]) -> list[Sample]:
+    """For rules where a shorter answer can only do better (``PREFIX_MONOTONE_RULES``), the
+    base answer cut to the policy answer's word count and judged again; others unchanged."""
+    matched = []
+    for s in samples:
+        if s["rule"] in PREFIX_MONOTONE_RULES:
+            cut = " ".join(s["base"].split()[: len(s["policy"].split())])
+            s = judge(s, cut, s["policy"], (s["base_truncated"], s["policy_truncated"]))
+        matched.append(s)
+    return matched
 
 
 def summarise(samples: list[Sample]) -> dict[str, Any]:
@@ -181,8 +211,10 @@ def band_names() -> list[str]:
 
 def pooled_win_rates(per_seed: dict[int, list[Sample]], seed: int = 0) -> dict[str, Any]:
     """Several seeds' judged samples (seed -> samples): per group, each seed's figure and the
-    pooled one, whose interval resamples seeds, then templates, then prompts. A pooled figure
-    is verified when every seed has ``MIN_CLUSTERS`` templates in it."""
+    pooled one, whose interval resamples templates, then seeds, then prompts, widened to cover
+    every seed's own estimate (seeds and templates are crossed, and with 3 seeds a bootstrap
+    cannot see a whole run that went better or worse). A pooled figure is verified when every
+    seed has ``MIN_CLUSTERS`` templates in it."""
     pooled: dict[str, Any] = {}
     for group in (HELDOUT_RULE, HELDOUT_TEMPLATE):
         for name, select in (("raw", lambda rows: rows), ("length_controlled", length_controlled)):
@@ -224,11 +256,12 @@ def _pooled_figure(rows: dict[int, list[Sample]], seed: int) -> dict[str, Any]:
             [[r["template_id"] for _, r in flat], [s for s, _ in flat]],
             seed=seed,
         )
+        estimates = [f["win_rate"] for f in per_seed.values() if f["win_rate"] is not None]
         figure |= {
             "win_rate": interval.estimate,
-            "ci_low": interval.low,
-            "ci_high": interval.high,
-            "method": interval.method,
+            "ci_low": min(interval.low, *estimates),
+            "ci_high": max(interval.high, *estimates),
+            "method": f"{interval.method}, widened to cover each seed's estimate",
         }
     return figure
 
@@ -332,6 +365,7 @@ def judge(
         "group": sample_group(row),
         "rule": row["rule"],
         "prompt": row["prompt"],
+        "check": row["check"],
         "base": base_text,
         "policy": policy_text,
         "base_pass": base_pass,
@@ -424,6 +458,8 @@ def summary_details(summary: dict[str, Any]) -> dict[str, Any]:
             for rule, f in summary["per_rule"].items()
         },
         "one_rule_left_out": f"{min(left_out):.3f}-{max(left_out):.3f}" if left_out else None,
+        "base_cut_to_policy_length": figure_text(summary["length_matched"]),
+        "without_answers_cut_by_the_limit": figure_text(summary["untruncated"]),
         "truncated_base_policy": (
             f"{summary['base_truncated']:.3f}/{summary['policy_truncated']:.3f}"
         ),

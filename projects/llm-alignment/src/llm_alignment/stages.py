@@ -45,6 +45,15 @@ def files_digest(paths: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
+def sources_digest(functions: tuple[Callable[..., Any], ...]) -> str:
+    """A short hash of the functions' source code (a stage that runs a few functions of a
+    module need not depend on the rest of it)."""
+    import inspect
+
+    text = "\n".join(inspect.getsource(function) for function in functions)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def fingerprint(settings: dict[str, Any]) -> str:
     """A short hash of the settings a stage ran with (sorted JSON)."""
     text = json.dumps(settings, sort_keys=True, default=str)
