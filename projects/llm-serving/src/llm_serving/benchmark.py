@@ -451,8 +451,9 @@ def run_benchmark(settings: ProjectSettings, config: BenchmarkConfig) -> dict[st
     if config.lora_adapter:
         logger.info("LoRA's cost: adapter vs base on one bf16 server")
         serving["lora"] = run_lora_cost(
-            settings, bf16_dir, config.lora_adapter, reviews[online_end:], config
-        )
+            settings, bf16_dir, config.lora_adapter, reviews[online_end:],
+            config.online_output_len, config.lora_concurrency, config.lora_rounds,
+        )  # fmt: skip
     results = summarise(
         settings,
         config,

@@ -15,7 +15,6 @@ from llm_serving.errors import BenchmarkSizeError
 from llm_serving.online import NO_API_KEY, run_level
 
 if TYPE_CHECKING:
-    from llm_serving.benchmark import BenchmarkConfig
     from llm_serving.settings import ProjectSettings
 
 
@@ -88,9 +87,12 @@ def run_lora_cost(
     model_dir: Path,
     adapter_dir: str,
     prompts: list[list[int]],
-    config: BenchmarkConfig,
+    output_len: int,
+    concurrency: int,
+    rounds: int,
 ) -> dict[str, Any]:
-    """Serve ``model_dir`` with the adapter at ``adapter_dir`` and measure LoRA's cost on it."""
+    """Serve ``model_dir`` with the adapter at ``adapter_dir`` and measure LoRA's cost on it:
+    ``rounds`` rounds of ``concurrency`` requests of ``output_len`` tokens to each side."""
     from llm_serving.lora import resolve_adapters
     from llm_serving.server import VllmServer
 
@@ -100,8 +102,7 @@ def run_lora_cost(
         settings.model_copy(update={"port": 0}), model_dir, adapters=adapters
     ) as server:
         measured = lora_rounds(
-            server.base_url, (base, "lora"), prompts, config.online_output_len,
-            config.lora_concurrency, config.lora_rounds,
+            server.base_url, (base, "lora"), prompts, output_len, concurrency, rounds,
             api_key=settings.api_key_value() or NO_API_KEY,
         )  # fmt: skip
     return {"adapter": adapter_dir, **lora_cost(measured, base, "lora")}
