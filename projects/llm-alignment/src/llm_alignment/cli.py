@@ -9,6 +9,7 @@ python -m llm_alignment train-grpo --max-steps 20       # online RL rewarded by 
 python -m llm_alignment evaluate --adapter runs/llm-alignment/dpo/adapter --html eval.html
 python -m llm_alignment chat --adapter runs/llm-alignment/dpo/adapter
 python -m llm_alignment export-vllm runs/llm-alignment/dpo/adapter dist/vllm-adapter
+python -m llm_alignment merge-adapter models:/llm-alignment-dpo/1 dist/merged  # HF folder, no PEFT
 python -m llm_alignment demo
 python -m llm_alignment benchmark --publish
 Tracking: LLM_ALIGNMENT_TRACKING_URI (or MLFLOW_TRACKING_URI); default a local sqlite store in
@@ -409,6 +410,40 @@ def export_vllm(
         from llm_alignment.export import export_for_vllm
 
         console.print_json(json.dumps(export_for_vllm(adapter, dest, base_model_name)))
+
+
+@app.command("merge-adapter")
+def merge_adapter_command(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A saved PEFT LoRA adapter folder, or models:/<name>/<version> (or @<alias>) "
+            "of an adapter this project registered."
+        ),
+    ],
+    dest: Annotated[Path, typer.Argument(help="Output folder: the merged model (replaced).")],
+    model_dir: ModelDirOption = None,
+    run_dir: RunDirOption = None,
+    tracking_uri: TrackingUriOption = None,
+) -> None:
+    """Merge a LoRA adapter into the base model: a plain HF model folder (float32) that any
+    model-folder tool (prompt-registry --model-dir) runs without PEFT."""
+    with cli_errors():
+        from llm_alignment.merge import merge_adapter
+        from llm_alignment.settings import base_model_dir
+
+        settings = ProjectSettings(
+            **given(model_dir=model_dir, run_dir=run_dir, tracking_uri=tracking_uri)
+        )
+        local_store = settings.run_dir / "mlflow.db"
+        # The default registry is the run folder's store, when there is one.
+        registry = (
+            None
+            if settings.uses_local_store() and not local_store.is_file()
+            else settings.resolved_tracking_uri()
+        )
+        base = base_model_dir(settings.model_dir)
+        console.print_json(json.dumps(merge_adapter(source, dest, base, registry)))
 
 
 @app.command("demo")
