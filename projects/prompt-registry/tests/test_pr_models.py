@@ -1,7 +1,8 @@
-"""Prompt versions that name their model: the shipped verifiable golden set of the alignment rules
-(scored with the shared rule code), the model in the version's digest, the registry and the
-cache, and base against adapter through eval, gate and promotion on a real OpenAI-compatible
-HTTP server on 127.0.0.1 that serves an adapter by name beside the base."""
+"""Prompt versions that name their model: the shipped verifiable golden sets of the alignment rules
+(the training families and the held-out ones, scored with the shared rule code), the model in
+the version's digest, the registry and the cache, and base against adapter through eval, gate
+and promotion on a real OpenAI-compatible HTTP server on 127.0.0.1 that serves an adapter by
+name beside the base."""
 
 from __future__ import annotations
 
@@ -24,11 +25,10 @@ from roadmap_lab import verifiable
 from typer.testing import CliRunner
 
 PROMPT = "alignment-rules"
+HELDOUT_PROMPT = "alignment-heldout-rules"
 # What the base writes whatever it is asked: short prose that follows no format.
 BASE_PROSE = "Here is my answer."
-# The rule families the golden set was written for: llm-alignment's training rules. The families
-# it holds out from training (issue 23: starts_with, letter_case, quoted, no_commas) are not in
-# this set yet; adding them changes the prompt's version and its measured pass rate.
+# The rule families `alignment-rules` was written for: llm-alignment's training rules.
 GOLDEN_RULES = (
     "one_word",
     "include_words",
@@ -38,27 +38,30 @@ GOLDEN_RULES = (
     "arithmetic",
     "bullet_list",
 )
+# The families llm-alignment holds out from training (its HELDOUT_RULES, issue 23): the only ones
+# `alignment-heldout-rules` may hold.
+HELDOUT_RULES = ("starts_with", "letter_case", "quoted", "no_commas")
 
 
 def invoke(*args: object):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def name_model(prompts_dir: Path, model: str) -> None:
+def name_model(prompts_dir: Path, model: str, prompt: str = PROMPT) -> None:
     """The prompt file runs on ``model`` (nothing else changes)."""
-    spec_file = prompts_dir / PROMPT / "prompt.yaml"
+    spec_file = prompts_dir / prompt / "prompt.yaml"
     spec = yaml.safe_load(spec_file.read_text())
     spec["model"]["name"] = model
     spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
-def golden(prompts_dir: Path) -> list[Example]:
-    return read_jsonl(prompts_dir / PROMPT / "golden.jsonl")
+def golden(prompts_dir: Path, prompt: str = PROMPT) -> list[Example]:
+    return read_jsonl(prompts_dir / prompt / "golden.jsonl")
 
 
-def compliant_answers(prompts_dir: Path) -> Callable[[str], str]:
+def compliant_answers(prompts_dir: Path, prompt: str = PROMPT) -> Callable[[str], str]:
     """An adapter that follows every instruction of the set: the hand-written reference."""
-    references = {e.vars["instruction"]: e.expected for e in golden(prompts_dir)}
+    references = {e.vars["instruction"]: e.expected for e in golden(prompts_dir, prompt)}
     return lambda prompt: references[prompt.strip()]
 
 
@@ -169,3 +172,74 @@ def test_a_refused_gate_leaves_production_on_the_base_model(settings) -> None:
     assert refused.exit_code == 3, refused.output
     assert "exceeds the allowed" in refused.output
     assert production_model(settings) == (1, None)
+
+
+def test_the_heldout_set_holds_exactly_the_heldout_families(prompts_dir: Path) -> None:
+    examples = golden(prompts_dir, HELDOUT_PROMPT)
+    rules = [e.extra["check"]["rule"] for e in examples]
+    assert {rule: rules.count(rule) for rule in rules} == dict.fromkeys(HELDOUT_RULES, 8)
+    trained = {e.extra["check"]["rule"] for e in golden(prompts_dir)}
+    assert trained == set(GOLDEN_RULES) and not trained & set(rules)
+    cases = [
+        e.extra["check"]["case"] for e in examples if e.extra["check"]["rule"] == "letter_case"
+    ]
+    assert sorted(cases) == ["lower"] * 4 + ["upper"] * 4
+    # Every instruction asks for more than a word, and says so in its check.
+    assert all(e.extra["check"]["min_words"] >= 3 for e in examples)
+    assert len({e.vars["instruction"] for e in examples}) == len({e.id for e in examples}) == 32
+
+
+def one_word(example: Example) -> str:
+    """The reference's first word, in the reference's format (its case, its quotes)."""
+    check, first = example.extra["check"], verifiable.words(example.expected)[0]
+    return f'"{first}"' if check["rule"] == "quoted" else first
+
+
+def format_broken(example: Example) -> str:
+    """The reference with its rule broken once: another first word, one letter in the wrong
+    case, the closing quote dropped, or a comma added."""
+    text, rule = example.expected, example.extra["check"]["rule"]
+    if rule == "starts_with":
+        return "Well. " + text
+    if rule == "letter_case":
+        return text[0].swapcase() + text[1:]
+    if rule == "quoted":
+        return text[:-1]
+    return text.replace(" ", ", ", 1)
+
+
+def test_heldout_references_comply_and_near_misses_fail(prompts_dir: Path) -> None:
+    examples = golden(prompts_dir, HELDOUT_PROMPT)
+    assert all(r.passed for r in Verifier().score([e.expected for e in examples], examples))
+    for broken in (one_word, format_broken):
+        answers = [broken(e) for e in examples]
+        results = Verifier().score(answers, examples)
+        passed = [(e.id, a) for e, a, r in zip(examples, answers, results, strict=True) if r.passed]
+        assert passed == [], broken.__name__
+
+
+def test_the_heldout_set_registers_and_separates_base_from_adapter(
+    settings, tmp_path: Path
+) -> None:
+    prompts = ["--prompts-dir", settings.prompts_dir, "--run-dir", settings.run_dir]
+    registered = invoke("register", HELDOUT_PROMPT, *prompts)
+    assert registered.exit_code == 0, registered.output
+    stored = registry_for(settings).content(HELDOUT_PROMPT, version=1)
+    assert (stored.params.max_new_tokens, stored.params.temperature) == (96, 0.0)
+    assert stored.eval_config is not None and len(stored.eval_config.examples) == 32
+    server = ChatServer(adapters={"dpo": compliant_answers(settings.prompts_dir, HELDOUT_PROMPT)})
+    name_model(settings.prompts_dir, "dpo", HELDOUT_PROMPT)
+    with server.running():
+        summaries = {}
+        for model, source in (("base", ["--version", 1]), ("dpo", [])):
+            out = tmp_path / f"{model}.json"
+            result = invoke("eval", HELDOUT_PROMPT, *source, *prompts[:2],
+                            *openai_flags(settings, server), "--output-json", out)  # fmt: skip
+            assert result.exit_code == 0, result.output
+            summaries[model] = json.loads(out.read_text())["summary"]
+    # The test server's base answers in a word or two: the min_words guard fails every one.
+    assert (summaries["base"]["pass_rate"], summaries["dpo"]["pass_rate"]) == (0.0, 1.0)
+    assert {(r["model"], r["max_tokens"], r["temperature"]) for r in server.chat_requests()} == {
+        ("smollm2", 96, 0.0),
+        ("dpo", 96, 0.0),
+    }

@@ -21,6 +21,7 @@ from prompt_registry.prompts import (
 def test_the_shipped_prompts_load_with_their_golden_sets(prompts_dir: Path) -> None:
     folders = load_all(prompts_dir)
     assert {f.name for f in folders} == {
+        "alignment-heldout-rules",
         "alignment-rules",
         "capital-city",
         "extract-contact",
