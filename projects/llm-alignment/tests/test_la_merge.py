@@ -12,7 +12,7 @@ import torch
 from llm_alignment.cli import app
 from llm_alignment.generation import load_policy
 from llm_alignment.tracking import register_adapter
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 runner = CliRunner()
 PROMPTS = ["Name a fruit.", "What is two plus two?", "Write one word about the sea."]
@@ -31,7 +31,7 @@ def adapter_dir(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
         r=4, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False
     )
     folder = tmp_path_factory.mktemp("adapter") / "adapter"
-    get_peft_model(base, config).save_pretrained(folder)
+    get_peft_model(base, config).save_pretrained(str(folder))
     AutoTokenizer.from_pretrained(tiny_llama_dir).save_pretrained(folder)
     return folder
 
@@ -41,7 +41,7 @@ def logits(model: torch.nn.Module, tokenizer, prompts: list[str]) -> list[torch.
         return [model(**tokenizer(p, return_tensors="pt")).logits[0] for p in prompts]
 
 
-def merge(*args: object) -> object:
+def merge(*args: object) -> Result:
     return runner.invoke(app, ["merge-adapter", *map(str, args)])
 
 

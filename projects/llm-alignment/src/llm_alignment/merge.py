@@ -9,12 +9,12 @@ the adapter folder)."""
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from llm_alignment.errors import AdapterError
+from llm_alignment.tracking import save_adapter
 
 REGISTRY_PREFIX = "models:/"
 # The artifact name tracking.register_adapter gives the adapter folder.
@@ -27,20 +27,13 @@ def merge_adapter(
     """Merge the adapter ``source`` into the base at ``model_dir``; write the merged model to
     ``dest`` (a staging folder beside it, renamed into place). AdapterError for a source that
     holds no LoRA adapter or a registry that cannot give it."""
-    from roadmap_lab.assets import replace_dir
-
     dest = dest.expanduser().resolve()
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}-source-") as scratch:
         adapter_dir = adapter_folder(source, Path(scratch), tracking_uri)
         merged, tokenizer = _merged_model(model_dir, adapter_dir)
-        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
-        try:
-            merged.save_pretrained(staging)
-            tokenizer.save_pretrained(staging)
-            replace_dir(staging, dest)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        # save_adapter stages any save_pretrained model + tokenizer and renames it into place.
+        save_adapter(merged, tokenizer, dest)
     return {"source": source, "base": str(model_dir), "folder": str(dest)}
 
 
