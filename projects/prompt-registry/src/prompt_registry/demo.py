@@ -49,6 +49,9 @@ FIRST_TEMPLATE = (
 )
 # SmolLM2 then names one label in every answer, but calls negative reviews positive.
 REGRESSION_TEMPLATE = "Review: {{review}}\nIs this review positive or negative?"
+# The held-out rules' set belongs to the LLM loop (loops/llm gates the adapter on it): 32 answers
+# of up to 96 tokens would take this demo past its time budget.
+NOT_IN_DEMO = frozenset({"alignment-heldout-rules"})
 
 
 def _write_template(prompts_dir: Path, template: str) -> None:
@@ -85,7 +88,11 @@ def run_demo(settings: ProjectSettings, command: str, fresh: bool = True) -> Pat
 
     # 1. The first version of every prompt; the demo prompt as first written.
     _write_template(prompts_dir, FIRST_TEMPLATE)
-    registered = {f.name: registry.register(f, "first version")[0] for f in load_all(prompts_dir)}
+    registered = {
+        f.name: registry.register(f, "first version")[0]
+        for f in load_all(prompts_dir)
+        if f.name not in NOT_IN_DEMO
+    }
     first_gate, _ = harness.promote(DEMO_PROMPT, registered[DEMO_PROMPT])
     mark = lap("register_and_first_promotion", mark)
     # Every other prompt's first production version: its golden set against its floor.
