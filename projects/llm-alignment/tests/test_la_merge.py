@@ -11,7 +11,7 @@ import pytest
 import torch
 from llm_alignment.cli import app
 from llm_alignment.generation import load_policy
-from llm_alignment.tracking import register_adapter
+from llm_alignment.tracking import register_adapter, use_experiment
 from typer.testing import CliRunner, Result
 
 runner = CliRunner()
@@ -79,8 +79,7 @@ def test_a_registered_adapter_version_is_downloaded_and_merged(
     adapter_dir: Path, tiny_llama_dir: Path, tmp_path: Path
 ) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("tests-merge")
+    use_experiment(uri, "tests-merge", tmp_path / "artifacts")
     with mlflow.start_run():
         version = register_adapter(adapter_dir, tiny_llama_dir, "tests-merge")
     dest = tmp_path / "merged"
