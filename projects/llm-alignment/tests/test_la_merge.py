@@ -91,6 +91,25 @@ def test_a_registered_adapter_version_is_downloaded_and_merged(
     assert_merged_equals_adapter(dest, tiny_llama_dir, adapter_dir)
 
 
+def test_an_adapter_for_another_base_is_one_line_and_exit_2(
+    adapter_dir: Path, tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    foreign = Path(shutil.copytree(adapter_dir, tmp_path / "foreign"))
+    config = json.loads((foreign / "adapter_config.json").read_text())
+    (foreign / "adapter_config.json").write_text(
+        json.dumps({**config, "target_modules": ["c_attn"]})  # GPT-2's name: not in a Llama
+    )
+    dest = tmp_path / "merged"
+    result = merge(foreign, dest, "--model-dir", tiny_llama_dir, "--run-dir", tmp_path / "run")
+    assert result.exit_code == 2, result.output
+    assert "does not fit the base" in result.output and not dest.exists()
+    result = merge(adapter_dir, dest, "--model-dir", tmp_path, "--run-dir", tmp_path / "run")
+    assert result.exit_code == 2 and "not a Hugging Face model folder" in result.output
+
+
 @pytest.mark.parametrize(
     ("source", "message"),
     [

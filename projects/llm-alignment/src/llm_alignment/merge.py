@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from llm_alignment.errors import AdapterError
+from llm_alignment.errors import AdapterError, ConfigError
 from llm_alignment.tracking import save_adapter
 
 REGISTRY_PREFIX = "models:/"
@@ -44,10 +44,17 @@ def _merged_model(model_dir: Path, adapter_dir: Path) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _require_lora(adapter_dir)
+    if not (model_dir / "config.json").is_file():
+        raise ConfigError(f"{model_dir}: not a Hugging Face model folder (no config.json)")
     base = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=torch.float32, local_files_only=True
     )
-    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    try:
+        adapted = PeftModel.from_pretrained(base, adapter_dir)
+    except (ValueError, RuntimeError, KeyError) as error:  # modules or shapes the base lacks
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise AdapterError(f"{adapter_dir} does not fit the base {model_dir}: {first}") from None
+    merged = adapted.merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     return merged.to(torch.float32).eval(), tokenizer
 
