@@ -63,7 +63,7 @@ def adapter(tmp_path_factory: pytest.TempPathFactory, smollm2: Path) -> tuple[Pa
     )
     peft_model = get_peft_model(model, config)
     folder = tmp_path_factory.mktemp("lora") / ADAPTER
-    peft_model.save_pretrained(folder)
+    peft_model.save_pretrained(str(folder))
     return folder, base_answer, greedy(peft_model)
 
 
@@ -258,6 +258,10 @@ def test_prometheus_metrics_are_exposed(served):
 def test_sigterm_stops_vllm_gracefully(served):
     """Last in the module: it stops the server the tests above read from."""
     assert served.cli.stop() == 0
+    signal_process_group(served.vllm_pid, signal.SIGKILL)  # only if the CLI left it behind
     assert not http_probe(f"{served.url}/health")()
+    deadline = time.monotonic() + 10  # killed processes wait to be reaped
+    while group_alive(served.vllm_pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert not group_alive(served.vllm_pid)
     assert "vLLM stopped (exit code 0)" in served.cli.log_tail()  # SIGTERM: vLLM drained and exited
