@@ -73,5 +73,14 @@ def vllm_server_of(cli_pid: int, timeout_s: float = 60) -> int:
     raise AssertionError(f"the CLI (pid {cli_pid}) started no vLLM server")
 
 
+def logged(process: ManagedProcess, text: str, timeout_s: float = 30) -> bool:
+    """Whether ``text`` shows in the process's log within ``timeout_s`` (a line printed just
+    after the server became ready may come a moment after a probe saw it ready)."""
+    deadline = time.monotonic() + timeout_s
+    while text not in process.log_tail() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return text in process.log_tail()
+
+
 def group_alive(pid: int) -> bool:
     return signal_process_group(pid, 0)  # signal 0: only checks that the group exists

@@ -28,7 +28,7 @@ import openai
 import pytest
 from llm_serving.online import run_level
 from llm_serving.server import metric_value
-from ls_vllm_testing import group_alive, serve_cli, vllm_server_of
+from ls_vllm_testing import group_alive, logged, serve_cli, vllm_server_of
 from roadmap_lab.services import ManagedProcess, free_port, http_probe, signal_process_group
 
 pytestmark = pytest.mark.slow
@@ -110,7 +110,7 @@ def _metrics(served: Served) -> str:
 
 def test_models_lists_base_and_adapter_as_the_cli_says(served):
     assert [model.id for model in _client(served).models.list().data] == [BASE, ADAPTER]
-    assert f"Serving {BASE}, {ADAPTER} at {served.url}/v1" in served.cli.log_tail()
+    assert logged(served.cli, f"Serving {BASE}, {ADAPTER} at {served.url}/v1")
 
 
 def test_completion_chat_and_streaming_through_the_openai_client(served):
