@@ -82,6 +82,8 @@ def test_a_registered_adapter_version_is_downloaded_and_merged(
     use_experiment(uri, "tests-merge", tmp_path / "artifacts")
     with mlflow.start_run():
         version = register_adapter(adapter_dir, tiny_llama_dir, "tests-merge")
+    # The process-wide registry is another one: --tracking-uri alone must name the registry.
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")
     dest = tmp_path / "merged"
     result = merge(
         f"models:/tests-merge/{version}", dest, "--model-dir", tiny_llama_dir,

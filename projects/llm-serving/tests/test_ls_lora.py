@@ -163,6 +163,10 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def test_a_registered_model_version_resolves_to_its_adapter_folder(registry, tmp_path):
+    import mlflow
+
+    # The process-wide registry is another one: the given URI alone must name the registry.
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")
     specs = ["dpo=models:/policy/1", "best=models:/policy@champion"]
     dpo, best = resolve_adapters(specs, "smollm2", tmp_path / "lora", registry)
     assert dpo.rank == best.rank == 16 and dpo.source == "models:/policy/1"

@@ -91,12 +91,19 @@ def _download_registered(uri: str, scratch: Path, tracking_uri: str | None) -> P
     import mlflow
     import yaml
     from mlflow.exceptions import MlflowException
+    from mlflow.store.artifact.utils.models import get_model_name_and_version
 
     if not tracking_uri:
         raise AdapterError(f"{uri}: no MLflow registry to ask; pass --tracking-uri")
     try:
+        # Resolved through a client of this registry: MLflow resolves a models:/ URI given to
+        # download_artifacts through the process-wide registry, whatever URI it is handed.
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        name, version = get_model_name_and_version(client, uri)
         downloaded = mlflow.artifacts.download_artifacts(
-            uri, dst_path=str(scratch), tracking_uri=tracking_uri, registry_uri=tracking_uri
+            artifact_uri=client.get_model_version_download_uri(name, version),
+            dst_path=str(scratch),
+            tracking_uri=tracking_uri,
         )
     except MlflowException as error:
         first = (error.message.strip().splitlines() or ["MLflow error"])[0]

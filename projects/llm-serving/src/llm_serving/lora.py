@@ -123,12 +123,15 @@ def download_registered(uri: str, dest: Path, tracking_uri: str | None) -> Path:
             if alias
             else client.get_model_version(name, version)
         )
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"{REGISTRY_PREFIX}{name}/{model_version.version}",
+        # The version's own artifact location: MLflow resolves a models:/ URI given to
+        # download_artifacts through the process-wide registry, not this one.
+        downloaded = mlflow.artifacts.download_artifacts(
+            artifact_uri=client.get_model_version_download_uri(name, model_version.version),
             dst_path=str(staging),
             tracking_uri=tracking_uri,
         )
-        relative = _adapter_artifact(staging, uri)
+        model_dir = Path(downloaded).relative_to(staging)  # a folder location keeps its name
+        relative = model_dir / _adapter_artifact(staging / model_dir, uri)
         _replace(staging, dest)
     except MlflowException as error:
         shutil.rmtree(staging, ignore_errors=True)
