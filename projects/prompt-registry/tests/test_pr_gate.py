@@ -39,6 +39,18 @@ def test_a_drop_within_the_threshold_passes_and_a_larger_one_fails() -> None:
     assert not decide(report(one_worse), report(PRODUCTION), 0.0, 0.5).passed
 
 
+def test_with_a_min_gain_the_candidate_must_win_beyond_noise() -> None:
+    one_better = [True] * 13 + [False] * 7  # +0.05: holds production, but within noise
+    assert decide(report(one_better), report(PRODUCTION), 0.05, 0.5).passed
+    held = decide(report(one_better), report(PRODUCTION), 0.05, 0.5, min_gain=0.0)
+    assert not held.passed and "does not clear the required +0.00" in held.reason
+    clearly_better = [True] * 20  # +0.40, eight fixed and none broken
+    won = decide(report(clearly_better), report(PRODUCTION), 0.05, 0.5, min_gain=0.0)
+    assert won.passed and won.difference is not None and won.difference.low > 0
+    # The floor alone decides a first promotion: there is nothing to beat.
+    assert decide(report(PRODUCTION), None, 0.05, 0.5, min_gain=0.0).passed
+
+
 def test_the_floor_decides_without_production_and_holds_with_it() -> None:
     assert decide(report(PRODUCTION), None, 0.05, 0.5).passed
     assert not decide(report(PRODUCTION), None, 0.05, 0.7).passed

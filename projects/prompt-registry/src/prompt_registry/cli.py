@@ -61,6 +61,13 @@ PromptsDir = Annotated[
 ]
 ProviderOpt = Annotated[str | None, typer.Option(help="local (transformers) or openai.")]
 BaseUrl = Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint, .../v1.")]
+MinGain = Annotated[
+    float | None,
+    typer.Option(
+        help="The candidate must beat production: its paired pass-rate gain's lower bound above "
+        "this (e.g. 0 for a new model); instead of the drop rule."
+    ),
+]
 CacheOpt = Annotated[
     bool | None, typer.Option("--cache/--no-cache", help="Reuse cached generations.")
 ]
@@ -316,6 +323,7 @@ def gate(
         ),
     ] = None,
     max_drop: Annotated[float | None, typer.Option(help="Largest pass-rate drop allowed.")] = None,
+    min_gain: MinGain = None,
     markdown: Annotated[Path | None, typer.Option(help="Write the PR comment here.")] = None,
     output_json: Annotated[Path | None, typer.Option(help="Write the results here.")] = None,
     provider: ProviderOpt = None,
@@ -341,6 +349,7 @@ def gate(
         settings = ProjectSettings(**given(
             prompts_dir=prompts_dir, run_dir=run_dir, tracking_uri=tracking_uri, provider=provider,
             model_dir=model_dir, openai_base_url=base_url, gate_max_drop=max_drop,
+            gate_min_gain=min_gain,
         ))  # fmt: skip
         if names:
             selected = list(names)
@@ -379,6 +388,7 @@ def promote(
     ] = None,
     to: Annotated[str, typer.Option(help="staging or production (gated).")] = "production",
     max_drop: Annotated[float | None, typer.Option(help="Largest pass-rate drop allowed.")] = None,
+    min_gain: MinGain = None,
     provider: ProviderOpt = None,
     model_dir: ModelDirOption = None,
     base_url: BaseUrl = None,
@@ -399,7 +409,7 @@ def promote(
 
         settings = ProjectSettings(**given(
             run_dir=run_dir, tracking_uri=tracking_uri, provider=provider, model_dir=model_dir,
-            openai_base_url=base_url, gate_max_drop=max_drop,
+            openai_base_url=base_url, gate_max_drop=max_drop, gate_min_gain=min_gain,
         ))  # fmt: skip
         if to not in (STAGING, PRODUCTION):
             raise PromptRegistryError(f"--to {to!r}: use {STAGING} or {PRODUCTION}")

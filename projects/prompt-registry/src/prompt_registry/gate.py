@@ -159,20 +159,31 @@ def flipped_examples(baseline: EvalReport, candidate: EvalReport) -> list[dict[s
 
 
 def paired_check(
-    name: str, candidate: EvalReport, baseline: EvalReport, max_drop: float, resamples: int
+    name: str,
+    candidate: EvalReport,
+    baseline: EvalReport,
+    max_drop: float,
+    resamples: int,
+    min_gain: float | None = None,
 ) -> Check:
     """The candidate may lose at most ``max_drop`` of the pass rate against ``baseline`` on the
-    same examples."""
+    same examples; with ``min_gain`` it must win instead: the paired interval's lower bound of
+    its gain above ``min_gain`` (a gain within sampling noise is not enough)."""
     if [e.id for e in baseline.examples] != [e.id for e in candidate.examples]:
         raise ValueError("the gate compares two versions on the same examples")
     difference = mean_difference(baseline.passes(), candidate.passes(), resamples=resamples)
-    passed = difference.estimate >= -max_drop
+    if min_gain is None:
+        passed = difference.estimate >= -max_drop
+        rule = f"the drop {'within' if passed else 'exceeds'} the allowed {max_drop:.2f}"
+    else:
+        passed = difference.low > min_gain
+        verb = "clears" if passed else "does not clear"
+        rule = f"the gain's lower bound {verb} the required {min_gain:+.2f}"
     return Check(
         name,
         passed,
         f"pass rate {baseline.pass_rate:.3f} ({baseline.label}) -> {candidate.pass_rate:.3f} "
-        f"({difference.estimate:+.3f} [{difference.low:+.3f}, {difference.high:+.3f}]); "
-        f"the drop {'within' if passed else 'exceeds'} the allowed {max_drop:.2f}",
+        f"({difference.estimate:+.3f} [{difference.low:+.3f}, {difference.high:+.3f}]); {rule}",
         difference,
         flipped_examples(baseline, candidate),
     )
@@ -209,11 +220,13 @@ def decide(
     refused_pin: str | None = None,
     new_config: NewConfigRuns | None = None,
     scorer_code: ScorerCode | None = None,
+    min_gain: float | None = None,
 ) -> GateResult:
     """Every check of the gate on evaluations already made (see the module's docstring).
     ``baseline``: the no-ratchet baseline when it is not production itself; ``moved_baseline``:
     the baseline the candidate sets once production, when it moves it (it may not be worse than
-    the current one); ``refused_pin``: why the candidate's pin cannot be a baseline."""
+    the current one); ``refused_pin``: why the candidate's pin cannot be a baseline;
+    ``min_gain``: the candidate must beat production (see ``paired_check``)."""
     checks = []
     if scorer_code is not None and scorer_code.changed:
         checks.append(scorer_code_check(scorer_code))
@@ -222,8 +235,9 @@ def decide(
     else:
         checks.append(
             paired_check(
-                f"vs production {production.label}", candidate, production, max_drop, resamples
-            )
+                f"vs production {production.label}", candidate, production, max_drop, resamples,
+                min_gain,
+            )  # fmt: skip
         )
         if baseline is not None:
             checks.append(

@@ -227,6 +227,7 @@ class Harness:
             refused_pin=baselines.refused_pin,
             new_config=new_config,
             scorer_code=ScorerCode(config.scorer_code, scorer_code_digest(), accept_scorer_code),
+            min_gain=self.settings.gate_min_gain,
         )
 
     def gate(

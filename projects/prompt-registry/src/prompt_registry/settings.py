@@ -59,6 +59,14 @@ class ProjectSettings(TrackedSettings):
         le=1,
         description="largest drop of the pass rate (candidate minus production) the gate accepts",
     )
+    # A model change (the loop's adapter) must win, not only hold: None keeps the drop rule.
+    gate_min_gain: float | None = Field(
+        default=None,
+        ge=-1,
+        le=1,
+        description="when set, the candidate must beat production: the lower bound of its "
+        "paired pass-rate gain above this",
+    )
     gate_resamples: int = Field(default=2000, ge=100, description="paired bootstrap resamples")
 
     def cache_file(self) -> Path:
