@@ -189,3 +189,23 @@ def test_a_scorer_code_change_gates_every_prompt_and_needs_acceptance(
     invoke(*args, "--accept-scorer-code-change")
     gates = json.loads((tmp_path / "gate.json").read_text())
     assert all(c["passed"] for g in gates for c in g["checks"] if c["name"] == "scorer code")
+
+
+def test_export_copies_a_prompt_folder_to_edit_and_register(settings, tmp_path: Path) -> None:
+    dest = tmp_path / "edited"
+    result = invoke("export", "capital-city", dest, "--prompts-dir", settings.prompts_dir)
+    assert result.exit_code == 0, result.output
+    copied = dest / "capital-city"
+    for name in ("prompt.yaml", "template.txt", "golden.jsonl"):
+        assert (copied / name).read_bytes() == (
+            settings.prompts_dir / "capital-city" / name
+        ).read_bytes()
+    assert [p.name for p in dest.iterdir()] == ["capital-city"]  # no staging folder left
+    again = invoke("export", "capital-city", dest, "--prompts-dir", settings.prompts_dir)
+    assert again.exit_code == 2 and "already exists" in again.output
+    (copied / "template.txt").write_text("Name the capital of {{country}}.\n")
+    registered = invoke("register", "capital-city", "--prompts-dir", dest,
+                        "--run-dir", settings.run_dir)  # fmt: skip
+    assert "capital-city: v1 (new version)" in registered.output
+    unknown = invoke("export", "nope", dest, "--prompts-dir", settings.prompts_dir)
+    assert unknown.exit_code == 2 and unknown.output.startswith("error: no prompt 'nope'")

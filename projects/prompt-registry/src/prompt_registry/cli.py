@@ -5,6 +5,7 @@ python -m prompt_registry list
 python -m prompt_registry show review-sentiment --alias production
 python -m prompt_registry diff review-sentiment                 # file vs @production
 python -m prompt_registry register                              # every prompt; unchanged: no-op
+python -m prompt_registry export alignment-rules runs/my-prompts  # a copy to edit (--prompts-dir)
 python -m prompt_registry eval review-sentiment --limit 8
 python -m prompt_registry gate --changed-since origin/main --markdown gate.md
 python -m prompt_registry promote review-sentiment --version 3  # gated; rollback undoes it
@@ -252,6 +253,34 @@ def register(
             version, created = registry.register(folder, message)
             state = "new version" if created else "unchanged"
             console.print(f"{folder.name}: v{version} ({state}); staging -> v{version}")
+
+
+@app.command()
+def export(
+    name: str,
+    dest: Annotated[Path, typer.Argument(help="Folder to copy the prompt's folder into.")],
+    prompts_dir: PromptsDir = None,
+) -> None:
+    """Copy a prompt's files (prompt.yaml, template, golden set) to DEST/NAME, e.g. to edit the
+    shipped prompt and register the copy with --prompts-dir DEST."""
+    with cli_errors():
+        import shutil
+        import tempfile
+
+        from prompt_registry.errors import PromptRegistryError
+        from prompt_registry.prompts import load_prompt
+
+        settings = ProjectSettings(**given(prompts_dir=prompts_dir))
+        folder = load_prompt(settings.prompts_dir, name)  # a valid prompt, or one error line
+        target = dest / folder.name
+        if target.exists():
+            raise PromptRegistryError(f"{target} already exists: export into another folder")
+        dest.mkdir(parents=True, exist_ok=True)
+        # Copied beside the target, then renamed into place: never a half-written folder.
+        staging = Path(tempfile.mkdtemp(dir=dest, prefix=f".{folder.name}-"))
+        shutil.copytree(folder.path, staging, dirs_exist_ok=True)
+        staging.rename(target)
+        console.print(f"{name} -> {target}")
 
 
 @contextlib.contextmanager
