@@ -39,6 +39,7 @@ LOOPS_DIR = "loops"
 # in one of them must be proven on the loop too. tests/test_layout.py checks every loop is here.
 LOOP_MEMBERS = {
     "loops/mlops": ("projects/data-pipelines", "projects/model-monitoring"),
+    "loops/llm": ("projects/llm-alignment", "projects/llm-serving", "projects/prompt-registry"),
 }
 # Folders under which a change affects no project. The CI workflow itself is not among them: a
 # change to it must be proven on every project.

@@ -81,6 +81,7 @@ def good_results_script(name: str, png: bytes | None = None) -> str:
             },
         ],
         "plots": ["plots/curve.png"] if png else [],
+        "pages": ["pages/answers.html"],
         "details": {"runs": 3},
     }
     lines = [
@@ -95,7 +96,12 @@ def good_results_script(name: str, png: bytes | None = None) -> str:
             "(out / 'plots').mkdir(parents=True, exist_ok=True)",
             f"(out / 'plots' / 'curve.png').write_bytes(bytes.fromhex({png.hex()!r}))",
         ]
-    lines += [f"(out / 'results.json').write_text(json.dumps({results!r}))", "print('done')"]
+    lines += [
+        "(out / 'pages').mkdir(parents=True, exist_ok=True)",
+        "(out / 'pages' / 'answers.html').write_text('<p>base vs adapter</p>')",
+        f"(out / 'results.json').write_text(json.dumps({results!r}))",
+        "print('done')",
+    ]
     return "\n".join(lines)
 
 

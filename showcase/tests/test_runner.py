@@ -58,6 +58,9 @@ def test_mixed_run_fails_and_reports_each_project(mixed_showcase, png):
     # The plot is copied next to the report and referenced relatively.
     assert (showcase / "good" / "plots" / "curve.png").read_bytes() == png
     assert '<img src="good/plots/curve.png"' in html
+    # So is a page the demo wrote, linked from its card.
+    assert (showcase / "good" / "pages" / "answers.html").read_text() == "<p>base vs adapter</p>"
+    assert '<a class="page" href="good/pages/answers.html">answers.html</a>' in card(html, "good")
     assert json.loads((showcase / "good" / "results.json").read_text())["project"] == "good"
 
     # Everything from the registry and the results is escaped.
@@ -122,6 +125,7 @@ p = pathlib.Path("dist/{name}"); p.mkdir(parents=True, exist_ok=True)
         writes("other", {"project": "someone-else", "headline": []}),
         writes("noplot", {"project": "noplot", "headline": [], "plots": ["missing.png"]}),
         writes("escape", {"project": "escape", "headline": [], "plots": ["../../etc/passwd"]}),
+        writes("nopage", {"project": "nopage", "headline": [], "pages": ["answers.html"]}),
         writes("reported", {"project": "reported", "status": "failed", "headline": []}),
         {"name": "silent", "title": "silent", "command": python_command("pass")},
         {"name": "stale", "title": "stale", "command": python_command("pass")},
@@ -144,6 +148,7 @@ p = pathlib.Path("dist/{name}"); p.mkdir(parents=True, exist_ok=True)
     )
     assert reasons["noplot"].startswith("plot listed in results is missing")
     assert reasons["escape"].startswith("plot path must be relative to the results folder")
+    assert reasons["nopage"].startswith("page listed in results is missing")
     assert reasons["reported"] == "demo reported status 'failed'"
     assert reasons["silent"].startswith("results file not written")
     assert reasons["stale"].startswith("results file is stale")

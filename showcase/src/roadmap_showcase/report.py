@@ -277,6 +277,11 @@ def _card(outcome: ProjectOutcome, page_machine: dict) -> str:
         meta.append(f'<a href="{escape(outcome.log)}">log</a>')
     if outcome.results_copy:
         meta.append(f'<a href="{escape(outcome.results_copy)}">results.json</a>')
+    # Pages the demo wrote (side-by-side answers, samples): linked from the card.
+    meta += [
+        f'<a class="page" href="{escape(page)}">{escape(PurePosixPath(page).name)}</a>'
+        for page in outcome.pages
+    ]
     parts = [
         f'<article class="card project {escape(outcome.status)}" id="{escape(project.name)}">',
         f'<div class="card-head"><h2>{escape(project.title)}</h2>{_badge(outcome)}</div>',

@@ -59,6 +59,7 @@ class ProjectOutcome:
     duration_s: float = 0.0
     results: dict | None = None
     plots: list[str] = field(default_factory=list)  # relative to the showcase folder
+    pages: list[str] = field(default_factory=list)  # HTML pages the card links, same
     results_copy: str | None = None  # relative to the showcase folder
     log: str | None = None  # relative to the showcase folder
     log_tail: list[str] = field(default_factory=list)
@@ -275,8 +276,11 @@ class Showcase:
                     not_before=wall_start,
                     shown_as=_display(results_path, self.root),
                 )
-                outcome.plots = self._copy_plots(
-                    outcome.results, results_path.parent, project_dir, project.name
+                outcome.plots = self._copy_listed(
+                    outcome.results, "plots", results_path.parent, project_dir, project.name
+                )
+                outcome.pages = self._copy_listed(
+                    outcome.results, "pages", results_path.parent, project_dir, project.name
                 )
                 project_dir.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(results_path, project_dir / "results.json")
@@ -288,20 +292,22 @@ class Showcase:
             outcome.log_tail = _tail(log_path)
         return outcome
 
-    def _copy_plots(
-        self, results: dict, results_dir: Path, project_dir: Path, name: str
+    def _copy_listed(
+        self, results: dict, key: str, results_dir: Path, project_dir: Path, name: str
     ) -> list[str]:
+        """Copy the files results list under ``key`` (plots, pages) beside the report."""
         copied = []
-        for plot in results.get("plots", []):
-            relative = PurePosixPath(plot)
+        what = key.removesuffix("s")
+        for listed in results.get(key, []):
+            relative = PurePosixPath(listed)
             if relative.is_absolute() or ".." in relative.parts:
                 raise ResultsError(
-                    f"plot path must be relative to the results folder, got {plot!r}"
+                    f"{what} path must be relative to the results folder, got {listed!r}"
                 )
             source = results_dir / relative
             if not source.is_file():
                 raise ResultsError(
-                    f"plot listed in results is missing: {_display(source, self.root)}"
+                    f"{what} listed in results is missing: {_display(source, self.root)}"
                 )
             target = project_dir / relative
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -463,9 +469,10 @@ def read_results(
             raise ResultsError(
                 f"headline entry {index} must be an object with at least 'name' and 'value'"
             )
-    plots = results.get("plots", [])
-    if not isinstance(plots, list) or not all(isinstance(plot, str) for plot in plots):
-        raise ResultsError("'plots' must be a list of paths relative to the results file")
+    for key in ("plots", "pages"):
+        listed = results.get(key, [])
+        if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
+            raise ResultsError(f"'{key}' must be a list of paths relative to the results file")
     machine = results.get("machine")
     if machine is not None and not isinstance(machine, dict):
         raise ResultsError("'machine' must be an object")

@@ -18,6 +18,7 @@ from llm_loop.adapter import Adapter
 from llm_loop.evaluation import GateOutcome, gate_adapter
 from llm_loop.report import (
     answers_page,
+    eval_provider,
     flips,
     headline,
     pair_answers,
@@ -69,6 +70,10 @@ def loop_record(
         "pages": [PAGE],
         "adapter": adapter.record(),
         "gate": outcome.record(),
+        "providers": {
+            "base": eval_provider(outcome.base_eval),
+            "adapter": eval_provider(outcome.adapter_eval),
+        },
         "per_rule": per_rule(pairs),
         "flips": flips(pairs),
     }

@@ -59,6 +59,11 @@ def read_answers(eval_file: Path) -> dict[str, Answer]:
         raise LlmLoopError(f"{eval_file}: not a prompt-registry eval file ({error})") from None
 
 
+def eval_provider(eval_file: Path) -> str:
+    """The provider an eval file's answers came from (``openai:<url>:<model>``, ``local:...``)."""
+    return str(json.loads(eval_file.read_text(encoding="utf-8"))["summary"]["provider"])
+
+
 def read_golden(golden_file: Path) -> dict[str, dict[str, Any]]:
     """id -> row of a golden set (JSON lines: id, vars, check)."""
     rows = [json.loads(line) for line in golden_file.read_text(encoding="utf-8").splitlines()]

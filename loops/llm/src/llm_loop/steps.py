@@ -5,6 +5,7 @@ exit status, its last error line and the log."""
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
 import time
@@ -64,7 +65,7 @@ class Steps:
         """Run one step; its exit status (one of ``ok``, else an error) and its log."""
         self.count += 1
         self.folder.mkdir(parents=True, exist_ok=True)
-        log = self.folder / f"{self.count:02d}-{name}.log"
+        log = self.folder / f"{self.count:02d}-{re.sub(r'[^A-Za-z0-9]+', '-', name)}.log"
         logger.info("step: %s", name)
         started = time.monotonic()
         with open(log, "wb") as out:

@@ -1,0 +1,130 @@
+"""The loop on real components, one stack for the module: the loop's MLflow server, a small
+adapter trained and registered by llm-alignment's CLI, llm-serving's vLLM serving base + adapter
+(one vLLM start), prompt-registry's CLI evaluating and gating. Then the gate's refusal (a floor
+the adapter cannot reach) on a fresh registry: production stays on the base's version. Then the
+HF side of the benchmark: the adapter merged by llm-alignment, prompt-registry's local provider.
+The projects run from their PEXes (runtime_package_dependencies), never imported."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from llm_loop.benchmark import agreement, hf_evaluation
+from llm_loop.demo import PAGE, loop_record
+from llm_loop.evaluation import GateOutcome, gate_adapter, production_version
+from llm_loop.report import eval_provider, pair_answers, pass_rates
+from llm_loop.serving import served_models
+from llm_loop.settings import LoopSettings
+from llm_loop.stack import LoopStack, loop_stack, tracking_server
+from roadmap_lab.results import ResultsWriter
+
+pytestmark = pytest.mark.slow
+
+# Where runtime_package_dependencies puts the projects' PEXes in the test sandbox.
+PEXES = {
+    "alignment_pex": Path("projects.llm-alignment/cli.pex"),
+    "serving_pex": Path("projects.llm-serving/cli.pex"),
+    "prompt_registry_pex": Path("projects.prompt-registry/cli.pex"),
+}
+MAX_DROP = 0.05  # prompt-registry's default allowed drop
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopStack]:
+    folder = tmp_path_factory.mktemp("loop")
+    # A small real adapter: pairs from one prompt per template, a few DPO steps.
+    settings = LoopSettings(
+        train=True, train_per_template=1, train_samples=4, train_max_new_tokens=24,
+        train_max_steps=4, run_dir=folder / "run", dist_dir=folder / "dist", **PEXES,
+    )  # fmt: skip
+    with loop_stack(settings, folder / "stack") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def settings(stack: LoopStack) -> LoopSettings:
+    return LoopSettings(train=True, **PEXES)
+
+
+@pytest.fixture(scope="module")
+def gated(
+    stack: LoopStack, settings: LoopSettings, tmp_path_factory: pytest.TempPathFactory
+) -> GateOutcome:
+    folder = tmp_path_factory.mktemp("gate")
+    return gate_adapter(settings, stack.steps, folder, stack.tracking_uri, stack.base_url)
+
+
+def floor_of(outcome: GateOutcome) -> float:
+    spec = yaml.safe_load((outcome.golden.parent / "prompt.yaml").read_text())
+    return float(spec["eval"]["min_pass_rate"])
+
+
+def test_the_adapter_is_trained_registered_and_served_beside_the_base(
+    stack: LoopStack, settings: LoopSettings
+) -> None:
+    adapter = stack.adapter
+    assert adapter.origin == "trained" and adapter.tracking_uri == stack.tracking_uri
+    assert adapter.registered_model == settings.registered_model and adapter.version == "1"
+    assert {"smollm2", "dpo"} <= set(served_models(stack.base_url))
+
+
+def test_both_are_evaluated_and_the_gate_decides_by_its_rule(
+    gated: GateOutcome, stack: LoopStack, tmp_path: Path
+) -> None:
+    assert (gated.base_version, gated.adapter_version, gated.production_before) == (1, 2, 1)
+    assert eval_provider(gated.base_eval).endswith(f"{stack.base_url}:smollm2")
+    assert eval_provider(gated.adapter_eval).endswith(f"{stack.base_url}:dpo")
+    pairs = pair_answers(gated.base_eval, gated.adapter_eval, gated.golden)
+    golden_rows = [line for line in gated.golden.read_text().splitlines() if line.strip()]
+    assert len(pairs) == len(golden_rows)
+    base, adapter = pass_rates(pairs)
+    # prompt-registry's rule, recomputed from its own answers: the drop within the allowed one
+    # and the floor reached.
+    expected = adapter.estimate - base.estimate >= -MAX_DROP - 1e-9 and (
+        adapter.estimate >= floor_of(gated)
+    )
+    assert gated.passed is expected
+    assert json.loads(gated.gate_json.read_text())[0]["passed"] is expected
+    assert gated.production_after == (2 if expected else 1)
+    assert production_version(stack.tracking_uri, gated.prompt) == gated.production_after
+    writer = ResultsWriter("llm-loop", tmp_path / "dist", "python -m llm_loop demo")
+    figures, record = loop_record(writer, stack.adapter, gated)
+    results = json.loads(writer.write({"headline": figures, **record}).read_text())
+    assert results["gate"]["decision"] == ("promoted" if expected else "refused")
+    page = (writer.folder / PAGE).read_text()
+    assert all(pair.id in page for pair in pairs)
+
+
+def test_a_refused_gate_leaves_production_on_the_base(
+    stack: LoopStack, settings: LoopSettings, tmp_path: Path
+) -> None:
+    refusing = settings.model_copy(update={"adapter_floor": 1.0})
+    with tracking_server(tmp_path / "registry") as registry:
+        outcome = gate_adapter(refusing, stack.steps, tmp_path / "gate", registry, stack.base_url)
+        assert production_version(registry, outcome.prompt) == 1
+    pairs = pair_answers(outcome.base_eval, outcome.adapter_eval, outcome.golden)
+    assert pass_rates(pairs)[1].estimate < 1.0  # the floor is out of the adapter's reach
+    assert not outcome.passed and outcome.decision == "refused"
+    assert "floor of the candidate's eval config" in outcome.reason
+    assert outcome.production_before == outcome.production_after == 1
+    assert not (tmp_path / "gate" / "promote-adapter.md").exists()
+
+
+def test_hf_evaluates_the_same_version_on_the_merged_adapter(
+    gated: GateOutcome, stack: LoopStack, settings: LoopSettings, tmp_path: Path
+) -> None:
+    hf = hf_evaluation(
+        settings, stack.steps, tmp_path, stack.adapter, gated, stack.tracking_uri, limit=8
+    )
+    assert (tmp_path / "merged" / "config.json").is_file()
+    assert eval_provider(tmp_path / "hf-base.json").startswith("local:")
+    assert eval_provider(tmp_path / "hf-adapter.json") == f"local:{tmp_path / 'merged'}"
+    vllm = pair_answers(gated.base_eval, gated.adapter_eval, gated.golden)
+    record = agreement(vllm, hf)
+    assert record["prompts"] == 8 and [p.id for p in hf] == [p.id for p in vllm[:8]]
+    for side in ("base", "adapter"):
+        assert 0 <= record[side]["identical_answers"] <= record[side]["same_verdicts"] + 8
