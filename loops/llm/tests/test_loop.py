@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -24,22 +25,48 @@ from roadmap_lab.results import ResultsWriter
 
 pytestmark = pytest.mark.slow
 
-# Where runtime_package_dependencies puts the projects' PEXes in the test sandbox.
-PEXES = {
-    "alignment_pex": Path("projects.llm-alignment/cli.pex"),
-    "serving_pex": Path("projects.llm-serving/cli.pex"),
-    "prompt_registry_pex": Path("projects.prompt-registry/cli.pex"),
-}
+
+def loop_settings(**values: Any) -> LoopSettings:
+    """Settings with the projects' PEXes where runtime_package_dependencies puts them in the
+    test sandbox."""
+    return LoopSettings(
+        alignment_pex=Path("projects.llm-alignment/cli.pex"),
+        serving_pex=Path("projects.llm-serving/cli.pex"),
+        prompt_registry_pex=Path("projects.prompt-registry/cli.pex"),
+        **values,
+    )
+
+
 MAX_DROP = 0.05  # prompt-registry's default allowed drop
+
+
+def preference_file(path: Path) -> Path:
+    """A few TRL conversational pairs on training rule families (answers in one word, without
+    a given word): enough for one real DPO step (building pairs from SmolLM2 takes minutes)."""
+    pairs = [
+        ("What colour is snow? Answer with one word only.", "White.", "Snow is usually white."),
+        ("Name a fruit that is yellow. One word, nothing else.", "Banana", "A banana is yellow."),
+        ("Describe the sea without using the word 'water'.", "Blue, wide and salty.",
+         "The sea is a lot of water."),
+        ("Which animal barks? Reply with a single word.", "Dog", "The animal that barks is a dog."),
+    ]  # fmt: skip
+    rows = [
+        {"prompt": [{"role": "user", "content": prompt}],
+         "chosen": [{"role": "assistant", "content": chosen}],
+         "rejected": [{"role": "assistant", "content": rejected}]}
+        for prompt, chosen, rejected in pairs
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopStack]:
     folder = tmp_path_factory.mktemp("loop")
-    # A small real adapter: pairs from one prompt per template, a few DPO steps.
-    settings = LoopSettings(
-        train=True, train_per_template=1, train_samples=4, train_max_new_tokens=24,
-        train_max_steps=4, run_dir=folder / "run", dist_dir=folder / "dist", **PEXES,
+    # A small real adapter: one DPO step on a few pairs, registered by llm-alignment's CLI.
+    settings = loop_settings(
+        train=True, train_data=preference_file(folder / "pairs.jsonl"), train_max_steps=1,
+        run_dir=folder / "run", dist_dir=folder / "dist",
     )  # fmt: skip
     with loop_stack(settings, folder / "stack") as running:
         yield running
@@ -47,7 +74,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopStack]:
 
 @pytest.fixture(scope="module")
 def settings(stack: LoopStack) -> LoopSettings:
-    return LoopSettings(train=True, **PEXES)
+    return loop_settings(train=True)
 
 
 @pytest.fixture(scope="module")

@@ -60,20 +60,25 @@ def reused_adapter(results_file: Path) -> Adapter:
 
 
 def train_adapter(settings: LoopSettings, steps: Steps, folder: Path, tracking_uri: str) -> Adapter:
-    """Build preference pairs and train a DPO adapter with llm-alignment's CLI, registered as a
-    new version of ``settings.registered_model`` at ``tracking_uri``."""
+    """Build preference pairs (or take ``settings.train_data``) and train a DPO adapter with
+    llm-alignment's CLI, registered as a new version of ``settings.registered_model`` at
+    ``tracking_uri``."""
     alignment = pex_argv(settings.alignment_pex, f"{ENV_PREFIX}ALIGNMENT_PEX")
-    data_dir, output_dir = folder / "data", folder / "dpo"
+    output_dir = folder / "dpo"
     common = ["--run-dir", str(folder)]
-    steps.run(
-        "llm-alignment build-data",
-        [*alignment, "build-data", "--out", str(data_dir), *common,
-         "--per-template", str(settings.train_per_template),
-         "--samples", str(settings.train_samples),
-         "--max-new-tokens", str(settings.train_max_new_tokens),
-         "--seed", str(settings.seed)],
-        settings.train_timeout_s,
-    )  # fmt: skip
+    if settings.train_data is not None:
+        data = ["--data", str(settings.train_data.resolve())]
+    else:
+        data = ["--data-dir", str(folder / "data")]
+        steps.run(
+            "llm-alignment build-data",
+            [*alignment, "build-data", "--out", str(folder / "data"), *common,
+             "--per-template", str(settings.train_per_template),
+             "--samples", str(settings.train_samples),
+             "--max-new-tokens", str(settings.train_max_new_tokens),
+             "--seed", str(settings.seed)],
+            settings.train_timeout_s,
+        )  # fmt: skip
     length = (
         ["--max-steps", str(settings.train_max_steps)]
         if settings.train_max_steps
@@ -81,7 +86,7 @@ def train_adapter(settings: LoopSettings, steps: Steps, folder: Path, tracking_u
     )
     steps.run(
         "llm-alignment train-dpo",
-        [*alignment, "train-dpo", "--data-dir", str(data_dir), "--output-dir", str(output_dir),
+        [*alignment, "train-dpo", *data, "--output-dir", str(output_dir),
          *length, "--seed", str(settings.seed), "--register-name", settings.registered_model,
          "--tracking-uri", tracking_uri, *common],
         settings.train_timeout_s,

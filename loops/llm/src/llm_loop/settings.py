@@ -40,6 +40,9 @@ class LoopSettings(LabSettings):
     train_per_template: int = Field(default=2, ge=1)
     train_samples: int = Field(default=4, ge=2)
     train_max_new_tokens: int = Field(default=40, ge=4)
+    # A preference file (HH-RLHF or TRL conversational JSON lines) to train on instead of pairs
+    # built here (build-data samples SmolLM2: minutes on 2 cores).
+    train_data: Path | None = None
     # train-dpo: epochs over the pairs (llm-alignment's demo: 2), or steps when set (> 0).
     train_epochs: float = Field(default=2.0, gt=0)
     train_max_steps: int | None = Field(default=None, ge=1)
