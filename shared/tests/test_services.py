@@ -74,6 +74,17 @@ def test_python_child_env_hands_our_sys_path_and_extras_to_the_child(
     assert python_child_env()["PATH"] == services.DEFAULT_PATH
 
 
+def test_a_pex_child_gets_neither_our_python_path_nor_our_pex_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PEX_ROOT", "/somewhere")
+    monkeypatch.setenv("PYTHONPATH", "/ours")
+    monkeypatch.setenv("KEPT", "1")
+    env = services.pex_child_env(EXTRA="yes")
+    assert "PYTHONPATH" not in env and not any(name.startswith("PEX_") for name in env)
+    assert (env["KEPT"], env["EXTRA"]) == ("1", "yes") and env["PATH"]
+
+
 def test_importing_services_loads_nothing_beyond_the_standard_library() -> None:
     code = (
         "import sys\n"

@@ -80,6 +80,14 @@ def python_child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def pex_child_env(**extra: str) -> dict[str, str]:
+    """Environment for another project's PEX (a loop runs the projects it joins that way): ours
+    with a PATH, less this process's Python path and PEX settings (the PEX sets up its own),
+    then ``extra``."""
+    env = python_child_env(**extra)
+    return {k: v for k, v in env.items() if k != "PYTHONPATH" and not k.startswith("PEX_")}
+
+
 def log_tail(path: Path | str, lines: int = 40, *, offset: int = 0) -> str:
     """The last ``lines`` lines of a log file from byte ``offset`` on, or "(no log)"."""
     try:

@@ -10,11 +10,11 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from roadmap_lab.services import LOCALHOST, ManagedProcess, free_port
+from roadmap_lab.services import LOCALHOST, ManagedProcess, free_port, pex_child_env
 
 from llm_loop.adapter import Adapter
 from llm_loop.settings import ENV_PREFIX, LoopSettings
-from llm_loop.steps import pex_argv, pex_env
+from llm_loop.steps import pex_argv
 
 
 def served_models(base_url: str) -> list[str]:
@@ -44,7 +44,7 @@ def vllm_server(settings: LoopSettings, folder: Path, adapter: Adapter) -> Itera
         startup_timeout_s=settings.serve_timeout_s,
         # It stops vLLM's engine on SIGTERM; give it the time.
         stop_grace_s=60.0,
-        env=pex_env(
+        env=pex_child_env(
             LLM_SERVING_TRACKING_URI=adapter.tracking_uri,
             # MLflow resolves a models:/ download through its process-wide registry URI, which
             # llm-serving does not set from its own setting (else MLflow's default, a sqlite

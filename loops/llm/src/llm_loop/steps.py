@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from roadmap_lab.services import log_tail, python_child_env
+from roadmap_lab.services import log_tail, pex_child_env
 
 from llm_loop.errors import LlmLoopError
 
@@ -21,13 +21,6 @@ PACKAGE_HINT = (
     "build it with `./pants package projects/llm-alignment:cli projects/llm-serving:cli "
     "projects/prompt-registry:cli`"
 )
-
-
-def pex_env(**extra: str) -> dict[str, str]:
-    """The environment of another project's PEX: ours (with a PATH) without this process's
-    Python path and PEX settings (the PEX sets up its own), plus ``extra``."""
-    env = python_child_env(**extra)
-    return {k: v for k, v in env.items() if k != "PYTHONPATH" and not k.startswith("PEX_")}
 
 
 def pex_argv(path: Path, setting: str) -> list[str]:
@@ -51,7 +44,7 @@ class Steps:
 
     def __init__(self, folder: Path, env: dict[str, str] | None = None) -> None:
         self.folder = folder
-        self.env = env if env is not None else pex_env()
+        self.env = env if env is not None else pex_child_env()
         self.count = 0
 
     def run(

@@ -33,8 +33,8 @@ from roadmap_lab.services import (
     ManagedProcess,
     alertmanager,
     free_port,
+    pex_child_env,
     prometheus,
-    python_child_env,
     uvicorn_app,
 )
 
@@ -59,13 +59,6 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float, poll_s:
             return value
         time.sleep(poll_s)
     raise MlopsLoopError(f"timed out after {timeout_s:g} s waiting for {what}")
-
-
-def pex_env(**extra: str) -> dict[str, str]:
-    """The environment of another project's PEX: ours (with a PATH) without this process's
-    Python path and PEX settings (the PEX sets up its own), plus ``extra``."""
-    env = python_child_env(**extra)
-    return {k: v for k, v in env.items() if k != "PYTHONPATH" and not k.startswith("PEX_")}
 
 
 def pex(path: Path) -> list[str]:
@@ -260,7 +253,7 @@ def _deploy(
         ready=endpoints_file.is_file, cwd=folder, startup_timeout_s=DEPLOY_TIMEOUT_S,
         # It stops Airflow, MLflow and PostgreSQL itself on SIGTERM; give it the time.
         stop_grace_s=90.0,
-        env=pex_env(
+        env=pex_child_env(
             DATA_PIPELINES_RETRIES="1", DATA_PIPELINES_RETRY_DELAY_S="1",
             # A challenger must beat the champion beyond noise: the lower bound of its macro-F1
             # gain at least this (a model no better, e.g. the same answers, is refused).
@@ -313,7 +306,7 @@ def _serve(
          "--port", str(port), "--run-dir", str(folder)],
         name="model-monitoring serve", log_path=folder / "serve.log",
         ready=f"{url}/health/ready", cwd=folder, startup_timeout_s=180.0,
-        env=pex_env(
+        env=pex_child_env(
             MODEL_MONITORING_TRACKING_URI=str(endpoints["tracking_uri"]),
             # MLflow resolves models:/ downloads through its process-wide registry URI, which
             # the service does not set from its own setting: give it the same server.
@@ -340,7 +333,7 @@ def _prometheus(
         [*pex(settings.model_monitoring_pex), "scaled-config", "--clock", f"{settings.clock:g}",
          "--output", str(scaled), "--service", urllib.parse.urlsplit(service_url).netloc,
          "--alertmanager", urllib.parse.urlsplit(alertmanager_url).netloc],
-        env=pex_env(), capture_output=True, text=True, timeout=120,
+        env=pex_child_env(), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     if written.returncode != 0:
         raise MlopsLoopError(f"model-monitoring scaled-config failed: {written.stderr[-1000:]}")
