@@ -8,6 +8,7 @@ The projects run from their PEXes (runtime_package_dependencies), never imported
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,9 +128,14 @@ def test_both_are_evaluated_and_the_gate_decides_by_its_rule(
 
 
 def test_a_refused_gate_leaves_production_on_the_base(
-    stack: LoopStack, settings: LoopSettings, tmp_path: Path
+    gated: GateOutcome, stack: LoopStack, settings: LoopSettings, tmp_path: Path
 ) -> None:
     refusing = settings.model_copy(update={"adapter_floor": 1.0})
+    # The first gate's generations (same endpoint, models and prompt text): only the registry's
+    # steps and decisions run again, on a fresh registry.
+    cache = gated.base_eval.parent / "run" / "generations.sqlite"
+    (tmp_path / "gate" / "run").mkdir(parents=True)
+    shutil.copyfile(cache, tmp_path / "gate" / "run" / cache.name)
     with tracking_server(tmp_path / "registry") as registry:
         outcome = gate_adapter(refusing, stack.steps, tmp_path / "gate", registry, stack.base_url)
         assert production_version(registry, outcome.prompt) == 1
