@@ -60,7 +60,7 @@ class LoopSettings(LabSettings):
     # prompt naming the adapter. The gate's allowed drop (None: prompt-registry's default) and
     # an optional floor written into v2's eval config (the refusal test sets one the adapter
     # cannot reach).
-    prompt: str = "alignment-rules"  # TODO(llm-loop): alignment-heldout-rules once it lands
+    prompt: str = "alignment-heldout-rules"
     gate_max_drop: float | None = Field(default=None, ge=0, le=1)
     adapter_floor: float | None = Field(default=None, ge=0, le=1)
     # Any one step of the projects' CLIs (training excluded) must finish within this.
