@@ -159,5 +159,5 @@ def test_hf_evaluates_the_same_version_on_the_merged_adapter(
     vllm = pair_answers(gated.base_eval, gated.adapter_eval, gated.golden)
     record = agreement(vllm, hf)
     assert record["prompts"] == 8 and [p.id for p in hf] == [p.id for p in vllm[:8]]
-    for side in ("base", "adapter"):
-        assert 0 <= record[side]["identical_answers"] <= record[side]["same_verdicts"] + 8
+    # A plain model folder: HF ran the merged weights, not PEFT on top of the base.
+    assert not (tmp_path / "merged" / "adapter_config.json").exists()
