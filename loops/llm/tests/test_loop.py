@@ -18,7 +18,7 @@ import yaml
 from llm_loop.benchmark import agreement, hf_evaluation
 from llm_loop.demo import PAGE, loop_record
 from llm_loop.evaluation import GateOutcome, gate_adapter, production_version
-from llm_loop.report import eval_provider, pair_answers, pass_rates
+from llm_loop.report import eval_provider, pair_answers, paired_gain, pass_rates
 from llm_loop.serving import served_models
 from llm_loop.settings import LoopSettings
 from llm_loop.stack import LoopStack, loop_stack, tracking_server
@@ -38,7 +38,6 @@ def loop_settings(**values: Any) -> LoopSettings:
     )
 
 
-MAX_DROP = 0.05  # prompt-registry's default allowed drop
 
 
 def preference_file(path: Path) -> Path:
@@ -110,11 +109,9 @@ def test_both_are_evaluated_and_the_gate_decides_by_its_rule(
     golden_rows = [line for line in gated.golden.read_text().splitlines() if line.strip()]
     assert len(pairs) == len(golden_rows)
     base, adapter = pass_rates(pairs)
-    # prompt-registry's rule, recomputed from its own answers: the drop within the allowed one
-    # and the floor reached.
-    expected = adapter.estimate - base.estimate >= -MAX_DROP - 1e-9 and (
-        adapter.estimate >= floor_of(gated)
-    )
+    # prompt-registry's rule with the loop's --min-gain 0, recomputed from its own answers: the
+    # paired gain's lower bound above 0 (the same interval as the card's) and the floor reached.
+    expected = paired_gain(pairs).low > 0 and adapter.estimate >= floor_of(gated)
     assert gated.passed is expected
     assert json.loads(gated.gate_json.read_text())[0]["passed"] is expected
     assert gated.production_after == (2 if expected else 1)

@@ -53,9 +53,6 @@ def hf_evaluation(
         [*pex_argv(settings.alignment_pex, f"{ENV_PREFIX}ALIGNMENT_PEX"), "merge-adapter",
          adapter.uri, str(merged), "--tracking-uri", adapter.tracking_uri],
         settings.train_timeout_s,
-        # As for llm-serving (serving.py): MLflow resolves models:/ through its process-wide
-        # registry URI, which --tracking-uri alone does not set.
-        env={"MLFLOW_TRACKING_URI": adapter.tracking_uri},
     )  # fmt: skip
     cli = PromptRegistry(settings, steps, folder, tracking_uri, base_url="")
     local = ["--provider", "local", *(["--limit", str(limit)] if limit else [])]

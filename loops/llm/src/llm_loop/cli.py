@@ -38,10 +38,10 @@ console = Console()
 Prompt = Annotated[
     str | None, typer.Option(help="prompt-registry's prompt to gate on (its held-out rules).")
 ]
-MaxDrop = Annotated[
+MinGain = Annotated[
     float | None,
-    typer.Option(help="The gate's largest allowed drop of the pass rate (prompt-registry's).",
-                 min=0, max=1),
+    typer.Option(help="The gain the gate requires: the lower bound of the adapter's paired "
+                 "pass-rate gain above this (default 0).", min=-1, max=1),
 ]  # fmt: skip
 TrainSteps = Annotated[
     int | None, typer.Option(help="DPO steps when training (default: 2 epochs).", min=1)
@@ -55,7 +55,7 @@ def demo(
     ] = False,
     train_steps: TrainSteps = None,
     prompt: Prompt = None,
-    max_drop: MaxDrop = None,
+    min_gain: MinGain = None,
     dist_dir: DistDirOption = None,
     run_dir: RunDirOption = None,
 ) -> None:
@@ -69,7 +69,7 @@ def demo(
         console.print(f"[bold]Claim:[/bold] {CLAIM}")
         settings = LoopSettings(**given(
             train=train or None, train_max_steps=train_steps, prompt=prompt,
-            gate_max_drop=max_drop, dist_dir=dist_dir, run_dir=run_dir,
+            gate_min_gain=min_gain, dist_dir=dist_dir, run_dir=run_dir,
         ))  # fmt: skip
         path = run_demo(settings, invocation("llm_loop"))
         results = json.loads(path.read_text(encoding="utf-8"))
@@ -84,7 +84,7 @@ def benchmark(
     ] = False,
     train_steps: TrainSteps = None,
     prompt: Prompt = None,
-    max_drop: MaxDrop = None,
+    min_gain: MinGain = None,
     dist_dir: DistDirOption = None,
     run_dir: RunDirOption = None,
     publish: PublishOption = False,
@@ -98,7 +98,7 @@ def benchmark(
         from llm_loop.benchmark import run_benchmark
 
         settings = LoopSettings(**given(
-            train=not reuse, train_max_steps=train_steps, prompt=prompt, gate_max_drop=max_drop,
+            train=not reuse, train_max_steps=train_steps, prompt=prompt, gate_min_gain=min_gain,
             dist_dir=dist_dir, run_dir=run_dir,
         ))  # fmt: skip
         if publish:

@@ -87,7 +87,7 @@ def settings_record(settings: LoopSettings) -> dict[str, Any]:
         "base_model_name": settings.base_model_name,
         "adapter_name": settings.adapter_name,
         "enforce_eager": settings.enforce_eager,
-        "gate_max_drop": settings.gate_max_drop,
+        "gate_min_gain": settings.gate_min_gain,
         "adapter_floor": settings.adapter_floor,
         "train_sizes": {
             "per_template": settings.train_per_template,

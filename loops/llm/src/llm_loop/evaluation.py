@@ -141,9 +141,8 @@ class PromptRegistry:
                  "--output-json", str(output), *self.common)  # fmt: skip
         return output
 
-    def drop_flags(self) -> list[str]:
-        drop = self.settings.gate_max_drop
-        return [] if drop is None else ["--max-drop", str(drop)]
+    def gain_flags(self) -> list[str]:
+        return ["--min-gain", str(self.settings.gate_min_gain)]
 
 
 def gate_adapter(
@@ -169,7 +168,7 @@ def gate_adapter(
     adapter_eval = cli.evaluate(adapter_version, folder / "eval-adapter.json")
     gate_json, gate_markdown = folder / "gate.json", folder / "gate.md"
     status, _ = cli.run(
-        "gate", prompt, "--prompts-dir", str(exported), *cli.endpoint, *cli.drop_flags(),
+        "gate", prompt, "--prompts-dir", str(exported), *cli.endpoint, *cli.gain_flags(),
         "--output-json", str(gate_json), "--markdown", str(gate_markdown), *cli.common,
         ok=(0, GATE_REFUSED),
     )  # fmt: skip
@@ -178,7 +177,7 @@ def gate_adapter(
         raise LlmLoopError(f"prompt-registry gate exited {status} but its report says otherwise")
     if decided["passed"]:
         cli.run("promote", prompt, "--version", str(adapter_version), *cli.endpoint,
-                *cli.drop_flags(), "--markdown", str(folder / "promote-adapter.md"),
+                *cli.gain_flags(), "--markdown", str(folder / "promote-adapter.md"),
                 *cli.common)  # fmt: skip
     return GateOutcome(
         prompt=prompt,

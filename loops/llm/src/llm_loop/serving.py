@@ -46,10 +46,6 @@ def vllm_server(settings: LoopSettings, folder: Path, adapter: Adapter) -> Itera
         stop_grace_s=60.0,
         env=pex_child_env(
             LLM_SERVING_TRACKING_URI=adapter.tracking_uri,
-            # MLflow resolves a models:/ download through its process-wide registry URI, which
-            # llm-serving does not set from its own setting (else MLflow's default, a sqlite
-            # file in the working folder, answers "not found"): give it the same registry.
-            MLFLOW_TRACKING_URI=adapter.tracking_uri,
             LLM_SERVING_SERVED_MODEL_NAME=settings.base_model_name,
             LLM_SERVING_HOST=LOCALHOST,
             LLM_SERVING_RUN_DIR=str(folder),

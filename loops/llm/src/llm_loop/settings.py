@@ -57,11 +57,12 @@ class LoopSettings(LabSettings):
 
     # The evaluation and the gate: prompt-registry's prompt whose golden set holds the rule
     # families llm-alignment never trains on. v1 is the prompt as shipped (the base); v2 the same
-    # prompt naming the adapter. The gate's allowed drop (None: prompt-registry's default) and
-    # an optional floor written into v2's eval config (the refusal test sets one the adapter
+    # prompt naming the adapter. A new model must win, not only hold: the gate's required gain
+    # (prompt-registry's --min-gain: the lower bound of the paired gain above it), and an
+    # optional floor written into v2's eval config (the refusal test sets one the adapter
     # cannot reach).
     prompt: str = "alignment-heldout-rules"
-    gate_max_drop: float | None = Field(default=None, ge=0, le=1)
+    gate_min_gain: float = Field(default=0.0, ge=-1, le=1)
     adapter_floor: float | None = Field(default=None, ge=0, le=1)
     # Any one step of the projects' CLIs (training excluded) must finish within this.
     step_timeout_s: float = Field(default=600.0, gt=0)
