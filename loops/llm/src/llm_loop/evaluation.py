@@ -51,7 +51,8 @@ class GateOutcome:
 
     @property
     def decision(self) -> str:
-        return "promoted" if self.passed else "refused"
+        # What the registry shows after the gate, not only what the gate said.
+        return "promoted" if self.production_after == self.adapter_version else "refused"
 
     def record(self) -> dict[str, Any]:
         return {
