@@ -83,6 +83,20 @@ def test_no_gain_misses_and_a_mixed_one_is_within_noise(tmp_path: Path) -> None:
     assert by_name(mixed, GAIN_FIGURE)["verdict"] == "within noise"
 
 
+def test_length_and_cut_answers_are_reported_beside_the_gain(tmp_path: Path) -> None:
+    # The first prompt's answers are cut on both sides (write_eval); the adapter's win there
+    # does not count in the gain on uncut prompts.
+    base = [False] * 32
+    adapter = [i == 0 for i in range(32)]
+    figures = headline(pairs_of(tmp_path, base, adapter), "refused", "no win")
+    cut = by_name(figures, "answers cut at the token limit")
+    assert cut["value"] == "1/32 -> 1/32" and cut["target"] is None
+    assert cut["mean_words_base"] == 5.0 and cut["mean_words_adapter"] == 5.0
+    uncut = by_name(figures, "the adapter's gain on prompts neither answer was cut on")
+    assert uncut["prompts"] == 31 and uncut["value"] == 0.0 and uncut["fixed"] == 0
+    assert by_name(figures, GAIN_FIGURE)["fixed"] == 1
+
+
 def test_the_benchmark_names_its_targeted_figure_as_targets_toml_does() -> None:
     listed = tomllib.loads(TARGETS.read_text())["figure"]
     assert [(f["name"], f["target"]) for f in listed] == [(GAIN_FIGURE, GAIN_TARGET)]

@@ -136,7 +136,37 @@ def headline(pairs: list[Pair], decision: str, reason: str, engine: str = "vLLM"
                         interval=adapter, digits=4, passes=sum(p.adapter.passed for p in pairs)),
         headline_figure(GATE_FIGURE, f"{decision}: {reason}", "", decision=decision,
                         reason=reason),
+        *length_figures(pairs, engine),
     ]  # fmt: skip
+
+
+def length_figures(pairs: list[Pair], engine: str) -> list[Headline]:
+    """What length can do to the gain (training rewards short answers; ``quoted`` fails an
+    answer cut at the token limit): answers cut and mean words per model, and the gain on the
+    prompts neither model's answer was cut on. Reported, not targeted."""
+    uncut = [p for p in pairs if not (p.base.truncated or p.adapter.truncated)]
+
+    def words(answers: list[Answer]) -> float:
+        return round(sum(len(a.output.split()) for a in answers) / max(len(answers), 1), 1)
+
+    base, adapter = [p.base for p in pairs], [p.adapter for p in pairs]
+    figures = [
+        headline_figure(
+            f"answers cut at the token limit, base -> adapter ({engine})",
+            f"{sum(a.truncated for a in base)}/{len(pairs)} -> "
+            f"{sum(a.truncated for a in adapter)}/{len(pairs)}",
+            "", mean_words_base=words(base), mean_words_adapter=words(adapter),
+        ),
+    ]  # fmt: skip
+    if uncut:
+        figures.append(
+            headline_figure(
+                f"the adapter's gain on prompts neither answer was cut on ({engine})",
+                None, "pass rate", baseline=0.0, target=None, interval=paired_gain(uncut),
+                digits=4, prompts=len(uncut), **flips(uncut),
+            )  # fmt: skip
+        )
+    return figures
 
 
 def pass_rate_figure(pairs: list[Pair], title: str) -> Figure:
