@@ -4,7 +4,9 @@ checks what they did. The projects' own work (Pants, training, MLflow, the promp
 GitHub's services are act's artifact and cache servers and the recording `gh`.
 
 - ci.yml, pull request changing one small project's source: `changes` selects exactly that
-  project, and that project's job lints, type-checks, tests and packages it;
+  project and the loop that joins it, and the project's job lints, type-checks, tests and
+  packages it (act runs only that matrix entry: the loop's job is the same steps, and its tests
+  run in the repo's own test run);
 - ci.yml, a README-only change in one project: `changes` selects that project only;
 - retrain.yml, pull request adding a data slice: the dry run's report is the PR comment;
 - retrain.yml, push to main: retrains into a real MLflow server and promotes the champion;
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,8 +32,9 @@ from act_runner import (
 )
 
 # The project whose job (lint, type-check, tests, package) is quickest: llm-alignment (~110 s
-# here, against ~250 s for model-monitoring, the next quickest).
+# here, against ~250 s for model-monitoring, the next quickest). The LLM loop joins it.
 SMALL_PROJECT = "llm-alignment"
+SMALL_PROJECT_LOOP = "loops/llm"
 # A project no loop joins (a loop is selected with the projects it joins: changed_projects.py).
 README_PROJECT = "experiment-tracking"
 PR_NUMBER = 7
@@ -72,18 +76,21 @@ def module_of(repo: Path, project: str) -> str:
     return errors.relative_to(repo).as_posix()
 
 
-def test_ci_pull_request_changing_one_project_tests_that_project_only(
+def test_ci_pull_request_changing_one_project_tests_that_project_and_its_loop(
     repo: Path, base: tuple[Path, str], tmp_path: Path, record_testsuite_property: RecordProperty
 ) -> None:
+    project = f"projects/{SMALL_PROJECT}"
     change = {module_of(repo, SMALL_PROJECT): "\n# A change of the act test.\n"}
     head, base_sha, head_sha = scenario(base, tmp_path, f"Change {SMALL_PROJECT}", append=change)
     runner = ActRunner(repo, tmp_path / "act")
     result = runner.run(head, "ci.yml", "pull_request", pull_request_event(base_sha, head_sha),
-                        jobs=["project"], timeout=1200)
+                        jobs=["project"], extra_args=["--matrix", f"project:{project}"],
+                        timeout=1200)
     record_testsuite_property("figure.act.ci_pull_request_s", result.seconds)
-    project_job = f"CI/Project projects/{SMALL_PROJECT}"
+    project_job = f"CI/Project {project}"
     assert_succeeded(result, {"CI/Changed projects", project_job})
-    assert result.outputs("CI/Changed projects")["projects"] == f'["projects/{SMALL_PROJECT}"]'
+    selected = json.loads(result.outputs("CI/Changed projects")["projects"])
+    assert sorted(selected) == sorted([project, SMALL_PROJECT_LOOP])
     log = result.output(project_job)
     for tool in ("ruff", "mypy"):
         assert f"✓ {tool} succeeded." in log, log[-3000:]
