@@ -9,6 +9,7 @@ from roadmap_lab.stats import (
     hierarchical_bootstrap_mean,
     macro_f1_difference,
     mean_difference,
+    paired_proportion_difference,
     paired_ratio,
     poisson_rate,
     t_interval,
@@ -70,6 +71,35 @@ def test_mean_difference_is_paired() -> None:
     assert interval.low == pytest.approx(0.02) and interval.high == pytest.approx(0.02)
     with pytest.raises(ValueError, match="same examples"):
         mean_difference([1, 0], [1, 0, 1])
+
+
+def verdicts(both: int, fixed: int, broken: int, neither: int) -> tuple[list[bool], list[bool]]:
+    """Baseline and candidate verdicts of a paired 2x2 table."""
+    baseline = [True] * both + [False] * fixed + [True] * broken + [False] * neither
+    candidate = [True] * both + [True] * fixed + [False] * broken + [False] * neither
+    return baseline, candidate
+
+
+def test_paired_proportion_difference_matches_a_published_value() -> None:
+    # Fagerland, Lydersen & Laake, "Statistical analysis of contingency tables", ch. 8 (Cavo et
+    # al., 2012; the contingencytables R package's test): -0.0621 (-0.1186 to -0.0046).
+    interval = paired_proportion_difference(*verdicts(59, 6, 16, 80))
+    assert interval.estimate == pytest.approx(-10 / 161)
+    assert (interval.low, interval.high) == pytest.approx((-0.1186, -0.0046), abs=5e-5)
+    assert (interval.method, interval.n) == ("newcombe paired score", 161)
+
+
+def test_paired_proportion_difference_is_not_fooled_by_few_flips() -> None:
+    # 4 fixed, none broken, of 32: exact McNemar p = 0.125, so the interval must reach below 0
+    # (the paired bootstrap's does not).
+    baseline, candidate = verdicts(0, 4, 0, 28)
+    assert paired_proportion_difference(baseline, candidate).low < 0
+    assert mean_difference([float(b) for b in baseline], [float(c) for c in candidate]).low > 0
+    # Many flips the same way do clear 0, and the estimate is the difference of pass rates.
+    many = paired_proportion_difference(*verdicts(4, 12, 1, 15))
+    assert many.estimate == pytest.approx(11 / 32) and many.low > 0
+    with pytest.raises(ValueError, match="same examples"):
+        paired_proportion_difference([True], [True, False])
 
 
 def test_weighted_macro_f1_matches_a_hand_count() -> None:

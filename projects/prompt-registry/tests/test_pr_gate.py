@@ -47,6 +47,9 @@ def test_with_a_min_gain_the_candidate_must_win_beyond_noise() -> None:
     clearly_better = [True] * 20  # +0.40, eight fixed and none broken
     won = decide(report(clearly_better), report(PRODUCTION), 0.05, 0.5, min_gain=0.0)
     assert won.passed and won.difference is not None and won.difference.low > 0
+    # Four fixed and none broken of 32 (exact McNemar p = 0.125) is not a win either.
+    few = decide(report([True] * 4 + [False] * 28), report([False] * 32), 0.05, 0.0, min_gain=0.0)
+    assert not few.passed and few.difference is not None and few.difference.low < 0
     # The floor alone decides a first promotion: there is nothing to beat.
     assert decide(report(PRODUCTION), None, 0.05, 0.5, min_gain=0.0).passed
 

@@ -61,8 +61,8 @@ class EvalReport:
     def pass_rate(self) -> float:
         return sum(e.passed for e in self.examples) / max(1, self.n)
 
-    def passes(self) -> list[float]:
-        return [float(e.passed) for e in self.examples]
+    def passes(self) -> list[bool]:
+        return [e.passed for e in self.examples]
 
     def summary(self) -> dict[str, Any]:
         return {

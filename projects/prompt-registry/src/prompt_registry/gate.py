@@ -4,8 +4,8 @@ config (golden examples and scorers stored with the production version).
 A candidate passes when every check passes:
 
 * **vs production**: its pass rate drops by at most ``max_drop`` below production's on the same
-  examples (the estimate of the paired difference decides; its 95% paired bootstrap interval is
-  reported beside it, so a reviewer sees how sure the figure is);
+  examples (the estimate of the paired difference decides; its 95% interval for paired
+  proportions, Newcombe's, is reported beside it, so a reviewer sees how sure the figure is);
 * **vs the baseline** (no ratchet): the same against a pinned baseline version (production's
   stored pin, else the first production version), so small drops cannot add up; a candidate
   that moves the baseline (its own pin, or dropping production's) may only move it to a version
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from roadmap_lab.stats import Interval, mean_difference
+from roadmap_lab.stats import Interval, paired_proportion_difference
 
 from prompt_registry.evalconfig import ConfigChanges
 from prompt_registry.evaluation import EvalReport
@@ -163,7 +163,6 @@ def paired_check(
     candidate: EvalReport,
     baseline: EvalReport,
     max_drop: float,
-    resamples: int,
     min_gain: float | None = None,
 ) -> Check:
     """The candidate may lose at most ``max_drop`` of the pass rate against ``baseline`` on the
@@ -171,7 +170,7 @@ def paired_check(
     its gain above ``min_gain`` (a gain within sampling noise is not enough)."""
     if [e.id for e in baseline.examples] != [e.id for e in candidate.examples]:
         raise ValueError("the gate compares two versions on the same examples")
-    difference = mean_difference(baseline.passes(), candidate.passes(), resamples=resamples)
+    difference = paired_proportion_difference(baseline.passes(), candidate.passes())
     if min_gain is None:
         passed = difference.estimate >= -max_drop
         rule = f"the drop {'within' if passed else 'exceeds'} the allowed {max_drop:.2f}"
@@ -213,7 +212,6 @@ def decide(
     production: EvalReport | None,
     max_drop: float,
     floor: float,
-    resamples: int = 2000,
     *,
     baseline: EvalReport | None = None,
     moved_baseline: EvalReport | None = None,
@@ -235,9 +233,8 @@ def decide(
     else:
         checks.append(
             paired_check(
-                f"vs production {production.label}", candidate, production, max_drop, resamples,
-                min_gain,
-            )  # fmt: skip
+                f"vs production {production.label}", candidate, production, max_drop, min_gain
+            )
         )
         if baseline is not None:
             checks.append(
@@ -246,7 +243,6 @@ def decide(
                     candidate,
                     baseline,
                     max_drop,
-                    resamples,
                 )
             )
         if moved_baseline is not None:
@@ -257,7 +253,6 @@ def decide(
                     moved_baseline,
                     current,
                     0.0,
-                    resamples,
                 )
             )
         if refused_pin is not None:
@@ -270,7 +265,6 @@ def decide(
                 new_config.candidate,
                 new_config.production,
                 max_drop,
-                resamples,
             )
         )
         checks.append(

@@ -192,10 +192,7 @@ class Harness:
         name, own = candidate.name, candidate.config
         if production is None:
             report = self.evaluate(candidate, own, f"gate-{name}-candidate")
-            return decide(
-                report, None, self.settings.gate_max_drop, own.min_pass_rate,
-                self.settings.gate_resamples,
-            )  # fmt: skip
+            return decide(report, None, self.settings.gate_max_drop, own.min_pass_rate)
         config = production.config
         baselines = baselines or Baselines()
 
@@ -221,7 +218,6 @@ class Harness:
             run(production, config, "production"),
             self.settings.gate_max_drop,
             config.min_pass_rate,
-            self.settings.gate_resamples,
             baseline=run_baseline(baselines.current, "baseline"),
             moved_baseline=run_baseline(baselines.moved_to, "new-baseline"),
             refused_pin=baselines.refused_pin,

@@ -67,7 +67,6 @@ class ProjectSettings(TrackedSettings):
         description="when set, the candidate must beat production: the lower bound of its "
         "paired pass-rate gain above this",
     )
-    gate_resamples: int = Field(default=2000, ge=100, description="paired bootstrap resamples")
 
     def cache_file(self) -> Path:
         return self.run_dir / "generations.sqlite"
