@@ -220,10 +220,14 @@ def test_lora_cost_is_a_paired_ratio_over_recorded_rounds():
     assert (ttft["baseline"], ttft["baseline_unit"]) == (50.0, "ms")
 
 
-def test_lora_cost_needs_two_rounds_and_a_prompt_per_request():
-    with pytest.raises(BenchmarkSizeError, match=">= 2 rounds"):
-        lora_rounds("http://127.0.0.1:1", ("a", "b"), [[1]] * 8, 4, 1, rounds=1)
+def test_lora_cost_needs_an_even_number_of_rounds_and_a_prompt_per_request():
+    for rounds in (1, 3):  # an odd count puts one side first more often
+        with pytest.raises(BenchmarkSizeError, match=r"even number \(>= 2\) of rounds"):
+            lora_rounds("http://127.0.0.1:1", ("a", "b"), [[1]] * 16, 4, 1, rounds=rounds)
+    # 2 rounds and the warm-up: 6 levels, so 5 prompts leave none per request.
     with pytest.raises(BenchmarkSizeError, match="a prompt per request"):
-        lora_rounds("http://127.0.0.1:1", ("a", "b"), [[1]] * 3, 4, 1, rounds=2)
-    with pytest.raises(BenchmarkSizeError, match="lora_rounds"):
-        BenchmarkConfig(lora_adapter="x", lora_rounds=1)
+        lora_rounds("http://127.0.0.1:1", ("a", "b"), [[1]] * 5, 4, 1, rounds=2)
+    for rounds in (1, 3):
+        with pytest.raises(BenchmarkSizeError, match="lora_rounds"):
+            BenchmarkConfig(lora_adapter="x", lora_rounds=rounds)
+    assert BenchmarkConfig(lora_adapter="x", lora_requests=8).lora_prompts == 2 * 5 * 8

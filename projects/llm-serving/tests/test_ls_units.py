@@ -18,6 +18,7 @@ from llm_serving.benchmark import (
     Sessions,
     greedy_agreement,
     metric_label,
+    round_order,
     summarise,
 )
 from llm_serving.child import run_in_child
@@ -557,3 +558,11 @@ def test_ctrl_c_while_waiting_stops_the_child(monkeypatch, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_in_child(_sleep_forever, (str(pid_file),), {}, 60, "sleeper")
     assert not _left_running(pid_file)  # stopped, not left running
+
+
+def test_each_side_takes_each_place_of_a_round_once_in_three_rounds():
+    orders = [round_order(index) for index in range(3)]
+    assert orders[0] == ("vllm-bf16", "vllm-quantized", "hf")
+    for place in range(3):
+        assert {order[place] for order in orders} == {"vllm-bf16", "vllm-quantized", "hf"}
+    assert round_order(3) == orders[0]

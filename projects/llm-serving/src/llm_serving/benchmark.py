@@ -3,8 +3,9 @@ serving under concurrency. One run, the same prompts and lengths for both sides,
 
 Order: HF in each dtype tried at every batch size (the sweep that chooses HF's best
 configurations), then ``repeats`` rounds, each of them the vLLM bf16 engine, the vLLM quantized
-engine and HF in its chosen configurations, back to back (every one in its own child process with
-the same runtime, so no two compete for the cores), then a real ``vllm serve`` for the online part.
+engine and HF in its chosen configurations, back to back in an order rotated each round
+(``round_order``; every one in its own child process with the same runtime, so no two compete for
+the cores), then a real ``vllm serve`` for the online part.
 A ratio's interval comes from its per-round ratios (``roadmap_lab.stats.paired_ratio``: drift of
 the machine between rounds cancels), a perplexity change's from a bootstrap over the texts.
 
@@ -109,7 +110,7 @@ class BenchmarkConfig:
     lora_adapter: str | None = None
     lora_requests: int = 32
     lora_concurrency: int = 8
-    lora_rounds: int = 3
+    lora_rounds: int = 4  # even: each side goes first in half of them
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -147,8 +148,12 @@ class BenchmarkConfig:
             raise BenchmarkSizeError(
                 f"online levels need concurrency and requests >= 1, got {self.online_levels}"
             )
-        if self.lora_adapter and (self.lora_rounds < 2 or self.lora_requests < 1):
-            raise BenchmarkSizeError("LoRA's cost needs lora_rounds >= 2 and lora_requests >= 1")
+        if self.lora_adapter and (
+            self.lora_rounds < 2 or self.lora_rounds % 2 or self.lora_requests < 1
+        ):
+            raise BenchmarkSizeError(
+                "LoRA's cost needs an even lora_rounds >= 2 and lora_requests >= 1"
+            )
         unknown = [dtype for dtype in self.hf_dtypes if dtype not in HF_DTYPES]
         if not self.hf_dtypes or unknown:
             raise BenchmarkSizeError(
@@ -161,7 +166,8 @@ class BenchmarkConfig:
 
     @property
     def lora_prompts(self) -> int:
-        return 2 * self.lora_rounds * self.lora_requests if self.lora_adapter else 0
+        # One untimed level per side before the rounds (the adapter's first use loads it).
+        return 2 * (self.lora_rounds + 1) * self.lora_requests if self.lora_adapter else 0
 
     @classmethod
     def demo(cls) -> BenchmarkConfig:
@@ -430,23 +436,25 @@ def run_benchmark(settings: ProjectSettings, config: BenchmarkConfig) -> dict[st
     choice = hf_choice(hf)
     hf_workloads = {**workloads, "fixed_sequential": workloads["fixed"].head(sequential)}
     mode = "eager" if settings.enforce_eager else "compiled"
-    vllm_bf16: list[dict[str, Any]] = []
-    vllm_quant: list[dict[str, Any]] = []
-    hf_rounds: list[dict[str, dict[str, Any]]] = []
+    measured_rounds = []
     for index in range(config.repeats):
-        logger.info("Round %d of %d: vLLM bf16, %s (%s), HF", index + 1, config.repeats,
-                    config.quantized_model, mode)  # fmt: skip
-        # Perplexity is deterministic: measured in the first round only.
-        round_texts = texts if index == 0 else None
-        vllm_bf16.append(
-            run_engine_session(settings, bf16_dir, workloads, eos_ids, round_texts, "vllm-bf16")
-        )
-        vllm_quant.append(
-            run_engine_session(
-                settings, quant_dir, workloads, eos_ids, round_texts, "vllm-quantized"
-            )
-        )
-        hf_rounds.append(run_hf_round(settings, bf16_dir, hf_workloads, eos_ids, choice))
+        logger.info("Round %d of %d (%s): %s", index + 1, config.repeats, mode,
+                    ", ".join(round_order(index)))  # fmt: skip
+        measured: dict[str, Any] = {}
+        for side in round_order(index):
+            if side == "hf":
+                measured[side] = run_hf_round(settings, bf16_dir, hf_workloads, eos_ids, choice)
+            else:
+                model_dir = bf16_dir if side == "vllm-bf16" else quant_dir
+                # Perplexity is deterministic: measured in the first round only.
+                round_texts = texts if index == 0 else None
+                measured[side] = run_engine_session(
+                    settings, model_dir, workloads, eos_ids, round_texts, side
+                )
+        measured_rounds.append(measured)
+    vllm_bf16 = [measured["vllm-bf16"] for measured in measured_rounds]
+    vllm_quant = [measured["vllm-quantized"] for measured in measured_rounds]
+    hf_rounds = [measured["hf"] for measured in measured_rounds]
     serving = run_online(settings, quant_dir, reviews[config.fixed_requests : online_end], config)
     if config.lora_adapter:
         logger.info("LoRA's cost: adapter vs base on one bf16 server")
@@ -464,9 +472,21 @@ def run_benchmark(settings: ProjectSettings, config: BenchmarkConfig) -> dict[st
     )
     return {
         **results,
+        "round_orders": [list(round_order(index)) for index in range(config.repeats)],
         "wall_s": round(time.monotonic() - started, 1),
         "conditions": conditions.finish(),
     }
+
+
+ROUND_SIDES = ("vllm-bf16", "vllm-quantized", "hf")
+
+
+def round_order(index: int) -> tuple[str, ...]:
+    """The sides of round ``index``, rotated by one each round: over 3 rounds each side runs
+    first, second and last once, so an effect of the position in a round (the previous
+    child's teardown, the page cache) falls on every side alike instead of on one ratio."""
+    shift = index % len(ROUND_SIDES)
+    return ROUND_SIDES[shift:] + ROUND_SIDES[:shift]
 
 
 @dataclass(frozen=True)

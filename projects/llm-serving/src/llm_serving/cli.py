@@ -233,7 +233,7 @@ def benchmark(
     perplexity_texts: Annotated[int | None, _size("texts per perplexity set (64)")] = None,
     online_levels: Annotated[str | None, _size("concurrency:requests (1:16,8:48,32:96)")] = None,
     online_output_len: Annotated[int | None, _size("online output tokens (64)")] = None,
-    repeats: Annotated[int | None, _size("timed runs per vLLM workload (3)")] = None,
+    repeats: Annotated[int | None, _size("paired rounds, order rotated (3)")] = None,
     hf_dtypes: Annotated[str | None, _size("HF dtypes to time (bfloat16,float32)")] = None,
     seed: Annotated[int | None, _size("prompt sampling seed (LLM_SERVING_SEED, 0)")] = None,
     lora_adapter: Annotated[
@@ -242,7 +242,7 @@ def benchmark(
             help="also measure LoRA's cost: this PEFT LoRA folder vs the base, one server"
         ),
     ] = None,
-    lora_rounds: Annotated[int | None, _size("LoRA's cost: interleaved rounds (3)")] = None,
+    lora_rounds: Annotated[int | None, _size("LoRA's cost: interleaved rounds, even (4)")] = None,
     lora_requests: Annotated[int | None, _size("LoRA's cost: requests per level (32)")] = None,
 ) -> None:
     """The full benchmark: vLLM vs HF (sequential, static batches), bf16 vs quantized, online.

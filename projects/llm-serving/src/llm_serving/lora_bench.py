@@ -27,27 +27,31 @@ def lora_rounds(
     rounds: int,
     api_key: str = NO_API_KEY,
 ) -> list[dict[str, dict[str, Any]]]:
-    """``rounds`` rounds of one level per model (base, adapter); every request has a prompt of
-    its own (no answer from the prefix cache), so ``prompts`` splits into 2 x ``rounds`` levels."""
-    per_level = len(prompts) // (2 * rounds)
-    if per_level < 1 or rounds < 2:
+    """``rounds`` rounds of one level per model (base, adapter), the order alternating, after an
+    untimed level per model (the server's and the adapter's first use); every request has a
+    prompt of its own (no answer from the prefix cache), so ``prompts`` splits into
+    2 x (``rounds`` + 1) levels. An even ``rounds`` puts each side first equally often."""
+    per_level = len(prompts) // (2 * (rounds + 1))
+    if per_level < 1 or rounds < 2 or rounds % 2:
         raise BenchmarkSizeError(
-            f"LoRA's cost needs >= 2 rounds and a prompt per request; got {rounds} rounds, "
-            f"{len(prompts)} prompts"
+            f"LoRA's cost needs an even number (>= 2) of rounds and a prompt per request; got "
+            f"{rounds} rounds, {len(prompts)} prompts"
         )
     unused = iter(prompts)
-    measured = []
-    for index in range(rounds):
-        order = models if index % 2 == 0 else models[::-1]
-        entry = {}
-        for model in order:
-            chosen = [next(unused) for _ in range(per_level)]
-            level = asyncio.run(
-                run_level(base_url, model, chosen, max_tokens, concurrency, api_key=api_key)
-            )
-            entry[model] = level.summary()
-        measured.append(entry)
-    return measured
+
+    def level(model: str) -> dict[str, Any]:
+        chosen = [next(unused) for _ in range(per_level)]
+        measured = asyncio.run(
+            run_level(base_url, model, chosen, max_tokens, concurrency, api_key=api_key)
+        )
+        return measured.summary()
+
+    for model in models:
+        level(model)  # the warm-up, not kept
+    return [
+        {model: level(model) for model in (models if index % 2 == 0 else models[::-1])}
+        for index in range(rounds)
+    ]
 
 
 def lora_cost(measured: list[dict[str, dict[str, Any]]], base: str, adapter: str) -> dict[str, Any]:
