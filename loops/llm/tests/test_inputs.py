@@ -1,5 +1,6 @@
 """What the loop reads before anything starts, and how a step fails: the reused adapter from
-llm-alignment's results file, missing PEXes and results as one error line (exit 2), the adapter's
+llm-alignment's results file (and the rules its data card says it trained on, refused when the
+held-out set evaluates one), missing PEXes and results as one error line (exit 2), the adapter's
 copy of the prompt, the registered version, a failing step's message."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import yaml
 from llm_loop.adapter import reused_adapter
 from llm_loop.cli import app
 from llm_loop.errors import LlmLoopError
-from llm_loop.evaluation import adapter_copy, registered_version
+from llm_loop.evaluation import adapter_copy, check_never_trained, registered_version
 from llm_loop.steps import Steps
 from typer.testing import CliRunner
 
@@ -27,18 +28,49 @@ def fake_pexes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(f"LLM_LOOP_{name}_PEX", str(pex))
 
 
+# What llm-alignment's data card says about the rules (its keys; other keys left out).
+CARD = {
+    "training_rules": ["one_word", "avoid_word"],
+    "heldout_rules": ["starts_with", "quoted"],
+    "pairs_per_rule": {"one_word": {"train": 3, "heldout": 1}, "length": {"train": 2}},
+}
+
+
 def test_the_reused_adapter_is_the_version_llm_alignment_registered(tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     results.write_text(json.dumps({
         "tracking_uri": "sqlite:////somewhere/mlflow.db",
         "dpo": {"registered_model": "llm-alignment-dpo", "model_version": "4", "history": []},
+        "data_card": CARD,
     }))  # fmt: skip
     adapter = reused_adapter(results)
     assert adapter.uri == "models:/llm-alignment-dpo/4"
     assert adapter.tracking_uri == "sqlite:////somewhere/mlflow.db" and adapter.origin == "reused"
+    # The training rules and every rule with a training pair.
+    assert adapter.trained_rules == ("avoid_word", "length", "one_word")
     results.write_text(json.dumps({"tracking_uri": "x", "dpo": {"adapter_dir": "a"}}))
     with pytest.raises(LlmLoopError, match="does not name a registered adapter"):
         reused_adapter(results)
+
+
+def test_a_reused_adapter_without_a_data_card_is_refused(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({
+        "tracking_uri": "x", "dpo": {"registered_model": "m", "model_version": "1"},
+    }))  # fmt: skip
+    with pytest.raises(LlmLoopError, match="training rules are unknown"):
+        reused_adapter(results)
+
+
+def test_an_adapter_trained_on_an_evaluated_rule_is_refused(tmp_path: Path) -> None:
+    golden = tmp_path / "golden.jsonl"
+    rows = [{"id": "a", "vars": {}, "check": {"rule": "quoted"}},
+            {"id": "b", "vars": {}, "check": {"rule": "starts_with"}}]  # fmt: skip
+    golden.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    check_never_trained(golden, ("one_word", "avoid_word"))  # disjoint: accepted
+    check_never_trained(golden, None)  # no card (a --data file): recorded as unverified
+    with pytest.raises(LlmLoopError, match="the adapter trained on quoted, which golden.jsonl"):
+        check_never_trained(golden, ("one_word", "quoted"))
 
 
 def test_a_missing_results_file_says_what_to_run_in_one_line(

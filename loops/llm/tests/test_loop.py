@@ -17,8 +17,8 @@ import pytest
 import yaml
 from llm_loop.benchmark import agreement, hf_evaluation
 from llm_loop.demo import PAGE, loop_record
-from llm_loop.evaluation import GateOutcome, gate_adapter, production_version
-from llm_loop.report import eval_provider, pair_answers, paired_gain, pass_rates
+from llm_loop.evaluation import GateOutcome, evaluate_control, gate_adapter, production_version
+from llm_loop.report import control_figures, eval_provider, pair_answers, paired_gain, pass_rates
 from llm_loop.serving import served_models
 from llm_loop.settings import LoopSettings
 from llm_loop.stack import LoopStack, loop_stack, tracking_server
@@ -36,8 +36,6 @@ def loop_settings(**values: Any) -> LoopSettings:
         prompt_registry_pex=Path("projects.prompt-registry/cli.pex"),
         **values,
     )
-
-
 
 
 def preference_file(path: Path) -> Path:
@@ -82,7 +80,10 @@ def gated(
     stack: LoopStack, settings: LoopSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> GateOutcome:
     folder = tmp_path_factory.mktemp("gate")
-    return gate_adapter(settings, stack.steps, folder, stack.tracking_uri, stack.base_url)
+    trained_rules = stack.adapter.trained_rules
+    return gate_adapter(
+        settings, stack.steps, folder, stack.tracking_uri, stack.base_url, trained_rules
+    )
 
 
 def floor_of(outcome: GateOutcome) -> float:
@@ -96,7 +97,9 @@ def test_the_adapter_is_trained_registered_and_served_beside_the_base(
     adapter = stack.adapter
     assert adapter.origin == "trained" and adapter.tracking_uri == stack.tracking_uri
     assert adapter.registered_model == settings.registered_model and adapter.version == "1"
-    assert {"smollm2", "dpo"} <= set(served_models(stack.base_url))
+    assert adapter.trained_rules is None  # trained on a --data file: no data card to check
+    assert {"smollm2", "dpo", "zero-lora"} <= set(served_models(stack.base_url))
+    assert stack.control is not None and (stack.control / "adapter_config.json").is_file()
 
 
 def test_both_are_evaluated_and_the_gate_decides_by_its_rule(
@@ -124,6 +127,25 @@ def test_both_are_evaluated_and_the_gate_decides_by_its_rule(
     assert all(pair.id in page for pair in pairs)
 
 
+def test_the_zero_lora_answers_as_the_base_does(
+    gated: GateOutcome, stack: LoopStack, settings: LoopSettings
+) -> None:
+    # The adapter with its B matrices zeroed has the base's weights: through vLLM's LoRA path
+    # its greedy answers are the base's, but for rounding in the LoRA kernels and batching.
+    control = evaluate_control(
+        settings, stack.steps, gated.base_eval.parent, stack.tracking_uri, stack.base_url
+    )
+    assert eval_provider(control).endswith(f"{stack.base_url}:zero-lora")
+    floor = pair_answers(gated.base_eval, control, gated.golden)
+    versus = pair_answers(control, gated.adapter_eval, gated.golden)
+    noise, over_zero = control_figures(floor, versus)
+    identical, n = map(int, noise["identical_answers"].split("/"))
+    assert n == len(floor) and identical >= n // 2, noise
+    zero_passes = sum(p.adapter.passed for p in floor)
+    adapter_passes = sum(p.adapter.passed for p in versus)
+    assert over_zero["fixed"] - over_zero["broken"] == adapter_passes - zero_passes
+
+
 def test_a_refused_gate_leaves_production_on_the_base(
     gated: GateOutcome, stack: LoopStack, settings: LoopSettings, tmp_path: Path
 ) -> None:
@@ -134,7 +156,9 @@ def test_a_refused_gate_leaves_production_on_the_base(
     (tmp_path / "gate" / "run").mkdir(parents=True)
     shutil.copyfile(cache, tmp_path / "gate" / "run" / cache.name)
     with tracking_server(tmp_path / "registry") as registry:
-        outcome = gate_adapter(refusing, stack.steps, tmp_path / "gate", registry, stack.base_url)
+        outcome = gate_adapter(
+            refusing, stack.steps, tmp_path / "gate", registry, stack.base_url, None
+        )
         assert production_version(registry, outcome.prompt) == 1
     pairs = pair_answers(outcome.base_eval, outcome.adapter_eval, outcome.golden)
     assert pass_rates(pairs)[1].estimate < 1.0  # the floor is out of the adapter's reach

@@ -62,7 +62,7 @@ def test_a_clear_gain_is_met_and_the_pass_rates_carry_wilson_intervals(tmp_path:
     figures = headline(pairs_of(tmp_path, base, adapter), "promoted", "all checks pass")
     gain = by_name(figures, GAIN_FIGURE)
     assert gain["value"] == pytest.approx(0.5) and gain["target"] == GAIN_TARGET
-    assert gain["interval"]["method"] == "paired bootstrap" and gain["interval"]["low"] > 0
+    assert gain["interval"]["method"] == "newcombe paired score" and gain["interval"]["low"] > 0
     assert gain["verdict"] == "met"
     assert (gain["fixed"], gain["broken"], gain["same"]) == (16, 0, 16)
     base_rate = by_name(figures, "pass rate of the base")
@@ -72,10 +72,16 @@ def test_a_clear_gain_is_met_and_the_pass_rates_carry_wilson_intervals(tmp_path:
     assert gate["value"] == "promoted: all checks pass" and gate["verdict"] is None
 
 
-def test_no_gain_misses_and_a_mixed_one_is_within_noise(tmp_path: Path) -> None:
+def test_a_loss_misses_and_no_gain_or_a_few_flips_are_within_noise(tmp_path: Path) -> None:
     same = [i % 3 == 0 for i in range(32)]
     figures = headline(pairs_of(tmp_path, same, same), "refused", "floor")
-    assert by_name(figures, GAIN_FIGURE)["verdict"] == "missed"  # [0, 0] is not > 0
+    # No flip in 32 prompts still leaves a small gain possible: the interval straddles 0.
+    assert by_name(figures, GAIN_FIGURE)["verdict"] == "within noise"
+    lost = headline(pairs_of(tmp_path, same, [False] * 32), "refused", "drop")
+    assert by_name(lost, GAIN_FIGURE)["verdict"] == "missed"
+    # Four fixed, none broken (exact McNemar p = 0.125): not a gain beyond noise.
+    four = headline(pairs_of(tmp_path, [False] * 32, [i < 4 for i in range(32)]), "refused", "x")
+    assert by_name(four, GAIN_FIGURE)["verdict"] == "within noise"
     # Two fixed, one broken of 32: a small gain whose interval straddles 0.
     adapter = list(same)
     adapter[1], adapter[2], adapter[0] = True, True, False
@@ -95,6 +101,21 @@ def test_length_and_cut_answers_are_reported_beside_the_gain(tmp_path: Path) -> 
     uncut = by_name(figures, "the adapter's gain on prompts neither answer was cut on")
     assert uncut["prompts"] == 31 and uncut["value"] == 0.0 and uncut["fixed"] == 0
     assert by_name(figures, GAIN_FIGURE)["fixed"] == 1
+    # Every answer here has 5 words: all uncut prompts are length-matched.
+    matched = by_name(figures, "the adapter's gain on uncut prompts whose two answers are in the")
+    assert matched["prompts"] == 31
+
+
+def test_the_length_matched_gain_leaves_out_answers_of_other_lengths(tmp_path: Path) -> None:
+    base_eval = write_eval(tmp_path / "base.json", [False] * 4, "base")
+    adapter_eval = write_eval(tmp_path / "adapter.json", [True] * 4, "adapter", "dpo")
+    examples = json.loads(adapter_eval.read_text())
+    examples["examples"][1]["output"] = "word " * 30  # 30 words against the base's 5
+    adapter_eval.write_text(json.dumps(examples))
+    pairs = pair_answers(base_eval, adapter_eval, write_golden(tmp_path / "golden.jsonl", 4))
+    figures = headline(pairs, "refused", "x")
+    matched = by_name(figures, "the adapter's gain on uncut prompts whose two answers are in the")
+    assert (matched["prompts"], matched["fixed"]) == (2, 2)  # ex-00 is cut, ex-01 longer
 
 
 def test_the_benchmark_names_its_targeted_figure_as_targets_toml_does() -> None:
@@ -137,6 +158,7 @@ def test_the_results_carry_the_decision_and_link_the_side_by_side_page(tmp_path:
     assert results["pages"] == [PAGE] and results["plots"] == ["pass_rates.png"]
     assert results["gate"]["decision"] == "refused" and results["gate"]["production_after"] == 1
     assert results["adapter"]["uri"] == "models:/llm-loop-dpo/3"
+    assert results["held_out_rules_check"].startswith("unverified")  # no data card
     assert results["providers"]["adapter"].endswith(":dpo")
     assert results["flips"] == {"fixed": 3, "broken": 0, "same": 5}
     assert sum(r["prompts"] for r in results["per_rule"].values()) == 8
@@ -166,8 +188,15 @@ def test_hf_agreement_counts_identical_answers_and_checks_the_interval(tmp_path:
     assert record["adapter"]["same_verdicts"] == 7
     # HF: gain -1/8 on its 8 examples; vLLM's gain 0.25 with an interval above it.
     assert record["hf_within_vllm_interval"] is False
-    figures = agreement_headline(hf, record)
+    # The one verdict that differs, with both answers; vLLM's gain minus HF's on the 8 prompts.
+    (differs,) = record["disagreeing_verdicts"]
+    assert (differs["id"], differs["model"], differs["vllm_passed"]) == ("ex-03", "adapter", True)
+    assert (differs["vllm_answer"], differs["hf_answer"]) == (
+        "adapter answer 3 & more", "other answer 3 & more")  # fmt: skip
+    assert record["gain_difference_vllm_minus_hf"]["estimate"] == pytest.approx(0.125)
+    figures = agreement_headline(vllm, hf, record)
     assert figures[0]["name"].endswith("outside vLLM's interval") and figures[0]["target"] is None
-    assert [f["value"] for f in figures[1:]] == ["8/8", "0/8"]
+    assert [f["value"] for f in figures[1:3]] == ["8/8", "0/8"]
+    assert figures[3]["value"] == pytest.approx(0.125) and figures[3]["disagreeing_verdicts"] == 1
     with pytest.raises(LlmLoopError, match="HF answered examples that vLLM did not"):
         agreement(vllm[1:], hf)

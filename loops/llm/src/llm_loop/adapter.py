@@ -4,6 +4,10 @@ registered (its pyfunc model carries the LoRA folder, which llm-serving download
 * Reused: llm-alignment's demo results file names the tracking URI and the version it registered.
 * Trained: llm-alignment's ``build-data`` then ``train-dpo``, registered in the loop's MLflow
   server; its ``summary.json`` names the version.
+
+Either way the data card of the pairs it trained on names the rules it trained on, so the loop
+can refuse an adapter that trained on a rule the held-out set evaluates (``trained_rules``;
+``None`` only for a ``--data`` file, which carries no card).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class Adapter:
     version: str
     tracking_uri: str
     origin: str  # "reused" (llm-alignment's demo) or "trained" (by this loop)
+    trained_rules: tuple[str, ...] | None = None  # from its data card; None: no card
 
     @property
     def uri(self) -> str:
@@ -38,6 +43,19 @@ class Adapter:
 
     def record(self) -> dict[str, Any]:
         return {**asdict(self), "uri": self.uri}
+
+
+def card_rules(card: Any, source: Path) -> tuple[str, ...]:
+    """The rules a data card says training used: its training rules and every rule with a
+    training pair."""
+    try:
+        with_pairs = {rule for rule, n in card["pairs_per_rule"].items() if n.get("train")}
+        return tuple(sorted(set(card["training_rules"]) | with_pairs))
+    except (KeyError, TypeError, AttributeError):
+        raise LlmLoopError(
+            f"{source}: no data card with training_rules and pairs_per_rule, so the adapter's "
+            "training rules are unknown"
+        ) from None
 
 
 def reused_adapter(results_file: Path) -> Adapter:
@@ -56,7 +74,8 @@ def reused_adapter(results_file: Path) -> Adapter:
         ) from None
     if not (name and version and tracking_uri):
         raise LlmLoopError(f"{results_file} names no registered adapter; {DEMO_HINT}")
-    return Adapter(str(name), str(version), str(tracking_uri), "reused")
+    rules = card_rules(results.get("data_card"), results_file)
+    return Adapter(str(name), str(version), str(tracking_uri), "reused", rules)
 
 
 def train_adapter(settings: LoopSettings, steps: Steps, folder: Path, tracking_uri: str) -> Adapter:
@@ -99,4 +118,16 @@ def train_adapter(settings: LoopSettings, steps: Steps, folder: Path, tracking_u
         raise LlmLoopError(
             f"train-dpo finished but {summary_file} names no registered version"
         ) from None
-    return Adapter(settings.registered_model, version, tracking_uri, "trained")
+    rules = None if settings.train_data is not None else trained_card_rules(folder / "data")
+    return Adapter(settings.registered_model, version, tracking_uri, "trained", rules)
+
+
+def trained_card_rules(data_dir: Path) -> tuple[str, ...]:
+    card_file = data_dir / "card.json"  # llm-alignment's build-data writes it beside the pairs
+    try:
+        card = json.loads(card_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise LlmLoopError(
+            f"{card_file}: build-data wrote no readable data card ({error})"
+        ) from None
+    return card_rules(card, card_file)

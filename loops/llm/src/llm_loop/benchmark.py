@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from roadmap_lab.results import BenchmarkConditions, Headline, ResultsWriter, headline_figure
+from roadmap_lab.stats import Interval, mean_difference
 
 from llm_loop import PROJECT
 from llm_loop.adapter import Adapter
+from llm_loop.control import control_lora
 from llm_loop.demo import CLAIM, loop_record, settings_record
 from llm_loop.errors import LlmLoopError
-from llm_loop.evaluation import GateOutcome, PromptRegistry, gate_adapter
+from llm_loop.evaluation import GateOutcome, PromptRegistry, evaluate_control, gate_adapter
 from llm_loop.report import Pair, pair_answers, paired_gain
 from llm_loop.serving import vllm_server
 from llm_loop.settings import ENV_PREFIX, LoopSettings
@@ -81,12 +83,36 @@ def agreement(vllm: list[Pair], hf: list[Pair]) -> dict[str, Any]:
     record["vllm_gain"] = vllm_gain.as_dict()
     record["hf_gain"] = hf_gain.as_dict()
     record["hf_within_vllm_interval"] = vllm_gain.low <= hf_gain.estimate <= vllm_gain.high
+    record["gain_difference_vllm_minus_hf"] = gain_difference(vllm[: len(hf)], hf).as_dict()
+    record["disagreeing_verdicts"] = disagreements(vllm, hf)
     return record
 
 
-def agreement_headline(hf: list[Pair], record: dict[str, Any]) -> list[Headline]:
-    """HF's gain (no target of its own: it is judged by lying within vLLM's interval) and the
-    identical answers per model."""
+def gain_difference(vllm: list[Pair], hf: list[Pair]) -> Interval:
+    """vLLM's gain minus HF's on the same prompts: per prompt, (adapter - base) on each engine,
+    paired bootstrap over the prompts (an interval around 0 when the engines agree)."""
+
+    def gains(pairs: list[Pair]) -> list[float]:
+        return [float(p.adapter.passed) - float(p.base.passed) for p in pairs]
+
+    return mean_difference(gains(hf), gains(vllm))
+
+
+def disagreements(vllm: list[Pair], hf: list[Pair]) -> list[dict[str, Any]]:
+    """Every answer whose verdict differs between the engines, with both answers."""
+    listed = []
+    for v, h in zip(vllm, hf, strict=False):
+        for side in ("base", "adapter"):
+            a, b = getattr(v, side), getattr(h, side)
+            if a.passed != b.passed:
+                listed.append({"id": v.id, "rule": v.rule, "model": side, "vllm_passed": a.passed,
+                               "vllm_answer": a.output, "hf_answer": b.output})  # fmt: skip
+    return listed
+
+
+def agreement_headline(vllm: list[Pair], hf: list[Pair], record: dict[str, Any]) -> list[Headline]:
+    """HF's gain (no target of its own: it is judged by lying within vLLM's interval), the
+    identical answers per model, and the difference of the two engines' gains."""
     within = "within" if record["hf_within_vllm_interval"] else "outside"
     n = record["prompts"]
     return [
@@ -103,6 +129,11 @@ def agreement_headline(hf: list[Pair], record: dict[str, Any]) -> list[Headline]
             )
             for side in ("base", "adapter")
         ),
+        headline_figure(
+            "the adapter's gain, vLLM minus HF, on the same prompts", None, "pass rate",
+            interval=gain_difference(vllm[:n], hf), digits=4,
+            disagreeing_verdicts=len(record["disagreeing_verdicts"]),
+        ),
     ]  # fmt: skip
 
 
@@ -115,21 +146,30 @@ def run_benchmark(settings: LoopSettings, command: str) -> tuple[Path, dict[str,
     steps = Steps(folder / "logs")
     with tracking_server(folder / "mlflow") as tracking_uri:
         adapter = obtain_adapter(settings, steps, folder, tracking_uri, reused)
-        with vllm_server(settings, folder / "serving", adapter) as base_url:
+        control = control_lora(settings, adapter, folder)
+        with vllm_server(settings, folder / "serving", adapter, control) as base_url:
             outcome = gate_adapter(
-                settings, steps, folder / "prompt-registry", tracking_uri, base_url
+                settings, steps, folder / "prompt-registry", tracking_uri, base_url,
+                adapter.trained_rules,
+            )  # fmt: skip
+            control_eval = (
+                evaluate_control(
+                    settings, steps, folder / "prompt-registry", tracking_uri, base_url
+                )
+                if control
+                else None
             )
         logger.info("vLLM stopped; the same version through Hugging Face transformers")
         hf = hf_evaluation(
             settings, steps, folder / "prompt-registry", adapter, outcome, tracking_uri
         )
     writer = ResultsWriter(PROJECT, settings.dist_dir, command, kind="benchmark")
-    figures, record = loop_record(writer, adapter, outcome)
+    figures, record = loop_record(writer, adapter, outcome, control_eval)
     vllm = pair_answers(outcome.base_eval, outcome.adapter_eval, outcome.golden)
     compared = agreement(vllm, hf)
     results = {
         "claim": CLAIM,
-        "headline": figures + agreement_headline(hf, compared),
+        "headline": figures + agreement_headline(vllm, hf, compared),
         **record,
         "hf_comparison": compared,
         "settings": settings_record(settings),

@@ -15,9 +15,10 @@ from roadmap_lab.results import Headline, ResultsWriter, atomic_write_text
 
 from llm_loop import PROJECT
 from llm_loop.adapter import Adapter
-from llm_loop.evaluation import GateOutcome, gate_adapter
+from llm_loop.evaluation import GateOutcome, evaluate_control, gate_adapter
 from llm_loop.report import (
     answers_page,
+    control_figures,
     eval_provider,
     flips,
     headline,
@@ -33,7 +34,8 @@ PAGE = "answers.html"
 CLAIM = (
     "Served by vLLM beside its base, the DPO adapter passes more of prompt-registry's "
     "held-out-rule instructions (rule families llm-alignment never trains on) than the base: "
-    "paired gain over the same prompts, 95% paired bootstrap, lower bound > 0. Prompt-registry's "
+    "paired gain over the same prompts, 95% Newcombe interval for paired proportions, lower "
+    "bound > 0. Prompt-registry's "
     "gate moves the prompt's production version to the adapter only if it passes; otherwise "
     "production stays on the base"
 )
@@ -46,10 +48,17 @@ def run_demo(settings: LoopSettings, command: str) -> Path:
     started = time.monotonic()
     with loop_stack(settings, folder) as stack:
         outcome = gate_adapter(
-            settings, stack.steps, folder / "prompt-registry", stack.tracking_uri, stack.base_url
-        )
+            settings, stack.steps, folder / "prompt-registry", stack.tracking_uri, stack.base_url,
+            stack.adapter.trained_rules,
+        )  # fmt: skip
+        control_eval = (
+            evaluate_control(settings, stack.steps, folder / "prompt-registry",
+                             stack.tracking_uri, stack.base_url)
+            if stack.control
+            else None
+        )  # fmt: skip
     writer = ResultsWriter(PROJECT, settings.dist_dir, command)
-    figures, record = loop_record(writer, stack.adapter, outcome)
+    figures, record = loop_record(writer, stack.adapter, outcome, control_eval)
     return writer.write({
         "claim": CLAIM, "headline": figures, **record,
         "wall_s": round(time.monotonic() - started, 1), "settings": settings_record(settings),
@@ -57,18 +66,28 @@ def run_demo(settings: LoopSettings, command: str) -> Path:
 
 
 def loop_record(
-    writer: ResultsWriter, adapter: Adapter, outcome: GateOutcome
+    writer: ResultsWriter, adapter: Adapter, outcome: GateOutcome, control_eval: Path | None = None
 ) -> tuple[list[Headline], dict[str, Any]]:
-    """The headline and the rest of a loop's results; writes its page and plot into the
-    writer's folder."""
+    """The headline and the rest of a loop's results (with the zero LoRA's figures when it was
+    evaluated); writes its page and plot into the writer's folder."""
     pairs = pair_answers(outcome.base_eval, outcome.adapter_eval, outcome.golden)
     figures = headline(pairs, outcome.decision, outcome.reason)
+    if control_eval is not None:
+        figures += control_figures(
+            pair_answers(outcome.base_eval, control_eval, outcome.golden),
+            pair_answers(control_eval, outcome.adapter_eval, outcome.golden),
+        )
     page = answers_page(pairs, figures, outcome.decision, outcome.reason)
     atomic_write_text(writer.folder / PAGE, page)
     writer.save_figure(pass_rate_figure(pairs, f"{outcome.prompt}: passes per rule"), "pass_rates")
     record = {
         "pages": [PAGE],
         "adapter": adapter.record(),
+        "held_out_rules_check": (
+            "the adapter's data card names none of the evaluated rules"
+            if adapter.trained_rules is not None
+            else "unverified: the adapter trained on a --data file, which has no data card"
+        ),
         "gate": outcome.record(),
         "providers": {
             "base": eval_provider(outcome.base_eval),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import requests
 import yaml
 
 from llm_loop.errors import LlmLoopError
+from llm_loop.report import read_golden
 from llm_loop.settings import ENV_PREFIX, LoopSettings
 from llm_loop.steps import Steps, pex_argv
 
@@ -146,10 +148,30 @@ class PromptRegistry:
         return ["--min-gain", str(self.settings.gate_min_gain)]
 
 
+def check_never_trained(golden: Path, trained_rules: tuple[str, ...] | None) -> None:
+    """Refuse an adapter whose data card names a rule the held-out set evaluates: its gain there
+    would be training signal, not generalisation. ``None`` (no card) is recorded as unverified."""
+    if trained_rules is None:
+        return
+    evaluated = {str(row.get("check", {}).get("rule")) for row in read_golden(golden).values()}
+    overlap = sorted(evaluated & set(trained_rules))
+    if overlap:
+        raise LlmLoopError(
+            f"the adapter trained on {', '.join(overlap)}, which {golden.name} evaluates as "
+            "held out; train it without those rules"
+        )
+
+
 def gate_adapter(
-    settings: LoopSettings, steps: Steps, folder: Path, tracking_uri: str, base_url: str
+    settings: LoopSettings,
+    steps: Steps,
+    folder: Path,
+    tracking_uri: str,
+    base_url: str,
+    trained_rules: tuple[str, ...] | None,
 ) -> GateOutcome:
-    """Steps 1-4 of the module's docstring in ``folder``; what prompt-registry decided."""
+    """Steps 1-4 of the module's docstring in ``folder``; what prompt-registry decided. An
+    adapter that trained on a rule of the held-out set is refused before it is evaluated."""
     folder.mkdir(parents=True, exist_ok=True)
     cli = PromptRegistry(settings, steps, folder, tracking_uri, base_url)
     prompt = settings.prompt
@@ -165,6 +187,7 @@ def gate_adapter(
     exported = folder / "prompts"
     cli.run("export", prompt, str(exported))
     golden = adapter_copy(exported / prompt, settings.adapter_name, settings.adapter_floor)
+    check_never_trained(golden, trained_rules)
     adapter_version = cli.register(exported)
     adapter_eval = cli.evaluate(adapter_version, folder / "eval-adapter.json")
     gate_json, gate_markdown = folder / "gate.json", folder / "gate.md"
@@ -194,3 +217,19 @@ def gate_adapter(
         production_before=production_before,
         production_after=production_version(tracking_uri, prompt),
     )
+
+
+def evaluate_control(
+    settings: LoopSettings, steps: Steps, folder: Path, tracking_uri: str, base_url: str
+) -> Path:
+    """The prompt (its file, not a registry version: the control is never a candidate) naming
+    the zero LoRA, evaluated through the endpoint; its answers' file."""
+    cli = PromptRegistry(settings, steps, folder, tracking_uri, base_url)
+    exported = folder / "control-prompts"
+    shutil.rmtree(exported, ignore_errors=True)
+    cli.run("export", settings.prompt, str(exported))
+    adapter_copy(exported / settings.prompt, settings.control_name, None)
+    output = folder / "eval-control.json"
+    cli.run("eval", settings.prompt, "--prompts-dir", str(exported), *cli.endpoint,
+            "--output-json", str(output), *cli.common)  # fmt: skip
+    return output

@@ -2,7 +2,9 @@
 files and gate report; nothing is generated again here):
 
 * pass rates of the base and the adapter with Wilson intervals; the adapter's paired gain with a
-  paired bootstrap interval over the prompts, judged on "> 0" by the shared rule;
+  paired interval over the prompts (Newcombe's score interval for paired proportions: a
+  bootstrap is too narrow when few prompts flip), judged on "> 0" by the shared rule, the same
+  interval prompt-registry's gate decides on;
 * the gate's decision and its reason;
 * a page with every prompt, the base's and the adapter's answers and their verdicts.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from roadmap_lab.results import Headline, headline_figure
-from roadmap_lab.stats import Interval, mean_difference, wilson_interval
+from roadmap_lab.stats import Interval, paired_proportion_difference, wilson_interval
 
 from llm_loop.errors import LlmLoopError
 
@@ -96,9 +98,9 @@ def pass_rates(pairs: list[Pair]) -> tuple[Interval, Interval]:
 
 
 def paired_gain(pairs: list[Pair]) -> Interval:
-    """Adapter minus base pass rate, paired bootstrap over the prompts."""
-    return mean_difference(
-        [float(p.base.passed) for p in pairs], [float(p.adapter.passed) for p in pairs]
+    """Adapter minus base pass rate on the same prompts, with the gate's paired interval."""
+    return paired_proportion_difference(
+        [p.base.passed for p in pairs], [p.adapter.passed for p in pairs]
     )
 
 
@@ -140,11 +142,22 @@ def headline(pairs: list[Pair], decision: str, reason: str, engine: str = "vLLM"
     ]  # fmt: skip
 
 
+# Word-count bands for the length-matched gain: answers in one band are compared as equals.
+LENGTH_BANDS = (10, 25, 50)
+
+
+def length_band(answer: Answer) -> int:
+    words = len(answer.output.split())
+    return sum(words > edge for edge in LENGTH_BANDS)
+
+
 def length_figures(pairs: list[Pair], engine: str) -> list[Headline]:
     """What length can do to the gain (training rewards short answers; ``quoted`` fails an
-    answer cut at the token limit): answers cut and mean words per model, and the gain on the
-    prompts neither model's answer was cut on. Reported, not targeted."""
+    answer cut at the token limit): answers cut and mean words per model, the gain on the
+    prompts neither model's answer was cut on, and on those of them whose two answers are in
+    the same length band (<= 10, 11-25, 26-50, > 50 words). Reported, not targeted."""
     uncut = [p for p in pairs if not (p.base.truncated or p.adapter.truncated)]
+    matched = [p for p in uncut if length_band(p.base) == length_band(p.adapter)]
 
     def words(answers: list[Answer]) -> float:
         return round(sum(len(a.output.split()) for a in answers) / max(len(answers), 1), 1)
@@ -158,15 +171,44 @@ def length_figures(pairs: list[Pair], engine: str) -> list[Headline]:
             "", mean_words_base=words(base), mean_words_adapter=words(adapter),
         ),
     ]  # fmt: skip
-    if uncut:
-        figures.append(
-            headline_figure(
-                f"the adapter's gain on prompts neither answer was cut on ({engine})",
-                None, "pass rate", baseline=0.0, target=None, interval=paired_gain(uncut),
-                digits=4, prompts=len(uncut), **flips(uncut),
-            )  # fmt: skip
-        )
+    subsets = (
+        (uncut, "prompts neither answer was cut on"),
+        (matched, "uncut prompts whose two answers are in the same length band"),
+    )
+    for subset, what in subsets:
+        if subset:
+            figures.append(
+                headline_figure(
+                    f"the adapter's gain on {what} ({engine})",
+                    None,
+                    "pass rate",
+                    baseline=0.0,
+                    target=None,
+                    interval=paired_gain(subset),
+                    digits=4,
+                    prompts=len(subset),
+                    **flips(subset),
+                )
+            )
     return figures
+
+
+def control_figures(floor: list[Pair], versus: list[Pair], engine: str = "vLLM") -> list[Headline]:
+    """The noise floor (``llm_loop.control``): the zero LoRA against the base (``floor``: its
+    answers on the adapter's side), and the adapter against the zero LoRA (``versus``: the zero
+    LoRA on the base's side). Reported, not targeted."""
+    identical = sum(p.base.output.strip() == p.adapter.output.strip() for p in floor)
+    return [
+        headline_figure(
+            f"the zero LoRA's gain over the base: the noise floor ({engine})", None, "pass rate",
+            baseline=0.0, target=None, interval=paired_gain(floor), digits=4,
+            identical_answers=f"{identical}/{len(floor)}", **flips(floor),
+        ),
+        headline_figure(
+            f"the adapter's gain over the zero LoRA ({engine})", None, "pass rate",
+            baseline=0.0, target=None, interval=paired_gain(versus), digits=4, **flips(versus),
+        ),
+    ]  # fmt: skip
 
 
 def pass_rate_figure(pairs: list[Pair], title: str) -> Figure:

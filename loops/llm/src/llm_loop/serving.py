@@ -28,17 +28,24 @@ def served_models(base_url: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def vllm_server(settings: LoopSettings, folder: Path, adapter: Adapter) -> Iterator[str]:
-    """Serve the base as ``base_model_name`` and the adapter as ``adapter_name``; yields the
-    OpenAI-compatible base URL (``http://127.0.0.1:<port>/v1``) and stops vLLM on exit."""
+def vllm_server(
+    settings: LoopSettings, folder: Path, adapter: Adapter, control: Path | None = None
+) -> Iterator[str]:
+    """Serve the base as ``base_model_name``, the adapter as ``adapter_name`` and, when given,
+    the zero LoRA ``control`` as ``control_name``; yields the OpenAI-compatible base URL
+    (``http://127.0.0.1:<port>/v1``) and stops vLLM on exit."""
     port = free_port()
     base_url = f"http://{LOCALHOST}:{port}/v1"
-    wanted = {settings.base_model_name, settings.adapter_name}
+    loras = {settings.adapter_name: adapter.uri}
+    if control is not None:
+        loras[settings.control_name] = str(control)
+    wanted = {settings.base_model_name, *loras}
     folder.mkdir(parents=True, exist_ok=True)
     eager = "--enforce-eager" if settings.enforce_eager else "--no-enforce-eager"
+    lora_args = [arg for name, spec in loras.items() for arg in ("--lora", f"{name}={spec}")]
     process = ManagedProcess(
         [*pex_argv(settings.serving_pex, f"{ENV_PREFIX}SERVING_PEX"), "serve", "--port", str(port),
-         eager, "--lora", f"{settings.adapter_name}={adapter.uri}"],
+         eager, *lora_args],
         name="llm-serving serve", log_path=folder / "serve.log", cwd=folder,
         ready=lambda: wanted <= set(served_models(base_url)),
         startup_timeout_s=settings.serve_timeout_s,

@@ -52,6 +52,9 @@ class LoopSettings(LabSettings):
     # 32-prompt evaluation gains nothing from compiling.
     base_model_name: str = "smollm2"
     adapter_name: str = Field(default="dpo", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    # The noise floor (llm_loop.control): the adapter with its B matrices zeroed, served and
+    # evaluated beside it under this name; empty: not served.
+    control_name: str = Field(default="zero-lora", pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]*)?$")
     enforce_eager: bool = True
     serve_timeout_s: float = Field(default=600.0, gt=0)
 

@@ -28,6 +28,7 @@ class LoopStack:
     adapter: Adapter
     base_url: str
     steps: Steps
+    control: Path | None  # the zero LoRA served as settings.control_name
 
 
 @contextlib.contextmanager
@@ -65,6 +66,7 @@ def obtain_adapter(
 def loop_stack(settings: LoopSettings, folder: Path) -> Iterator[LoopStack]:
     """The MLflow server, the adapter and vLLM serving base + adapter, in ``folder``; stopped on
     exit."""
+    from llm_loop.control import control_lora
     from llm_loop.serving import vllm_server
 
     reused = check_inputs(settings)
@@ -72,8 +74,9 @@ def loop_stack(settings: LoopSettings, folder: Path) -> Iterator[LoopStack]:
     steps = Steps(folder / "logs")
     with tracking_server(folder / "mlflow") as tracking_uri:
         adapter = obtain_adapter(settings, steps, folder, tracking_uri, reused)
+        control = control_lora(settings, adapter, folder)
         logger.info("starting vLLM with the base and the adapter (about a minute on 2 cores)")
-        with vllm_server(settings, folder / "serving", adapter) as base_url:
+        with vllm_server(settings, folder / "serving", adapter, control) as base_url:
             logger.info("vLLM serves %s and %s at %s", settings.base_model_name,
                         settings.adapter_name, base_url)  # fmt: skip
-            yield LoopStack(folder, tracking_uri, adapter, base_url, steps)
+            yield LoopStack(folder, tracking_uri, adapter, base_url, steps, control)
